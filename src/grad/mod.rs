@@ -1,0 +1,1 @@
+//! Gradient compression and gradient prediction (in progress).

@@ -1,0 +1,1 @@
+//! Mixed-precision utilities (in progress).

@@ -1,0 +1,1 @@
+//! Vector-symbolic-architecture operations (in progress).

@@ -3,13 +3,13 @@
 //! Every export validates its arguments, converts them to safe Rust types,
 //! calls one safe core function and maps its error to a [`tritter_status_t`]
 //! status. The last error's message (naming the argument) is kept per thread
-//! and read with [`tritter_last_error`]. Every body runs inside a panic
-//! boundary: a panic becomes [`TRITTER_ERR_INTERNAL`](status::tritter_status_t).
+//! and read with `tritter_last_error()`. Every body runs inside a panic
+//! boundary ([`status::guard`]): a panic becomes `TRITTER_ERR_INTERNAL`.
 //!
 //! Files: `status.rs` (codes, last error, panic boundary), `args.rs` (pointer
 //! and size validation), `dlpack.rs` (borrowed DLPack tensor views),
-//! `handle.rs` (opaque handle boxing), then one file per domain.
-
+//! `handle.rs` (opaque handle boxing), `runtime.rs` (version, threads), then
+//! one file per domain.
 #![allow(non_camel_case_types)]
 
 pub mod args;
@@ -17,6 +17,11 @@ pub mod dlpack;
 pub mod handle;
 pub mod runtime;
 pub mod status;
+
+pub mod grad;
+pub mod precision;
+pub mod predict;
 pub mod ternary;
+pub mod vsa;
 
 pub use status::tritter_status_t;

@@ -1,0 +1,144 @@
+// tritter-accel: header-only C++17 RAII wrapper over tritter_accel.h.
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// Handles are move-only classes that free themselves; every failing status
+// becomes a tritter::Error carrying the status and the library's message.
+#ifndef TRITTER_ACCEL_HPP
+#define TRITTER_ACCEL_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tritter_accel.h"
+
+namespace tritter {
+
+/// A failed call: `status()` is the tritter_status_t, `what()` the message.
+class Error : public std::runtime_error {
+  public:
+    Error(uint32_t status, const std::string &message)
+        : std::runtime_error(std::string(tritter_status_name(status)) + ": " + message), status_(status) {}
+    uint32_t status() const noexcept { return status_; }
+
+  private:
+    uint32_t status_;
+};
+
+/// Throws tritter::Error unless `status` is TRITTER_OK.
+inline void check(tritter_status_t status) {
+    if (status != TRITTER_OK) throw Error(static_cast<uint32_t>(status), tritter_last_error());
+}
+
+/// Library version string ("MAJOR.MINOR.PATCH").
+inline std::string version() { return tritter_version(); }
+
+/// Throws unless the loaded library's ABI matches this header's.
+inline void check_abi() {
+    if (tritter_abi_version() != TRITTER_ABI_VERSION)
+        throw Error(TRITTER_ERR_INVALID_STATE, "library ABI version differs from the header's");
+}
+
+/// Sets the number of worker threads (0 = default).
+inline void set_num_threads(std::size_t n) { check(tritter_set_num_threads(n)); }
+
+/// Default quantization settings (AbsMean, per row).
+inline tritter_quant_config_t default_quant_config() {
+    tritter_quant_config_t c;
+    check(tritter_quant_config_default(&c));
+    return c;
+}
+
+namespace detail {
+template <class T, void (*Free)(T *)>
+struct Deleter {
+    void operator()(T *p) const noexcept { Free(p); }
+};
+}  // namespace detail
+
+/// An owned tritter_ternary_matrix_t. Immutable: const methods may be called
+/// from several threads at once.
+class TernaryMatrix {
+  public:
+    /// Quantizes and packs row-major f32 weights [rows, cols].
+    static TernaryMatrix from_f32(const float *weights, std::size_t rows, std::size_t cols,
+                                  const tritter_quant_config_t *config = nullptr) {
+        tritter_ternary_matrix_t *m = nullptr;
+        check(tritter_ternary_matrix_from_f32(weights, rows, cols, config, &m));
+        return TernaryMatrix(m);
+    }
+    /// From ternary values and scales (see tritter_ternary_matrix_from_ternary).
+    static TernaryMatrix from_ternary(const int8_t *ternary, std::size_t rows, std::size_t cols,
+                                      const std::vector<float> &scales, uint32_t granularity,
+                                      std::size_t group_size = 0) {
+        tritter_ternary_matrix_t *m = nullptr;
+        check(tritter_ternary_matrix_from_ternary(ternary, rows, cols, scales.data(), scales.size(), granularity,
+                                                  group_size, &m));
+        return TernaryMatrix(m);
+    }
+    /// From packed bytes (validated) and scales.
+    static TernaryMatrix from_packed(const std::vector<uint8_t> &packed, std::size_t rows, std::size_t cols,
+                                     uint32_t layout, const std::vector<float> &scales, uint32_t granularity,
+                                     std::size_t group_size = 0) {
+        tritter_ternary_matrix_t *m = nullptr;
+        check(tritter_ternary_matrix_from_packed(packed.data(), packed.size(), rows, cols, layout, scales.data(),
+                                                 scales.size(), granularity, group_size, &m));
+        return TernaryMatrix(m);
+    }
+
+    tritter_matrix_info_t info() const {
+        tritter_matrix_info_t i;
+        check(tritter_ternary_matrix_info(get(), &i));
+        return i;
+    }
+    std::size_t rows() const { return info().rows; }
+    std::size_t cols() const { return info().cols; }
+
+    std::vector<float> scales() const {
+        std::vector<float> s(info().num_scales);
+        check(tritter_ternary_matrix_scales(get(), s.data(), s.size()));
+        return s;
+    }
+    std::vector<uint8_t> export_packed(uint32_t layout = TRITTER_LAYOUT_2BIT) const {
+        auto i = info();
+        std::vector<uint8_t> p(layout == TRITTER_LAYOUT_BASE3 ? i.packed_bytes_base3 : i.packed_bytes_2bit);
+        check(tritter_ternary_matrix_export_packed(get(), layout, p.data(), p.size()));
+        return p;
+    }
+    std::vector<int8_t> to_ternary() const {
+        auto i = info();
+        std::vector<int8_t> t(i.rows * i.cols);
+        check(tritter_ternary_matrix_to_ternary(get(), t.data(), t.size()));
+        return t;
+    }
+    std::vector<float> to_f32() const {
+        auto i = info();
+        std::vector<float> w(i.rows * i.cols);
+        check(tritter_ternary_matrix_to_f32(get(), w.data(), w.size()));
+        return w;
+    }
+    /// y[batch, rows] = x[batch, cols] · Wᵀ (+ bias).
+    std::vector<float> matmul(const std::vector<float> &x, std::size_t batch, const std::vector<float> *bias = nullptr,
+                              uint32_t act_mode = TRITTER_ACT_F32) const {
+        auto i = info();
+        if (x.size() != batch * i.cols) throw Error(TRITTER_ERR_SHAPE_MISMATCH, "x.size() != batch * cols");
+        std::vector<float> y(batch * i.rows);
+        check(tritter_ternary_matrix_matmul(get(), x.data(), batch, i.cols, bias ? bias->data() : nullptr,
+                                            bias ? bias->size() : 0, act_mode, y.data(), y.size()));
+        return y;
+    }
+
+    tritter_ternary_matrix_t *get() const noexcept { return ptr_.get(); }
+
+  private:
+    explicit TernaryMatrix(tritter_ternary_matrix_t *m) : ptr_(m) {}
+    std::unique_ptr<tritter_ternary_matrix_t, detail::Deleter<tritter_ternary_matrix_t, tritter_ternary_matrix_free>> ptr_;
+};
+
+}  // namespace tritter
+
+#endif  // TRITTER_ACCEL_HPP

@@ -43,7 +43,11 @@ enum Mode {
 fn compiler(cpp: bool) -> Command {
     let target = "x86_64-unknown-linux-gnu";
     let host_target = std::env::var("TARGET").unwrap_or_else(|_| {
-        if cfg!(target_arch = "aarch64") { "aarch64-unknown-linux-gnu".into() } else { target.into() }
+        if cfg!(target_arch = "aarch64") {
+            "aarch64-unknown-linux-gnu".into()
+        } else {
+            target.into()
+        }
     });
     cc::Build::new()
         .cpp(cpp)
@@ -74,9 +78,16 @@ fn build(src: &Path, mode: Mode) -> PathBuf {
     if !cpp {
         cmd.arg("-Wpedantic");
     }
-    cmd.arg("-I").arg(root().join("include")).arg("-I").arg(root().join("ffi-tests"));
+    cmd.arg("-I")
+        .arg(root().join("include"))
+        .arg("-I")
+        .arg(root().join("ffi-tests"));
     if mode == Mode::Sanitize {
-        cmd.args(["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]);
+        cmd.args([
+            "-fsanitize=address,undefined",
+            "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all",
+        ]);
     }
     cmd.arg(src).arg("-o").arg(&exe);
     let dir = lib_dir();
@@ -85,7 +96,10 @@ fn build(src: &Path, mode: Mode) -> PathBuf {
             cmd.arg(dir.join("libtritter_accel.a"));
         }
         _ => {
-            cmd.arg("-L").arg(&dir).arg("-ltritter_accel").arg(format!("-Wl,-rpath,{}", dir.display()));
+            cmd.arg("-L")
+                .arg(&dir)
+                .arg("-ltritter_accel")
+                .arg(format!("-Wl,-rpath,{}", dir.display()));
         }
     }
     cmd.args(["-lpthread", "-ldl", "-lm"]);
@@ -101,10 +115,26 @@ fn build(src: &Path, mode: Mode) -> PathBuf {
 }
 
 fn run(mut cmd: Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("failed to run {what}: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{what} failed ({}):\n{text}", out.status);
-    eprintln!("{what}: {}", text.lines().filter(|l| l.contains("passed") || l.contains(": ok")).collect::<Vec<_>>().join("; "));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run {what}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{text}",
+        out.status
+    );
+    eprintln!(
+        "{what}: {}",
+        text.lines()
+            .filter(|l| l.contains("passed") || l.contains(": ok"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
 }
 
 fn each(mode: Mode, f: impl Fn(PathBuf, &Path)) {
@@ -118,29 +148,43 @@ fn each(mode: Mode, f: impl Fn(PathBuf, &Path)) {
 
 #[test]
 fn c_programs_shared() {
-    each(Mode::Shared, |exe, src| run(Command::new(exe), &format!("{} (shared)", src.display())));
+    each(Mode::Shared, |exe, src| {
+        run(Command::new(exe), &format!("{} (shared)", src.display()))
+    });
 }
 
 #[test]
 fn c_programs_static() {
-    each(Mode::Static, |exe, src| run(Command::new(exe), &format!("{} (static)", src.display())));
+    each(Mode::Static, |exe, src| {
+        run(Command::new(exe), &format!("{} (static)", src.display()))
+    });
 }
 
 #[test]
 fn c_programs_asan_ubsan() {
     each(Mode::Sanitize, |exe, src| {
         let mut c = Command::new(exe);
-        c.env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=86")
-            .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+        c.env(
+            "ASAN_OPTIONS",
+            "detect_leaks=1:abort_on_error=0:exitcode=86",
+        )
+        .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
         run(c, &format!("{} (ASan+UBSan)", src.display()))
     });
 }
 
 #[test]
 fn c_programs_valgrind() {
-    let have = Command::new("valgrind").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let have = Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !have {
-        assert!(std::env::var_os("TRITTER_REQUIRE_VALGRIND").is_none(), "valgrind is required but not installed");
+        assert!(
+            std::env::var_os("TRITTER_REQUIRE_VALGRIND").is_none(),
+            "valgrind is required but not installed"
+        );
         eprintln!("valgrind not installed: skipped");
         return;
     }

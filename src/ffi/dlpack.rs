@@ -204,7 +204,7 @@ unsafe fn layout<T: DlElem>(
                     format!("negative stride {s} in dimension {i} is not supported"),
                 ));
             }
-            if output && s == 0 && shape[i] > 1 {
+            if output && s == 0 && shape[i] > 1 && numel > 0 {
                 return Err(Error::invalid(
                     name,
                     format!("output has stride 0 in dimension {i}: elements would alias"),

@@ -1,0 +1,19 @@
+"""tritter_accel: ternary (BitNet b1.58) kernels through ctypes + NumPy.
+
+The shared library is found via TRITTER_ACCEL_LIB, the package directory, or
+the repository's target/{release,debug}. PyTorch integration lives in
+`tritter_accel.torch` (imports torch lazily).
+"""
+from ._lib import (CudaUnavailableError, InvalidArgumentError, InvalidDataError, NonFiniteError,  # noqa: F401
+                   NullPointerError, ShapeMismatchError, TritterError, library_path)
+from .ternary import (TernaryMatrix, cuda_available, get_num_threads, pack, pack_ternary_weights,  # noqa: F401
+                      packed_size, quant_config, quantize, quantize_activations_i8, quantize_weights_absmean,
+                      set_num_threads, ternary_matmul, unpack, unpack_ternary_weights, version)
+
+cuda_available_py = cuda_available  # the seed's name
+
+# Domain modules; each defines __all__.
+from .vsa import *  # noqa: F401,F403,E402
+from .grad import *  # noqa: F401,F403,E402
+from .predict import *  # noqa: F401,F403,E402
+from .precision import *  # noqa: F401,F403,E402

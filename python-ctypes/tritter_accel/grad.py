@@ -1,0 +1,2 @@
+"""Gradient compression (in progress)."""
+__all__ = []

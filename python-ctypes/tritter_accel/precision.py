@@ -1,0 +1,2 @@
+"""Mixed-precision utilities (in progress)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""Gradient prediction (phase trainer) (in progress)."""
+__all__ = []

@@ -1,0 +1,2 @@
+"""VSA hypervector operations (in progress)."""
+__all__ = []

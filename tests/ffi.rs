@@ -1,4 +1,4 @@
-//! Builds every C/C++ program in `ffi-tests/` against the public headers and
+//! Builds every C/C++ program in `ffi-tests/` and `examples/` against the public headers and
 //! the library cargo just built, and runs it: linked to the shared library,
 //! to the static library, under AddressSanitizer + UBSan, and under valgrind
 //! (definite leaks and memory errors fail).
@@ -24,6 +24,7 @@ fn programs() -> Vec<PathBuf> {
     let only = std::env::var("TRITTER_FFI_ONLY").ok();
     let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("ffi-tests"))
         .unwrap()
+        .chain(std::fs::read_dir(root().join("examples")).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("c" | "cpp")))
         .filter(|p| only.as_deref().is_none_or(|o| p.file_stem().unwrap() == o))

@@ -227,3 +227,10 @@ def test_struct_layouts_match_c():
     assert ctypes.sizeof(C.tritter_dl_tensor_t) == 48
     assert ctypes.sizeof(C.tritter_quant_config_t) == 32
     assert ctypes.sizeof(C.tritter_matrix_info_t) == 72
+
+
+def test_quickstart_example_runs():
+    env = dict(__import__("os").environ, PYTHONPATH=str(ROOT / "python-ctypes"))
+    r = subprocess.run([sys.executable, str(ROOT / "examples/quickstart.py")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "seed API agrees" in r.stdout

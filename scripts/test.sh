@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test of tritter-accel from a fresh clone, installing what it needs:
+#   Rust: unit tests, doctests, header drift, version checks, and the C/C++
+#         programs in ffi-tests/ and examples/ (shared, static, ASan+UBSan, valgrind);
+#   Python: the ctypes package's pytest suite (NumPy reference, DDP on gloo, ...).
+# Environment: TRITTER_TEST_FAST=1 skips the release build of benches (compile check).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n==> %s\n' "$*"; }
+
+step "tools"
+if ! command -v valgrind >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind) >/dev/null
+    else
+        echo "valgrind is missing and cannot be installed here (need root + apt-get)" >&2
+        exit 1
+    fi
+fi
+valgrind --version
+cargo --version
+cc --version | head -1
+
+step "Python venv (.venv) with python-ctypes/requirements-test.txt"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r python-ctypes/requirements-test.txt
+
+step "cargo test (Rust, header drift, C/C++ shared/static/ASan/valgrind)"
+TRITTER_REQUIRE_VALGRIND=1 cargo test
+
+step "release build (library used by Python) and benches compile"
+cargo build --release
+if [ "${TRITTER_TEST_FAST:-0}" != 1 ]; then
+    cargo bench --no-run -q
+fi
+
+step "Python tests"
+export TRITTER_ACCEL_LIB="$PWD/target/release/libtritter_accel.so"
+.venv/bin/python -m pytest -q python-ctypes/tests

@@ -59,6 +59,27 @@
 #define TRITTER_DL_BFLOAT 4
 
 /**
+ * Major version of the library this header belongs to.
+ */
+#define TRITTER_VERSION_MAJOR 0
+
+/**
+ * Minor version.
+ */
+#define TRITTER_VERSION_MINOR 1
+
+/**
+ * Patch version.
+ */
+#define TRITTER_VERSION_PATCH 0
+
+/**
+ * ABI version: bumped on any incompatible change to an export, struct or enum.
+ * Loaders compare it with [`tritter_abi_version`] before making any other call.
+ */
+#define TRITTER_ABI_VERSION 1
+
+/**
  * `method`: AbsMean (BitNet b1.58, `s = mean|w|`).
  */
 #define TRITTER_QUANT_ABSMEAN 0
@@ -102,27 +123,6 @@
  * `act_mode`: int8 per-token absmax activations (W1.58A8).
  */
 #define TRITTER_ACT_INT8 1
-
-/**
- * Major version of the library this header belongs to.
- */
-#define TRITTER_VERSION_MAJOR 0
-
-/**
- * Minor version.
- */
-#define TRITTER_VERSION_MINOR 1
-
-/**
- * Patch version.
- */
-#define TRITTER_VERSION_PATCH 0
-
-/**
- * ABI version: bumped on any incompatible change to an export, struct or enum.
- * Loaders compare it with [`tritter_abi_version`] before making any other call.
- */
-#define TRITTER_ABI_VERSION 1
 
 /**
  * Status returned by every fallible export. `TRITTER_OK` (0) is success;
@@ -354,6 +354,36 @@ typedef struct tritter_matrix_info_t {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * The library version as a static NUL-terminated string, `"MAJOR.MINOR.PATCH"`.
+ */
+const char *tritter_version(void);
+
+/**
+ * The ABI version the library was built with (compare with `TRITTER_ABI_VERSION`).
+ */
+uint32_t tritter_abi_version(void);
+
+/**
+ * Whether CUDA kernels can run (a CUDA build, a driver and a device). Never fails.
+ */
+bool tritter_cuda_available(void);
+
+/**
+ * Sets the number of worker threads the library's kernels use (0 = default:
+ * `TRITTER_NUM_THREADS` or the available parallelism). Results never depend
+ * on it. Thread-safe; calls in progress finish on the previous pool.
+ */
+tritter_status_t tritter_set_num_threads(size_t num_threads);
+
+/**
+ * Writes the number of worker threads to `*num_threads_out`.
+ *
+ * # Safety
+ * `num_threads_out` must be valid for writing one `size_t`.
+ */
+tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
 
 /**
  * The last error message of the calling thread (UTF-8, NUL-terminated; empty
@@ -618,36 +648,6 @@ tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_terna
                                                       const struct tritter_dl_tensor_t *bias,
                                                       uint32_t act_mode,
                                                       const struct tritter_dl_tensor_t *y);
-
-/**
- * The library version as a static NUL-terminated string, `"MAJOR.MINOR.PATCH"`.
- */
-const char *tritter_version(void);
-
-/**
- * The ABI version the library was built with (compare with `TRITTER_ABI_VERSION`).
- */
-uint32_t tritter_abi_version(void);
-
-/**
- * Whether CUDA kernels can run (a CUDA build, a driver and a device). Never fails.
- */
-bool tritter_cuda_available(void);
-
-/**
- * Sets the number of worker threads the library's kernels use (0 = default:
- * `TRITTER_NUM_THREADS` or the available parallelism). Results never depend
- * on it. Thread-safe; calls in progress finish on the previous pool.
- */
-tritter_status_t tritter_set_num_threads(size_t num_threads);
-
-/**
- * Writes the number of worker threads to `*num_threads_out`.
- *
- * # Safety
- * `num_threads_out` must be valid for writing one `size_t`.
- */
-tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
 
 #ifdef __cplusplus
 }  // extern "C"

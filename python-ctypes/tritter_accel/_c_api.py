@@ -12,6 +12,10 @@ TRITTER_DL_INT = 0
 TRITTER_DL_UINT = 1
 TRITTER_DL_FLOAT = 2
 TRITTER_DL_BFLOAT = 4
+TRITTER_VERSION_MAJOR = 0
+TRITTER_VERSION_MINOR = 1
+TRITTER_VERSION_PATCH = 0
+TRITTER_ABI_VERSION = 1
 TRITTER_QUANT_ABSMEAN = 0
 TRITTER_QUANT_ABSMAX = 1
 TRITTER_GRANULARITY_PER_TENSOR = 0
@@ -21,10 +25,6 @@ TRITTER_LAYOUT_2BIT = 0
 TRITTER_LAYOUT_BASE3 = 1
 TRITTER_ACT_F32 = 0
 TRITTER_ACT_INT8 = 1
-TRITTER_VERSION_MAJOR = 0
-TRITTER_VERSION_MINOR = 1
-TRITTER_VERSION_PATCH = 0
-TRITTER_ABI_VERSION = 1
 TRITTER_OK = 0
 TRITTER_ERR_NULL_POINTER = 1
 TRITTER_ERR_INVALID_ARGUMENT = 2
@@ -113,6 +113,11 @@ class tritter_matrix_info_t(ctypes.Structure):
 
 
 FUNCTIONS = {
+    'tritter_version': (ctypes.c_char_p, []),
+    'tritter_abi_version': (ctypes.c_uint32, []),
+    'tritter_cuda_available': (ctypes.c_bool, []),
+    'tritter_set_num_threads': (ctypes.c_uint32, [ctypes.c_size_t]),
+    'tritter_get_num_threads': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_last_error': (ctypes.c_char_p, []),
     'tritter_status_name': (ctypes.c_char_p, [ctypes.c_uint32]),
     'tritter_quant_config_default': (ctypes.c_uint32, [ctypes.c_void_p]),
@@ -134,11 +139,6 @@ FUNCTIONS = {
     'tritter_ternary_matrix_to_f32': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_ternary_matrix_matmul': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_ternary_matrix_matmul_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]),
-    'tritter_version': (ctypes.c_char_p, []),
-    'tritter_abi_version': (ctypes.c_uint32, []),
-    'tritter_cuda_available': (ctypes.c_bool, []),
-    'tritter_set_num_threads': (ctypes.c_uint32, [ctypes.c_size_t]),
-    'tritter_get_num_threads': (ctypes.c_uint32, [ctypes.c_void_p]),
 }
 
 

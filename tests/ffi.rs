@@ -203,3 +203,57 @@ fn c_programs_valgrind() {
         run(c, &format!("{} (valgrind)", src.display()))
     });
 }
+
+/// The installed library works for a consumer that knows only pkg-config.
+#[test]
+fn installed_consumer_via_pkg_config() {
+    if Command::new("pkg-config")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("TRITTER_REQUIRE_VALGRIND").is_none(),
+            "pkg-config is required but missing"
+        );
+        eprintln!("pkg-config not installed: skipped");
+        return;
+    }
+    let prefix = lib_dir().join("ffi-tests").join("prefix");
+    let _ = std::fs::remove_dir_all(&prefix);
+    let st = Command::new("bash")
+        .arg(root().join("scripts/install.sh"))
+        .arg(&prefix)
+        .env("LIB_DIR", lib_dir())
+        .status()
+        .unwrap();
+    assert!(st.success(), "scripts/install.sh failed");
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "tritter_accel"])
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .unwrap();
+    assert!(
+        flags.status.success(),
+        "pkg-config failed: {}",
+        String::from_utf8_lossy(&flags.stderr)
+    );
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    let exe = prefix.join("quickstart");
+    let mut cc = compiler(false);
+    cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
+        .arg(root().join("examples/quickstart.c"))
+        .arg("-o")
+        .arg(&exe);
+    cc.args(flags.split_whitespace());
+    let out = cc.output().unwrap();
+    assert!(
+        out.status.success(),
+        "consumer build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    run(
+        Command::new(&exe),
+        "pkg-config consumer (examples/quickstart.c)",
+    );
+}

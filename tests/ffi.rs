@@ -14,10 +14,30 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// target/<profile>, where cargo put libtritter_accel.{so,a}.
+/// target/<profile>, where cargo puts libtritter_accel.{so,a}. `cargo test`
+/// builds only the rlib, so the first call runs `cargo build --lib` for the
+/// same profile (a no-op when the libraries are up to date).
 fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args(["build", "--lib", "--quiet"]).current_dir(root());
+            if dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let st = cmd.status().expect("failed to run cargo build");
+            assert!(st.success(), "cargo build --lib failed");
+            assert!(
+                dir.join("libtritter_accel.so").is_file(),
+                "no libtritter_accel.so in {}",
+                dir.display()
+            );
+            dir
+        })
+        .clone()
 }
 
 fn programs() -> Vec<PathBuf> {

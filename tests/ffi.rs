@@ -14,22 +14,29 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// target/<profile>, where cargo puts libtritter_accel.{so,a}. `cargo test`
-/// builds only the rlib, so the first call runs `cargo build --lib` for the
-/// same profile (a no-op when the libraries are up to date).
+/// Where the C programs find libtritter_accel.{so,a}: `target/ffi-lib/<profile>`.
+/// `cargo test` builds only the rlib, so the first call runs `cargo build --lib`
+/// for the same profile into that separate target dir (in the shared one, the
+/// lib-only build's differently-featured dependencies would confuse doctests).
 fn lib_dir() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
             let exe = std::env::current_exe().unwrap();
-            let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+            let profile_dir = exe.parent().unwrap().parent().unwrap();
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let target = profile_dir.parent().unwrap().join("ffi-lib");
             let mut cmd = Command::new(env!("CARGO"));
-            cmd.args(["build", "--lib", "--quiet"]).current_dir(root());
-            if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.args(["build", "--lib", "--quiet"])
+                .arg("--target-dir")
+                .arg(&target)
+                .current_dir(root());
+            if release {
                 cmd.arg("--release");
             }
             let st = cmd.status().expect("failed to run cargo build");
             assert!(st.success(), "cargo build --lib failed");
+            let dir = target.join(if release { "release" } else { "debug" });
             assert!(
                 dir.join("libtritter_accel.so").is_file(),
                 "no libtritter_accel.so in {}",

@@ -19,8 +19,11 @@ const BATCH_BLOCK_I8: usize = 64;
 /// Batch rows per cache block for f32 activations.
 const BATCH_BLOCK_F32: usize = 16;
 
+#[cfg(test)]
 pub(crate) type GemvI8Ptr = GemvI8;
+#[cfg(test)]
 pub(crate) type GemmI8Ptr = GemmI8;
+#[cfg(test)]
 pub(crate) type DecodePtr = Decode;
 type GemvI8 = unsafe fn(*const u8, *const i8, usize) -> [i32; 4];
 type GemvF32 = unsafe fn(*const u8, *const f32, usize) -> [f32; 4];

@@ -3,7 +3,7 @@
 //! kernels.
 //!
 //! Weights are stored as codes `c = t + 1` in {0, 1, 2}, in tiles of
-//! [`TILE_ROWS`] output rows; `cols` is padded with `t = 0` (`c = 1`) to a
+//! 4 output rows (`TILE_ROWS`); `cols` is padded with `t = 0` (`c = 1`) to a
 //! whole number of K blocks, `rows` to a whole number of tiles. A tile is the
 //! contiguous sequence `[k_block][row in tile][block bytes]`, so one tile is
 //! one sequential stream for the prefetcher.
@@ -23,9 +23,9 @@ use rayon::prelude::*;
 use crate::ternary::pack::{row_bytes, PackedLayout};
 
 /// Output rows a tile holds.
-pub const TILE_ROWS: usize = 4;
+pub(crate) const TILE_ROWS: usize = 4;
 /// Bytes a row of one K block holds (one AVX-512 register).
-pub const BLOCK_BYTES: usize = 64;
+pub(crate) const BLOCK_BYTES: usize = 64;
 
 /// The bit layout of the compute copy of the weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -16,8 +16,11 @@ use tritter_accel::ternary::{ActivationMode, Granularity, TernaryMatrix};
 
 const COLD_BYTES: usize = 64 << 20;
 
+/// Median; the minimum goes to stderr as a diagnostic (the uncontended
+/// time on a shared machine).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    eprint!("[min {:.1} n {}] ", v[0], v.len());
     v[v.len() / 2]
 }
 

@@ -253,6 +253,9 @@ pub(crate) fn gemm(
     let ntiles = lay.ntiles();
     let threads = crate::parallel::num_threads();
     let min_tiles = ntiles.div_ceil(threads * 4).max(1);
+    // One thread, or too little work to pay for waking the pool: run on the
+    // caller (the same per-element arithmetic, so the same results).
+    let inline = threads == 1 || (rows * kp * batch) < (1 << 18);
     let direct = batch == 1
         && match (mode, lay.format()) {
             (ActivationMode::Int8, ComputeFormat::TwoBit) => k.gemv_i8_2bit.is_some(),
@@ -277,122 +280,116 @@ pub(crate) fn gemm(
     let mut b0 = 0;
     while b0 < batch {
         let b1 = (b0 + bblock).min(batch);
-        crate::parallel::install(|| {
-            acc.par_chunks_mut(tile_out)
-                .enumerate()
-                .with_min_len(min_tiles)
-                .for_each_init(
-                    || vec![0u8; if direct { 0 } else { TILE_ROWS * kp + 64 }],
-                    |scratch, (t, out)| {
-                        let tile = lay.tile(t).as_ptr();
-                        let o0 = t * TILE_ROWS;
-                        if direct {
-                            // i32 / f32 partial sums of the current group
-                            let mut ip = [0i32; TILE_ROWS];
-                            let mut fp = [0f32; TILE_ROWS];
-                            for &(g, kb0, n, last) in &ranges {
-                                match &acts {
-                                    Acts::I8 { q, qsum, .. } => {
-                                        let f = match lay.format() {
-                                            ComputeFormat::TwoBit => k.gemv_i8_2bit,
-                                            ComputeFormat::Base3 => k.gemv_i8_base3,
-                                        }
-                                        .expect("direct kernel");
-                                        // SAFETY: level supported; the tile holds nkb
-                                        // blocks and q holds kp = nkb * bk values.
-                                        let raw = unsafe {
-                                            f(
-                                                tile.add(kb0 * TB),
-                                                q.as_slice().as_ptr().add(kb0 * bk),
-                                                n,
-                                            )
-                                        };
-                                        for r in 0..TILE_ROWS {
-                                            ip[r] = ip[r].wrapping_add(raw[r]);
-                                            if last {
-                                                let part = ip[r].wrapping_sub(qsum[g]);
-                                                out[r] += scale(o0 + r, g) * part as f32;
-                                                ip[r] = 0;
-                                            }
-                                        }
-                                    }
-                                    Acts::F32 { x } => {
-                                        let f = k.gemv_f32_2bit.expect("direct kernel");
-                                        // SAFETY: as above, with x of kp values.
-                                        let raw = unsafe {
-                                            f(
-                                                tile.add(kb0 * TB),
-                                                x.as_slice().as_ptr().add(kb0 * bk),
-                                                n,
-                                            )
-                                        };
-                                        for r in 0..TILE_ROWS {
-                                            fp[r] += raw[r];
-                                            if last {
-                                                out[r] += scale(o0 + r, g) * fp[r];
-                                                fp[r] = 0.0;
-                                            }
-                                        }
+        let init = || vec![0u8; if direct { 0 } else { TILE_ROWS * kp + 64 }];
+        let body = |scratch: &mut Vec<u8>, (t, out): (usize, &mut [f32])| {
+            let tile = lay.tile(t).as_ptr();
+            let o0 = t * TILE_ROWS;
+            if direct {
+                // i32 / f32 partial sums of the current group
+                let mut ip = [0i32; TILE_ROWS];
+                let mut fp = [0f32; TILE_ROWS];
+                for &(g, kb0, n, last) in &ranges {
+                    match &acts {
+                        Acts::I8 { q, qsum, .. } => {
+                            let f = match lay.format() {
+                                ComputeFormat::TwoBit => k.gemv_i8_2bit,
+                                ComputeFormat::Base3 => k.gemv_i8_base3,
+                            }
+                            .expect("direct kernel");
+                            // SAFETY: level supported; the tile holds nkb
+                            // blocks and q holds kp = nkb * bk values.
+                            let raw = unsafe {
+                                f(tile.add(kb0 * TB), q.as_slice().as_ptr().add(kb0 * bk), n)
+                            };
+                            for r in 0..TILE_ROWS {
+                                ip[r] = ip[r].wrapping_add(raw[r]);
+                                if last {
+                                    let part = ip[r].wrapping_sub(qsum[g]);
+                                    out[r] += scale(o0 + r, g) * part as f32;
+                                    ip[r] = 0;
+                                }
+                            }
+                        }
+                        Acts::F32 { x } => {
+                            let f = k.gemv_f32_2bit.expect("direct kernel");
+                            // SAFETY: as above, with x of kp values.
+                            let raw = unsafe {
+                                f(tile.add(kb0 * TB), x.as_slice().as_ptr().add(kb0 * bk), n)
+                            };
+                            for r in 0..TILE_ROWS {
+                                fp[r] += raw[r];
+                                if last {
+                                    out[r] += scale(o0 + r, g) * fp[r];
+                                    fp[r] = 0.0;
+                                }
+                            }
+                        }
+                    }
+                }
+                return;
+            }
+            // SAFETY: level supported; scratch holds TILE_ROWS * kp bytes.
+            unsafe { decode(tile, nkb, scratch.as_mut_ptr(), kp) };
+            let wp = |r: usize, k0: usize| scratch[r * kp + k0..].as_ptr();
+            let mut b = b0;
+            while b < b1 {
+                let nb = (b1 - b).min(4);
+                let mut ip = [[0i32; 4]; TILE_ROWS];
+                let mut fp = [[0f32; 4]; TILE_ROWS];
+                for &(g, kb0, n, last) in &ranges {
+                    let (k0, len) = (kb0 * bk, n * bk);
+                    let w = [wp(0, k0), wp(1, k0), wp(2, k0), wp(3, k0)];
+                    match &acts {
+                        Acts::I8 { q, qsum, .. } => {
+                            let qp =
+                                |i: usize| q.as_slice()[(b + i.min(nb - 1)) * kp + k0..].as_ptr();
+                            // SAFETY: pointers cover len values each.
+                            let raw =
+                                unsafe { (k.gemm_i8)(&w, &[qp(0), qp(1), qp(2), qp(3)], nb, len) };
+                            for (bi, bo) in (b..b + nb).enumerate() {
+                                for r in 0..TILE_ROWS {
+                                    ip[r][bi] = ip[r][bi].wrapping_add(raw[r][bi]);
+                                    if last {
+                                        let qs = qsum[bo * ngroups + g];
+                                        let part = ip[r][bi].wrapping_sub(qs);
+                                        out[bo * TILE_ROWS + r] += scale(o0 + r, g) * part as f32;
+                                        ip[r][bi] = 0;
                                     }
                                 }
                             }
-                            return;
                         }
-                        // SAFETY: level supported; scratch holds TILE_ROWS * kp bytes.
-                        unsafe { decode(tile, nkb, scratch.as_mut_ptr(), kp) };
-                        let wp = |r: usize, k0: usize| scratch[r * kp + k0..].as_ptr();
-                        let mut b = b0;
-                        while b < b1 {
-                            let nb = (b1 - b).min(4);
-                            let mut ip = [[0i32; 4]; TILE_ROWS];
-                            let mut fp = [[0f32; 4]; TILE_ROWS];
-                            for &(g, kb0, n, last) in &ranges {
-                                let (k0, len) = (kb0 * bk, n * bk);
-                                let w = [wp(0, k0), wp(1, k0), wp(2, k0), wp(3, k0)];
-                                match &acts {
-                                    Acts::I8 { q, qsum, .. } => {
-                                        let qp = |i: usize| {
-                                            q.as_slice()[(b + i.min(nb - 1)) * kp + k0..].as_ptr()
-                                        };
-                                        // SAFETY: pointers cover len values each.
-                                        let raw = unsafe {
-                                            (k.gemm_i8)(&w, &[qp(0), qp(1), qp(2), qp(3)], nb, len)
-                                        };
-                                        for (bi, bo) in (b..b + nb).enumerate() {
-                                            for r in 0..TILE_ROWS {
-                                                ip[r][bi] = ip[r][bi].wrapping_add(raw[r][bi]);
-                                                if last {
-                                                    let qs = qsum[bo * ngroups + g];
-                                                    let part = ip[r][bi].wrapping_sub(qs);
-                                                    out[bo * TILE_ROWS + r] +=
-                                                        scale(o0 + r, g) * part as f32;
-                                                    ip[r][bi] = 0;
-                                                }
-                                            }
-                                        }
-                                    }
-                                    Acts::F32 { x } => {
-                                        for (bi, bo) in (b..b + nb).enumerate() {
-                                            let xp = x.as_slice()[bo * kp + k0..].as_ptr();
-                                            // SAFETY: pointers cover len values each.
-                                            let raw = unsafe { (k.bytes_f32)(&w, xp, len) };
-                                            for r in 0..TILE_ROWS {
-                                                fp[r][bi] += raw[r];
-                                                if last {
-                                                    out[bo * TILE_ROWS + r] +=
-                                                        scale(o0 + r, g) * fp[r][bi];
-                                                    fp[r][bi] = 0.0;
-                                                }
-                                            }
-                                        }
+                        Acts::F32 { x } => {
+                            for (bi, bo) in (b..b + nb).enumerate() {
+                                let xp = x.as_slice()[bo * kp + k0..].as_ptr();
+                                // SAFETY: pointers cover len values each.
+                                let raw = unsafe { (k.bytes_f32)(&w, xp, len) };
+                                for r in 0..TILE_ROWS {
+                                    fp[r][bi] += raw[r];
+                                    if last {
+                                        out[bo * TILE_ROWS + r] += scale(o0 + r, g) * fp[r][bi];
+                                        fp[r][bi] = 0.0;
                                     }
                                 }
                             }
-                            b += nb;
                         }
-                    },
-                )
-        });
+                    }
+                }
+                b += nb;
+            }
+        };
+        if inline {
+            let mut scratch = init();
+            for (t, out) in acc.chunks_mut(tile_out).enumerate() {
+                body(&mut scratch, (t, out));
+            }
+        } else {
+            crate::parallel::install(|| {
+                acc.par_chunks_mut(tile_out)
+                    .enumerate()
+                    .with_min_len(min_tiles)
+                    .for_each_init(init, body)
+            });
+        }
         b0 = b1;
     }
 

@@ -71,6 +71,9 @@ fn main() {
     let full = args.iter().any(|a| a == "--full");
     let no_ref = args.iter().any(|a| a == "--no-ref");
     let no_nd = args.iter().any(|a| a == "--no-ndarray");
+    if args.iter().any(|a| a == "--quant") {
+        return bench_quant();
+    }
     let shapes: Vec<(usize, usize)> = if full {
         vec![
             (2048, 2048),
@@ -190,4 +193,71 @@ fn main() {
             }
         }
     }
+}
+
+/// `--quant`: AbsMean per-row quantize + 2-bit pack of 4096x4096 f32 (64 MiB),
+/// one thread; prints `quantize_pack_2bit  rows  cols  1  1  median_us` and
+/// the input rate on stderr.
+fn bench_quant() {
+    use tritter_accel::ternary::{quant, QuantConfig};
+    tritter_accel::parallel::set_num_threads(1);
+    let w = rand_f32(4096, 4096, 3);
+    let cfg = QuantConfig::default();
+    let us = time(
+        |_| {
+            std::hint::black_box(quant::quantize_pack_2bit(w.view(), &cfg).unwrap());
+        },
+        1,
+        5,
+        20,
+        2.0,
+    );
+    eprintln!(
+        "{:.2} GB/s of f32 input (wall median)",
+        (w.len() * 4) as f64 / us / 1e3
+    );
+    // Process CPU time (the one pool thread's work; immune to preemption).
+    let cpu = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+    };
+    let mut cs = Vec::new();
+    for _ in 0..10 {
+        let c0 = cpu();
+        std::hint::black_box(quant::quantize_pack_2bit(w.view(), &cfg).unwrap());
+        cs.push(cpu() - c0);
+    }
+    let c = median(cs);
+    eprintln!(
+        "cpu-time median {c:.0} µs = {:.2} GB/s of f32 input per core",
+        (w.len() * 4) as f64 / c / 1e3
+    );
+    let ws = w.as_slice().unwrap();
+    eprint!("check_finite: ");
+    time(
+        |_| tritter_accel::check_finite(ws, "w").unwrap(),
+        1,
+        5,
+        20,
+        1.0,
+    );
+    eprint!("\ncompute_scales: ");
+    time(
+        |_| {
+            drop(std::hint::black_box(quant::compute_scales(
+                ws, 4096, 4096, &cfg,
+            )))
+        },
+        1,
+        5,
+        20,
+        1.0,
+    );
+    eprintln!();
+    emit("quantize_pack_2bit", 4096, 4096, 1, 1, us);
 }

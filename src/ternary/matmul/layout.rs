@@ -71,7 +71,11 @@ pub(crate) struct Aligned<T: Copy> {
     _t: std::marker::PhantomData<T>,
 }
 
-/// Marker for the plain types [`Aligned`] may hold (all-zero bytes are a valid value).
+/// Marker for the plain types [`Aligned`] may hold.
+///
+/// # Safety
+/// Implementors must accept every bit pattern (in particular all zeros) as a
+/// valid value and have an alignment of at most 64.
 pub(crate) unsafe trait Plain: Copy {}
 unsafe impl Plain for u8 {}
 unsafe impl Plain for i8 {}

@@ -113,6 +113,36 @@ pub struct Quantized {
 /// Sum of |x| in the documented order (16 f32 lanes, lanes added in f64).
 #[inline]
 pub fn abs_sum(xs: &[f32]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if xs.len() >= 64 && is_x86_feature_detected!("avx512f") {
+        // SAFETY: feature checked.
+        return unsafe { abs_sum_avx512(xs) };
+    }
+    abs_sum_scalar(xs)
+}
+
+/// [`abs_sum`] with one 16-lane register: lane `i` still takes elements
+/// `i, i+16, ...` in order, so the result is bit-identical.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn abs_sum_avx512(xs: &[f32]) -> f64 {
+    use std::arch::x86_64::*;
+    let mut acc = _mm512_setzero_ps();
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        // SAFETY: c holds 16 floats.
+        acc = _mm512_add_ps(acc, _mm512_abs_ps(unsafe { _mm512_loadu_ps(c.as_ptr()) }));
+    }
+    let mut lanes = [0f32; 16];
+    // SAFETY: lanes holds 16 floats.
+    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
+    for (i, v) in chunks.remainder().iter().enumerate() {
+        lanes[i] += v.abs();
+    }
+    lanes.iter().map(|&a| a as f64).sum()
+}
+
+fn abs_sum_scalar(xs: &[f32]) -> f64 {
     let mut acc = [0f32; 16];
     let mut chunks = xs.chunks_exact(16);
     for c in &mut chunks {
@@ -277,8 +307,14 @@ pub fn quantize_pack_2bit(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<(Vec<
     cfg.validate()?;
     let (rows, cols) = w.dim();
     let data = contiguous(&w);
-    check_finite(&data, "weights")?;
     let scales = compute_scales(&data, rows, cols, cfg);
+    // An AbsMean scale is a sum of |w|: NaN or inf anywhere makes it
+    // non-finite, so finite scales prove finite input and the separate scan
+    // is needed only otherwise (where it finds the index, or passes when a
+    // huge finite sum overflowed).
+    if cfg.method != QuantMethod::AbsMean || !scales.iter().all(|s| s.is_finite()) {
+        check_finite(&data, "weights")?;
+    }
     let (_, ngroups) = cfg.granularity.scale_shape(rows, cols);
     let rb = pack::row_bytes(cols, pack::PackedLayout::TwoBit);
     let mut packed = vec![0u8; rows * rb];
@@ -542,6 +578,53 @@ mod tests {
             }
         );
         assert!(quantize_pack_2bit(w.view(), &QuantConfig::default()).is_err());
+    }
+
+    #[test]
+    fn fused_pack_reports_the_same_nonfinite_error() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0usize, 63, 64, 200, 3 * 130 - 1] {
+                let mut w = Array2::from_shape_fn((3, 130), |(i, j)| {
+                    crate::rng::uniform_f32(3, (i * 130 + j) as u64) - 0.5
+                });
+                w[[at / 130, at % 130]] = bad;
+                for m in [QuantMethod::AbsMean, QuantMethod::AbsMax] {
+                    for g in [
+                        Granularity::PerTensor,
+                        Granularity::PerRow,
+                        Granularity::PerGroup(64),
+                    ] {
+                        let c = cfg(m, g);
+                        let e = quantize_pack_2bit(w.view(), &c).unwrap_err();
+                        assert_eq!(
+                            e,
+                            Error::NonFinite {
+                                arg: "weights",
+                                index: at
+                            }
+                        );
+                    }
+                }
+            }
+        }
+        // Finite input whose |w| sum overflows f32 is not an error.
+        let w = Array2::from_elem((1, 100), 3e38f32);
+        let (_, s) = quantize_pack_2bit(w.view(), &QuantConfig::default()).unwrap();
+        assert!(s[0].is_infinite());
+    }
+
+    #[test]
+    fn simd_abs_sum_is_bit_identical() {
+        for n in (0..300).chain([1000, 4096, 4097]) {
+            let xs: Vec<f32> = (0..n)
+                .map(|i| (crate::rng::uniform_f32(5, i as u64) - 0.5) * 1e3)
+                .collect();
+            assert_eq!(
+                abs_sum(&xs).to_bits(),
+                abs_sum_scalar(&xs).to_bits(),
+                "n {n}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,15 @@
 //! * `x86` (AVX2, AVX-512BW, AVX-512 VNNI) and `neon` kernels, driven by
 //!   `fast` (rayon over row tiles, cache blocks over the batch).
 //! * [`gemm`]: the dispatcher the [`TernaryMatrix`](super::TernaryMatrix) uses;
-//!   it picks the best [`Level`] the CPU has at run time.
+//!   it picks the best [`Level`] the CPU has at run time (`TRITTER_CPU_LEVEL`
+//!   = `scalar`/`avx2`/`avx512`/`avx512vnni` forces a supported one).
+//!
+//! The SIMD kernels cover every shape and both activation modes; they fall
+//! back to the reference (same results, slowly) for per-group scales whose
+//! group length is not a multiple of the K block (256 weights for the 2-bit
+//! compute format, 320 for base-3) unless one group spans the whole row.
+//! On aarch64 the NEON kernels work on codes decoded by scalar code (no
+//! direct batch-1 kernel yet).
 //!
 //! # Definition
 //!

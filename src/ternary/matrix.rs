@@ -2,6 +2,7 @@
 
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2};
 
+use super::matmul::layout::{ComputeFormat, ComputeLayout};
 use super::matmul::{self, ActivationMode};
 use super::pack::{self, PackedLayout};
 use super::quant::{self, QuantConfig};
@@ -13,7 +14,12 @@ use crate::{Error, Result};
 ///
 /// Immutable after creation, so a `&TernaryMatrix` may be used from many
 /// threads at once (`Send + Sync`).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Besides the canonical bytes it holds a private compute copy of the weights
+/// in a [`ComputeFormat`] (2-bit by default; see [`Self::with_compute_format`]),
+/// built once here and read by the SIMD kernels. Equality compares the
+/// logical matrix (shape, granularity, scales, trits), not the compute format.
+#[derive(Debug, Clone)]
 pub struct TernaryMatrix {
     rows: usize,
     cols: usize,
@@ -22,6 +28,18 @@ pub struct TernaryMatrix {
     scales: Vec<f32>,
     /// Canonical 2-bit layout, `rows * ceil(cols / 4)` bytes.
     packed: Vec<u8>,
+    /// The kernels' copy (see [`ComputeLayout`]).
+    compute: ComputeLayout,
+}
+
+impl PartialEq for TernaryMatrix {
+    fn eq(&self, o: &Self) -> bool {
+        self.rows == o.rows
+            && self.cols == o.cols
+            && self.granularity == o.granularity
+            && self.scales == o.scales
+            && self.packed == o.packed
+    }
 }
 
 fn check_scales(scales: &[f32], g: Granularity, rows: usize, cols: usize) -> Result<()> {
@@ -44,13 +62,7 @@ impl TernaryMatrix {
     pub fn from_f32(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<Self> {
         let (rows, cols) = w.dim();
         let (packed, scales) = quant::quantize_pack_2bit(w, cfg)?;
-        Ok(TernaryMatrix {
-            rows,
-            cols,
-            granularity: cfg.granularity,
-            scales,
-            packed,
-        })
+        Ok(Self::assemble(rows, cols, cfg.granularity, scales, packed))
     }
 
     /// From ternary values (each in {-1, 0, 1}) and scales of `granularity`'s
@@ -64,13 +76,13 @@ impl TernaryMatrix {
         let (rows, cols) = t.dim();
         check_scales(scales, granularity, rows, cols)?;
         let packed = pack::pack_2bit(t)?;
-        Ok(TernaryMatrix {
+        Ok(Self::assemble(
             rows,
             cols,
             granularity,
-            scales: scales.to_vec(),
+            scales.to_vec(),
             packed,
-        })
+        ))
     }
 
     /// From packed bytes in `layout` (validated: length, codes, padding).
@@ -92,13 +104,52 @@ impl TernaryMatrix {
             }
             PackedLayout::Base3 => pack::base3_to_2bit(bytes, rows, cols)?,
         };
-        Ok(TernaryMatrix {
+        Ok(Self::assemble(
             rows,
             cols,
             granularity,
-            scales: scales.to_vec(),
+            scales.to_vec(),
             packed,
-        })
+        ))
+    }
+
+    fn assemble(
+        rows: usize,
+        cols: usize,
+        granularity: Granularity,
+        scales: Vec<f32>,
+        packed: Vec<u8>,
+    ) -> Self {
+        let compute = ComputeLayout::from_2bit(&packed, rows, cols, ComputeFormat::default());
+        TernaryMatrix {
+            rows,
+            cols,
+            granularity,
+            scales,
+            packed,
+            compute,
+        }
+    }
+
+    /// The same matrix with its compute copy rebuilt in `format`
+    /// ([`ComputeFormat::Base3`]: 1.6 bits a weight, less memory traffic for
+    /// batch-1 products). Results are unchanged: int8 products stay
+    /// bit-identical, f32 products stay within the documented bound.
+    pub fn with_compute_format(mut self, format: ComputeFormat) -> Self {
+        if self.compute.format() != format {
+            self.compute = ComputeLayout::from_2bit(&self.packed, self.rows, self.cols, format);
+        }
+        self
+    }
+
+    /// The compute format of the kernels' copy.
+    pub fn compute_format(&self) -> ComputeFormat {
+        self.compute.format()
+    }
+
+    /// The kernels' copy of the weights.
+    pub(crate) fn compute_layout(&self) -> &ComputeLayout {
+        &self.compute
     }
 
     /// Output features (rows).
@@ -153,9 +204,9 @@ impl TernaryMatrix {
             t[[o, k]] as f32 * self.scale(o, k / glen)
         })
     }
-    /// Bytes held for weights and scales.
+    /// Bytes held for weights (canonical and compute copies) and scales.
     pub fn memory_bytes(&self) -> usize {
-        self.packed.len() + 4 * self.scales.len()
+        self.packed.len() + self.compute.memory_bytes() + 4 * self.scales.len()
     }
 
     /// `y = x · Wᵀ (+ bias)` into a caller-provided `[batch, rows]` view.

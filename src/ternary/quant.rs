@@ -113,6 +113,36 @@ pub struct Quantized {
 /// Sum of |x| in the documented order (16 f32 lanes, lanes added in f64).
 #[inline]
 pub fn abs_sum(xs: &[f32]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if xs.len() >= 64 && is_x86_feature_detected!("avx512f") {
+        // SAFETY: feature checked.
+        return unsafe { abs_sum_avx512(xs) };
+    }
+    abs_sum_scalar(xs)
+}
+
+/// [`abs_sum`] with one 16-lane register: lane `i` still takes elements
+/// `i, i+16, ...` in order, so the result is bit-identical.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn abs_sum_avx512(xs: &[f32]) -> f64 {
+    use std::arch::x86_64::*;
+    let mut acc = _mm512_setzero_ps();
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        // SAFETY: c holds 16 floats.
+        acc = _mm512_add_ps(acc, _mm512_abs_ps(unsafe { _mm512_loadu_ps(c.as_ptr()) }));
+    }
+    let mut lanes = [0f32; 16];
+    // SAFETY: lanes holds 16 floats.
+    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc) };
+    for (i, v) in chunks.remainder().iter().enumerate() {
+        lanes[i] += v.abs();
+    }
+    lanes.iter().map(|&a| a as f64).sum()
+}
+
+fn abs_sum_scalar(xs: &[f32]) -> f64 {
     let mut acc = [0f32; 16];
     let mut chunks = xs.chunks_exact(16);
     for c in &mut chunks {
@@ -277,8 +307,14 @@ pub fn quantize_pack_2bit(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<(Vec<
     cfg.validate()?;
     let (rows, cols) = w.dim();
     let data = contiguous(&w);
-    check_finite(&data, "weights")?;
     let scales = compute_scales(&data, rows, cols, cfg);
+    // An AbsMean scale is a sum of |w|: NaN or inf anywhere makes it
+    // non-finite, so finite scales prove finite input and the separate scan
+    // is needed only otherwise (where it finds the index, or passes when a
+    // huge finite sum overflowed).
+    if cfg.method != QuantMethod::AbsMean || !scales.iter().all(|s| s.is_finite()) {
+        check_finite(&data, "weights")?;
+    }
     let (_, ngroups) = cfg.granularity.scale_shape(rows, cols);
     let rb = pack::row_bytes(cols, pack::PackedLayout::TwoBit);
     let mut packed = vec![0u8; rows * rb];
@@ -289,14 +325,17 @@ pub fn quantize_pack_2bit(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<(Vec<
                 .zip(data.par_chunks(cols))
                 .enumerate()
                 .for_each(|(i, (o, r))| {
-                    // Quantize in 256-weight tiles through a stack buffer, then pack.
-                    let mut tile = [0i8; 256];
                     let glen = cfg.granularity.group_len(cols);
+                    // Whole 64-weight chunks through the SIMD path where it applies.
+                    let done = simd_quantize_pack_row(r, o, i, &scales, cfg, ngroups, glen);
+                    // The rest in 256-weight tiles through a stack buffer, then pack.
+                    let mut tile = [0i8; 256];
+                    let (r, o) = (&r[done..], &mut o[done / 4..]);
                     for (t, (src, dst)) in r.chunks(256).zip(o.chunks_mut(64)).enumerate() {
                         quantize_span(
                             src,
                             &mut tile[..src.len()],
-                            t * 256,
+                            done + t * 256,
                             i,
                             &scales,
                             cfg,
@@ -309,6 +348,85 @@ pub fn quantize_pack_2bit(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<(Vec<
         });
     }
     Ok((packed, scales))
+}
+
+/// Quantizes and packs the leading whole 64-weight chunks of row `row` with
+/// AVX-512 + BMI2 when the CPU has them and every chunk lies in one scale
+/// group; returns how many weights it did (a multiple of 64, maybe 0). The
+/// per-weight arithmetic is the scalar rule's (`w / d` then two compares, or
+/// two compares with the threshold), so the bytes are identical.
+#[allow(clippy::too_many_arguments)]
+fn simd_quantize_pack_row(
+    src: &[f32],
+    dst: &mut [u8],
+    row: usize,
+    scales: &[f32],
+    cfg: &QuantConfig,
+    ngroups: usize,
+    glen: usize,
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if (ngroups == 1 || glen % 64 == 0)
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("bmi2")
+        {
+            let n = src.len() / 64 * 64;
+            let rule = |k: usize| {
+                Rule::new(
+                    scale_for(scales, cfg.granularity, ngroups, row, k / glen),
+                    cfg,
+                )
+            };
+            // SAFETY: features checked above; n <= src.len(), n / 4 <= dst.len().
+            unsafe { quantize_pack_avx512(&src[..n], &mut dst[..n / 4], rule) };
+            return n;
+        }
+    }
+    let _ = (src, dst, row, scales, cfg, ngroups, glen);
+    0
+}
+
+/// `src.len()` a multiple of 64; `dst` holds `src.len() / 4` bytes. Pos/neg
+/// masks of 64 weights are interleaved into 2-bit codes with `pdep`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,bmi2")]
+unsafe fn quantize_pack_avx512(src: &[f32], dst: &mut [u8], rule: impl Fn(usize) -> Rule) {
+    use std::arch::x86_64::*;
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    for (c, (s, d)) in src
+        .chunks_exact(64)
+        .zip(dst.chunks_exact_mut(16))
+        .enumerate()
+    {
+        let (mut p, mut n) = (0u64, 0u64);
+        match rule(c * 64) {
+            Rule::Round { d: dv } => {
+                let dv = _mm512_set1_ps(dv);
+                let (hi, lo) = (_mm512_set1_ps(0.5), _mm512_set1_ps(-0.5));
+                for i in 0..4 {
+                    // SAFETY: s holds 64 floats.
+                    let q = _mm512_div_ps(unsafe { _mm512_loadu_ps(s.as_ptr().add(16 * i)) }, dv);
+                    p |= (_mm512_cmp_ps_mask::<_CMP_GT_OQ>(q, hi) as u64) << (16 * i);
+                    n |= (_mm512_cmp_ps_mask::<_CMP_LT_OQ>(q, lo) as u64) << (16 * i);
+                }
+            }
+            Rule::Threshold { thr } => {
+                let (hi, lo) = (_mm512_set1_ps(thr), _mm512_set1_ps(-thr));
+                for i in 0..4 {
+                    // SAFETY: s holds 64 floats.
+                    let w = unsafe { _mm512_loadu_ps(s.as_ptr().add(16 * i)) };
+                    p |= (_mm512_cmp_ps_mask::<_CMP_GT_OQ>(w, hi) as u64) << (16 * i);
+                    n |= (_mm512_cmp_ps_mask::<_CMP_LT_OQ>(w, lo) as u64) << (16 * i);
+                }
+            }
+        }
+        // +1 -> code 01 (even bit), -1 -> code 10 (odd bit), weight e at bits 2e.
+        let w0 = _pdep_u64(p & 0xFFFF_FFFF, EVEN) | _pdep_u64(n & 0xFFFF_FFFF, EVEN << 1);
+        let w1 = _pdep_u64(p >> 32, EVEN) | _pdep_u64(n >> 32, EVEN << 1);
+        d[..8].copy_from_slice(&w0.to_le_bytes());
+        d[8..].copy_from_slice(&w1.to_le_bytes());
+    }
 }
 
 /// Quantizes `src` (elements `start..start+len` of row `row`) into `dst`.
@@ -463,11 +581,98 @@ mod tests {
     }
 
     #[test]
+    fn fused_pack_reports_the_same_nonfinite_error() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0usize, 63, 64, 200, 3 * 130 - 1] {
+                let mut w = Array2::from_shape_fn((3, 130), |(i, j)| {
+                    crate::rng::uniform_f32(3, (i * 130 + j) as u64) - 0.5
+                });
+                w[[at / 130, at % 130]] = bad;
+                for m in [QuantMethod::AbsMean, QuantMethod::AbsMax] {
+                    for g in [
+                        Granularity::PerTensor,
+                        Granularity::PerRow,
+                        Granularity::PerGroup(64),
+                    ] {
+                        let c = cfg(m, g);
+                        let e = quantize_pack_2bit(w.view(), &c).unwrap_err();
+                        assert_eq!(
+                            e,
+                            Error::NonFinite {
+                                arg: "weights",
+                                index: at
+                            }
+                        );
+                    }
+                }
+            }
+        }
+        // Finite input whose |w| sum overflows f32 is not an error.
+        let w = Array2::from_elem((1, 100), 3e38f32);
+        let (_, s) = quantize_pack_2bit(w.view(), &QuantConfig::default()).unwrap();
+        assert!(s[0].is_infinite());
+    }
+
+    #[test]
+    fn simd_abs_sum_is_bit_identical() {
+        for n in (0..300).chain([1000, 4096, 4097]) {
+            let xs: Vec<f32> = (0..n)
+                .map(|i| (crate::rng::uniform_f32(5, i as u64) - 0.5) * 1e3)
+                .collect();
+            assert_eq!(
+                abs_sum(&xs).to_bits(),
+                abs_sum_scalar(&xs).to_bits(),
+                "n {n}"
+            );
+        }
+    }
+
+    #[test]
     fn zero_group_is_all_zero() {
         let w = Array2::<f32>::zeros((3, 7));
         let q = quantize(w.view(), &QuantConfig::default()).unwrap();
         assert!(q.values.iter().all(|&v| v == 0));
         assert!(q.scales.iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn fused_pack_equals_quantize_then_pack_on_ties_and_group_edges() {
+        // Exact ties w / s == ±0.5 (eps 0), values next to them, zeros, and
+        // groups of 128 / 192 (the SIMD path) and 100 (the scalar path).
+        let vals = [
+            1.0f32,
+            0.5,
+            0.500_000_06,
+            -0.5,
+            -0.499_999_97,
+            0.0,
+            -1.0,
+            0.25,
+        ];
+        let w = Array2::from_shape_fn((3, 384 + 7), |(i, j)| vals[(i * 5 + j * 3) % vals.len()]);
+        for g in [
+            Granularity::PerRow,
+            Granularity::PerGroup(128),
+            Granularity::PerGroup(192),
+            Granularity::PerGroup(100),
+        ] {
+            for thr in [None, Some(0.5)] {
+                let c = QuantConfig {
+                    method: QuantMethod::AbsMax,
+                    granularity: g,
+                    threshold: thr,
+                    eps: 0.0,
+                };
+                let q = quantize(w.view(), &c).unwrap();
+                let (p, _) = quantize_pack_2bit(w.view(), &c).unwrap();
+                assert_eq!(
+                    p,
+                    pack::pack_2bit(q.values.view()).unwrap(),
+                    "{g:?} {thr:?}"
+                );
+                assert!(q.values.iter().any(|&v| v == 0) && q.values.iter().any(|&v| v == 1));
+            }
+        }
     }
 
     #[test]

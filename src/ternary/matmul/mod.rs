@@ -1,7 +1,20 @@
 //! Ternary matmul `Y = X · Wᵀ (+ bias)`.
 //!
 //! * [`reference`]: the scalar definition every fast kernel must equal.
-//! * [`gemm`]: the dispatcher the [`TernaryMatrix`](super::TernaryMatrix) uses.
+//! * [`layout`]: the compute layout (2-bit bit planes or base-3 fixed point,
+//!   row tiles, padded K) built once per matrix.
+//! * `x86` (AVX2, AVX-512BW, AVX-512 VNNI) and `neon` kernels, driven by
+//!   `fast` (rayon over row tiles, cache blocks over the batch).
+//! * [`gemm`]: the dispatcher the [`TernaryMatrix`](super::TernaryMatrix) uses;
+//!   it picks the best [`Level`] the CPU has at run time (`TRITTER_CPU_LEVEL`
+//!   = `scalar`/`avx2`/`avx512`/`avx512vnni` forces a supported one).
+//!
+//! The SIMD kernels cover every shape and both activation modes; they fall
+//! back to the reference (same results, slowly) for per-group scales whose
+//! group length is not a multiple of the K block (256 weights for the 2-bit
+//! compute format, 320 for base-3) unless one group spans the whole row.
+//! On aarch64 the NEON kernels work on codes decoded by scalar code (no
+//! direct batch-1 kernel yet).
 //!
 //! # Definition
 //!
@@ -19,7 +32,17 @@
 //!   the inner sums exact in i32 and the group sum in f32 in group order,
 //!   so every kernel is bit-identical to the reference.
 
+mod fast;
+pub mod layout;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod reference;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use layout::ComputeFormat;
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
@@ -88,7 +111,85 @@ pub fn check_shapes(
     Ok(())
 }
 
-/// `y = x · Wᵀ (+ bias)` with the fastest kernel available.
+/// A CPU instruction-set level with its own kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Level {
+    /// The scalar reference kernel (always available).
+    Scalar,
+    /// AVX2 (`maddubs` for int8).
+    Avx2,
+    /// AVX-512 F + BW (`maddubs` for int8, mask registers for f32).
+    Avx512,
+    /// AVX-512 F + BW + VNNI (`vpdpbusd` for int8).
+    Avx512Vnni,
+    /// aarch64 NEON.
+    Neon,
+}
+
+impl Level {
+    /// Every level, slowest first.
+    pub const ALL: [Level; 5] = [
+        Level::Scalar,
+        Level::Avx2,
+        Level::Avx512,
+        Level::Avx512Vnni,
+        Level::Neon,
+    ];
+
+    /// Whether this CPU can run the level.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Level::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => {
+                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512Vnni => {
+                Level::Avx512.is_supported() && is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The level's name (`scalar`, `avx2`, `avx512`, `avx512vnni`, `neon`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Scalar => "scalar",
+            Level::Avx2 => "avx2",
+            Level::Avx512 => "avx512",
+            Level::Avx512Vnni => "avx512vnni",
+            Level::Neon => "neon",
+        }
+    }
+
+    /// The best supported level, or the one named by `TRITTER_CPU_LEVEL` if
+    /// set and supported (read once).
+    pub fn best() -> Level {
+        static BEST: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            let forced = std::env::var("TRITTER_CPU_LEVEL").ok().and_then(|v| {
+                Level::ALL
+                    .into_iter()
+                    .find(|l| l.name() == v.trim() && l.is_supported())
+            });
+            forced.unwrap_or_else(|| {
+                Level::ALL
+                    .into_iter()
+                    .rev()
+                    .find(|l| l.is_supported())
+                    .unwrap_or(Level::Scalar)
+            })
+        })
+    }
+}
+
+/// `y = x · Wᵀ (+ bias)` with the fastest kernel available ([`Level::best`]).
 pub fn gemm(
     m: &TernaryMatrix,
     x: ArrayView2<f32>,
@@ -96,8 +197,29 @@ pub fn gemm(
     mode: ActivationMode,
     y: ArrayViewMut2<f32>,
 ) -> Result<()> {
+    gemm_with_level(m, x, bias, mode, y, Level::best())
+}
+
+/// As [`gemm`] with the kernels of a given `level` (for tests and benches).
+///
+/// Errors: shape mismatches, non-finite `x`, and [`Error::InvalidArgument`]
+/// (naming `level`) if this CPU lacks the level.
+pub fn gemm_with_level(
+    m: &TernaryMatrix,
+    x: ArrayView2<f32>,
+    bias: Option<ArrayView1<f32>>,
+    mode: ActivationMode,
+    y: ArrayViewMut2<f32>,
+    level: Level,
+) -> Result<()> {
     check_shapes(m, &x, bias.as_ref(), &y)?;
     crate::check_finite_view(&x, "x")?;
-    reference::gemm(m, x, bias, mode, y);
+    if !level.is_supported() {
+        return Err(Error::invalid(
+            "level",
+            format!("this CPU does not support {}", level.name()),
+        ));
+    }
+    fast::gemm(level, m, x, bias, mode, y, fast::MAX_CHUNK_BLOCKS);
     Ok(())
 }

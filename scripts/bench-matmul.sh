@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Ternary matmul bench report: our kernels, the scalar reference, ndarray,
+# NumPy f32, PyTorch bf16 (if importable) and, if GGML_HARNESS is set, ggml's
+# TQ2_0 / TQ1_0 mul_mat, all in one run; prints medians and ratios.
+#
+#   scripts/bench-matmul.sh [--full]
+#
+# Environment:
+#   PYTHON        interpreter with NumPy (and optionally torch); default python3
+#   GGML_HARNESS  a ggml mul_mat timing binary built OUTSIDE this repo, called as
+#                 `$GGML_HARNESS TYPE ROWS COLS BATCH THREADS REPS` (TYPE tq2_0 or
+#                 tq1_0) and printing the median µs; see BENCHMARKS.md for how it
+#                 was built. Skipped when unset.
+# The default run takes a few minutes; --full sweeps every shape, batch 1/8/64/256.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FULL=""
+if [[ "${1:-}" == "--full" ]]; then FULL="--full"; fi
+PY="${PYTHON:-python3}"
+OUT="$(mktemp -d)"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(nproc) CPUs" >&2
+
+cargo build --release --example bench_matmul >&2
+target/release/examples/bench_matmul $FULL | tee "$OUT/ours.tsv" >&2
+
+for t in 1 2; do
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=$t OMP_NUM_THREADS=$t \
+    MKL_NUM_THREADS=$t "$PY" benches/matmul_baselines.py --threads $t $FULL | tee -a "$OUT/py.tsv" >&2
+done
+
+if [[ -n "${GGML_HARNESS:-}" ]]; then
+  if [[ -n "$FULL" ]]; then
+    shapes="2048x2048 4096x4096 2560x2560 6912x2560 2560x6912"; batches="1 8 64 256"
+  else
+    shapes="2048x2048 4096x4096 6912x2560"; batches="1 64"
+  fi
+  for s in $shapes; do
+    r=${s%x*}; c=${s#*x}
+    for b in $batches; do
+      reps=$([[ $b == 1 ]] && echo 100 || echo 15)
+      for t in 1 2; do
+        for ty in tq2_0 tq1_0; do
+          us=$("$GGML_HARNESS" $ty $r $c $b $t $reps)
+          printf 'ggml_%s\t%s\t%s\t%s\t%s\t%s\n' $ty $r $c $b $t "$us" | tee -a "$OUT/ggml.tsv" >&2
+        done
+      done
+    done
+  done
+fi
+
+"$PY" benches/matmul_report.py "$OUT"/*.tsv

@@ -1,0 +1,406 @@
+//! The fast matmul driver: prepares activations, splits the work over row
+//! tiles (rayon, the crate pool) and batch blocks, and calls one [`Level`]'s
+//! kernels. Every output element is computed by one task in a fixed order,
+//! so results do not depend on the thread count.
+
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
+
+use super::layout::{Aligned, ComputeFormat, ComputeLayout, BLOCK_BYTES, TILE_ROWS};
+use super::{reference, ActivationMode, Level};
+use crate::ternary::quant;
+use crate::ternary::TernaryMatrix;
+
+/// Longest K range (in blocks) one kernel call covers; keeps every i32 lane
+/// of every kernel exact (see the bounds in the kernel docs).
+pub(crate) const MAX_CHUNK_BLOCKS: usize = 1024;
+/// Batch rows per cache block (int8: 64 x 4096 codes = 256 KiB, fits L2).
+const BATCH_BLOCK_I8: usize = 64;
+/// Batch rows per cache block for f32 activations.
+const BATCH_BLOCK_F32: usize = 16;
+
+#[cfg(test)]
+pub(crate) type GemvI8Ptr = GemvI8;
+#[cfg(test)]
+pub(crate) type GemmI8Ptr = GemmI8;
+#[cfg(test)]
+pub(crate) type DecodePtr = Decode;
+type GemvI8 = unsafe fn(*const u8, *const i8, usize) -> [i32; 4];
+type GemvF32 = unsafe fn(*const u8, *const f32, usize) -> [f32; 4];
+type Decode = unsafe fn(*const u8, usize, *mut u8, usize);
+type GemmI8 = unsafe fn(&[*const u8; 4], &[*const i8; 4], usize, usize) -> [[i32; 4]; 4];
+type BytesF32 = unsafe fn(&[*const u8; 4], *const f32, usize) -> [f32; 4];
+
+/// One level's kernels.
+struct Kernels {
+    /// Direct batch-1 kernels on the packed tile (None: decode + `gemm_i8`).
+    gemv_i8_2bit: Option<GemvI8>,
+    gemv_i8_base3: Option<GemvI8>,
+    gemv_f32_2bit: Option<GemvF32>,
+    decode_2bit: Decode,
+    decode_base3: Decode,
+    gemm_i8: GemmI8,
+    bytes_f32: BytesF32,
+    abs_max: fn(&[f32]) -> f32,
+    quantize: fn(&[f32], f32, &mut [i8]),
+}
+
+fn abs_max_scalar(x: &[f32]) -> f32 {
+    quant::abs_max(x)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn abs_max_avx512_(x: &[f32]) -> f32 {
+    // SAFETY: only installed for levels that checked avx512f.
+    unsafe { super::x86::abs_max_avx512(x) }
+}
+#[cfg(target_arch = "x86_64")]
+fn quantize_avx512_(x: &[f32], s: f32, q: &mut [i8]) {
+    // SAFETY: only installed for levels that checked avx512f.
+    unsafe { super::x86::quantize_act_avx512(x, s, q) }
+}
+
+/// Scalar decoders with the SIMD decoders' signature (NEON uses them).
+#[allow(dead_code)]
+unsafe fn decode_scalar<const BASE3: bool>(w: *const u8, nkb: usize, out: *mut u8, kp: usize) {
+    let bk = if BASE3 { 320 } else { 256 };
+    // SAFETY: the caller passes a tile of nkb blocks and TILE_ROWS * kp out bytes.
+    unsafe {
+        for kb in 0..nkb {
+            for r in 0..TILE_ROWS {
+                for j in 0..BLOCK_BYTES {
+                    let b = *w.add((kb * TILE_ROWS + r) * BLOCK_BYTES + j);
+                    let d = out.add(r * kp + kb * bk + j);
+                    if BASE3 {
+                        for i in 0..5 {
+                            *d.add(64 * i) = super::layout::base3_digit(b, i);
+                        }
+                    } else {
+                        for i in 0..4 {
+                            *d.add(64 * i) = (b >> (2 * i)) & 3;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn kernels(level: Level) -> Option<Kernels> {
+    match level {
+        Level::Scalar => None,
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => {
+            use super::x86::*;
+            Some(Kernels {
+                gemv_i8_2bit: Some(i8_gemv_2bit_avx2),
+                gemv_i8_base3: None,
+                gemv_f32_2bit: None,
+                decode_2bit: decode_2bit_avx2,
+                decode_base3: decode_base3_avx2,
+                gemm_i8: i8_gemm_avx2,
+                bytes_f32: f32_bytes_avx2,
+                abs_max: abs_max_scalar,
+                quantize: quant::quantize_act_row,
+            })
+        }
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => {
+            use super::x86::*;
+            Some(Kernels {
+                gemv_i8_2bit: Some(i8_gemv_2bit_avx512),
+                gemv_i8_base3: None,
+                gemv_f32_2bit: Some(f32_gemv_2bit_avx512),
+                decode_2bit: decode_2bit_avx512,
+                decode_base3: decode_base3_avx512,
+                gemm_i8: i8_gemm_avx512,
+                bytes_f32: f32_bytes_avx512,
+                abs_max: abs_max_avx512_,
+                quantize: quantize_avx512_,
+            })
+        }
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512Vnni => {
+            use super::x86::*;
+            Some(Kernels {
+                gemv_i8_2bit: Some(i8_gemv_2bit_vnni),
+                gemv_i8_base3: Some(i8_gemv_base3_vnni),
+                gemv_f32_2bit: Some(f32_gemv_2bit_avx512),
+                decode_2bit: decode_2bit_avx512,
+                decode_base3: decode_base3_avx512,
+                gemm_i8: i8_gemm_vnni,
+                bytes_f32: f32_bytes_avx512,
+                abs_max: abs_max_avx512_,
+                quantize: quantize_avx512_,
+            })
+        }
+        #[cfg(target_arch = "aarch64")]
+        Level::Neon => Some(Kernels {
+            gemv_i8_2bit: None,
+            gemv_i8_base3: None,
+            gemv_f32_2bit: None,
+            decode_2bit: decode_scalar::<false>,
+            decode_base3: decode_scalar::<true>,
+            gemm_i8: super::neon::i8_gemm_neon,
+            bytes_f32: super::neon::f32_bytes_neon,
+            abs_max: abs_max_scalar,
+            quantize: quant::quantize_act_row,
+        }),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// Prepared activations, padded to `kp` columns with zeros.
+enum Acts {
+    I8 {
+        q: Aligned<i8>,
+        /// Per-token scale `a[b]`.
+        a: Vec<f32>,
+        /// `Σ_{k in group g} q[b,k]`, `[batch, ngroups]`.
+        qsum: Vec<i32>,
+    },
+    F32 {
+        x: Aligned<f32>,
+    },
+}
+
+/// `y = x · Wᵀ (+ bias)` with `level`'s kernels (the level must be supported;
+/// shapes and finiteness already checked). Falls back to the reference where
+/// the kernels do not apply (scalar level, empty `cols`, scale groups that do
+/// not align with the K block). `max_chunk` (clamped to
+/// `1..=MAX_CHUNK_BLOCKS`) bounds the K blocks of one kernel call; tests lower
+/// it to exercise the chunk-combining path.
+pub(crate) fn gemm(
+    level: Level,
+    m: &TernaryMatrix,
+    x: ArrayView2<f32>,
+    bias: Option<ArrayView1<f32>>,
+    mode: ActivationMode,
+    mut y: ArrayViewMut2<f32>,
+    max_chunk: usize,
+) {
+    let max_chunk = max_chunk.clamp(1, MAX_CHUNK_BLOCKS);
+    let (rows, cols) = (m.rows(), m.cols());
+    let batch = x.nrows();
+    if batch == 0 || rows == 0 {
+        return;
+    }
+    let lay: &ComputeLayout = m.compute_layout();
+    let bk = lay.format().block_k();
+    let glen = m.granularity().group_len(cols);
+    let ngroups = cols.div_ceil(glen.max(1));
+    let k = match kernels(level) {
+        Some(k) if cols > 0 && (ngroups == 1 || glen % bk == 0) => k,
+        _ => return reference::gemm(m, x, bias, mode, y),
+    };
+    let nkb = lay.nkb();
+    let kp = lay.kp();
+    let gblocks = if ngroups == 1 { nkb } else { glen / bk };
+
+    // ---- activations
+    let acts = match mode {
+        ActivationMode::Int8 => {
+            let mut q = Aligned::<i8>::zeroed(batch * kp);
+            let mut a = vec![0f32; batch];
+            let mut qsum = vec![0i32; batch * ngroups];
+            let mut tmp = Vec::new();
+            let qs = q.as_mut_slice();
+            for (b, xr) in x.rows().into_iter().enumerate() {
+                let xs = match xr.as_slice() {
+                    Some(s) => s,
+                    None => {
+                        tmp.clear();
+                        tmp.extend(xr.iter().copied());
+                        &tmp[..]
+                    }
+                };
+                // The same scale as quant::act_scale (max is order-independent).
+                a[b] = 127.0 / (k.abs_max)(xs).max(1e-5);
+                let qr = &mut qs[b * kp..b * kp + cols];
+                (k.quantize)(xs, a[b], qr);
+                for (g, gs) in qr.chunks(glen).enumerate() {
+                    qsum[b * ngroups + g] = gs.iter().map(|&v| v as i32).sum();
+                }
+            }
+            Acts::I8 { q, a, qsum }
+        }
+        ActivationMode::F32 => {
+            let mut xb = Aligned::<f32>::zeroed(batch * kp);
+            let xs = xb.as_mut_slice();
+            for (b, xr) in x.rows().into_iter().enumerate() {
+                for (d, s) in xs[b * kp..b * kp + cols].iter_mut().zip(xr.iter()) {
+                    *d = *s;
+                }
+            }
+            Acts::F32 { x: xb }
+        }
+    };
+
+    // ---- group / chunk ranges in K blocks
+    // (group, first block, blocks, last chunk of the group)
+    let mut ranges: Vec<(usize, usize, usize, bool)> = Vec::new();
+    for g in 0..ngroups {
+        let (s, e) = (g * gblocks, ((g + 1) * gblocks).min(nkb));
+        let mut kb = s;
+        while kb < e {
+            let n = (e - kb).min(max_chunk);
+            ranges.push((g, kb, n, kb + n == e));
+            kb += n;
+        }
+    }
+
+    let ntiles = lay.ntiles();
+    let threads = crate::parallel::num_threads();
+    let min_tiles = ntiles.div_ceil(threads * 4).max(1);
+    // One thread, or too little work to pay for waking the pool: run on the
+    // caller (the same per-element arithmetic, so the same results).
+    let inline = threads == 1 || (rows * kp * batch) < (1 << 18);
+    let direct = batch == 1
+        && match (mode, lay.format()) {
+            (ActivationMode::Int8, ComputeFormat::TwoBit) => k.gemv_i8_2bit.is_some(),
+            (ActivationMode::Int8, ComputeFormat::Base3) => k.gemv_i8_base3.is_some(),
+            (ActivationMode::F32, ComputeFormat::TwoBit) => k.gemv_f32_2bit.is_some(),
+            (ActivationMode::F32, ComputeFormat::Base3) => false,
+        };
+    let bblock = match mode {
+        ActivationMode::Int8 => BATCH_BLOCK_I8,
+        ActivationMode::F32 => BATCH_BLOCK_F32,
+    };
+    let decode = match lay.format() {
+        ComputeFormat::TwoBit => k.decode_2bit,
+        ComputeFormat::Base3 => k.decode_base3,
+    };
+    let scale = |o: usize, g: usize| if o < rows { m.scale(o, g) } else { 0.0 };
+    const TB: usize = TILE_ROWS * BLOCK_BYTES;
+
+    // acc[tile][b][r]: Σ_g s · part, in group order.
+    let mut acc = vec![0f32; ntiles * batch * TILE_ROWS];
+    let tile_out = batch * TILE_ROWS;
+    let mut b0 = 0;
+    while b0 < batch {
+        let b1 = (b0 + bblock).min(batch);
+        let init = || vec![0u8; if direct { 0 } else { TILE_ROWS * kp + 64 }];
+        let body = |scratch: &mut Vec<u8>, (t, out): (usize, &mut [f32])| {
+            let tile = lay.tile(t).as_ptr();
+            let o0 = t * TILE_ROWS;
+            if direct {
+                // i32 / f32 partial sums of the current group
+                let mut ip = [0i32; TILE_ROWS];
+                let mut fp = [0f32; TILE_ROWS];
+                for &(g, kb0, n, last) in &ranges {
+                    match &acts {
+                        Acts::I8 { q, qsum, .. } => {
+                            let f = match lay.format() {
+                                ComputeFormat::TwoBit => k.gemv_i8_2bit,
+                                ComputeFormat::Base3 => k.gemv_i8_base3,
+                            }
+                            .expect("direct kernel");
+                            // SAFETY: level supported; the tile holds nkb
+                            // blocks and q holds kp = nkb * bk values.
+                            let raw = unsafe {
+                                f(tile.add(kb0 * TB), q.as_slice().as_ptr().add(kb0 * bk), n)
+                            };
+                            for r in 0..TILE_ROWS {
+                                ip[r] = ip[r].wrapping_add(raw[r]);
+                                if last {
+                                    let part = ip[r].wrapping_sub(qsum[g]);
+                                    out[r] += scale(o0 + r, g) * part as f32;
+                                    ip[r] = 0;
+                                }
+                            }
+                        }
+                        Acts::F32 { x } => {
+                            let f = k.gemv_f32_2bit.expect("direct kernel");
+                            // SAFETY: as above, with x of kp values.
+                            let raw = unsafe {
+                                f(tile.add(kb0 * TB), x.as_slice().as_ptr().add(kb0 * bk), n)
+                            };
+                            for r in 0..TILE_ROWS {
+                                fp[r] += raw[r];
+                                if last {
+                                    out[r] += scale(o0 + r, g) * fp[r];
+                                    fp[r] = 0.0;
+                                }
+                            }
+                        }
+                    }
+                }
+                return;
+            }
+            // SAFETY: level supported; scratch holds TILE_ROWS * kp bytes.
+            unsafe { decode(tile, nkb, scratch.as_mut_ptr(), kp) };
+            let wp = |r: usize, k0: usize| scratch[r * kp + k0..].as_ptr();
+            let mut b = b0;
+            while b < b1 {
+                let nb = (b1 - b).min(4);
+                let mut ip = [[0i32; 4]; TILE_ROWS];
+                let mut fp = [[0f32; 4]; TILE_ROWS];
+                for &(g, kb0, n, last) in &ranges {
+                    let (k0, len) = (kb0 * bk, n * bk);
+                    let w = [wp(0, k0), wp(1, k0), wp(2, k0), wp(3, k0)];
+                    match &acts {
+                        Acts::I8 { q, qsum, .. } => {
+                            let qp =
+                                |i: usize| q.as_slice()[(b + i.min(nb - 1)) * kp + k0..].as_ptr();
+                            // SAFETY: pointers cover len values each.
+                            let raw =
+                                unsafe { (k.gemm_i8)(&w, &[qp(0), qp(1), qp(2), qp(3)], nb, len) };
+                            for (bi, bo) in (b..b + nb).enumerate() {
+                                for r in 0..TILE_ROWS {
+                                    ip[r][bi] = ip[r][bi].wrapping_add(raw[r][bi]);
+                                    if last {
+                                        let qs = qsum[bo * ngroups + g];
+                                        let part = ip[r][bi].wrapping_sub(qs);
+                                        out[bo * TILE_ROWS + r] += scale(o0 + r, g) * part as f32;
+                                        ip[r][bi] = 0;
+                                    }
+                                }
+                            }
+                        }
+                        Acts::F32 { x } => {
+                            for (bi, bo) in (b..b + nb).enumerate() {
+                                let xp = x.as_slice()[bo * kp + k0..].as_ptr();
+                                // SAFETY: pointers cover len values each.
+                                let raw = unsafe { (k.bytes_f32)(&w, xp, len) };
+                                for r in 0..TILE_ROWS {
+                                    fp[r][bi] += raw[r];
+                                    if last {
+                                        out[bo * TILE_ROWS + r] += scale(o0 + r, g) * fp[r][bi];
+                                        fp[r][bi] = 0.0;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                b += nb;
+            }
+        };
+        if inline {
+            let mut scratch = init();
+            for (t, out) in acc.chunks_mut(tile_out).enumerate() {
+                body(&mut scratch, (t, out));
+            }
+        } else {
+            crate::parallel::install(|| {
+                acc.par_chunks_mut(tile_out)
+                    .enumerate()
+                    .with_min_len(min_tiles)
+                    .for_each_init(init, body)
+            });
+        }
+        b0 = b1;
+    }
+
+    // ---- epilogue, in the reference's order: (Σ_g s·part) [/ a] + bias
+    for b in 0..batch {
+        for o in 0..rows {
+            let mut v = acc[(o / TILE_ROWS) * tile_out + b * TILE_ROWS + o % TILE_ROWS];
+            if let Acts::I8 { a, .. } = &acts {
+                v /= a[b];
+            }
+            y[[b, o]] = v + bias.as_ref().map_or(0.0, |bv| bv[o]);
+        }
+    }
+}

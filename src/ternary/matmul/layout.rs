@@ -1,0 +1,323 @@
+//! The compute layout: private to [`TernaryMatrix`](crate::ternary::TernaryMatrix),
+//! built once at creation from the canonical 2-bit bytes, read by the SIMD
+//! kernels.
+//!
+//! Weights are stored as codes `c = t + 1` in {0, 1, 2}, in tiles of
+//! 4 output rows (`TILE_ROWS`); `cols` is padded with `t = 0` (`c = 1`) to a
+//! whole number of K blocks, `rows` to a whole number of tiles. A tile is the
+//! contiguous sequence `[k_block][row in tile][block bytes]`, so one tile is
+//! one sequential stream for the prefetcher.
+//!
+//! * [`ComputeFormat::TwoBit`]: K blocks of 256 weights = 64 bytes a row;
+//!   byte `j` holds `c[64 i + j]` in bits `2i..2i+1` for `i` in 0..4 ("bit
+//!   planes" of 64 consecutive weights), so masking one plane out of 64 bytes
+//!   gives the codes of 64 consecutive weights, scaled by `4^i`.
+//! * [`ComputeFormat::Base3`]: K blocks of 320 weights = 64 bytes a row
+//!   (1.6 bits a weight); byte `j` holds the five digits
+//!   `d_i = c[64 i + j]` as the fixed-point fraction
+//!   `n = ceil(256 · v / 243)` with `v = Σ_i d_i 3^(4-i)`; digit `i` is
+//!   `floor(3 n_i / 256)` with `n_i = 3^i n mod 256` (exact for every `v`).
+
+use rayon::prelude::*;
+
+use crate::ternary::pack::{row_bytes, PackedLayout};
+
+/// Output rows a tile holds.
+pub(crate) const TILE_ROWS: usize = 4;
+/// Bytes a row of one K block holds (one AVX-512 register).
+pub(crate) const BLOCK_BYTES: usize = 64;
+
+/// The bit layout of the compute copy of the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ComputeFormat {
+    /// 2 bits a weight, bit planes; the fastest kernels.
+    #[default]
+    TwoBit,
+    /// 1.6 bits a weight (5 trits a byte); 20% less memory traffic.
+    Base3,
+}
+
+impl ComputeFormat {
+    /// Weights per K block per row.
+    pub const fn block_k(self) -> usize {
+        match self {
+            ComputeFormat::TwoBit => 256,
+            ComputeFormat::Base3 => 320,
+        }
+    }
+    /// From a C code (0 two-bit, 1 base-3).
+    pub fn from_code(code: u32) -> crate::Result<Self> {
+        match code {
+            0 => Ok(ComputeFormat::TwoBit),
+            1 => Ok(ComputeFormat::Base3),
+            c => Err(crate::Error::invalid(
+                "compute_format",
+                format!("unknown compute format {c} (0 two-bit, 1 base-3)"),
+            )),
+        }
+    }
+}
+
+/// One 64-byte aligned cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Line([u8; 64]);
+
+/// A zero-initialised, 64-byte aligned buffer of `len` plain values
+/// (`u8`, `i8`, `f32`, `i32`).
+pub(crate) struct Aligned<T: Copy> {
+    lines: Vec<Line>,
+    len: usize,
+    _t: std::marker::PhantomData<T>,
+}
+
+/// Marker for the plain types [`Aligned`] may hold.
+///
+/// # Safety
+/// Implementors must accept every bit pattern (in particular all zeros) as a
+/// valid value and have an alignment of at most 64.
+pub(crate) unsafe trait Plain: Copy {}
+unsafe impl Plain for u8 {}
+unsafe impl Plain for i8 {}
+unsafe impl Plain for f32 {}
+unsafe impl Plain for i32 {}
+
+impl<T: Plain> Aligned<T> {
+    pub(crate) fn zeroed(len: usize) -> Self {
+        let bytes = len * std::mem::size_of::<T>();
+        Aligned {
+            lines: vec![Line([0; 64]); bytes.div_ceil(64)],
+            len,
+            _t: std::marker::PhantomData,
+        }
+    }
+    pub(crate) fn as_slice(&self) -> &[T] {
+        // SAFETY: the lines hold at least len * size_of::<T>() initialised
+        // bytes, aligned to 64 >= align_of::<T>(); T is plain (any bytes valid).
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const T, self.len) }
+    }
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
+        // SAFETY: as in as_slice, with unique access through &mut self.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut T, self.len) }
+    }
+}
+
+impl<T: Plain> Clone for Aligned<T> {
+    fn clone(&self) -> Self {
+        Aligned {
+            lines: self.lines.clone(),
+            len: self.len,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+/// The weights in a compute format (see the module docs).
+#[derive(Clone)]
+pub struct ComputeLayout {
+    format: ComputeFormat,
+    /// K blocks per row.
+    nkb: usize,
+    /// Tiles (`ceil(rows / TILE_ROWS)`).
+    ntiles: usize,
+    data: Aligned<u8>,
+}
+
+impl std::fmt::Debug for ComputeLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComputeLayout")
+            .field("format", &self.format)
+            .field("nkb", &self.nkb)
+            .field("ntiles", &self.ntiles)
+            .finish()
+    }
+}
+
+/// Code `c = t + 1` of a canonical 2-bit code (`00 -> 1`, `01 -> 2`, `10 -> 0`).
+const CANON_TO_C: [u8; 4] = [1, 2, 0, 1];
+
+/// The base-3 fixed-point byte of five codes (`d[0]` the most significant digit).
+#[inline]
+pub(crate) fn base3_byte(d: [u8; 5]) -> u8 {
+    let v = d.iter().fold(0u32, |v, &x| v * 3 + x as u32);
+    (v * 256).div_ceil(243) as u8
+}
+
+/// Digit `i` of a base-3 fixed-point byte (scalar twin of the SIMD decoders).
+#[inline]
+pub(crate) fn base3_digit(n: u8, i: usize) -> u8 {
+    let mut n = n as u32;
+    for _ in 0..i {
+        n = (n * 3) & 0xFF;
+    }
+    ((n * 3) >> 8) as u8
+}
+
+impl ComputeLayout {
+    /// Builds the layout from canonical 2-bit bytes (`rows * ceil(cols/4)`).
+    pub fn from_2bit(packed: &[u8], rows: usize, cols: usize, format: ComputeFormat) -> Self {
+        let bk = format.block_k();
+        let nkb = cols.div_ceil(bk);
+        let ntiles = rows.div_ceil(TILE_ROWS);
+        let tile_bytes = nkb * TILE_ROWS * BLOCK_BYTES;
+        let mut data = Aligned::<u8>::zeroed(ntiles * tile_bytes);
+        let rb = row_bytes(cols, PackedLayout::TwoBit);
+        if tile_bytes > 0 {
+            crate::parallel::install(|| {
+                data.as_mut_slice()
+                    .par_chunks_mut(tile_bytes)
+                    .enumerate()
+                    .for_each(|(t, out)| {
+                        let mut c = vec![1u8; nkb * bk];
+                        for r in 0..TILE_ROWS {
+                            let o = t * TILE_ROWS + r;
+                            c.iter_mut().for_each(|v| *v = 1);
+                            if o < rows {
+                                let row = &packed[o * rb..(o + 1) * rb];
+                                for (k, v) in c[..cols].iter_mut().enumerate() {
+                                    *v = CANON_TO_C[((row[k / 4] >> (2 * (k % 4))) & 3) as usize];
+                                }
+                            }
+                            for kb in 0..nkb {
+                                let ck = &c[kb * bk..(kb + 1) * bk];
+                                let dst =
+                                    &mut out[(kb * TILE_ROWS + r) * BLOCK_BYTES..][..BLOCK_BYTES];
+                                for (j, d) in dst.iter_mut().enumerate() {
+                                    *d = match format {
+                                        ComputeFormat::TwoBit => {
+                                            (0..4).fold(0u8, |b, i| b | ck[64 * i + j] << (2 * i))
+                                        }
+                                        ComputeFormat::Base3 => base3_byte([
+                                            ck[j],
+                                            ck[64 + j],
+                                            ck[128 + j],
+                                            ck[192 + j],
+                                            ck[256 + j],
+                                        ]),
+                                    };
+                                }
+                            }
+                        }
+                    })
+            });
+        }
+        ComputeLayout {
+            format,
+            nkb,
+            ntiles,
+            data,
+        }
+    }
+
+    /// The format.
+    pub fn format(&self) -> ComputeFormat {
+        self.format
+    }
+    /// K blocks per row.
+    pub fn nkb(&self) -> usize {
+        self.nkb
+    }
+    /// Padded K (`nkb * block_k`).
+    pub fn kp(&self) -> usize {
+        self.nkb * self.format.block_k()
+    }
+    /// Number of row tiles.
+    pub fn ntiles(&self) -> usize {
+        self.ntiles
+    }
+    /// Bytes of one tile.
+    pub fn tile_bytes(&self) -> usize {
+        self.nkb * TILE_ROWS * BLOCK_BYTES
+    }
+    /// The bytes of tile `t`.
+    pub fn tile(&self, t: usize) -> &[u8] {
+        let tb = self.tile_bytes();
+        &self.data.as_slice()[t * tb..(t + 1) * tb]
+    }
+    /// Bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.data.as_slice().len()
+    }
+
+    /// Decodes tile `t` into codes `c` (`TILE_ROWS` rows of `kp` bytes each),
+    /// scalar; the SIMD kernels have their own decoders that must equal this.
+    pub fn decode_tile_scalar(&self, t: usize, out: &mut [u8]) {
+        let kp = self.kp();
+        let bk = self.format.block_k();
+        let tile = self.tile(t);
+        for kb in 0..self.nkb {
+            for r in 0..TILE_ROWS {
+                let src = &tile[(kb * TILE_ROWS + r) * BLOCK_BYTES..][..BLOCK_BYTES];
+                let dst = &mut out[r * kp + kb * bk..][..bk];
+                for (j, &b) in src.iter().enumerate() {
+                    match self.format {
+                        ComputeFormat::TwoBit => {
+                            for i in 0..4 {
+                                dst[64 * i + j] = (b >> (2 * i)) & 3;
+                            }
+                        }
+                        ComputeFormat::Base3 => {
+                            for i in 0..5 {
+                                dst[64 * i + j] = base3_digit(b, i);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base3_fixed_point_round_trips_every_byte() {
+        let mut seen = std::collections::HashSet::new();
+        for v in 0..243u32 {
+            let d = [
+                (v / 81 % 3) as u8,
+                (v / 27 % 3) as u8,
+                (v / 9 % 3) as u8,
+                (v / 3 % 3) as u8,
+                (v % 3) as u8,
+            ];
+            let n = base3_byte(d);
+            assert!(seen.insert(n), "two digit strings share byte {n}");
+            for (i, &di) in d.iter().enumerate() {
+                assert_eq!(base3_digit(n, i), di, "v {v} digit {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn layouts_decode_to_the_canonical_trits() {
+        for format in [ComputeFormat::TwoBit, ComputeFormat::Base3] {
+            for (rows, cols) in [(0, 5), (1, 1), (5, 257), (7, 321), (4, 640), (3, 0)] {
+                let t = ndarray::Array2::from_shape_fn((rows, cols), |(i, j)| {
+                    (crate::rng::hash2(9, (i * cols + j) as u64) % 3) as i8 - 1
+                });
+                let p = crate::ternary::pack::pack_2bit(t.view()).unwrap();
+                let l = ComputeLayout::from_2bit(&p, rows, cols, format);
+                assert_eq!(l.kp() % format.block_k(), 0);
+                assert!(l.kp() >= cols);
+                let mut buf = vec![9u8; TILE_ROWS * l.kp()];
+                for tile in 0..l.ntiles() {
+                    l.decode_tile_scalar(tile, &mut buf);
+                    for r in 0..TILE_ROWS {
+                        for k in 0..l.kp() {
+                            let o = tile * TILE_ROWS + r;
+                            let want = if o < rows && k < cols {
+                                t[[o, k]] + 1
+                            } else {
+                                1
+                            };
+                            assert_eq!(buf[r * l.kp() + k] as i8, want, "{format:?} {o} {k}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Every fast kernel against the scalar reference, on every level this CPU
+//! has, both compute formats, both activation modes, boundary shapes,
+//! seeded random and adversarial inputs.
+
+use ndarray::{Array1, Array2};
+
+use super::layout::ComputeFormat;
+use super::{fast, gemm_with_level, reference, ActivationMode, Level};
+use crate::ternary::{Granularity, TernaryMatrix};
+
+const BOUNDARY: [usize; 14] = [0, 1, 3, 4, 5, 31, 32, 33, 127, 128, 129, 255, 256, 257];
+const FORMATS: [ComputeFormat; 2] = [ComputeFormat::TwoBit, ComputeFormat::Base3];
+
+fn levels() -> Vec<Level> {
+    Level::ALL
+        .into_iter()
+        .filter(|l| l.is_supported())
+        .collect()
+}
+
+fn trits(rows: usize, cols: usize, seed: u64) -> Array2<i8> {
+    Array2::from_shape_fn((rows, cols), |(i, j)| {
+        (crate::rng::hash2(seed, (i * cols + j) as u64) % 3) as i8 - 1
+    })
+}
+
+fn uniform(rows: usize, cols: usize, seed: u64, lo: f32, hi: f32) -> Array2<f32> {
+    Array2::from_shape_fn((rows, cols), |(i, j)| {
+        lo + (hi - lo) * crate::rng::uniform_f32(seed, (i * cols + j) as u64)
+    })
+}
+
+fn matrix(t: &Array2<i8>, g: Granularity, seed: u64, fmt: ComputeFormat) -> TernaryMatrix {
+    let (r, c) = t.dim();
+    let n = g.num_scales(r, c);
+    let s: Vec<f32> = (0..n)
+        .map(|i| 0.01 + crate::rng::uniform_f32(seed, i as u64))
+        .collect();
+    TernaryMatrix::from_ternary(t.view(), &s, g)
+        .unwrap()
+        .with_compute_format(fmt)
+}
+
+/// The documented f32 bound `cols · 2⁻²³ · (Σ_g |s| Σ_k |x| + |bias|)`
+/// (with two extra terms for the final bias addition of either side).
+fn f32_bound(m: &TernaryMatrix, x: &Array2<f32>, bias: &Array1<f32>, b: usize, o: usize) -> f32 {
+    let glen = m.granularity().group_len(m.cols());
+    let mut s = 0f64;
+    for k in 0..m.cols() {
+        s += m.scale(o, k / glen).abs() as f64 * x[[b, k]].abs() as f64;
+    }
+    ((m.cols() + 2) as f64 * f64::powi(2.0, -23) * (s + bias[o].abs() as f64)) as f32
+}
+
+/// Runs `m` on every level and mode and compares with the reference.
+fn check(m: &TernaryMatrix, x: &Array2<f32>, bias: &Array1<f32>, what: &str) {
+    for mode in [ActivationMode::F32, ActivationMode::Int8] {
+        let mut want = Array2::zeros((x.nrows(), m.rows()));
+        reference::gemm(m, x.view(), Some(bias.view()), mode, want.view_mut());
+        for level in levels() {
+            let mut got = Array2::from_elem((x.nrows(), m.rows()), f32::NAN);
+            gemm_with_level(m, x.view(), Some(bias.view()), mode, got.view_mut(), level).unwrap();
+            for ((b, o), &g) in got.indexed_iter() {
+                let w = want[[b, o]];
+                match mode {
+                    ActivationMode::Int8 => assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "{what} {level:?} {:?} int8 [{b},{o}]: {g} vs {w}",
+                        m.compute_format()
+                    ),
+                    ActivationMode::F32 => {
+                        let bound = f32_bound(m, x, bias, b, o);
+                        assert!(
+                            (g - w).abs() <= bound,
+                            "{what} {level:?} {:?} f32 [{b},{o}]: {g} vs {w} (bound {bound})",
+                            m.compute_format()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn levels_include_the_best_and_scalar() {
+    let l = levels();
+    assert!(l.contains(&Level::Scalar));
+    assert!(l.contains(&Level::best()));
+    eprintln!("levels on this CPU: {l:?}");
+}
+
+#[test]
+fn boundary_rows_and_cols() {
+    let gs = [Granularity::PerRow, Granularity::PerTensor];
+    for fmt in FORMATS {
+        for (i, &rows) in BOUNDARY.iter().enumerate() {
+            for cols in [33usize, 257] {
+                let g = gs[i % 2];
+                let m = matrix(&trits(rows, cols, i as u64), g, 1, fmt);
+                let x = uniform(3, cols, 2, -1.0, 1.0);
+                let bias = uniform(1, rows, 3, -1.0, 1.0).row(0).to_owned();
+                check(&m, &x, &bias, &format!("rows {rows} cols {cols}"));
+            }
+        }
+        for (i, &cols) in BOUNDARY
+            .iter()
+            .chain(&[319, 320, 321, 640, 1000])
+            .enumerate()
+        {
+            for rows in [5usize, 33] {
+                let g = gs[i % 2];
+                let m = matrix(&trits(rows, cols, 100 + i as u64), g, 4, fmt);
+                let x = uniform(2, cols, 5, -3.0, 3.0);
+                let bias = uniform(1, rows, 6, -1.0, 1.0).row(0).to_owned();
+                check(&m, &x, &bias, &format!("rows {rows} cols {cols}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn boundary_batch() {
+    for fmt in FORMATS {
+        let m = matrix(&trits(33, 257, 7), Granularity::PerRow, 8, fmt);
+        let bias = uniform(1, 33, 9, -1.0, 1.0).row(0).to_owned();
+        for &batch in &BOUNDARY {
+            let x = uniform(batch, 257, 10 + batch as u64, -2.0, 2.0);
+            check(&m, &x, &bias, &format!("batch {batch}"));
+        }
+        // more than one int8 and f32 batch cache block
+        let x = uniform(150, 257, 11, -2.0, 2.0);
+        check(&m, &x, &bias, "batch 150");
+    }
+}
+
+#[test]
+fn per_group_scales_aligned_and_not() {
+    // 256 / 512 (2-bit) and 320 / 640 (base-3) take the SIMD path; the others
+    // fall back to the reference; every result must match either way.
+    for fmt in FORMATS {
+        for g in [5usize, 32, 64, 100, 256, 320, 512, 640, 2000] {
+            for (rows, cols) in [(9usize, 1300usize), (4, 257), (3, 640)] {
+                let m = matrix(
+                    &trits(rows, cols, g as u64),
+                    Granularity::PerGroup(g),
+                    12,
+                    fmt,
+                );
+                let x = uniform(5, cols, 13, -1.0, 1.0);
+                let bias = uniform(1, rows, 14, -1.0, 1.0).row(0).to_owned();
+                check(&m, &x, &bias, &format!("group {g} {rows}x{cols}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn random_larger_shapes() {
+    for fmt in FORMATS {
+        for (i, &(rows, cols, batch)) in
+            [(300, 1024, 1), (130, 2560, 1), (64, 777, 9), (17, 4096, 4)]
+                .iter()
+                .enumerate()
+        {
+            let m = matrix(
+                &trits(rows, cols, 20 + i as u64),
+                Granularity::PerRow,
+                21,
+                fmt,
+            );
+            let x = uniform(batch, cols, 22 + i as u64, -4.0, 4.0);
+            let bias = uniform(1, rows, 23, -1.0, 1.0).row(0).to_owned();
+            check(&m, &x, &bias, &format!("{rows}x{cols} b{batch}"));
+        }
+    }
+}
+
+#[test]
+fn adversarial_activations_and_weights() {
+    // Activations that quantize to all +127, all -127, alternating, and one
+    // spike (everything else rounds to 0); weights all +1, all -1, random.
+    let cols = 1100;
+    let xs: Vec<Array2<f32>> = vec![
+        Array2::from_elem((2, cols), 3.5),
+        Array2::from_elem((2, cols), -1e-3),
+        Array2::from_shape_fn((2, cols), |(_, k)| if k % 2 == 0 { 7.0 } else { -7.0 }),
+        Array2::from_shape_fn((2, cols), |(_, k)| if k == 5 { -1e4 } else { 1.0 }),
+        Array2::from_shape_fn((1, cols), |(_, k)| if k % 3 == 0 { 1e30 } else { -1e30 }),
+    ];
+    for fmt in FORMATS {
+        for (wi, t) in [
+            Array2::from_elem((6, cols), 1i8),
+            Array2::from_elem((6, cols), -1i8),
+            trits(6, cols, 30),
+        ]
+        .iter()
+        .enumerate()
+        {
+            for g in [
+                Granularity::PerRow,
+                Granularity::PerGroup(256),
+                Granularity::PerGroup(320),
+            ] {
+                let m = matrix(t, g, 31, fmt);
+                let bias = Array1::zeros(6);
+                for (xi, x) in xs.iter().enumerate() {
+                    check(&m, x, &bias, &format!("adversarial w{wi} x{xi} {g:?}"));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_thread_count() {
+    for fmt in FORMATS {
+        let m = matrix(&trits(203, 700, 40), Granularity::PerRow, 41, fmt);
+        for batch in [1usize, 7, 70] {
+            let x = uniform(batch, 700, 42, -1.0, 1.0);
+            for mode in [ActivationMode::F32, ActivationMode::Int8] {
+                let mut outs = Vec::new();
+                for threads in [1usize, 2, 3] {
+                    crate::parallel::set_num_threads(threads);
+                    outs.push(m.matmul(x.view(), None, mode).unwrap());
+                }
+                crate::parallel::set_num_threads(0);
+                for o in &outs[1..] {
+                    let same = o
+                        .iter()
+                        .zip(outs[0].iter())
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{fmt:?} batch {batch} {mode:?} differs across thread counts"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn chunked_k_ranges_stay_bit_identical() {
+    // Groups spanning several kernel calls (chunk of 1 or 2 K blocks).
+    for fmt in FORMATS {
+        for g in [Granularity::PerRow, Granularity::PerGroup(1280)] {
+            let m = matrix(&trits(9, 3000, 50), g, 51, fmt);
+            for batch in [1usize, 6] {
+                let x = uniform(batch, 3000, 52, -1.0, 1.0);
+                let mut want = Array2::zeros((batch, 9));
+                reference::gemm(&m, x.view(), None, ActivationMode::Int8, want.view_mut());
+                for level in levels() {
+                    for chunk in [1usize, 2, 3] {
+                        let mut got = Array2::zeros((batch, 9));
+                        fast::gemm(
+                            level,
+                            &m,
+                            x.view(),
+                            None,
+                            ActivationMode::Int8,
+                            got.view_mut(),
+                            chunk,
+                        );
+                        assert!(
+                            got.iter()
+                                .zip(want.iter())
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{fmt:?} {g:?} {level:?} chunk {chunk} batch {batch}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn compute_format_does_not_change_equality_or_results() {
+    let t = trits(10, 300, 60);
+    let a = matrix(&t, Granularity::PerRow, 61, ComputeFormat::TwoBit);
+    let b = a.clone().with_compute_format(ComputeFormat::Base3);
+    assert_eq!(a, b);
+    assert_eq!(b.compute_format(), ComputeFormat::Base3);
+    let x = uniform(1, 300, 62, -1.0, 1.0);
+    let ya = a.matmul(x.view(), None, ActivationMode::Int8).unwrap();
+    let yb = b.matmul(x.view(), None, ActivationMode::Int8).unwrap();
+    assert_eq!(ya, yb);
+}
+
+/// The raw int8 kernels on extreme codes and activations (q = -128 cannot
+/// come out of the activation quantizer, but the kernels must still be
+/// exact for it), at the longest chunk the driver passes.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn raw_int8_kernels_exact_on_extremes() {
+    use super::layout::{ComputeLayout, TILE_ROWS};
+    use super::x86;
+    let nkb = fast::MAX_CHUNK_BLOCKS;
+    for fmt in FORMATS {
+        let bk = fmt.block_k();
+        let kp = nkb * bk;
+        for (wi, tv) in [1i8, -1, 0].iter().enumerate() {
+            let t = Array2::from_elem((TILE_ROWS, kp), *tv);
+            let p = crate::ternary::pack::pack_2bit(t.view()).unwrap();
+            let lay = ComputeLayout::from_2bit(&p, TILE_ROWS, kp, fmt);
+            for qv in [-128i8, 127] {
+                let q = vec![qv; kp];
+                let want = (*tv as i64 + 1) * qv as i64 * kp as i64;
+                let want = want as i32;
+                let tile = lay.tile(0).as_ptr();
+                // SAFETY: features checked per level below; sizes as documented.
+                unsafe {
+                    let mut gemv: Vec<(&str, fast::GemvI8Ptr)> = Vec::new();
+                    if Level::Avx2.is_supported() && fmt == ComputeFormat::TwoBit {
+                        gemv.push(("avx2", x86::i8_gemv_2bit_avx2));
+                    }
+                    if Level::Avx512.is_supported() && fmt == ComputeFormat::TwoBit {
+                        gemv.push(("avx512", x86::i8_gemv_2bit_avx512));
+                    }
+                    if Level::Avx512Vnni.is_supported() {
+                        gemv.push(match fmt {
+                            ComputeFormat::TwoBit => ("vnni", x86::i8_gemv_2bit_vnni),
+                            ComputeFormat::Base3 => ("vnni3", x86::i8_gemv_base3_vnni),
+                        });
+                    }
+                    for (name, f) in gemv {
+                        assert_eq!(f(tile, q.as_ptr(), nkb), [want; 4], "{name} w{wi} q{qv}");
+                    }
+                    let mut dec = vec![0u8; TILE_ROWS * kp];
+                    let mut gemm: Vec<(&str, fast::GemmI8Ptr)> = Vec::new();
+                    if Level::Avx2.is_supported() {
+                        let d: fast::DecodePtr = match fmt {
+                            ComputeFormat::TwoBit => x86::decode_2bit_avx2,
+                            ComputeFormat::Base3 => x86::decode_base3_avx2,
+                        };
+                        d(tile, nkb, dec.as_mut_ptr(), kp);
+                        assert!(dec.iter().all(|&c| c as i8 == tv + 1), "avx2 decode");
+                        gemm.push(("avx2", x86::i8_gemm_avx2));
+                    }
+                    if Level::Avx512.is_supported() {
+                        dec.fill(9);
+                        let d: fast::DecodePtr = match fmt {
+                            ComputeFormat::TwoBit => x86::decode_2bit_avx512,
+                            ComputeFormat::Base3 => x86::decode_base3_avx512,
+                        };
+                        d(tile, nkb, dec.as_mut_ptr(), kp);
+                        assert!(dec.iter().all(|&c| c as i8 == tv + 1), "avx512 decode");
+                        gemm.push(("avx512", x86::i8_gemm_avx512));
+                    }
+                    if Level::Avx512Vnni.is_supported() {
+                        gemm.push(("vnni", x86::i8_gemm_vnni));
+                    }
+                    for (name, f) in gemm {
+                        let w: [*const u8; 4] = std::array::from_fn(|r| dec[r * kp..].as_ptr());
+                        for nb in 1..=4 {
+                            let qp = [q.as_ptr(); 4];
+                            let got = f(&w, &qp, nb, kp);
+                            for row in got {
+                                assert_eq!(
+                                    &row[..nb],
+                                    &vec![want; nb][..],
+                                    "{name} nb{nb} w{wi} q{qv}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

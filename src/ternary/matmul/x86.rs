@@ -1,0 +1,625 @@
+//! x86-64 kernels (AVX2, AVX-512BW, AVX-512 VNNI) over the compute layout.
+//!
+//! All kernels work on one tile of [`TILE_ROWS`] rows. Int8 kernels return the
+//! exact `Σ_k c[r,k] · q[k]` with codes `c = t + 1` in {0, 1, 2} (the offset
+//! trick: `u8 x i8` products, the caller subtracts `Σ_k q[k]`). No int16
+//! intermediate can saturate: a `maddubs` pair is at most
+//! `2 · 128 · 128 = 32768` in magnitude for plane-scaled codes (`c · 4^i <= 128`)
+//! and `2 · 2 · 128` for plain codes, and is widened to i32 before any sum
+//! that could exceed that (plain codes: four pairs summed, `<= 2048`).
+//! i32 lanes cannot overflow for the chunk lengths the driver passes
+//! (`MAX_CHUNK_BLOCKS`).
+//!
+//! # Safety
+//! Every function requires the CPU features it is compiled for, and pointers
+//! valid for the lengths documented on it (the driver in `fast.rs` guarantees
+//! both).
+
+#![allow(clippy::missing_safety_doc)]
+// Kernel bodies are intrinsics and pointer arithmetic throughout; the
+// contract is stated once, above, for the whole module.
+#![allow(unsafe_op_in_unsafe_fn)]
+// The AVX-512 intrinsics are stable since Rust 1.89; Cargo.toml's
+// rust-version (1.80) predates them and should be raised to 1.89.
+#![allow(clippy::incompatible_msrv)]
+
+use std::arch::x86_64::*;
+
+use super::layout::{BLOCK_BYTES, TILE_ROWS};
+
+const TB: usize = TILE_ROWS * BLOCK_BYTES; // bytes of one K block of a tile
+
+#[inline(always)]
+unsafe fn ld512(p: *const u8) -> __m512i {
+    _mm512_loadu_si512(p as *const __m512i)
+}
+#[inline(always)]
+unsafe fn ld256(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
+}
+
+#[inline(always)]
+unsafe fn hsum256_epi32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+#[inline(always)]
+unsafe fn hsum256_ps(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s));
+    _mm_cvtss_f32(s)
+}
+
+// ---------------------------------------------------------------- 2-bit GEMV, int8
+
+/// `Σ c·q` for the 4 rows of a 2-bit tile over `nkb` K blocks.
+/// `w`: `nkb * 256` tile bytes; `q`: `nkb * 256` activations.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub unsafe fn i8_gemv_2bit_vnni(w: *const u8, q: *const i8, nkb: usize) -> [i32; 4] {
+    let m = [
+        _mm512_set1_epi8(0x03),
+        _mm512_set1_epi8(0x0C),
+        _mm512_set1_epi8(0x30),
+        _mm512_set1_epi8(0xC0u8 as i8),
+    ];
+    let z = _mm512_setzero_si512();
+    // acc[r][i]: plane i of row r, codes scaled by 4^i.
+    let mut acc = [[z; 4]; 4];
+    for kb in 0..nkb {
+        let qb = q.add(kb * 256) as *const u8;
+        let a = [
+            ld512(qb),
+            ld512(qb.add(64)),
+            ld512(qb.add(128)),
+            ld512(qb.add(192)),
+        ];
+        let wb = w.add(kb * TB);
+        for (r, accr) in acc.iter_mut().enumerate() {
+            let v = ld512(wb.add(r * BLOCK_BYTES));
+            for i in 0..4 {
+                accr[i] = _mm512_dpbusd_epi32(accr[i], _mm512_and_si512(v, m[i]), a[i]);
+            }
+        }
+    }
+    let mut out = [0i32; 4];
+    for (o, a) in out.iter_mut().zip(acc.iter()) {
+        // Each lane of plane i is a multiple of 4^i: the shifts are exact.
+        let s = _mm512_add_epi32(
+            _mm512_add_epi32(a[0], _mm512_srai_epi32::<2>(a[1])),
+            _mm512_add_epi32(_mm512_srai_epi32::<4>(a[2]), _mm512_srai_epi32::<6>(a[3])),
+        );
+        *o = _mm512_reduce_add_epi32(s);
+    }
+    out
+}
+
+/// As [`i8_gemv_2bit_vnni`] with `maddubs` (AVX-512BW without VNNI).
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn i8_gemv_2bit_avx512(w: *const u8, q: *const i8, nkb: usize) -> [i32; 4] {
+    let m3 = _mm512_set1_epi8(3);
+    let ones = _mm512_set1_epi16(1);
+    let mut acc = [_mm512_setzero_si512(); 4];
+    for kb in 0..nkb {
+        let qb = q.add(kb * 256) as *const u8;
+        let a = [
+            ld512(qb),
+            ld512(qb.add(64)),
+            ld512(qb.add(128)),
+            ld512(qb.add(192)),
+        ];
+        let wb = w.add(kb * TB);
+        for (r, accr) in acc.iter_mut().enumerate() {
+            let v = ld512(wb.add(r * BLOCK_BYTES));
+            let c0 = _mm512_and_si512(v, m3);
+            let c1 = _mm512_and_si512(_mm512_srli_epi16::<2>(v), m3);
+            let c2 = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m3);
+            let c3 = _mm512_and_si512(_mm512_srli_epi16::<6>(v), m3);
+            // Each maddubs lane is <= 2*2*128 = 512 in magnitude; four sum to <= 2048.
+            let p = _mm512_add_epi16(
+                _mm512_add_epi16(
+                    _mm512_maddubs_epi16(c0, a[0]),
+                    _mm512_maddubs_epi16(c1, a[1]),
+                ),
+                _mm512_add_epi16(
+                    _mm512_maddubs_epi16(c2, a[2]),
+                    _mm512_maddubs_epi16(c3, a[3]),
+                ),
+            );
+            *accr = _mm512_add_epi32(*accr, _mm512_madd_epi16(p, ones));
+        }
+    }
+    [
+        _mm512_reduce_add_epi32(acc[0]),
+        _mm512_reduce_add_epi32(acc[1]),
+        _mm512_reduce_add_epi32(acc[2]),
+        _mm512_reduce_add_epi32(acc[3]),
+    ]
+}
+
+/// As [`i8_gemv_2bit_vnni`] with AVX2 (each 64-byte row block in two halves).
+#[target_feature(enable = "avx2")]
+pub unsafe fn i8_gemv_2bit_avx2(w: *const u8, q: *const i8, nkb: usize) -> [i32; 4] {
+    let m3 = _mm256_set1_epi8(3);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_si256(); 4];
+    for kb in 0..nkb {
+        for h in 0..2 {
+            let qb = (q.add(kb * 256) as *const u8).add(32 * h);
+            let a = [
+                ld256(qb),
+                ld256(qb.add(64)),
+                ld256(qb.add(128)),
+                ld256(qb.add(192)),
+            ];
+            let wb = w.add(kb * TB + 32 * h);
+            for (r, accr) in acc.iter_mut().enumerate() {
+                let v = ld256(wb.add(r * BLOCK_BYTES));
+                let c0 = _mm256_and_si256(v, m3);
+                let c1 = _mm256_and_si256(_mm256_srli_epi16::<2>(v), m3);
+                let c2 = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m3);
+                let c3 = _mm256_and_si256(_mm256_srli_epi16::<6>(v), m3);
+                let p = _mm256_add_epi16(
+                    _mm256_add_epi16(
+                        _mm256_maddubs_epi16(c0, a[0]),
+                        _mm256_maddubs_epi16(c1, a[1]),
+                    ),
+                    _mm256_add_epi16(
+                        _mm256_maddubs_epi16(c2, a[2]),
+                        _mm256_maddubs_epi16(c3, a[3]),
+                    ),
+                );
+                *accr = _mm256_add_epi32(*accr, _mm256_madd_epi16(p, ones));
+            }
+        }
+    }
+    [
+        hsum256_epi32(acc[0]),
+        hsum256_epi32(acc[1]),
+        hsum256_epi32(acc[2]),
+        hsum256_epi32(acc[3]),
+    ]
+}
+
+// ---------------------------------------------------------------- base-3 GEMV, int8
+
+/// `Σ c·q` for the 4 rows of a base-3 tile over `nkb` K blocks of 320.
+///
+/// With `n_i = 3^i n mod 256`, digit `d_i = (3 n_i - n_{i+1}) / 256` exactly,
+/// so `Σ d_i q = (3 Σ n_i q - Σ n_{i+1} q) / 256`: two `vpdpbusd` a digit and
+/// no per-digit extraction. Each lane's `3A - B` is a multiple of 256.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub unsafe fn i8_gemv_base3_vnni(w: *const u8, q: *const i8, nkb: usize) -> [i32; 4] {
+    let z = _mm512_setzero_si512();
+    let mut acc_a = [z; 4];
+    let mut acc_b = [z; 4];
+    for kb in 0..nkb {
+        let qb = q.add(kb * 320) as *const u8;
+        let a = [
+            ld512(qb),
+            ld512(qb.add(64)),
+            ld512(qb.add(128)),
+            ld512(qb.add(192)),
+            ld512(qb.add(256)),
+        ];
+        let wb = w.add(kb * TB);
+        for r in 0..4 {
+            let mut n = ld512(wb.add(r * BLOCK_BYTES));
+            for ai in a.iter() {
+                let n3 = _mm512_add_epi8(_mm512_add_epi8(n, n), n);
+                acc_a[r] = _mm512_dpbusd_epi32(acc_a[r], n, *ai);
+                acc_b[r] = _mm512_dpbusd_epi32(acc_b[r], n3, *ai);
+                n = n3;
+            }
+        }
+    }
+    let mut out = [0i32; 4];
+    for r in 0..4 {
+        let a3 = _mm512_add_epi32(_mm512_add_epi32(acc_a[r], acc_a[r]), acc_a[r]);
+        out[r] = _mm512_reduce_add_epi32(_mm512_srai_epi32::<8>(_mm512_sub_epi32(a3, acc_b[r])));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- decoders
+
+/// Decodes a 2-bit tile (`nkb` blocks) into codes: row `r` at `out + r * kp`.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn decode_2bit_avx512(w: *const u8, nkb: usize, out: *mut u8, kp: usize) {
+    let m3 = _mm512_set1_epi8(3);
+    for kb in 0..nkb {
+        for r in 0..TILE_ROWS {
+            let v = ld512(w.add(kb * TB + r * BLOCK_BYTES));
+            let d = out.add(r * kp + kb * 256) as *mut __m512i;
+            _mm512_storeu_si512(d, _mm512_and_si512(v, m3));
+            _mm512_storeu_si512(d.add(1), _mm512_and_si512(_mm512_srli_epi16::<2>(v), m3));
+            _mm512_storeu_si512(d.add(2), _mm512_and_si512(_mm512_srli_epi16::<4>(v), m3));
+            _mm512_storeu_si512(d.add(3), _mm512_and_si512(_mm512_srli_epi16::<6>(v), m3));
+        }
+    }
+}
+
+/// As [`decode_2bit_avx512`] with AVX2.
+#[target_feature(enable = "avx2")]
+pub unsafe fn decode_2bit_avx2(w: *const u8, nkb: usize, out: *mut u8, kp: usize) {
+    let m3 = _mm256_set1_epi8(3);
+    for kb in 0..nkb {
+        for r in 0..TILE_ROWS {
+            for h in 0..2 {
+                let v = ld256(w.add(kb * TB + r * BLOCK_BYTES + 32 * h));
+                let d = out.add(r * kp + kb * 256 + 32 * h);
+                _mm256_storeu_si256(d as *mut __m256i, _mm256_and_si256(v, m3));
+                let c1 = _mm256_and_si256(_mm256_srli_epi16::<2>(v), m3);
+                _mm256_storeu_si256(d.add(64) as *mut __m256i, c1);
+                let c2 = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m3);
+                _mm256_storeu_si256(d.add(128) as *mut __m256i, c2);
+                let c3 = _mm256_and_si256(_mm256_srli_epi16::<6>(v), m3);
+                _mm256_storeu_si256(d.add(192) as *mut __m256i, c3);
+            }
+        }
+    }
+}
+
+/// Decodes a base-3 tile: digit `floor(3 n / 256)` = `(n >= 86) + (n >= 171)`.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn decode_base3_avx512(w: *const u8, nkb: usize, out: *mut u8, kp: usize) {
+    let t1 = _mm512_set1_epi8(86);
+    let t2 = _mm512_set1_epi8(171u8 as i8);
+    let one = _mm512_set1_epi8(1);
+    for kb in 0..nkb {
+        for r in 0..TILE_ROWS {
+            let mut n = ld512(w.add(kb * TB + r * BLOCK_BYTES));
+            let d = out.add(r * kp + kb * 320);
+            for i in 0..5 {
+                let d1 = _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(n, t1), one);
+                let dd = _mm512_mask_add_epi8(d1, _mm512_cmpge_epu8_mask(n, t2), d1, one);
+                _mm512_storeu_si512(d.add(64 * i) as *mut __m512i, dd);
+                n = _mm512_add_epi8(_mm512_add_epi8(n, n), n);
+            }
+        }
+    }
+}
+
+/// As [`decode_base3_avx512`] with AVX2 (unsigned `>=` through `max_epu8`).
+#[target_feature(enable = "avx2")]
+pub unsafe fn decode_base3_avx2(w: *const u8, nkb: usize, out: *mut u8, kp: usize) {
+    let t1 = _mm256_set1_epi8(86);
+    let t2 = _mm256_set1_epi8(171u8 as i8);
+    for kb in 0..nkb {
+        for r in 0..TILE_ROWS {
+            for h in 0..2 {
+                let mut n = ld256(w.add(kb * TB + r * BLOCK_BYTES + 32 * h));
+                let d = out.add(r * kp + kb * 320 + 32 * h);
+                for i in 0..5 {
+                    let ge1 = _mm256_cmpeq_epi8(_mm256_max_epu8(n, t1), n);
+                    let ge2 = _mm256_cmpeq_epi8(_mm256_max_epu8(n, t2), n);
+                    // masks are -1 where true: digit = -(ge1 + ge2)
+                    let dd = _mm256_sub_epi8(_mm256_setzero_si256(), _mm256_add_epi8(ge1, ge2));
+                    _mm256_storeu_si256(d.add(64 * i) as *mut __m256i, dd);
+                    n = _mm256_add_epi8(_mm256_add_epi8(n, n), n);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- GEMM on decoded codes, int8
+
+/// `out[r][b] = Σ_{k<len} c[r][k] q[b][k]` for 4 decoded rows and `NB` batch
+/// rows; `len` a multiple of 64.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn i8_gemm_vnni_nb<const NB: usize>(
+    w: &[*const u8; 4],
+    q: &[*const i8; 4],
+    len: usize,
+) -> [[i32; 4]; 4] {
+    let z = _mm512_setzero_si512();
+    let mut acc = [[z; NB]; 4];
+    let mut k = 0;
+    while k < len {
+        let wv = [
+            ld512(w[0].add(k)),
+            ld512(w[1].add(k)),
+            ld512(w[2].add(k)),
+            ld512(w[3].add(k)),
+        ];
+        for b in 0..NB {
+            let a = ld512(q[b].add(k) as *const u8);
+            for r in 0..4 {
+                acc[r][b] = _mm512_dpbusd_epi32(acc[r][b], wv[r], a);
+            }
+        }
+        k += 64;
+    }
+    let mut out = [[0i32; 4]; 4];
+    for r in 0..4 {
+        for b in 0..NB {
+            out[r][b] = _mm512_reduce_add_epi32(acc[r][b]);
+        }
+    }
+    out
+}
+
+/// Dispatches [`i8_gemm_vnni_nb`] on `nb` in 1..=4.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub unsafe fn i8_gemm_vnni(
+    w: &[*const u8; 4],
+    q: &[*const i8; 4],
+    nb: usize,
+    len: usize,
+) -> [[i32; 4]; 4] {
+    match nb {
+        1 => i8_gemm_vnni_nb::<1>(w, q, len),
+        2 => i8_gemm_vnni_nb::<2>(w, q, len),
+        3 => i8_gemm_vnni_nb::<3>(w, q, len),
+        _ => i8_gemm_vnni_nb::<4>(w, q, len),
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn i8_gemm_avx512_nb<const NB: usize>(
+    w: &[*const u8; 4],
+    q: &[*const i8; 4],
+    len: usize,
+) -> [[i32; 4]; 4] {
+    let z = _mm512_setzero_si512();
+    let ones = _mm512_set1_epi16(1);
+    let mut acc = [[z; NB]; 4];
+    let mut k = 0;
+    while k < len {
+        let wv = [
+            ld512(w[0].add(k)),
+            ld512(w[1].add(k)),
+            ld512(w[2].add(k)),
+            ld512(w[3].add(k)),
+        ];
+        for b in 0..NB {
+            let a = ld512(q[b].add(k) as *const u8);
+            for r in 0..4 {
+                // lanes <= 2*2*128 = 512: no saturation
+                let p = _mm512_madd_epi16(_mm512_maddubs_epi16(wv[r], a), ones);
+                acc[r][b] = _mm512_add_epi32(acc[r][b], p);
+            }
+        }
+        k += 64;
+    }
+    let mut out = [[0i32; 4]; 4];
+    for r in 0..4 {
+        for b in 0..NB {
+            out[r][b] = _mm512_reduce_add_epi32(acc[r][b]);
+        }
+    }
+    out
+}
+
+/// Dispatches [`i8_gemm_avx512_nb`] on `nb` in 1..=4.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn i8_gemm_avx512(
+    w: &[*const u8; 4],
+    q: &[*const i8; 4],
+    nb: usize,
+    len: usize,
+) -> [[i32; 4]; 4] {
+    match nb {
+        1 => i8_gemm_avx512_nb::<1>(w, q, len),
+        2 => i8_gemm_avx512_nb::<2>(w, q, len),
+        3 => i8_gemm_avx512_nb::<3>(w, q, len),
+        _ => i8_gemm_avx512_nb::<4>(w, q, len),
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn i8_gemm_avx2_nb<const NB: usize>(
+    w: &[*const u8; 4],
+    q: &[*const i8; 4],
+    len: usize,
+) -> [[i32; 4]; 4] {
+    let z = _mm256_setzero_si256();
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[z; NB]; 4];
+    let mut k = 0;
+    while k < len {
+        for h in 0..2 {
+            let kk = k + 32 * h;
+            let wv = [
+                ld256(w[0].add(kk)),
+                ld256(w[1].add(kk)),
+                ld256(w[2].add(kk)),
+                ld256(w[3].add(kk)),
+            ];
+            for b in 0..NB {
+                let a = ld256(q[b].add(kk) as *const u8);
+                for r in 0..4 {
+                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[r], a), ones);
+                    acc[r][b] = _mm256_add_epi32(acc[r][b], p);
+                }
+            }
+        }
+        k += 64;
+    }
+    let mut out = [[0i32; 4]; 4];
+    for r in 0..4 {
+        for b in 0..NB {
+            out[r][b] = hsum256_epi32(acc[r][b]);
+        }
+    }
+    out
+}
+
+/// Dispatches [`i8_gemm_avx2_nb`] on `nb` in 1..=4 (AVX2 keeps 2 batch rows
+/// in flight: 16 registers).
+#[target_feature(enable = "avx2")]
+pub unsafe fn i8_gemm_avx2(
+    w: &[*const u8; 4],
+    q: &[*const i8; 4],
+    nb: usize,
+    len: usize,
+) -> [[i32; 4]; 4] {
+    match nb {
+        1 => i8_gemm_avx2_nb::<1>(w, q, len),
+        2 => i8_gemm_avx2_nb::<2>(w, q, len),
+        3 => {
+            let mut a = i8_gemm_avx2_nb::<2>(w, q, len);
+            let b = i8_gemm_avx2_nb::<1>(w, &[q[2], q[2], q[2], q[2]], len);
+            for r in 0..4 {
+                a[r][2] = b[r][0];
+            }
+            a
+        }
+        _ => {
+            let mut a = i8_gemm_avx2_nb::<2>(w, q, len);
+            let b = i8_gemm_avx2_nb::<2>(w, &[q[2], q[3], q[2], q[3]], len);
+            for r in 0..4 {
+                a[r][2] = b[r][0];
+                a[r][3] = b[r][1];
+            }
+            a
+        }
+    }
+}
+
+// ---------------------------------------------------------------- f32 activations
+
+/// `Σ t·x` (adds and subtracts only) for the 4 rows of a 2-bit tile over `nkb`
+/// blocks; `x`: `nkb * 256` f32.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn f32_gemv_2bit_avx512(w: *const u8, x: *const f32, nkb: usize) -> [f32; 4] {
+    let z = _mm512_setzero_ps();
+    let mut pos = [z; 4];
+    let mut neg = [z; 4];
+    for kb in 0..nkb {
+        let wb = w.add(kb * TB);
+        for i in 0..4 {
+            let xb = x.add(kb * 256 + 64 * i);
+            let xs = [
+                _mm512_loadu_ps(xb),
+                _mm512_loadu_ps(xb.add(16)),
+                _mm512_loadu_ps(xb.add(32)),
+                _mm512_loadu_ps(xb.add(48)),
+            ];
+            let hi = _mm512_set1_epi8((2u8 << (2 * i)) as i8);
+            let both = _mm512_set1_epi8((3u8 << (2 * i)) as i8);
+            for r in 0..4 {
+                let v = ld512(wb.add(r * BLOCK_BYTES));
+                let pm = _mm512_test_epi8_mask(v, hi); // c = 2: t = +1
+                let nm = _mm512_testn_epi8_mask(v, both); // c = 0: t = -1
+                for (mi, xm) in xs.iter().enumerate() {
+                    pos[r] = _mm512_mask_add_ps(pos[r], (pm >> (16 * mi)) as u16, pos[r], *xm);
+                    neg[r] = _mm512_mask_add_ps(neg[r], (nm >> (16 * mi)) as u16, neg[r], *xm);
+                }
+            }
+        }
+    }
+    let mut out = [0f32; 4];
+    for r in 0..4 {
+        out[r] = _mm512_reduce_add_ps(_mm512_sub_ps(pos[r], neg[r]));
+    }
+    out
+}
+
+/// `Σ t·x` for 4 decoded rows of codes over `len` (multiple of 64) columns.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn f32_bytes_avx512(w: &[*const u8; 4], x: *const f32, len: usize) -> [f32; 4] {
+    let z = _mm512_setzero_ps();
+    let two = _mm512_set1_epi8(2);
+    let mut pos = [z; 4];
+    let mut neg = [z; 4];
+    let mut k = 0;
+    while k < len {
+        let xs = [
+            _mm512_loadu_ps(x.add(k)),
+            _mm512_loadu_ps(x.add(k + 16)),
+            _mm512_loadu_ps(x.add(k + 32)),
+            _mm512_loadu_ps(x.add(k + 48)),
+        ];
+        for r in 0..4 {
+            let v = ld512(w[r].add(k));
+            let pm = _mm512_cmpeq_epi8_mask(v, two);
+            let nm = _mm512_testn_epi8_mask(v, v);
+            for (mi, xm) in xs.iter().enumerate() {
+                pos[r] = _mm512_mask_add_ps(pos[r], (pm >> (16 * mi)) as u16, pos[r], *xm);
+                neg[r] = _mm512_mask_add_ps(neg[r], (nm >> (16 * mi)) as u16, neg[r], *xm);
+            }
+        }
+        k += 64;
+    }
+    let mut out = [0f32; 4];
+    for r in 0..4 {
+        out[r] = _mm512_reduce_add_ps(_mm512_sub_ps(pos[r], neg[r]));
+    }
+    out
+}
+
+/// As [`f32_bytes_avx512`] with AVX2: codes widened to i32 lanes, compared,
+/// and the activations masked in (bitwise and) before adding.
+#[target_feature(enable = "avx2")]
+pub unsafe fn f32_bytes_avx2(w: &[*const u8; 4], x: *const f32, len: usize) -> [f32; 4] {
+    let z = _mm256_setzero_ps();
+    let two = _mm256_set1_epi32(2);
+    let zero = _mm256_setzero_si256();
+    let mut pos = [z; 4];
+    let mut neg = [z; 4];
+    let mut k = 0;
+    while k < len {
+        for s in 0..8 {
+            let kk = k + 8 * s;
+            let xv = _mm256_loadu_ps(x.add(kk));
+            for r in 0..4 {
+                let c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(w[r].add(kk) as *const __m128i));
+                let pm = _mm256_castsi256_ps(_mm256_cmpeq_epi32(c, two));
+                let nm = _mm256_castsi256_ps(_mm256_cmpeq_epi32(c, zero));
+                pos[r] = _mm256_add_ps(pos[r], _mm256_and_ps(pm, xv));
+                neg[r] = _mm256_add_ps(neg[r], _mm256_and_ps(nm, xv));
+            }
+        }
+        k += 64;
+    }
+    let mut out = [0f32; 4];
+    for r in 0..4 {
+        out[r] = hsum256_ps(_mm256_sub_ps(pos[r], neg[r]));
+    }
+    out
+}
+
+// ---------------------------------------------------------------- activation quantization
+
+/// `max |x|` (exact: max does not depend on order).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn abs_max_avx512(x: &[f32]) -> f32 {
+    let mut m = _mm512_setzero_ps();
+    let mut ch = x.chunks_exact(16);
+    for c in &mut ch {
+        m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(c.as_ptr())));
+    }
+    let mut r = _mm512_reduce_max_ps(m);
+    for v in ch.remainder() {
+        r = r.max(v.abs());
+    }
+    r
+}
+
+/// `q = clamp(round_half_even(x * s), -128, 127)`, bit-identical to
+/// [`quantize_act_row`](crate::ternary::quant::quantize_act_row).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn quantize_act_avx512(x: &[f32], s: f32, q: &mut [i8]) {
+    let sv = _mm512_set1_ps(s);
+    let lo = _mm512_set1_ps(-128.0);
+    let hi = _mm512_set1_ps(127.0);
+    let n = x.len() / 16 * 16;
+    let mut i = 0;
+    while i < n {
+        let v = _mm512_mul_ps(_mm512_loadu_ps(x.as_ptr().add(i)), sv);
+        let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+        let c = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
+        let iv = _mm512_cvtps_epi32(c);
+        _mm_storeu_si128(
+            q.as_mut_ptr().add(i) as *mut __m128i,
+            _mm512_cvtepi32_epi8(iv),
+        );
+        i += 16;
+    }
+    crate::ternary::quant::quantize_act_row(&x[n..], s, &mut q[n..x.len()]);
+}

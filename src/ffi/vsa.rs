@@ -185,9 +185,9 @@ pub unsafe extern "C" fn tritter_hv_bind(
 ) -> tritter_status_t {
     guard(|| {
         let alg = Algebra::from_code(algebra)?;
+        let o = unsafe { hv_out(out, out_len, dim, "out")? };
         let a = unsafe { hv_in(a, words_len, dim, "a")? };
         let b = unsafe { hv_in(b, words_len, dim, "b")? };
-        let o = unsafe { hv_out(out, out_len, dim, "out")? };
         ops::bind_words(a, b, alg, o);
         Ok(())
     })
@@ -210,9 +210,9 @@ pub unsafe extern "C" fn tritter_hv_unbind(
 ) -> tritter_status_t {
     guard(|| {
         let alg = Algebra::from_code(algebra)?;
+        let o = unsafe { hv_out(out, out_len, dim, "out")? };
         let c = unsafe { hv_in(c, words_len, dim, "c")? };
         let b = unsafe { hv_in(b, words_len, dim, "b")? };
-        let o = unsafe { hv_out(out, out_len, dim, "out")? };
         ops::unbind_words(c, b, alg, o);
         Ok(())
     })
@@ -288,8 +288,8 @@ pub unsafe extern "C" fn tritter_hv_permute(
     out_len: usize,
 ) -> tritter_status_t {
     guard(|| {
-        let a = unsafe { hv_in(a, words_len, dim, "a")? };
         let o = unsafe { hv_out(out, out_len, dim, "out")? };
+        let a = unsafe { hv_in(a, words_len, dim, "a")? };
         ops::permute_words(dim, a, shift, o);
         Ok(())
     })

@@ -27,37 +27,98 @@ fn apply_tie(p: &mut u64, m: &mut u64, tie: u64, tv: Option<(u64, u64)>) {
     }
 }
 
-/// The bit-sliced kernel over raw rows (each `2W` words, validated).
+type Lanes = [u64; LANES];
+
+/// Adds the bit vector `carry` (weight `2^from`) into the bit-sliced counter `cnt`.
+#[inline(always)]
+fn ripple(cnt: &mut [Lanes], from: usize, mut carry: Lanes) {
+    for c in cnt.iter_mut().skip(from) {
+        for j in 0..LANES {
+            let t = c[j] & carry[j];
+            c[j] ^= carry[j];
+            carry[j] = t;
+        }
+    }
+}
+
+/// Full adder per bit: `(a + b + c) = sum + 2 carry`.
+#[inline(always)]
+fn full_add(a: u64, b: u64, c: u64) -> (u64, u64) {
+    (a ^ b ^ c, (a & b) | (c & (a ^ b)))
+}
+
+/// Adds four bit vectors (weight 1) into `cnt` with a carry-save tree: two full
+/// adders at level 0, one at level 1, then one ripple from level 2 (about a
+/// quarter of the work of four ripples). Needs `cnt.len() >= 2`.
+#[inline(always)]
+fn add4(cnt: &mut [Lanes], x: [&Lanes; 4]) {
+    let mut k3 = [0u64; LANES];
+    for j in 0..LANES {
+        let (s, k1) = full_add(cnt[0][j], x[0][j], x[1][j]);
+        let (s, k2) = full_add(s, x[2][j], x[3][j]);
+        cnt[0][j] = s;
+        let (s1, c) = full_add(cnt[1][j], k1, k2);
+        cnt[1][j] = s1;
+        k3[j] = c;
+    }
+    ripple(cnt, 2, k3);
+}
+
+/// Loads 8 words from `plane` at `c0` (zero-padded past `lanes`).
+#[inline(always)]
+fn load(plane: &[u64], c0: usize, lanes: usize) -> Lanes {
+    if lanes == LANES {
+        return plane[c0..c0 + LANES].try_into().expect("8 words");
+    }
+    let mut v = [0u64; LANES];
+    for (d, s) in v.iter_mut().zip(&plane[c0..c0 + lanes]) {
+        *d = *s;
+    }
+    v
+}
+
+/// The bit-sliced kernel over raw rows (each `2W` words, validated). Rows are
+/// streamed in order, four at a time; the counters of all blocks (`2 * ceil(W/8)
+/// * l` vectors of 8 words, 18 KiB for n = 100 at dim 10,000) stay in L1.
 #[inline(always)]
 fn bundle_bitsliced_generic(dim: usize, rows: &[&[u64]], tv: Option<&[u64]>, out: &mut [u64]) {
     let w = plane_words(dim);
     let n = rows.len();
-    let l = (usize::BITS - n.leading_zeros()) as usize; // n < 2^l
-    let l = l.max(1);
-    let mut pc = vec![[0u64; LANES]; l];
-    let mut mc = vec![[0u64; LANES]; l];
-    let mut c0 = 0;
-    while c0 < w {
+    // Counters need l bits with n < 2^l; at least 2 for the carry-save tree.
+    let l = ((usize::BITS - n.leading_zeros()) as usize).max(2);
+    let nb = w.div_ceil(LANES);
+    let mut pcs = vec![[0u64; LANES]; nb * l];
+    let mut mcs = vec![[0u64; LANES]; nb * l];
+    let mut quads = rows.chunks_exact(4);
+    for q in &mut quads {
+        for (blk, (pc, mc)) in pcs
+            .chunks_exact_mut(l)
+            .zip(mcs.chunks_exact_mut(l))
+            .enumerate()
+        {
+            let c0 = blk * LANES;
+            let lanes = (w - c0).min(LANES);
+            let p = [0, 1, 2, 3].map(|i| load(q[i], c0, lanes));
+            let m = [0, 1, 2, 3].map(|i| load(q[i], w + c0, lanes));
+            add4(pc, [&p[0], &p[1], &p[2], &p[3]]);
+            add4(mc, [&m[0], &m[1], &m[2], &m[3]]);
+        }
+    }
+    for r in quads.remainder() {
+        for (blk, (pc, mc)) in pcs
+            .chunks_exact_mut(l)
+            .zip(mcs.chunks_exact_mut(l))
+            .enumerate()
+        {
+            let c0 = blk * LANES;
+            let lanes = (w - c0).min(LANES);
+            ripple(pc, 0, load(r, c0, lanes));
+            ripple(mc, 0, load(r, w + c0, lanes));
+        }
+    }
+    for (blk, (pc, mc)) in pcs.chunks_exact(l).zip(mcs.chunks_exact(l)).enumerate() {
+        let c0 = blk * LANES;
         let lanes = (w - c0).min(LANES);
-        for c in pc.iter_mut().chain(mc.iter_mut()) {
-            *c = [0; LANES];
-        }
-        for r in rows {
-            let mut cp = [0u64; LANES];
-            let mut cm = [0u64; LANES];
-            cp[..lanes].copy_from_slice(&r[c0..c0 + lanes]);
-            cm[..lanes].copy_from_slice(&r[w + c0..w + c0 + lanes]);
-            for (pl, ml) in pc.iter_mut().zip(mc.iter_mut()) {
-                for j in 0..LANES {
-                    let tp = pl[j] & cp[j];
-                    pl[j] ^= cp[j];
-                    cp[j] = tp;
-                    let tm = ml[j] & cm[j];
-                    ml[j] ^= cm[j];
-                    cm[j] = tm;
-                }
-            }
-        }
         // Compare the counts from the most significant bit down.
         let mut gt = [0u64; LANES];
         let mut lt = [0u64; LANES];
@@ -78,10 +139,11 @@ fn bundle_bitsliced_generic(dim: usize, rows: &[&[u64]], tv: Option<&[u64]>, out
             out[i] = p & mask;
             out[w + i] = m & mask;
         }
-        c0 += LANES;
     }
 }
 
+/// The same algorithm with explicit AVX-512 intrinsics: full adders and
+/// majorities are single `vpternlogq`s, partial blocks use masked loads.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn bundle_bitsliced_avx512(
@@ -90,7 +152,92 @@ unsafe fn bundle_bitsliced_avx512(
     tv: Option<&[u64]>,
     out: &mut [u64],
 ) {
-    bundle_bitsliced_generic(dim, rows, tv, out)
+    use std::arch::x86_64::*;
+    let w = plane_words(dim);
+    let n = rows.len();
+    let l = ((usize::BITS - n.leading_zeros()) as usize).max(2);
+    let nb = w.div_ceil(LANES);
+    let zero = _mm512_setzero_si512();
+    let mut cnt = vec![zero; 2 * nb * l]; // [plane][block][level]
+    for r in rows {
+        assert!(r.len() >= 2 * w);
+    }
+    let mask = |blk: usize| -> __mmask8 {
+        let lanes = (w - blk * LANES).min(LANES);
+        ((1u32 << lanes) - 1) as __mmask8
+    };
+    // SAFETY (loads): lane j of block blk reads word blk*8 + j < w of a plane
+    // (masked off otherwise) of a row with at least 2w words.
+    let mut quads = rows.chunks_exact(4);
+    for q in &mut quads {
+        for blk in 0..nb {
+            let k = mask(blk);
+            for plane in 0..2 {
+                let off = plane * w + blk * LANES;
+                let x = [0, 1, 2, 3].map(|i| unsafe {
+                    _mm512_maskz_loadu_epi64(k, q[i].as_ptr().add(off) as *const i64)
+                });
+                let c = &mut cnt[(plane * nb + blk) * l..(plane * nb + blk + 1) * l];
+                let s1 = _mm512_ternarylogic_epi64::<0x96>(c[0], x[0], x[1]);
+                let k1 = _mm512_ternarylogic_epi64::<0xE8>(c[0], x[0], x[1]);
+                c[0] = _mm512_ternarylogic_epi64::<0x96>(s1, x[2], x[3]);
+                let k2 = _mm512_ternarylogic_epi64::<0xE8>(s1, x[2], x[3]);
+                let c1 = c[1];
+                c[1] = _mm512_ternarylogic_epi64::<0x96>(c1, k1, k2);
+                let mut carry = _mm512_ternarylogic_epi64::<0xE8>(c1, k1, k2);
+                for cl in c.iter_mut().skip(2) {
+                    let v = *cl;
+                    *cl = _mm512_xor_si512(v, carry);
+                    carry = _mm512_and_si512(v, carry);
+                }
+            }
+        }
+    }
+    for r in quads.remainder() {
+        for blk in 0..nb {
+            let k = mask(blk);
+            for plane in 0..2 {
+                let off = plane * w + blk * LANES;
+                let mut carry =
+                    unsafe { _mm512_maskz_loadu_epi64(k, r.as_ptr().add(off) as *const i64) };
+                for cl in cnt[(plane * nb + blk) * l..(plane * nb + blk + 1) * l].iter_mut() {
+                    let v = *cl;
+                    *cl = _mm512_xor_si512(v, carry);
+                    carry = _mm512_and_si512(v, carry);
+                }
+            }
+        }
+    }
+    for blk in 0..nb {
+        let (pc, mc) = (
+            &cnt[blk * l..(blk + 1) * l],
+            &cnt[(nb + blk) * l..(nb + blk + 1) * l],
+        );
+        let (mut gt, mut lt, mut eq) = (zero, zero, _mm512_set1_epi64(-1));
+        for b in (0..l).rev() {
+            let (x, y) = (pc[b], mc[b]);
+            // gt |= eq & x & !y; lt |= eq & !x & y; eq &= !(x ^ y)
+            gt = _mm512_or_si512(gt, _mm512_and_si512(eq, _mm512_andnot_si512(y, x)));
+            lt = _mm512_or_si512(lt, _mm512_and_si512(eq, _mm512_andnot_si512(x, y)));
+            eq = _mm512_andnot_si512(_mm512_xor_si512(x, y), eq);
+        }
+        let (mut g, mut t, mut e) = ([0u64; LANES], [0u64; LANES], [0u64; LANES]);
+        // SAFETY: unaligned stores into 8-word arrays.
+        unsafe {
+            _mm512_storeu_epi64(g.as_mut_ptr() as *mut i64, gt);
+            _mm512_storeu_epi64(t.as_mut_ptr() as *mut i64, lt);
+            _mm512_storeu_epi64(e.as_mut_ptr() as *mut i64, eq);
+        }
+        let c0 = blk * LANES;
+        for j in 0..(w - c0).min(LANES) {
+            let i = c0 + j;
+            let m_ = if i + 1 == w { last_word_mask(dim) } else { !0 };
+            let (mut p, mut m) = (g[j], t[j]);
+            apply_tie(&mut p, &mut m, e[j] & m_, tv.map(|tt| (tt[i], tt[w + i])));
+            out[i] = p & m_;
+            out[w + i] = m & m_;
+        }
+    }
 }
 
 /// The unweighted bit-sliced bundle at `level` (`Avx512` compiles the same
@@ -139,7 +286,8 @@ pub fn bundle(
         }
     }
     let rows: Vec<&[u64]> = vectors.iter().map(|v| v.words()).collect();
-    let words = bundle_rows(dim, &rows, weights, tie)?;
+    // PackedHv is valid by construction: no need to re-validate every word.
+    let words = bundle_rows_unchecked(dim, &rows, weights, tie)?;
     Ok(PackedHv::from_words_unchecked(dim, words))
 }
 
@@ -165,6 +313,23 @@ pub fn bundle_rows(
             Error::ShapeMismatch { arg, msg } => Error::shape(arg, format!("vector {k}: {msg}")),
             e => e,
         })?;
+    }
+    bundle_rows_unchecked(dim, rows, weights, tie)
+}
+
+fn bundle_rows_unchecked(
+    dim: usize,
+    rows: &[&[u64]],
+    weights: Option<&[i32]>,
+    tie: TieRule,
+) -> Result<Vec<u64>> {
+    if let Some(w) = weights {
+        if w.len() != rows.len() {
+            return Err(Error::shape(
+                "weights",
+                format!("{} weights for {} vectors", w.len(), rows.len()),
+            ));
+        }
     }
     let tv = tie_vector(dim, tie);
     let mut out = vec![0u64; packed_words(dim)];

@@ -164,14 +164,12 @@ impl ItemMemory {
         Ok(PackedHv::from_words_unchecked(self.dim, words))
     }
 
-    #[inline]
-    fn row_counts(&self, level: Level, qp: &[u64], qm: &[u64], i: usize) -> (u64, u64) {
-        let w = self.w;
-        let rp = &self.plus[i * w..(i + 1) * w];
-        if self.bipolar[i] {
-            simd::counts_bipolar_at(level, qp, qm, rp)
-        } else {
-            simd::counts_at(level, qp, qm, rp, &self.minus[i * w..(i + 1) * w])
+    fn rows(&self) -> simd::Rows<'_> {
+        simd::Rows {
+            plus: &self.plus,
+            minus: &self.minus,
+            bipolar: &self.bipolar,
+            w: self.w,
         }
     }
 
@@ -195,11 +193,17 @@ impl ItemMemory {
         use rayon::prelude::*;
         crate::parallel::install(|| {
             out.par_chunks_mut(BLOCK).enumerate().for_each(|(b, o)| {
-                for (j, oj) in o.iter_mut().enumerate() {
-                    let i = b * BLOCK + j;
-                    let (a, d) = self.row_counts(level, qp, qm, i);
-                    *oj = metric.score(a, d, nq, self.nnz[i]);
-                }
+                let start = b * BLOCK;
+                simd::scan_rows_at(
+                    level,
+                    qp,
+                    qm,
+                    self.rows(),
+                    start..start + o.len(),
+                    |i, a, d| {
+                        o[i - start] = metric.score(a, d, nq, self.nnz[i]);
+                    },
+                );
             })
         });
         Ok(out)
@@ -235,15 +239,14 @@ impl ItemMemory {
                 .map(|b| {
                     let mut top: Vec<(f64, usize)> = Vec::with_capacity(k + 1);
                     let end = ((b + 1) * BLOCK).min(self.len());
-                    for i in b * BLOCK..end {
-                        let (a, d) = self.row_counts(level, qp, qm, i);
+                    simd::scan_rows_at(level, qp, qm, self.rows(), b * BLOCK..end, |i, a, d| {
                         push_top(
                             metric,
                             &mut top,
                             k,
                             (metric.score(a, d, nq, self.nnz[i]), i),
                         );
-                    }
+                    });
                     top
                 })
                 .collect()

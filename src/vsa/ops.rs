@@ -34,41 +34,61 @@ fn mod3_word(ap: u64, am: u64, bp: u64, bm: u64) -> (u64, u64) {
     )
 }
 
-/// Bind on raw packed words (`a`, `b`, `out` each `2 ceil(dim/64)` words,
-/// already validated). Padding stays zero: every output bit needs an input bit
-/// except the modular `az & bz` terms, which are ANDed with an input bit.
-pub fn bind_words(a: &[u64], b: &[u64], algebra: Algebra, out: &mut [u64]) {
+#[inline(always)]
+fn planes_generic(
+    a: &[u64],
+    b: &[u64],
+    out: &mut [u64],
+    swap_b: bool,
+    f: impl Fn(u64, u64, u64, u64) -> (u64, u64),
+) {
     let w = a.len() / 2;
     let (ap, am) = a.split_at(w);
-    let (bp, bm) = b.split_at(w);
-    let (op, om) = out.split_at_mut(w);
+    let (bp, bm) = b[..2 * w].split_at(w);
+    let (bp, bm) = if swap_b { (bm, bp) } else { (bp, bm) };
+    let (op, om) = out[..2 * w].split_at_mut(w);
     for i in 0..w {
-        let (p, m) = match algebra {
-            Algebra::Map => map_word(ap[i], am[i], bp[i], bm[i]),
-            Algebra::Modular => mod3_word(ap[i], am[i], bp[i], bm[i]),
-        };
+        let (p, m) = f(ap[i], am[i], bp[i], bm[i]);
         op[i] = p;
         om[i] = m;
     }
 }
 
+#[inline(always)]
+fn bind_generic(a: &[u64], b: &[u64], algebra: Algebra, unbind: bool, out: &mut [u64]) {
+    match algebra {
+        Algebra::Map => planes_generic(a, b, out, false, map_word),
+        // Modular unbind adds -b: the planes of b swapped.
+        Algebra::Modular => planes_generic(a, b, out, unbind, mod3_word),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn bind_avx512(a: &[u64], b: &[u64], algebra: Algebra, unbind: bool, out: &mut [u64]) {
+    bind_generic(a, b, algebra, unbind, out)
+}
+
+fn bind_dispatch(a: &[u64], b: &[u64], algebra: Algebra, unbind: bool, out: &mut [u64]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd::best_level() == Level::Avx512 {
+        // SAFETY: best_level is Avx512 only if the CPU reported AVX-512F.
+        return unsafe { bind_avx512(a, b, algebra, unbind, out) };
+    }
+    bind_generic(a, b, algebra, unbind, out)
+}
+
+/// Bind on raw packed words (`a`, `b`, `out` each `2 ceil(dim/64)` words,
+/// already validated). Padding stays zero: every output bit needs an input bit
+/// (the modular `!(a+ | a-)` terms are ANDed with a bit of `b`, and vice versa).
+pub fn bind_words(a: &[u64], b: &[u64], algebra: Algebra, out: &mut [u64]) {
+    bind_dispatch(a, b, algebra, false, out)
+}
+
 /// Unbind on raw packed words: MAP = bind; modular = bind with `-b`
 /// (the planes of `b` swapped).
 pub fn unbind_words(c: &[u64], b: &[u64], algebra: Algebra, out: &mut [u64]) {
-    match algebra {
-        Algebra::Map => bind_words(c, b, algebra, out),
-        Algebra::Modular => {
-            let w = c.len() / 2;
-            let (cp, cm) = c.split_at(w);
-            let (bp, bm) = b.split_at(w);
-            let (op, om) = out.split_at_mut(w);
-            for i in 0..w {
-                let (p, m) = mod3_word(cp[i], cm[i], bm[i], bp[i]);
-                op[i] = p;
-                om[i] = m;
-            }
-        }
-    }
+    bind_dispatch(c, b, algebra, true, out)
 }
 
 /// `bind(a, b)` in `algebra` (see the module docs). Errors: different dims.
@@ -135,11 +155,14 @@ pub fn permute_words(dim: usize, a: &[u64], k: i64, out: &mut [u64]) {
     for plane in 0..2 {
         let src = &a[plane * w..(plane + 1) * w];
         let dst = &mut out[plane * w..(plane + 1) * w];
+        let mut start = (dim - k) % dim; // source bit of output bit j0, advanced by 64 a word
         for (ow, d) in dst.iter_mut().enumerate() {
-            let j0 = ow * 64;
-            let len = (dim - j0).min(64);
-            let start = (j0 + dim - k) % dim;
+            let len = (dim - ow * 64).min(64);
             *d = extract_cyclic(src, dim, start, len);
+            start += 64;
+            while start >= dim {
+                start -= dim;
+            }
         }
     }
 }

@@ -96,6 +96,7 @@ unsafe fn counts_bipolar_popcnt(ap: &[u64], am: &[u64], bp: &[u64]) -> (u64, u64
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+#[inline]
 unsafe fn counts_avx512(ap: &[u64], am: &[u64], bp: &[u64], bm: &[u64]) -> (u64, u64) {
     use std::arch::x86_64::*;
     let n = ap.len();
@@ -142,6 +143,7 @@ unsafe fn counts_avx512(ap: &[u64], am: &[u64], bp: &[u64], bm: &[u64]) -> (u64,
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+#[inline]
 unsafe fn counts_bipolar_avx512(ap: &[u64], am: &[u64], bp: &[u64]) -> (u64, u64) {
     use std::arch::x86_64::*;
     let n = ap.len();
@@ -238,4 +240,120 @@ fn available_levels_cached() -> Level {
 #[inline]
 pub fn counts(ap: &[u64], am: &[u64], bp: &[u64], bm: &[u64]) -> (u64, u64) {
     counts_at(best_level(), ap, am, bp, bm)
+}
+
+/// Row store of an item memory: `plus` and `minus` planes of every row back to
+/// back (`w` words a row), and each row's bipolar flag (then `minus` is not read).
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    /// Plus planes, `len * w` words.
+    pub plus: &'a [u64],
+    /// Minus planes, `len * w` words.
+    pub minus: &'a [u64],
+    /// Per-row flag: every trit non-zero.
+    pub bipolar: &'a [bool],
+    /// Words per plane.
+    pub w: usize,
+}
+
+#[inline(always)]
+fn scan_generic<F: FnMut(usize, u64, u64)>(
+    qp: &[u64],
+    qm: &[u64],
+    rows: Rows,
+    range: std::ops::Range<usize>,
+    mut f: F,
+    full: impl Fn(&[u64], &[u64], &[u64], &[u64]) -> (u64, u64),
+    bip: impl Fn(&[u64], &[u64], &[u64]) -> (u64, u64),
+) {
+    let w = rows.w;
+    for i in range {
+        let rp = &rows.plus[i * w..(i + 1) * w];
+        let (a, d) = if rows.bipolar[i] {
+            bip(qp, qm, rp)
+        } else {
+            full(qp, qm, rp, &rows.minus[i * w..(i + 1) * w])
+        };
+        f(i, a, d);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+unsafe fn scan_avx512<F: FnMut(usize, u64, u64)>(
+    qp: &[u64],
+    qm: &[u64],
+    rows: Rows,
+    range: std::ops::Range<usize>,
+    f: F,
+) {
+    // SAFETY (both closures): this function only runs on CPUs with these features.
+    scan_generic(
+        qp,
+        qm,
+        rows,
+        range,
+        f,
+        |a, b, c, d| unsafe { counts_avx512(a, b, c, d) },
+        |a, b, c| unsafe { counts_bipolar_avx512(a, b, c) },
+    )
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn scan_popcnt<F: FnMut(usize, u64, u64)>(
+    qp: &[u64],
+    qm: &[u64],
+    rows: Rows,
+    range: std::ops::Range<usize>,
+    f: F,
+) {
+    scan_generic(
+        qp,
+        qm,
+        rows,
+        range,
+        f,
+        counts_generic,
+        counts_bipolar_generic,
+    )
+}
+
+/// Calls `f(i, agree, disagree)` for every row `i` in `range` against the query
+/// planes `(qp, qm)`, with the kernels of `level` (scalar if the CPU lacks it).
+pub fn scan_rows_at<F: FnMut(usize, u64, u64)>(
+    level: Level,
+    qp: &[u64],
+    qm: &[u64],
+    rows: Rows,
+    range: std::ops::Range<usize>,
+    f: F,
+) {
+    assert!(qp.len() == rows.w && qm.len() == rows.w);
+    assert!(range.end * rows.w <= rows.plus.len() && range.end * rows.w <= rows.minus.len());
+    assert!(range.end <= rows.bipolar.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avail = available_levels_cached();
+        // SAFETY: each kernel runs only if the CPU reported its features.
+        match level {
+            Level::Avx512 if avail >= Level::Avx512 => {
+                return unsafe { scan_avx512(qp, qm, rows, range, f) }
+            }
+            Level::Popcnt | Level::Avx512 if avail >= Level::Popcnt => {
+                return unsafe { scan_popcnt(qp, qm, rows, range, f) }
+            }
+            _ => {}
+        }
+    }
+    let _ = level;
+    scan_generic(
+        qp,
+        qm,
+        rows,
+        range,
+        f,
+        counts_generic,
+        counts_bipolar_generic,
+    )
 }

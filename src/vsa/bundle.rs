@@ -352,6 +352,42 @@ fn bundle_rows_unchecked(
     Ok(out)
 }
 
+/// `counts[i] += weight * x_i` for the packed vector `words` (no multiply:
+/// `weight` is masked in by each plane bit, so it vectorizes without AVX-512DQ).
+#[inline(always)]
+fn accumulate_generic(counts: &mut [i64], words: &[u64], weight: i64) {
+    let w = plane_words(counts.len());
+    for (wi, c) in counts.chunks_mut(64).enumerate() {
+        let (p, m) = (words[wi], words[w + wi]);
+        if p | m == 0 {
+            continue;
+        }
+        for (j, cj) in c.iter_mut().enumerate() {
+            let pb = ((p >> j) & 1) as i64;
+            let mb = ((m >> j) & 1) as i64;
+            *cj += (weight & -pb) - (weight & -mb);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn accumulate_avx512(counts: &mut [i64], words: &[u64], weight: i64) {
+    accumulate_generic(counts, words, weight)
+}
+
+/// [`BundleAccumulator`]'s inner loop at `level` (`Avx512` compiles the same
+/// code with 512-bit vectors).
+pub fn accumulate_at(level: Level, counts: &mut [i64], words: &[u64], weight: i64) {
+    #[cfg(target_arch = "x86_64")]
+    if level == Level::Avx512 && available_levels().contains(&Level::Avx512) {
+        // SAFETY: the CPU reported AVX-512F.
+        return unsafe { accumulate_avx512(counts, words, weight) };
+    }
+    let _ = level;
+    accumulate_generic(counts, words, weight)
+}
+
 /// Streaming bundle: adds vectors one at a time into `i64` counters (one per
 /// trit), so many vectors can be bundled without holding them all.
 /// `finish` gives exactly [`bundle`] of everything added so far.
@@ -428,18 +464,7 @@ impl BundleAccumulator {
             .ok_or_else(|| Error::invalid("weight", "the accumulated |weights| overflow i64"))?;
         self.total_abs = t;
         self.added += 1;
-        let w = plane_words(self.dim);
-        let wt = weight as i64;
-        for (wi, c) in self.counts.chunks_mut(64).enumerate() {
-            let (p, m) = (words[wi], words[w + wi]);
-            if p | m == 0 {
-                continue;
-            }
-            for (j, cj) in c.iter_mut().enumerate() {
-                let x = ((p >> j) & 1) as i64 - ((m >> j) & 1) as i64;
-                *cj += wt * x;
-            }
-        }
+        accumulate_at(best_level(), &mut self.counts, words, weight as i64);
         Ok(())
     }
 

@@ -319,6 +319,25 @@ fn bundle_matches_dense_on_every_level() {
 }
 
 #[test]
+fn accumulate_levels_agree() {
+    for &d in &SIZES {
+        let v = rnd(d, 3, 0.6);
+        for &wt in &[1i64, -3, i32::MIN as i64, i32::MAX as i64] {
+            let mut want = vec![5i64; d];
+            bundle::accumulate_at(Level::Scalar, &mut want, v.words(), wt);
+            for (i, &t) in v.to_trits().iter().enumerate() {
+                assert_eq!(want[i], 5 + wt * t as i64);
+            }
+            for &l in &available_levels() {
+                let mut got = vec![5i64; d];
+                bundle::accumulate_at(l, &mut got, v.words(), wt);
+                assert_eq!(got, want, "{l:?} d {d}");
+            }
+        }
+    }
+}
+
+#[test]
 fn bundle_majority_small_cases() {
     // (+, +, -) -> +; (+, -) -> tie; weights (1, 2) on (+, -) -> -.
     let p = PackedHv::from_trits(&[1, 1, 0]).unwrap();

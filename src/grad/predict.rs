@@ -640,6 +640,7 @@ impl PhaseTrainer {
         let slots: Vec<usize> = self.slots.iter().copied().collect();
         let newest = slots.last().copied();
         let target = if have < w { have } else { slots[0] };
+        let by_slot = coefficients_by_slot(&coeff, &slots, w);
         let decay = self.cfg.history_decay;
         let p = &mut self.params[id];
         let bias = 1.0 - (decay as f64).powi(p.residual_updates as i32 + 1);
@@ -647,8 +648,7 @@ impl PhaseTrainer {
         let apply = p.apply_residual && p.residual_updates > 0 && old_bias > 0.0;
         let ctx = RecordCtx {
             w,
-            coeff: &coeff,
-            slots: &slots,
+            by_slot: &by_slot,
             newest,
             target,
             decay,
@@ -702,6 +702,7 @@ impl PhaseTrainer {
         let coeff = self.coefficients(info.step);
         let slots: Vec<usize> = self.slots.iter().copied().collect();
         let w = self.cfg.history_window;
+        let by_slot = coefficients_by_slot(&coeff, &slots, w);
         let bias = 1.0 - (self.cfg.history_decay as f64).powi(p.residual_updates as i32);
         let res_scale = if p.apply_residual && p.residual_updates > 0 && bias > 0.0 {
             Some(1.0 / bias)
@@ -709,8 +710,8 @@ impl PhaseTrainer {
             None
         };
         match &p.hist {
-            History::F32(h) => predict_blocks(h, &p.residual, out, w, &coeff, &slots, res_scale),
-            History::Bf16(h) => predict_blocks(h, &p.residual, out, w, &coeff, &slots, res_scale),
+            History::F32(h) => predict_blocks(h, &p.residual, out, w, &by_slot, res_scale),
+            History::Bf16(h) => predict_blocks(h, &p.residual, out, w, &by_slot, res_scale),
         }
         Ok(())
     }
@@ -826,10 +827,19 @@ impl PhaseTrainer {
     }
 }
 
+/// The coefficients laid out by ring slot (0 for empty slots), so the
+/// per-element sum runs over the element's contiguous history.
+fn coefficients_by_slot(coeff: &[f64], slots: &[usize], w: usize) -> Vec<f64> {
+    let mut v = vec![0.0; w];
+    for (&c, &s) in coeff.iter().zip(slots) {
+        v[s] = c;
+    }
+    v
+}
+
 struct RecordCtx<'a> {
     w: usize,
-    coeff: &'a [f64],
-    slots: &'a [usize],
+    by_slot: &'a [f64],
     newest: Option<usize>,
     target: usize,
     decay: f32,
@@ -854,8 +864,8 @@ fn record_blocks<T: Slot>(
             s.grad += ge * ge;
             if let Some(nw) = c.newest {
                 let mut p = 0.0f64;
-                for (ci, &slot) in c.coeff.iter().zip(c.slots) {
-                    p += ci * he[slot].load();
+                for (ci, hv) in c.by_slot.iter().zip(he.iter()) {
+                    p += ci * hv.load();
                 }
                 let q = if c.apply {
                     p + r[e] as f64 / c.old_bias
@@ -900,16 +910,15 @@ fn predict_blocks<T: Slot>(
     residual: &[f32],
     out: &mut [f32],
     w: usize,
-    coeff: &[f64],
-    slots: &[usize],
+    by_slot: &[f64],
     res_scale: Option<f64>,
 ) {
     let kernel = |h: &[T], r: &[f32], o: &mut [f32]| {
         for e in 0..o.len() {
             let he = &h[e * w..(e + 1) * w];
             let mut p = 0.0f64;
-            for (ci, &slot) in coeff.iter().zip(slots) {
-                p += ci * he[slot].load();
+            for (ci, hv) in by_slot.iter().zip(he.iter()) {
+                p += ci * hv.load();
             }
             if let Some(k) = res_scale {
                 p += r[e] as f64 * k;

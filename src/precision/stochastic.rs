@@ -29,11 +29,6 @@ pub fn stochastic_bf16_bits(x: f32, r: u16) -> u16 {
     (b.wrapping_add(r as u32) >> 16) as u16
 }
 
-#[inline(always)]
-fn random16(seed: u64, j: u64) -> u16 {
-    (hash2(seed, j / 4) >> (16 * (j % 4))) as u16
-}
-
 const BLOCK: usize = 1 << 16; // a multiple of 4: blocks share no random word
 
 /// Rounds `src` to bf16 bit patterns in `dst` stochastically (see the module
@@ -52,8 +47,16 @@ pub fn f32_to_bf16_stochastic(src: &[f32], dst: &mut [u16], seed: u64, offset: u
         .checked_add(src.len() as u64)
         .ok_or_else(|| Error::overflow("offset", "offset + len overflows u64"))?;
     let kernel = |base: u64, s: &[f32], d: &mut [u16]| {
+        // One hash word feeds four consecutive elements.
+        let mut word_idx = u64::MAX;
+        let mut word = 0u64;
         for (k, (o, &x)) in d.iter_mut().zip(s).enumerate() {
-            *o = stochastic_bf16_bits(x, random16(seed, base + k as u64));
+            let j = base + k as u64;
+            if j / 4 != word_idx {
+                word_idx = j / 4;
+                word = hash2(seed, word_idx);
+            }
+            *o = stochastic_bf16_bits(x, (word >> (16 * (j % 4))) as u16);
         }
     };
     if src.len() < 2 * BLOCK {

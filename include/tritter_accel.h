@@ -150,6 +150,46 @@
 #define TRITTER_ACT_INT8 1
 
 /**
+ * `algebra`: multiplicative (MAP), `c_i = a_i * b_i`; self-inverse on bipolar keys.
+ */
+#define TRITTER_VSA_ALGEBRA_MAP 0
+
+/**
+ * `algebra`: balanced ternary addition mod 3; unbind subtracts mod 3.
+ */
+#define TRITTER_VSA_ALGEBRA_MODULAR 1
+
+/**
+ * `metric`: `Σ a_i b_i` (larger is nearer).
+ */
+#define TRITTER_VSA_METRIC_DOT 0
+
+/**
+ * `metric`: `dot / sqrt(nnz(a) nnz(b))`, 0 for an all-zero operand (larger is nearer).
+ */
+#define TRITTER_VSA_METRIC_COSINE 1
+
+/**
+ * `metric`: number of differing trits (smaller is nearer).
+ */
+#define TRITTER_VSA_METRIC_HAMMING 2
+
+/**
+ * `tie_rule`: a zero sum gives trit 0 (ternary result).
+ */
+#define TRITTER_VSA_TIE_ZERO 0
+
+/**
+ * `tie_rule`: a zero sum at trit `i` gives trit `i` of `random(dim, tie_seed, 1)` (bipolar result).
+ */
+#define TRITTER_VSA_TIE_RANDOM 1
+
+/**
+ * Rows per parallel block of a query.
+ */
+#define BLOCK 1024
+
+/**
  * Status returned by every fallible export. `TRITTER_OK` (0) is success;
  * on any other value [`tritter_last_error`] describes what went wrong and
  * names the offending argument. Out-parameters are left untouched on error
@@ -228,6 +268,26 @@ typedef enum tritter_status_t tritter_status_t;
 typedef uint32_t tritter_status_t;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
+
+/**
+ * A conversion kernel. [`Level::best`] is the fastest the CPU supports.
+ */
+typedef struct Level Level;
+
+/**
+ * A streaming bundle: `int64` counters per trit, fed one vector at a time.
+ * Owns its memory; free with [`tritter_bundle_accumulator_free`]. Adding
+ * mutates it: do not share one accumulator across threads without a lock.
+ */
+typedef struct tritter_bundle_accumulator_t tritter_bundle_accumulator_t;
+
+/**
+ * An item (cleanup) memory: labelled packed hypervectors of one dimension
+ * and top-k queries. Owns its memory; free with [`tritter_item_memory_free`].
+ * Queries only read it (any number of threads may query at once); adding
+ * needs exclusive access.
+ */
+typedef struct tritter_item_memory_t tritter_item_memory_t;
 
 /**
  * A dynamic loss scaler with `torch.amp.GradScaler` semantics (scale,
@@ -590,6 +650,8 @@ typedef struct tritter_matrix_info_t {
    */
   size_t memory_bytes;
 } tritter_matrix_info_t;
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -1169,6 +1231,323 @@ tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_terna
                                                       const struct tritter_dl_tensor_t *bias,
                                                       uint32_t act_mode,
                                                       const struct tritter_dl_tensor_t *y);
+
+/**
+ * Writes `2 * ceil(dim / 64)`, the words of one packed vector, to `*words_out`.
+ *
+ * # Safety
+ * `words_out` must be valid for writing one `size_t`.
+ */
+tritter_status_t tritter_hv_packed_words(size_t dim, size_t *words_out);
+
+/**
+ * Writes `random(dim, seed, density)` packed: trit `i` is non-zero iff
+ * `(h >> 11) / 2^53 < density` with `h = hash(seed, i)`, +1 if `h` is even.
+ * `density` must be finite in [0, 1] (1 = bipolar). A pure function of
+ * `(seed, i)`: the same on every machine and thread count.
+ *
+ * # Safety
+ * `words_out` must be NULL or valid for `words_len` words.
+ */
+tritter_status_t tritter_hv_random(size_t dim,
+                                   uint64_t seed,
+                                   double density,
+                                   uint64_t *words_out,
+                                   size_t words_len);
+
+/**
+ * Writes `random(dim, seed, density)` as `dim` int8 trits (the same vector as
+ * [`tritter_hv_random`]).
+ *
+ * # Safety
+ * `trits_out` must be NULL or valid for `trits_len` bytes.
+ */
+tritter_status_t tritter_hv_random_dense(size_t dim,
+                                         uint64_t seed,
+                                         double density,
+                                         int8_t *trits_out,
+                                         size_t trits_len);
+
+/**
+ * Packs `dim` int8 trits (each in {-1, 0, 1}, else `TRITTER_ERR_INVALID_DATA`)
+ * into `tritter_hv_packed_words(dim)` words.
+ *
+ * # Safety
+ * `trits` NULL or valid for `dim` bytes; `words_out` NULL or valid for `words_len` words.
+ */
+tritter_status_t tritter_hv_pack(const int8_t *trits,
+                                 size_t dim,
+                                 uint64_t *words_out,
+                                 size_t words_len);
+
+/**
+ * Unpacks a packed vector (validated) into `dim` int8 trits.
+ *
+ * # Safety
+ * `words` NULL or valid for `words_len` words; `trits_out` NULL or valid for `trits_len` bytes.
+ */
+tritter_status_t tritter_hv_unpack(const uint64_t *words,
+                                   size_t words_len,
+                                   size_t dim,
+                                   int8_t *trits_out,
+                                   size_t trits_len);
+
+/**
+ * `out = bind(a, b)` in `algebra` (`TRITTER_VSA_ALGEBRA_*`): MAP
+ * `a_i * b_i`, modular `(a_i + b_i) mod 3` in {-1, 0, 1}. `a` and `b` have
+ * `words_len = tritter_hv_packed_words(dim)` words each.
+ *
+ * # Safety
+ * Inputs NULL or valid for `words_len` words; `out` NULL or valid for
+ * `out_len` words and not overlapping the inputs.
+ */
+tritter_status_t tritter_hv_bind(const uint64_t *a,
+                                 const uint64_t *b,
+                                 size_t words_len,
+                                 size_t dim,
+                                 uint32_t algebra,
+                                 uint64_t *out,
+                                 size_t out_len);
+
+/**
+ * `out = unbind(c, b)` in `algebra`: MAP `c_i * b_i` (= bind), modular
+ * `(c_i - b_i) mod 3` (exactly inverts bind).
+ *
+ * # Safety
+ * As [`tritter_hv_bind`].
+ */
+tritter_status_t tritter_hv_unbind(const uint64_t *c,
+                                   const uint64_t *b,
+                                   size_t words_len,
+                                   size_t dim,
+                                   uint32_t algebra,
+                                   uint64_t *out,
+                                   size_t out_len);
+
+/**
+ * `out = bundle` of `n` packed vectors stored back to back in `vectors`
+ * (`vectors_len = n * tritter_hv_packed_words(dim)` words): `sign(Σ w_k x_k)`
+ * with `weights` (NULL = all 1; else `weights_len = n` int32) and the tie
+ * rule `TRITTER_VSA_TIE_ZERO` or `TRITTER_VSA_TIE_RANDOM` (ties take trit `i`
+ * of `random(dim, tie_seed, 1)`; `tie_seed` is ignored for ZERO). `n = 0`
+ * gives the all-tie result.
+ *
+ * # Safety
+ * Pointers NULL or valid for their lengths; `out` not overlapping the inputs.
+ */
+tritter_status_t tritter_hv_bundle(const uint64_t *vectors,
+                                   size_t vectors_len,
+                                   size_t n,
+                                   size_t dim,
+                                   const int32_t *weights,
+                                   size_t weights_len,
+                                   uint32_t tie_rule,
+                                   uint64_t tie_seed,
+                                   uint64_t *out,
+                                   size_t out_len);
+
+/**
+ * `out = permute(a, shift)`: `out[(i + shift) mod dim] = a[i]` (NumPy's
+ * `np.roll`); a negative shift rotates the other way, so `-shift` inverts it.
+ *
+ * # Safety
+ * As [`tritter_hv_bind`].
+ */
+tritter_status_t tritter_hv_permute(const uint64_t *a,
+                                    size_t words_len,
+                                    size_t dim,
+                                    int64_t shift,
+                                    uint64_t *out,
+                                    size_t out_len);
+
+/**
+ * Writes the similarity of `a` and `b` by `metric` (`TRITTER_VSA_METRIC_*`)
+ * to `*score_out`: dot, cosine (0 if either is all zero) or Hamming distance.
+ *
+ * # Safety
+ * Inputs NULL or valid for `words_len` words; `score_out` valid for one double.
+ */
+tritter_status_t tritter_hv_similarity(const uint64_t *a,
+                                       const uint64_t *b,
+                                       size_t words_len,
+                                       size_t dim,
+                                       uint32_t metric,
+                                       double *score_out);
+
+/**
+ * One-vs-many: scores `query` against `n` packed vectors stored back to back
+ * in `rows` (`rows_len = n * tritter_hv_packed_words(dim)`), writing `n`
+ * doubles to `scores_out`.
+ *
+ * # Safety
+ * Pointers NULL or valid for their lengths; `scores_out` not overlapping the inputs.
+ */
+tritter_status_t tritter_hv_similarity_many(const uint64_t *query,
+                                            size_t query_len,
+                                            const uint64_t *rows,
+                                            size_t rows_len,
+                                            size_t n,
+                                            size_t dim,
+                                            uint32_t metric,
+                                            double *scores_out,
+                                            size_t scores_len);
+
+/**
+ * Creates an empty bundle accumulator for `dim` trits in `*acc_out`.
+ *
+ * # Safety
+ * `acc_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_bundle_accumulator_new(size_t dim,
+                                                struct tritter_bundle_accumulator_t **acc_out);
+
+/**
+ * Adds `weight *` a packed vector of the accumulator's dim.
+ * Errors: wrong length or corrupt words (`vector`).
+ *
+ * # Safety
+ * `acc` NULL or live (not used by another thread meanwhile); `vector` NULL or
+ * valid for `words_len` words.
+ */
+tritter_status_t tritter_bundle_accumulator_add(struct tritter_bundle_accumulator_t *acc,
+                                                const uint64_t *vector,
+                                                size_t words_len,
+                                                int32_t weight);
+
+/**
+ * Writes `sign(counts)` with the tie rule (as [`tritter_hv_bundle`]) to `out`;
+ * the accumulator keeps its counts (add more and finish again).
+ *
+ * # Safety
+ * `acc` NULL or live; `out` NULL or valid for `out_len` words.
+ */
+tritter_status_t tritter_bundle_accumulator_finish(const struct tritter_bundle_accumulator_t *acc,
+                                                   uint32_t tie_rule,
+                                                   uint64_t tie_seed,
+                                                   uint64_t *out,
+                                                   size_t out_len);
+
+/**
+ * Writes the number of vectors added since creation or reset to `*len_out`.
+ *
+ * # Safety
+ * `acc` NULL or live; `len_out` valid for writing one `uint64_t`.
+ */
+tritter_status_t tritter_bundle_accumulator_len(const struct tritter_bundle_accumulator_t *acc,
+                                                uint64_t *len_out);
+
+/**
+ * Clears the counts.
+ *
+ * # Safety
+ * `acc` NULL or live (not used by another thread meanwhile).
+ */
+tritter_status_t tritter_bundle_accumulator_reset(struct tritter_bundle_accumulator_t *acc);
+
+/**
+ * Frees an accumulator; NULL is a no-op.
+ *
+ * # Safety
+ * `acc` NULL or a live handle not used again.
+ */
+void tritter_bundle_accumulator_free(struct tritter_bundle_accumulator_t *acc);
+
+/**
+ * Creates an empty item memory for vectors of `dim` trits (`dim > 0`).
+ *
+ * # Safety
+ * `memory_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_item_memory_new(size_t dim, struct tritter_item_memory_t **memory_out);
+
+/**
+ * Stores a packed vector (validated) with `label`; writes its 0-based index
+ * to `*index_out` unless `index_out` is NULL.
+ *
+ * # Safety
+ * `memory` NULL or live (exclusive access); `vector` NULL or valid for
+ * `words_len` words; `index_out` NULL or valid for one `size_t`.
+ */
+tritter_status_t tritter_item_memory_add(struct tritter_item_memory_t *memory,
+                                         const uint64_t *vector,
+                                         size_t words_len,
+                                         uint64_t label,
+                                         size_t *index_out);
+
+/**
+ * Writes the number of stored vectors to `*len_out`.
+ *
+ * # Safety
+ * `memory` NULL or live; `len_out` valid for one `size_t`.
+ */
+tritter_status_t tritter_item_memory_len(const struct tritter_item_memory_t *memory,
+                                         size_t *len_out);
+
+/**
+ * Writes the memory's vector dimension to `*dim_out`.
+ *
+ * # Safety
+ * `memory` NULL or live; `dim_out` valid for one `size_t`.
+ */
+tritter_status_t tritter_item_memory_dim(const struct tritter_item_memory_t *memory,
+                                         size_t *dim_out);
+
+/**
+ * Copies stored vector `index` (packed) to `out` and its label to
+ * `*label_out` (NULL to skip). Errors: `index >= len` (`index`).
+ *
+ * # Safety
+ * `memory` NULL or live; `out` NULL or valid for `out_len` words.
+ */
+tritter_status_t tritter_item_memory_get(const struct tritter_item_memory_t *memory,
+                                         size_t index,
+                                         uint64_t *out,
+                                         size_t out_len,
+                                         uint64_t *label_out);
+
+/**
+ * The `k` stored vectors nearest to `query` by `metric` (largest dot or
+ * cosine, smallest Hamming distance), nearest first, ties to the lower
+ * insertion index; identical for any thread count. Writes `found =
+ * min(k, len)` labels to `labels_out` and scores to `scores_out` (both need
+ * `capacity >= found`; `scores_out` may be NULL) and `found` to `*found_out`.
+ *
+ * # Safety
+ * `memory` NULL or live; `query` NULL or valid for `query_len` words;
+ * outputs valid for `capacity` elements; `found_out` valid for one `size_t`.
+ */
+tritter_status_t tritter_item_memory_query_topk(const struct tritter_item_memory_t *memory,
+                                                const uint64_t *query,
+                                                size_t query_len,
+                                                size_t k,
+                                                uint32_t metric,
+                                                uint64_t *labels_out,
+                                                double *scores_out,
+                                                size_t capacity,
+                                                size_t *found_out);
+
+/**
+ * Scores `query` against every stored vector (insertion order), writing
+ * `len` doubles to `scores_out`.
+ *
+ * # Safety
+ * `memory` NULL or live; `query` NULL or valid for `query_len` words;
+ * `scores_out` NULL or valid for `scores_len` doubles.
+ */
+tritter_status_t tritter_item_memory_similarities(const struct tritter_item_memory_t *memory,
+                                                  const uint64_t *query,
+                                                  size_t query_len,
+                                                  uint32_t metric,
+                                                  double *scores_out,
+                                                  size_t scores_len);
+
+/**
+ * Frees an item memory; NULL is a no-op.
+ *
+ * # Safety
+ * `memory` NULL or a live handle not used again.
+ */
+void tritter_item_memory_free(struct tritter_item_memory_t *memory);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -30,6 +30,13 @@ TRITTER_LAYOUT_2BIT = 0
 TRITTER_LAYOUT_BASE3 = 1
 TRITTER_ACT_F32 = 0
 TRITTER_ACT_INT8 = 1
+TRITTER_VSA_ALGEBRA_MAP = 0
+TRITTER_VSA_ALGEBRA_MODULAR = 1
+TRITTER_VSA_METRIC_DOT = 0
+TRITTER_VSA_METRIC_COSINE = 1
+TRITTER_VSA_METRIC_HAMMING = 2
+TRITTER_VSA_TIE_ZERO = 0
+TRITTER_VSA_TIE_RANDOM = 1
 TRITTER_OK = 0
 TRITTER_ERR_NULL_POINTER = 1
 TRITTER_ERR_INVALID_ARGUMENT = 2
@@ -235,6 +242,31 @@ FUNCTIONS = {
     'tritter_ternary_matrix_to_f32': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_ternary_matrix_matmul': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_ternary_matrix_matmul_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]),
+    'tritter_hv_packed_words': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_hv_random': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_uint64, ctypes.c_double, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_random_dense': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_uint64, ctypes.c_double, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_pack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_unpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_bind': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_unbind': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_bundle': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_permute': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_similarity': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p]),
+    'tritter_hv_similarity_many': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_bundle_accumulator_new': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_bundle_accumulator_add': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32]),
+    'tritter_bundle_accumulator_finish': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_bundle_accumulator_len': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_bundle_accumulator_reset': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_bundle_accumulator_free': (None, [ctypes.c_void_p]),
+    'tritter_item_memory_new': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_item_memory_add': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_void_p]),
+    'tritter_item_memory_len': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_item_memory_dim': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_item_memory_get': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_item_memory_query_topk': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_item_memory_similarities': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_item_memory_free': (None, [ctypes.c_void_p]),
 }
 
 

@@ -272,24 +272,51 @@ impl CountSketch {
 
 #[inline(always)]
 fn add_row_impl(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
-    for (j, &v) in g.iter().enumerate() {
-        let (b, s) = slot(rs, off + j, cols);
-        // SAFETY-free bound: b < cols by the multiply-shift construction.
-        row[b] += s * v;
+    // Two passes per 256 coordinates: hashes (vectorizable) into small
+    // buffers, then the scatter-add (sequential, in index order).
+    const S: usize = 256;
+    let mut bk = [0u32; S];
+    let mut sv = [0.0f32; S];
+    for (c, gc) in g.chunks(S).enumerate() {
+        let base = (off + c * S) as u64;
+        for (j, &v) in gc.iter().enumerate() {
+            let h = rng::hash2(rs, base + j as u64);
+            bk[j] = (((h >> 32) * cols as u64) >> 32) as u32;
+            // s · v with s = ±1: flip the sign bit (exactly the product).
+            sv[j] = f32::from_bits(v.to_bits() ^ (((h & 1) as u32) << 31));
+        }
+        for (&b, &v) in bk.iter().zip(&sv).take(gc.len()) {
+            row[b as usize] += v;
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,bmi2")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2")]
+unsafe fn add_row_avx512(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
+    add_row_impl(rs, cols, g, off, row)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
 unsafe fn add_row_avx2(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
     add_row_impl(rs, cols, g, off, row)
 }
 
 fn add_row(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
-        // SAFETY: the features were detected at run time.
-        return unsafe { add_row_avx2(rs, cols, g, off, row) };
+    {
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the features were detected at run time.
+            return unsafe { add_row_avx512(rs, cols, g, off, row) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { add_row_avx2(rs, cols, g, off, row) };
+        }
     }
     add_row_impl(rs, cols, g, off, row)
 }

@@ -268,6 +268,8 @@ pub struct Compressor {
     a: usize,
     b: usize,
     residual: Vec<f32>,
+    // Reused buffer for `grad + residual` (avoids a fresh allocation per step).
+    scratch: Vec<f32>,
     step: u64,
 }
 
@@ -308,6 +310,7 @@ impl Compressor {
             } else {
                 Vec::new()
             },
+            scratch: Vec::new(),
             step: 0,
         })
     }

@@ -378,6 +378,16 @@ impl Compressor {
                 Body::Projection { values }
             }
         };
+        // Sums of finite values can still overflow f32: never emit a payload
+        // that the decoder would reject.
+        if let Body::Sketch { table: v, .. } | Body::Projection { values: v } = &body {
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(Error::invalid(
+                    "grad",
+                    "its sketch/projection overflows f32 (values too large)",
+                ));
+            }
+        }
         Ok(Compressed {
             dim: self.dim,
             seed,

@@ -409,13 +409,18 @@ impl Compressor {
         let seed = self.step_seed(self.step);
         let c = if self.cfg.error_feedback {
             crate::check_finite(grad, "grad")?;
-            let x: Vec<f32> = grad
-                .iter()
-                .zip(&self.residual)
-                .map(|(g, e)| g + e)
-                .collect();
-            let c = self.compress_raw(&x, seed)?;
-            self.residual = x;
+            let mut x = std::mem::take(&mut self.scratch);
+            x.clear();
+            x.extend(grad.iter().zip(&self.residual).map(|(g, e)| g + e));
+            let c = match self.compress_raw(&x, seed) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.scratch = x;
+                    return Err(e);
+                }
+            };
+            // The old residual becomes the next scratch buffer.
+            self.scratch = std::mem::replace(&mut self.residual, x);
             match &c.body {
                 // Sparse: subtract in place instead of decoding densely.
                 Body::TopK { indices, values } => {

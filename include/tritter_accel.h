@@ -105,6 +105,31 @@
 #define TRITTER_GRAD_PAYLOAD_OVERHEAD 44
 
 /**
+ * Phase code: warmup (backward pass).
+ */
+#define TRITTER_PHASE_WARMUP 0
+
+/**
+ * Phase code: full (backward pass).
+ */
+#define TRITTER_PHASE_FULL 1
+
+/**
+ * Phase code: predict (no backward pass; fetch predicted gradients).
+ */
+#define TRITTER_PHASE_PREDICT 2
+
+/**
+ * Phase code: correct (backward pass inside a prediction segment).
+ */
+#define TRITTER_PHASE_CORRECT 3
+
+/**
+ * Largest rank `tritter_phase_trainer_add_param` accepts.
+ */
+#define TRITTER_PHASE_MAX_NDIM 32
+
+/**
  * `method`: AbsMean (BitNet b1.58, `s = mean|w|`).
  */
 #define TRITTER_QUANT_ABSMEAN 0
@@ -150,6 +175,41 @@
 #define TRITTER_ACT_INT8 1
 
 /**
+ * `algebra`: multiplicative (MAP), `c_i = a_i * b_i`; self-inverse on bipolar keys.
+ */
+#define TRITTER_VSA_ALGEBRA_MAP 0
+
+/**
+ * `algebra`: balanced ternary addition mod 3; unbind subtracts mod 3.
+ */
+#define TRITTER_VSA_ALGEBRA_MODULAR 1
+
+/**
+ * `metric`: `Σ a_i b_i` (larger is nearer).
+ */
+#define TRITTER_VSA_METRIC_DOT 0
+
+/**
+ * `metric`: `dot / sqrt(nnz(a) nnz(b))`, 0 for an all-zero operand (larger is nearer).
+ */
+#define TRITTER_VSA_METRIC_COSINE 1
+
+/**
+ * `metric`: number of differing trits (smaller is nearer).
+ */
+#define TRITTER_VSA_METRIC_HAMMING 2
+
+/**
+ * `tie_rule`: a zero sum gives trit 0 (ternary result).
+ */
+#define TRITTER_VSA_TIE_ZERO 0
+
+/**
+ * `tie_rule`: a zero sum at trit `i` gives trit `i` of `random(dim, tie_seed, 1)` (bipolar result).
+ */
+#define TRITTER_VSA_TIE_RANDOM 1
+
+/**
  * Format version.
  */
 #define VERSION 1
@@ -193,6 +253,11 @@
  * Largest block.
  */
 #define MAX_BLOCK (1 << 20)
+
+/**
+ * Rows per parallel block of a query.
+ */
+#define BLOCK 1024
 
 /**
  * Status returned by every fallible export. `TRITTER_OK` (0) is success;
@@ -275,6 +340,18 @@ typedef uint32_t tritter_status_t;
 #endif // __cplusplus
 
 /**
+ * An instruction-set level for the quantizer (all give identical output).
+ */
+typedef struct Level Level;
+
+/**
+ * A streaming bundle: `int64` counters per trit, fed one vector at a time.
+ * Owns its memory; free with [`tritter_bundle_accumulator_free`]. Adding
+ * mutates it: do not share one accumulator across threads without a lock.
+ */
+typedef struct tritter_bundle_accumulator_t tritter_bundle_accumulator_t;
+
+/**
  * FetchSGD state (momentum and error tables in sketch space). Owns its
  * memory; free with [`tritter_fetchsgd_free`]. Mutated by step: not
  * shareable across threads without a lock.
@@ -287,6 +364,29 @@ typedef struct tritter_fetchsgd_t tritter_fetchsgd_t;
  * Mutated by compress: not shareable across threads without a lock.
  */
 typedef struct tritter_grad_compressor_t tritter_grad_compressor_t;
+
+/**
+ * An item (cleanup) memory: labelled packed hypervectors of one dimension
+ * and top-k queries. Owns its memory; free with [`tritter_item_memory_free`].
+ * Queries only read it (any number of threads may query at once); adding
+ * needs exclusive access.
+ */
+typedef struct tritter_item_memory_t tritter_item_memory_t;
+
+/**
+ * A dynamic loss scaler with `torch.amp.GradScaler` semantics (scale,
+ * growth tracker). Owns its state; free with [`tritter_loss_scaler_free`].
+ * Mutated by `update`/`set_scale`: not shareable across threads without a lock.
+ */
+typedef struct tritter_loss_scaler_t tritter_loss_scaler_t;
+
+/**
+ * A phase trainer: registered parameters, their gradient history (f32 or
+ * bf16) and residuals, the schedule and statistics. Owns its memory; free
+ * with [`tritter_phase_trainer_free`]. Mutated by most calls: not shareable
+ * across threads without a lock.
+ */
+typedef struct tritter_phase_trainer_t tritter_phase_trainer_t;
 
 /**
  * A packed ternary gradient accumulator. Owns its memory; free with
@@ -368,6 +468,206 @@ typedef struct tritter_grad_payload_info_t {
    */
   size_t wire_bytes;
 } tritter_grad_payload_info_t;
+
+/**
+ * Loss-scaler settings; defaults (torch's) from [`tritter_loss_scaler_config_default`].
+ */
+typedef struct tritter_loss_scaler_config_t {
+  /**
+   * Initial scale (finite, > 0; default 65536).
+   */
+  float init_scale;
+  /**
+   * Growth factor (finite, > 1; default 2).
+   */
+  float growth_factor;
+  /**
+   * Backoff factor (in (0, 1); default 0.5).
+   */
+  float backoff_factor;
+  /**
+   * Overflow-free steps between growths (>= 1; default 2000).
+   */
+  uint32_t growth_interval;
+  /**
+   * Lower bound of the scale (finite, >= 0; default 0).
+   */
+  float min_scale;
+  /**
+   * Upper bound of the scale (>= min_scale, may be INFINITY; default INFINITY).
+   */
+  float max_scale;
+} tritter_loss_scaler_config_t;
+
+/**
+ * A loss scaler's state.
+ */
+typedef struct tritter_loss_scaler_state_t {
+  /**
+   * Current scale.
+   */
+  float scale;
+  /**
+   * Consecutive overflow-free updates since the last growth or backoff.
+   */
+  uint32_t growth_tracker;
+  /**
+   * Updates so far.
+   */
+  uint64_t updates;
+  /**
+   * Updates that found an overflow.
+   */
+  uint64_t overflows;
+} tritter_loss_scaler_state_t;
+
+/**
+ * Phase-trainer settings. Get defaults from [`tritter_phase_config_default`]
+ * (or [`tritter_phase_config_conservative`]); the fields are documented in
+ * `docs/predict.md`.
+ */
+typedef struct tritter_phase_config_t {
+  /**
+   * Backward steps before the first cycle (default 10).
+   */
+  size_t warmup_steps;
+  /**
+   * Full steps at the start of each cycle (default 5).
+   */
+  size_t full_steps;
+  /**
+   * Prediction-segment length (default 20; 0 = never predict).
+   */
+  size_t predict_steps;
+  /**
+   * Every k-th segment step is a Correct (backward) step (default 5; 0 = none).
+   */
+  size_t correct_every;
+  /**
+   * Back off prediction when the loss rises (default true).
+   */
+  bool adaptive_phases;
+  /**
+   * Relative loss rise that triggers the back-off (finite, >= 0; default 0.1).
+   */
+  float loss_increase_threshold;
+  /**
+   * Recorded gradients kept per element (1..=256; default 8).
+   */
+  size_t history_window;
+  /**
+   * Steps past the newest record the linear trend is extrapolated (default 1).
+   */
+  size_t prediction_horizon;
+  /**
+   * Exponential weight per step of age (in (0, 1]; default 0.95).
+   */
+  float history_decay;
+  /**
+   * Relative residual norm above which the residual is added (>= 0, INFINITY = never; default 0.1).
+   */
+  float residual_threshold;
+  /**
+   * Keep the history in bf16 (half the memory; default false).
+   */
+  bool history_bf16;
+} tritter_phase_config_t;
+
+/**
+ * What `begin_step` decided.
+ */
+typedef struct tritter_step_info_t {
+  /**
+   * 0-based step number.
+   */
+  uint64_t step;
+  /**
+   * `TRITTER_PHASE_*`.
+   */
+  uint32_t phase;
+  /**
+   * Whether the caller must back-propagate and record gradients.
+   */
+  bool needs_backward;
+} tritter_step_info_t;
+
+/**
+ * Phase-trainer counters and measurements.
+ */
+typedef struct tritter_phase_stats_t {
+  /**
+   * Completed steps.
+   */
+  uint64_t steps;
+  /**
+   * Completed Warmup steps.
+   */
+  uint64_t warmup_steps;
+  /**
+   * Completed Full steps.
+   */
+  uint64_t full_steps;
+  /**
+   * Completed Predict steps (= backward passes saved).
+   */
+  uint64_t predict_steps;
+  /**
+   * Completed Correct steps.
+   */
+  uint64_t correct_steps;
+  /**
+   * Steps with a backward pass.
+   */
+  uint64_t backward_passes;
+  /**
+   * Adaptive back-offs.
+   */
+  uint64_t backoffs;
+  /**
+   * Current prediction-segment length.
+   */
+  uint64_t current_predict_steps;
+  /**
+   * Post-warmup backward steps at which the prediction error was measured.
+   */
+  uint64_t error_samples;
+  /**
+   * Mean relative prediction error ‖pred − g‖/‖g‖ over those steps (NaN before any).
+   */
+  double mean_prediction_error;
+  /**
+   * The same for "repeat the newest recorded gradient" (a baseline; NaN before any).
+   */
+  double mean_last_gradient_error;
+  /**
+   * Bytes of history and residuals.
+   */
+  uint64_t memory_bytes;
+  /**
+   * Backward steps whose wall time was reported.
+   */
+  uint64_t timed_backward_steps;
+  /**
+   * Their total seconds.
+   */
+  double backward_seconds;
+  /**
+   * Predict steps whose wall time was reported.
+   */
+  uint64_t timed_predict_steps;
+  /**
+   * Their total seconds.
+   */
+  double predict_seconds;
+  /**
+   * steps / backward_passes.
+   */
+  double step_ratio;
+  /**
+   * Measured speedup from reported times (NaN unless both kinds were timed).
+   */
+  double measured_speedup;
+} tritter_phase_stats_t;
 
 /**
  * Quantization settings. Get defaults from [`tritter_quant_config_default`].
@@ -506,6 +806,8 @@ typedef struct tritter_matrix_info_t {
    */
   size_t memory_bytes;
 } tritter_matrix_info_t;
+
+
 
 #ifdef __cplusplus
 extern "C" {
@@ -862,6 +1164,287 @@ tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_a
 tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumulator_t *accumulator);
 
 /**
+ * Converts `n` f32 values to bf16 bit patterns, round to nearest even
+ * (overflow to ±inf; NaN stays NaN with its sign, quiet bit set).
+ *
+ * `dst` has room for `dst_len >= n` values, of which the first `n` are
+ * written (`TRITTER_ERR_BUFFER_TOO_SMALL` otherwise). `(NULL, 0)` is a valid
+ * empty buffer.
+ *
+ * # Safety
+ * `src` must be valid for `n` reads and `dst` for `dst_len` writes; they
+ * must not overlap.
+ */
+tritter_status_t tritter_f32_to_bf16(const float *src, size_t n, uint16_t *dst, size_t dst_len);
+
+/**
+ * Converts `n` bf16 bit patterns to f32 (exact, NaN payloads kept).
+ * Buffers as in [`tritter_f32_to_bf16`].
+ *
+ * # Safety
+ * As [`tritter_f32_to_bf16`].
+ */
+tritter_status_t tritter_bf16_to_f32(const uint16_t *src, size_t n, float *dst, size_t dst_len);
+
+/**
+ * Converts `n` f32 values to IEEE binary16 bit patterns, round to nearest
+ * even (subnormals, overflow to ±inf; NaN stays NaN with its sign, quiet bit
+ * set). Buffers as in [`tritter_f32_to_bf16`].
+ *
+ * # Safety
+ * As [`tritter_f32_to_bf16`].
+ */
+tritter_status_t tritter_f32_to_f16(const float *src, size_t n, uint16_t *dst, size_t dst_len);
+
+/**
+ * Converts `n` IEEE binary16 bit patterns to f32 (exact; NaNs keep sign and
+ * payload and get the quiet bit). Buffers as in [`tritter_f32_to_bf16`].
+ *
+ * # Safety
+ * As [`tritter_f32_to_bf16`].
+ */
+tritter_status_t tritter_f16_to_f32(const uint16_t *src, size_t n, float *dst, size_t dst_len);
+
+/**
+ * Rounds `n` f32 values to bf16 stochastically: unbiased, a pure function of
+ * `(seed, offset + i, src[i])`, so a tensor rounded in pieces (each with its
+ * own `offset`, the global index of its first element) equals the tensor
+ * rounded at once, for any thread count. ±inf and NaN round as in
+ * `tritter_f32_to_bf16`; finite values past the largest bf16 may become ±inf.
+ *
+ * Errors: NULL pointers with `n > 0`; `dst_len < n`; `offset + n`
+ * overflowing (`TRITTER_ERR_SIZE_OVERFLOW`, names `offset`).
+ *
+ * # Safety
+ * As `tritter_f32_to_bf16`.
+ */
+tritter_status_t tritter_f32_to_bf16_stochastic(const float *src,
+                                                size_t n,
+                                                uint64_t seed,
+                                                uint64_t offset,
+                                                uint16_t *dst,
+                                                size_t dst_len);
+
+/**
+ * Writes torch's defaults (65536, 2, 0.5, 2000) with no bounds (0, INFINITY).
+ *
+ * # Safety
+ * `config_out` must be valid for writing one `tritter_loss_scaler_config_t`.
+ */
+tritter_status_t tritter_loss_scaler_config_default(struct tritter_loss_scaler_config_t *config_out);
+
+/**
+ * Creates a loss scaler. `config` may be NULL (defaults). Errors name the
+ * invalid field (`init_scale`, `growth_factor`, ...).
+ *
+ * # Safety
+ * `config` must be NULL or valid; `scaler_out` valid for writing a pointer.
+ */
+tritter_status_t tritter_loss_scaler_new(const struct tritter_loss_scaler_config_t *config,
+                                         struct tritter_loss_scaler_t **scaler_out);
+
+/**
+ * Frees a loss scaler; NULL is a no-op.
+ *
+ * # Safety
+ * `scaler` must be NULL or a live handle not used afterwards.
+ */
+void tritter_loss_scaler_free(struct tritter_loss_scaler_t *scaler);
+
+/**
+ * Writes the scaler's state (scale, growth tracker, counts).
+ *
+ * # Safety
+ * `scaler` must be a live handle; `state_out` valid for one write.
+ */
+tritter_status_t tritter_loss_scaler_state(const struct tritter_loss_scaler_t *scaler,
+                                           struct tritter_loss_scaler_state_t *state_out);
+
+/**
+ * Multiplies every buffer by `1/scale` (the reciprocal computed in double
+ * and rounded to float, as `GradScaler.unscale_`) and writes whether any
+ * input value was inf or NaN to `*found_inf_out`. `buffers[i]` holds
+ * `lens[i]` floats; `(NULL, 0)` entries are allowed. The scale is not
+ * changed: call [`tritter_loss_scaler_update`] next.
+ *
+ * Errors: NULL arrays with `count > 0`; a NULL buffer with a non-zero length
+ * (names `buffers`); overlapping buffers (`TRITTER_ERR_INVALID_ARGUMENT`).
+ *
+ * # Safety
+ * `buffers` and `lens` must hold `count` entries; each buffer must be valid
+ * for `lens[i]` reads and writes.
+ */
+tritter_status_t tritter_loss_scaler_unscale(const struct tritter_loss_scaler_t *scaler,
+                                             float *const *buffers,
+                                             const size_t *lens,
+                                             size_t count,
+                                             bool *found_inf_out);
+
+/**
+ * Writes whether any of `count` buffers holds an inf or NaN (reads only).
+ *
+ * # Safety
+ * As [`tritter_loss_scaler_unscale`] (the buffers are only read).
+ */
+tritter_status_t tritter_found_inf(const float *const *buffers,
+                                   const size_t *lens,
+                                   size_t count,
+                                   bool *found_inf_out);
+
+/**
+ * Updates the scale after a step: backoff if `found_inf`, else growth every
+ * `growth_interval` clean steps (kept only if finite); then clamps to the
+ * bounds. `new_scale_out` may be NULL.
+ *
+ * # Safety
+ * `scaler` must be a live handle not used concurrently; `new_scale_out`
+ * NULL or valid for one write.
+ */
+tritter_status_t tritter_loss_scaler_update(struct tritter_loss_scaler_t *scaler,
+                                            bool found_inf,
+                                            float *new_scale_out);
+
+/**
+ * Replaces the scale (finite, > 0; clamped to the bounds) and resets the
+ * growth tracker, like `GradScaler.update(new_scale)`.
+ *
+ * # Safety
+ * `scaler` must be a live handle not used concurrently.
+ */
+tritter_status_t tritter_loss_scaler_set_scale(struct tritter_loss_scaler_t *scaler, float scale);
+
+/**
+ * Writes the default settings (the seed's: 10/5/20/5, adaptive, 0.1, 8, 1, 0.95, 0.1, f32 history).
+ *
+ * # Safety
+ * `config_out` must be valid for writing one `tritter_phase_config_t`.
+ */
+tritter_status_t tritter_phase_config_default(struct tritter_phase_config_t *config_out);
+
+/**
+ * Writes the conservative settings (20 warmup, 10 full, 6-step segments with
+ * every 3rd a Correct step, back-off at a 5% rise).
+ *
+ * # Safety
+ * `config_out` must be valid for writing one `tritter_phase_config_t`.
+ */
+tritter_status_t tritter_phase_config_conservative(struct tritter_phase_config_t *config_out);
+
+/**
+ * Creates a phase trainer with no parameters. `config` may be NULL
+ * (defaults). Errors name the invalid field.
+ *
+ * # Safety
+ * `config` must be NULL or valid; `trainer_out` valid for writing a pointer.
+ */
+tritter_status_t tritter_phase_trainer_new(const struct tritter_phase_config_t *config,
+                                           struct tritter_phase_trainer_t **trainer_out);
+
+/**
+ * Frees a phase trainer; NULL is a no-op.
+ *
+ * # Safety
+ * `trainer` must be NULL or a live handle not used afterwards.
+ */
+void tritter_phase_trainer_free(struct tritter_phase_trainer_t *trainer);
+
+/**
+ * Registers a parameter of shape `shape[0..ndim]` (any rank up to
+ * `TRITTER_PHASE_MAX_NDIM`; `ndim = 0` is a scalar) and writes its id
+ * (0, 1, ... in order). Gradients cross flattened row-major.
+ *
+ * Errors: after the first step (`TRITTER_ERR_INVALID_STATE`); a zero
+ * dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes.
+ *
+ * # Safety
+ * `trainer` must be a live handle; `shape` valid for `ndim` reads;
+ * `id_out` valid for one write.
+ */
+tritter_status_t tritter_phase_trainer_add_param(struct tritter_phase_trainer_t *trainer,
+                                                 const size_t *shape,
+                                                 size_t ndim,
+                                                 size_t *id_out);
+
+/**
+ * Writes the number of elements of parameter `param`.
+ *
+ * # Safety
+ * `trainer` must be a live handle; `numel_out` valid for one write.
+ */
+tritter_status_t tritter_phase_trainer_param_numel(const struct tritter_phase_trainer_t *trainer,
+                                                   size_t param,
+                                                   size_t *numel_out);
+
+/**
+ * Starts a step; writes its number, phase and whether it needs a backward
+ * pass. Call it *before* computing gradients.
+ *
+ * Errors: a step already open, or no parameters (`TRITTER_ERR_INVALID_STATE`).
+ *
+ * # Safety
+ * `trainer` must be a live handle; `info_out` valid for one write.
+ */
+tritter_status_t tritter_phase_trainer_begin_step(struct tritter_phase_trainer_t *trainer,
+                                                  struct tritter_step_info_t *info_out);
+
+/**
+ * Records the real gradient of parameter `param` (`len` = its element
+ * count, row-major) in a step that needs a backward pass.
+ *
+ * Errors: no open step, a Predict step, or the parameter already recorded
+ * (`TRITTER_ERR_INVALID_STATE`); unknown `param`; `len` different from the
+ * element count (`TRITTER_ERR_SHAPE_MISMATCH`, names `grad`); NaN/inf
+ * (`TRITTER_ERR_NON_FINITE`, nothing recorded).
+ *
+ * # Safety
+ * `trainer` must be a live handle; `grad` valid for `len` reads.
+ */
+tritter_status_t tritter_phase_trainer_record(struct tritter_phase_trainer_t *trainer,
+                                              size_t param,
+                                              const float *grad,
+                                              size_t len);
+
+/**
+ * Writes the predicted gradient of parameter `param` into `out` (room for
+ * `out_len >= numel` floats; the first `numel` are written) in a Predict step.
+ *
+ * Errors: no open step or not a Predict step (`TRITTER_ERR_INVALID_STATE`);
+ * unknown `param`; `out_len` too small (`TRITTER_ERR_BUFFER_TOO_SMALL`).
+ *
+ * # Safety
+ * `trainer` must be a live handle; `out` valid for `out_len` writes.
+ */
+tritter_status_t tritter_phase_trainer_predict(const struct tritter_phase_trainer_t *trainer,
+                                               size_t param,
+                                               float *out,
+                                               size_t out_len);
+
+/**
+ * Ends the step with its loss (a non-finite loss counts as a rise for the
+ * adaptive schedule) and its measured wall time in seconds (`seconds < 0`:
+ * not measured).
+ *
+ * Errors: no open step, or a backward step with an unrecorded parameter
+ * (`TRITTER_ERR_INVALID_STATE`; the step stays open); `seconds` NaN or
+ * infinite (`TRITTER_ERR_INVALID_ARGUMENT`).
+ *
+ * # Safety
+ * `trainer` must be a live handle.
+ */
+tritter_status_t tritter_phase_trainer_end_step(struct tritter_phase_trainer_t *trainer,
+                                                float loss,
+                                                double seconds);
+
+/**
+ * Writes the trainer's counters and measurements.
+ *
+ * # Safety
+ * `trainer` must be a live handle; `stats_out` valid for one write.
+ */
+tritter_status_t tritter_phase_trainer_stats(const struct tritter_phase_trainer_t *trainer,
+                                             struct tritter_phase_stats_t *stats_out);
+
+/**
  * Writes the default configuration (AbsMean, per row, no threshold, eps 1e-5).
  *
  * # Safety
@@ -1108,6 +1691,323 @@ tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_terna
                                                       const struct tritter_dl_tensor_t *bias,
                                                       uint32_t act_mode,
                                                       const struct tritter_dl_tensor_t *y);
+
+/**
+ * Writes `2 * ceil(dim / 64)`, the words of one packed vector, to `*words_out`.
+ *
+ * # Safety
+ * `words_out` must be valid for writing one `size_t`.
+ */
+tritter_status_t tritter_hv_packed_words(size_t dim, size_t *words_out);
+
+/**
+ * Writes `random(dim, seed, density)` packed: trit `i` is non-zero iff
+ * `(h >> 11) / 2^53 < density` with `h = hash(seed, i)`, +1 if `h` is even.
+ * `density` must be finite in [0, 1] (1 = bipolar). A pure function of
+ * `(seed, i)`: the same on every machine and thread count.
+ *
+ * # Safety
+ * `words_out` must be NULL or valid for `words_len` words.
+ */
+tritter_status_t tritter_hv_random(size_t dim,
+                                   uint64_t seed,
+                                   double density,
+                                   uint64_t *words_out,
+                                   size_t words_len);
+
+/**
+ * Writes `random(dim, seed, density)` as `dim` int8 trits (the same vector as
+ * [`tritter_hv_random`]).
+ *
+ * # Safety
+ * `trits_out` must be NULL or valid for `trits_len` bytes.
+ */
+tritter_status_t tritter_hv_random_dense(size_t dim,
+                                         uint64_t seed,
+                                         double density,
+                                         int8_t *trits_out,
+                                         size_t trits_len);
+
+/**
+ * Packs `dim` int8 trits (each in {-1, 0, 1}, else `TRITTER_ERR_INVALID_DATA`)
+ * into `tritter_hv_packed_words(dim)` words.
+ *
+ * # Safety
+ * `trits` NULL or valid for `dim` bytes; `words_out` NULL or valid for `words_len` words.
+ */
+tritter_status_t tritter_hv_pack(const int8_t *trits,
+                                 size_t dim,
+                                 uint64_t *words_out,
+                                 size_t words_len);
+
+/**
+ * Unpacks a packed vector (validated) into `dim` int8 trits.
+ *
+ * # Safety
+ * `words` NULL or valid for `words_len` words; `trits_out` NULL or valid for `trits_len` bytes.
+ */
+tritter_status_t tritter_hv_unpack(const uint64_t *words,
+                                   size_t words_len,
+                                   size_t dim,
+                                   int8_t *trits_out,
+                                   size_t trits_len);
+
+/**
+ * `out = bind(a, b)` in `algebra` (`TRITTER_VSA_ALGEBRA_*`): MAP
+ * `a_i * b_i`, modular `(a_i + b_i) mod 3` in {-1, 0, 1}. `a` and `b` have
+ * `words_len = tritter_hv_packed_words(dim)` words each.
+ *
+ * # Safety
+ * Inputs NULL or valid for `words_len` words; `out` NULL or valid for
+ * `out_len` words and not overlapping the inputs.
+ */
+tritter_status_t tritter_hv_bind(const uint64_t *a,
+                                 const uint64_t *b,
+                                 size_t words_len,
+                                 size_t dim,
+                                 uint32_t algebra,
+                                 uint64_t *out,
+                                 size_t out_len);
+
+/**
+ * `out = unbind(c, b)` in `algebra`: MAP `c_i * b_i` (= bind), modular
+ * `(c_i - b_i) mod 3` (exactly inverts bind).
+ *
+ * # Safety
+ * As [`tritter_hv_bind`].
+ */
+tritter_status_t tritter_hv_unbind(const uint64_t *c,
+                                   const uint64_t *b,
+                                   size_t words_len,
+                                   size_t dim,
+                                   uint32_t algebra,
+                                   uint64_t *out,
+                                   size_t out_len);
+
+/**
+ * `out = bundle` of `n` packed vectors stored back to back in `vectors`
+ * (`vectors_len = n * tritter_hv_packed_words(dim)` words): `sign(Σ w_k x_k)`
+ * with `weights` (NULL = all 1; else `weights_len = n` int32) and the tie
+ * rule `TRITTER_VSA_TIE_ZERO` or `TRITTER_VSA_TIE_RANDOM` (ties take trit `i`
+ * of `random(dim, tie_seed, 1)`; `tie_seed` is ignored for ZERO). `n = 0`
+ * gives the all-tie result.
+ *
+ * # Safety
+ * Pointers NULL or valid for their lengths; `out` not overlapping the inputs.
+ */
+tritter_status_t tritter_hv_bundle(const uint64_t *vectors,
+                                   size_t vectors_len,
+                                   size_t n,
+                                   size_t dim,
+                                   const int32_t *weights,
+                                   size_t weights_len,
+                                   uint32_t tie_rule,
+                                   uint64_t tie_seed,
+                                   uint64_t *out,
+                                   size_t out_len);
+
+/**
+ * `out = permute(a, shift)`: `out[(i + shift) mod dim] = a[i]` (NumPy's
+ * `np.roll`); a negative shift rotates the other way, so `-shift` inverts it.
+ *
+ * # Safety
+ * As [`tritter_hv_bind`].
+ */
+tritter_status_t tritter_hv_permute(const uint64_t *a,
+                                    size_t words_len,
+                                    size_t dim,
+                                    int64_t shift,
+                                    uint64_t *out,
+                                    size_t out_len);
+
+/**
+ * Writes the similarity of `a` and `b` by `metric` (`TRITTER_VSA_METRIC_*`)
+ * to `*score_out`: dot, cosine (0 if either is all zero) or Hamming distance.
+ *
+ * # Safety
+ * Inputs NULL or valid for `words_len` words; `score_out` valid for one double.
+ */
+tritter_status_t tritter_hv_similarity(const uint64_t *a,
+                                       const uint64_t *b,
+                                       size_t words_len,
+                                       size_t dim,
+                                       uint32_t metric,
+                                       double *score_out);
+
+/**
+ * One-vs-many: scores `query` against `n` packed vectors stored back to back
+ * in `rows` (`rows_len = n * tritter_hv_packed_words(dim)`), writing `n`
+ * doubles to `scores_out`.
+ *
+ * # Safety
+ * Pointers NULL or valid for their lengths; `scores_out` not overlapping the inputs.
+ */
+tritter_status_t tritter_hv_similarity_many(const uint64_t *query,
+                                            size_t query_len,
+                                            const uint64_t *rows,
+                                            size_t rows_len,
+                                            size_t n,
+                                            size_t dim,
+                                            uint32_t metric,
+                                            double *scores_out,
+                                            size_t scores_len);
+
+/**
+ * Creates an empty bundle accumulator for `dim` trits in `*acc_out`.
+ *
+ * # Safety
+ * `acc_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_bundle_accumulator_new(size_t dim,
+                                                struct tritter_bundle_accumulator_t **acc_out);
+
+/**
+ * Adds `weight *` a packed vector of the accumulator's dim.
+ * Errors: wrong length or corrupt words (`vector`).
+ *
+ * # Safety
+ * `acc` NULL or live (not used by another thread meanwhile); `vector` NULL or
+ * valid for `words_len` words.
+ */
+tritter_status_t tritter_bundle_accumulator_add(struct tritter_bundle_accumulator_t *acc,
+                                                const uint64_t *vector,
+                                                size_t words_len,
+                                                int32_t weight);
+
+/**
+ * Writes `sign(counts)` with the tie rule (as [`tritter_hv_bundle`]) to `out`;
+ * the accumulator keeps its counts (add more and finish again).
+ *
+ * # Safety
+ * `acc` NULL or live; `out` NULL or valid for `out_len` words.
+ */
+tritter_status_t tritter_bundle_accumulator_finish(const struct tritter_bundle_accumulator_t *acc,
+                                                   uint32_t tie_rule,
+                                                   uint64_t tie_seed,
+                                                   uint64_t *out,
+                                                   size_t out_len);
+
+/**
+ * Writes the number of vectors added since creation or reset to `*len_out`.
+ *
+ * # Safety
+ * `acc` NULL or live; `len_out` valid for writing one `uint64_t`.
+ */
+tritter_status_t tritter_bundle_accumulator_len(const struct tritter_bundle_accumulator_t *acc,
+                                                uint64_t *len_out);
+
+/**
+ * Clears the counts.
+ *
+ * # Safety
+ * `acc` NULL or live (not used by another thread meanwhile).
+ */
+tritter_status_t tritter_bundle_accumulator_reset(struct tritter_bundle_accumulator_t *acc);
+
+/**
+ * Frees an accumulator; NULL is a no-op.
+ *
+ * # Safety
+ * `acc` NULL or a live handle not used again.
+ */
+void tritter_bundle_accumulator_free(struct tritter_bundle_accumulator_t *acc);
+
+/**
+ * Creates an empty item memory for vectors of `dim` trits (`dim > 0`).
+ *
+ * # Safety
+ * `memory_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_item_memory_new(size_t dim, struct tritter_item_memory_t **memory_out);
+
+/**
+ * Stores a packed vector (validated) with `label`; writes its 0-based index
+ * to `*index_out` unless `index_out` is NULL.
+ *
+ * # Safety
+ * `memory` NULL or live (exclusive access); `vector` NULL or valid for
+ * `words_len` words; `index_out` NULL or valid for one `size_t`.
+ */
+tritter_status_t tritter_item_memory_add(struct tritter_item_memory_t *memory,
+                                         const uint64_t *vector,
+                                         size_t words_len,
+                                         uint64_t label,
+                                         size_t *index_out);
+
+/**
+ * Writes the number of stored vectors to `*len_out`.
+ *
+ * # Safety
+ * `memory` NULL or live; `len_out` valid for one `size_t`.
+ */
+tritter_status_t tritter_item_memory_len(const struct tritter_item_memory_t *memory,
+                                         size_t *len_out);
+
+/**
+ * Writes the memory's vector dimension to `*dim_out`.
+ *
+ * # Safety
+ * `memory` NULL or live; `dim_out` valid for one `size_t`.
+ */
+tritter_status_t tritter_item_memory_dim(const struct tritter_item_memory_t *memory,
+                                         size_t *dim_out);
+
+/**
+ * Copies stored vector `index` (packed) to `out` and its label to
+ * `*label_out` (NULL to skip). Errors: `index >= len` (`index`).
+ *
+ * # Safety
+ * `memory` NULL or live; `out` NULL or valid for `out_len` words.
+ */
+tritter_status_t tritter_item_memory_get(const struct tritter_item_memory_t *memory,
+                                         size_t index,
+                                         uint64_t *out,
+                                         size_t out_len,
+                                         uint64_t *label_out);
+
+/**
+ * The `k` stored vectors nearest to `query` by `metric` (largest dot or
+ * cosine, smallest Hamming distance), nearest first, ties to the lower
+ * insertion index; identical for any thread count. Writes `found =
+ * min(k, len)` labels to `labels_out` and scores to `scores_out` (both need
+ * `capacity >= found`; `scores_out` may be NULL) and `found` to `*found_out`.
+ *
+ * # Safety
+ * `memory` NULL or live; `query` NULL or valid for `query_len` words;
+ * outputs valid for `capacity` elements; `found_out` valid for one `size_t`.
+ */
+tritter_status_t tritter_item_memory_query_topk(const struct tritter_item_memory_t *memory,
+                                                const uint64_t *query,
+                                                size_t query_len,
+                                                size_t k,
+                                                uint32_t metric,
+                                                uint64_t *labels_out,
+                                                double *scores_out,
+                                                size_t capacity,
+                                                size_t *found_out);
+
+/**
+ * Scores `query` against every stored vector (insertion order), writing
+ * `len` doubles to `scores_out`.
+ *
+ * # Safety
+ * `memory` NULL or live; `query` NULL or valid for `query_len` words;
+ * `scores_out` NULL or valid for `scores_len` doubles.
+ */
+tritter_status_t tritter_item_memory_similarities(const struct tritter_item_memory_t *memory,
+                                                  const uint64_t *query,
+                                                  size_t query_len,
+                                                  uint32_t metric,
+                                                  double *scores_out,
+                                                  size_t scores_len);
+
+/**
+ * Frees an item memory; NULL is a no-op.
+ *
+ * # Safety
+ * `memory` NULL or a live handle not used again.
+ */
+void tritter_item_memory_free(struct tritter_item_memory_t *memory);
 
 #ifdef __cplusplus
 }  // extern "C"

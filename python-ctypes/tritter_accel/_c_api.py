@@ -21,6 +21,11 @@ TRITTER_GRAD_TERNARY = 2
 TRITTER_GRAD_TOPK = 3
 TRITTER_GRAD_PROJECTION = 4
 TRITTER_GRAD_PAYLOAD_OVERHEAD = 44
+TRITTER_PHASE_WARMUP = 0
+TRITTER_PHASE_FULL = 1
+TRITTER_PHASE_PREDICT = 2
+TRITTER_PHASE_CORRECT = 3
+TRITTER_PHASE_MAX_NDIM = 32
 TRITTER_QUANT_ABSMEAN = 0
 TRITTER_QUANT_ABSMAX = 1
 TRITTER_GRANULARITY_PER_TENSOR = 0
@@ -30,6 +35,13 @@ TRITTER_LAYOUT_2BIT = 0
 TRITTER_LAYOUT_BASE3 = 1
 TRITTER_ACT_F32 = 0
 TRITTER_ACT_INT8 = 1
+TRITTER_VSA_ALGEBRA_MAP = 0
+TRITTER_VSA_ALGEBRA_MODULAR = 1
+TRITTER_VSA_METRIC_DOT = 0
+TRITTER_VSA_METRIC_COSINE = 1
+TRITTER_VSA_METRIC_HAMMING = 2
+TRITTER_VSA_TIE_ZERO = 0
+TRITTER_VSA_TIE_RANDOM = 1
 TRITTER_OK = 0
 TRITTER_ERR_NULL_POINTER = 1
 TRITTER_ERR_INVALID_ARGUMENT = 2
@@ -85,6 +97,73 @@ class tritter_grad_payload_info_t(ctypes.Structure):
         ('param_a', ctypes.c_size_t),
         ('param_b', ctypes.c_size_t),
         ('wire_bytes', ctypes.c_size_t),
+    ]
+
+
+class tritter_loss_scaler_config_t(ctypes.Structure):
+    _fields_ = [
+        ('init_scale', ctypes.c_float),
+        ('growth_factor', ctypes.c_float),
+        ('backoff_factor', ctypes.c_float),
+        ('growth_interval', ctypes.c_uint32),
+        ('min_scale', ctypes.c_float),
+        ('max_scale', ctypes.c_float),
+    ]
+
+
+class tritter_loss_scaler_state_t(ctypes.Structure):
+    _fields_ = [
+        ('scale', ctypes.c_float),
+        ('growth_tracker', ctypes.c_uint32),
+        ('updates', ctypes.c_uint64),
+        ('overflows', ctypes.c_uint64),
+    ]
+
+
+class tritter_phase_config_t(ctypes.Structure):
+    _fields_ = [
+        ('warmup_steps', ctypes.c_size_t),
+        ('full_steps', ctypes.c_size_t),
+        ('predict_steps', ctypes.c_size_t),
+        ('correct_every', ctypes.c_size_t),
+        ('adaptive_phases', ctypes.c_bool),
+        ('loss_increase_threshold', ctypes.c_float),
+        ('history_window', ctypes.c_size_t),
+        ('prediction_horizon', ctypes.c_size_t),
+        ('history_decay', ctypes.c_float),
+        ('residual_threshold', ctypes.c_float),
+        ('history_bf16', ctypes.c_bool),
+    ]
+
+
+class tritter_step_info_t(ctypes.Structure):
+    _fields_ = [
+        ('step', ctypes.c_uint64),
+        ('phase', ctypes.c_uint32),
+        ('needs_backward', ctypes.c_bool),
+    ]
+
+
+class tritter_phase_stats_t(ctypes.Structure):
+    _fields_ = [
+        ('steps', ctypes.c_uint64),
+        ('warmup_steps', ctypes.c_uint64),
+        ('full_steps', ctypes.c_uint64),
+        ('predict_steps', ctypes.c_uint64),
+        ('correct_steps', ctypes.c_uint64),
+        ('backward_passes', ctypes.c_uint64),
+        ('backoffs', ctypes.c_uint64),
+        ('current_predict_steps', ctypes.c_uint64),
+        ('error_samples', ctypes.c_uint64),
+        ('mean_prediction_error', ctypes.c_double),
+        ('mean_last_gradient_error', ctypes.c_double),
+        ('memory_bytes', ctypes.c_uint64),
+        ('timed_backward_steps', ctypes.c_uint64),
+        ('backward_seconds', ctypes.c_double),
+        ('timed_predict_steps', ctypes.c_uint64),
+        ('predict_seconds', ctypes.c_double),
+        ('step_ratio', ctypes.c_double),
+        ('measured_speedup', ctypes.c_double),
     ]
 
 
@@ -174,6 +253,30 @@ FUNCTIONS = {
     'tritter_ternary_accumulator_read': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_bool]),
     'tritter_ternary_accumulator_info': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_ternary_accumulator_reset': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_f32_to_bf16': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_bf16_to_f32': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_f32_to_f16': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_f16_to_f32': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_f32_to_bf16_stochastic': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_loss_scaler_config_default': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_loss_scaler_new': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_loss_scaler_free': (None, [ctypes.c_void_p]),
+    'tritter_loss_scaler_state': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_loss_scaler_unscale': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_found_inf': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_loss_scaler_update': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_bool, ctypes.c_void_p]),
+    'tritter_loss_scaler_set_scale': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_float]),
+    'tritter_phase_config_default': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_phase_config_conservative': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_phase_trainer_new': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_phase_trainer_free': (None, [ctypes.c_void_p]),
+    'tritter_phase_trainer_add_param': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_phase_trainer_param_numel': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_phase_trainer_begin_step': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_phase_trainer_record': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_phase_trainer_predict': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_phase_trainer_end_step': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_float, ctypes.c_double]),
+    'tritter_phase_trainer_stats': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_quant_config_default': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_num_scales': (ctypes.c_uint32, [ctypes.c_uint32, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p]),
     'tritter_packed_size': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p]),
@@ -193,6 +296,31 @@ FUNCTIONS = {
     'tritter_ternary_matrix_to_f32': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_ternary_matrix_matmul': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_ternary_matrix_matmul_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]),
+    'tritter_hv_packed_words': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_hv_random': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_uint64, ctypes.c_double, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_random_dense': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_uint64, ctypes.c_double, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_pack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_unpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_bind': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_unbind': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_bundle': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_permute': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_hv_similarity': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p]),
+    'tritter_hv_similarity_many': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_bundle_accumulator_new': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_bundle_accumulator_add': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32]),
+    'tritter_bundle_accumulator_finish': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_bundle_accumulator_len': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_bundle_accumulator_reset': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_bundle_accumulator_free': (None, [ctypes.c_void_p]),
+    'tritter_item_memory_new': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_item_memory_add': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_void_p]),
+    'tritter_item_memory_len': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_item_memory_dim': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_item_memory_get': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_item_memory_query_topk': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_item_memory_similarities': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_item_memory_free': (None, [ctypes.c_void_p]),
 }
 
 

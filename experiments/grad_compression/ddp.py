@@ -241,6 +241,11 @@ def _train(rank: int, cfg: RunConfig) -> dict:
                           f"acc {evals[-1][1]:.4f}", flush=True)
     except FloatingPointError as e:
         diverged = str(e)
+    except RuntimeError as e:  # e.g. a compressor rejecting non-finite gradients inside the hook
+        if "finite" not in str(e).lower() and "nan" not in str(e).lower():
+            raise
+        diverged = f"error at step {len(losses)}: {str(e).strip().splitlines()[-1][:160]}"
+        meter.active = False
     res["wall_s"] = time.perf_counter() - t_start
     meter.uninstall()
 

@@ -119,6 +119,14 @@ def write_table(path, rows_by_task, header_lines):
     path.write_text("\n".join(lines) + "\n")
 
 
+def _write(args, tasks, pairs, configs, done, header):
+    rows = {t: [((s, e), [done[key_of(c)] for c in configs if c.task == t and c.method == s
+                          and c.error_feedback == e and key_of(c) in done])
+                for s, e in pairs] for t in tasks}
+    rows = {t: [(p, rs) for p, rs in v if rs] for t, v in rows.items()}
+    write_table(pathlib.Path(args.out), rows, header)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default="charlm,digits")
@@ -185,17 +193,24 @@ def main(argv=None):
                 configs.append(cfg)
     print(f"{len(configs)} runs ({sum(1 for c in configs if key_of(c) in done)} already in {raw})", flush=True)
     t0 = time.time()
-    for i, cfg in enumerate(configs):
-        k = key_of(cfg)
-        if k not in done:
-            print(f"[{i + 1}/{len(configs)}] {cfg.task} {cfg.method} ef={cfg.error_feedback} seed={cfg.seed} "
-                  f"({time.time() - t0:.0f} s elapsed)", flush=True)
-            try:
-                r = launch(cfg)
-            except RuntimeError as e:
-                r = {"diverged": f"run failed: {str(e).strip().splitlines()[-1][:200]}", "seed": cfg.seed,
-                     "ratio_after_warmup": None, "ratio_whole_run": None, "ms_per_step": None,
-                     "describe": cfg.method}
+    # one launch per (task, method, error feedback): its seeds run one after the other in the
+    # same two processes, which saves the start-up cost (import torch, gloo rendezvous)
+    groups = {}
+    for cfg in configs:
+        if key_of(cfg) not in done:
+            groups.setdefault((cfg.task, cfg.method, cfg.error_feedback), []).append(cfg)
+    for gi, ((task, spec, ef), cfgs) in enumerate(groups.items()):
+        print(f"[{gi + 1}/{len(groups)}] {task} {spec} ef={ef} seeds={[c.seed for c in cfgs]} "
+              f"({time.time() - t0:.0f} s elapsed)", flush=True)
+        try:
+            results = launch(cfgs)
+        except RuntimeError as e:
+            msg = f"run failed: {str(e).strip().splitlines()[-1][:200]}"
+            print("    " + msg, flush=True)
+            results = [{"diverged": msg, "seed": c.seed, "ratio_after_warmup": None, "ratio_whole_run": None,
+                        "ms_per_step": None, "describe": c.method} for c in cfgs]
+        for cfg, r in zip(cfgs, results):
+            k = key_of(cfg)
             r.pop("ranks", None)
             for big in ("losses", "step_bytes", "step_calls"):
                 r.pop(big, None)
@@ -204,13 +219,11 @@ def main(argv=None):
             with raw.open("a") as f:
                 f.write(json.dumps(r) + "\n")
             q = r.get("val_loss", r.get("test_acc"))
-            print(f"    -> quality {q}, ratio {r.get('ratio_after_warmup')}, {r.get('ms_per_step')} ms/step"
-                  + (f", DIVERGED: {r['diverged']}" if r.get("diverged") else ""), flush=True)
-        rows = {t: [((s, e), [done[key_of(c)] for c in configs if c.task == t and c.method == s
-                              and c.error_feedback == e and key_of(c) in done])
-                    for s, e in pairs] for t in tasks}
-        rows = {t: [(p, rs) for p, rs in v if rs] for t, v in rows.items()}
-        write_table(pathlib.Path(args.out), rows, header)
+            print(f"    seed {cfg.seed}: quality {q}, ratio {r.get('ratio_after_warmup')}, "
+                  f"{r.get('ms_per_step')} ms/step" + (f", DIVERGED: {r['diverged']}" if r.get("diverged") else ""),
+                  flush=True)
+        _write(args, tasks, pairs, configs, done, header)
+    _write(args, tasks, pairs, configs, done, header)
     print(f"table written to {args.out}", flush=True)
 
 

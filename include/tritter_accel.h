@@ -59,6 +59,52 @@
 #define TRITTER_DL_BFLOAT 4
 
 /**
+ * Major version of the library this header belongs to.
+ */
+#define TRITTER_VERSION_MAJOR 0
+
+/**
+ * Minor version.
+ */
+#define TRITTER_VERSION_MINOR 1
+
+/**
+ * Patch version.
+ */
+#define TRITTER_VERSION_PATCH 0
+
+/**
+ * ABI version: bumped on any incompatible change to an export, struct or enum.
+ * Loaders compare it with [`tritter_abi_version`] before making any other call.
+ */
+#define TRITTER_ABI_VERSION 1
+
+/**
+ * `method`: count sketch (linear; decoded by the median-of-rows estimate).
+ */
+#define TRITTER_GRAD_SKETCH 1
+
+/**
+ * `method`: ternary stochastic quantization (TernGrad), 2 bits + a scale per block.
+ */
+#define TRITTER_GRAD_TERNARY 2
+
+/**
+ * `method`: top-k sparsification (u32 index + f32 value per kept coordinate).
+ */
+#define TRITTER_GRAD_TOPK 3
+
+/**
+ * `method`: sparse ternary random projection (linear; decoded by the transpose).
+ */
+#define TRITTER_GRAD_PROJECTION 4
+
+/**
+ * Bytes of payload header plus checksum.
+ */
+#define TRITTER_GRAD_PAYLOAD_OVERHEAD 44
+
+/**
  * `method`: AbsMean (BitNet b1.58, `s = mean|w|`).
  */
 #define TRITTER_QUANT_ABSMEAN 0
@@ -104,25 +150,49 @@
 #define TRITTER_ACT_INT8 1
 
 /**
- * Major version of the library this header belongs to.
+ * Format version.
  */
-#define TRITTER_VERSION_MAJOR 0
+#define VERSION 1
 
 /**
- * Minor version.
+ * Header bytes.
  */
-#define TRITTER_VERSION_MINOR 1
+#define HEADER 40
 
 /**
- * Patch version.
+ * Header plus checksum.
  */
-#define TRITTER_VERSION_PATCH 0
+#define OVERHEAD (HEADER + 4)
 
 /**
- * ABI version: bumped on any incompatible change to an export, struct or enum.
- * Loaders compare it with [`tritter_abi_version`] before making any other call.
+ * Input coordinates per block (the last blocks may differ by one).
  */
-#define TRITTER_ABI_VERSION 1
+#define BLOCK_IN 4096
+
+/**
+ * Non-zeros per column.
+ */
+#define NNZ 2
+
+/**
+ * Coordinates per parallel chunk (fixed, so results never depend on threads).
+ */
+#define CHUNK (1 << 22)
+
+/**
+ * Largest number of rows.
+ */
+#define MAX_ROWS 15
+
+/**
+ * Default coordinates per scale (2.125 bits a coordinate: 15.06x).
+ */
+#define DEFAULT_BLOCK 256
+
+/**
+ * Largest block.
+ */
+#define MAX_BLOCK (1 << 20)
 
 /**
  * Status returned by every fallible export. `TRITTER_OK` (0) is success;
@@ -205,6 +275,27 @@ typedef uint32_t tritter_status_t;
 #endif // __cplusplus
 
 /**
+ * FetchSGD state (momentum and error tables in sketch space). Owns its
+ * memory; free with [`tritter_fetchsgd_free`]. Mutated by step: not
+ * shareable across threads without a lock.
+ */
+typedef struct tritter_fetchsgd_t tritter_fetchsgd_t;
+
+/**
+ * A compressor with per-parameter state (error-feedback residual, step
+ * counter). Owns its memory; free with [`tritter_grad_compressor_free`].
+ * Mutated by compress: not shareable across threads without a lock.
+ */
+typedef struct tritter_grad_compressor_t tritter_grad_compressor_t;
+
+/**
+ * A packed ternary gradient accumulator. Owns its memory; free with
+ * [`tritter_ternary_accumulator_free`]. Mutated by add: not shareable across
+ * threads without a lock.
+ */
+typedef struct tritter_ternary_accumulator_t tritter_ternary_accumulator_t;
+
+/**
  * A quantized ternary weight matrix `[rows, cols]` = `[out_features,
  * in_features]`: packed trits, scales, granularity.
  *
@@ -212,6 +303,71 @@ typedef uint32_t tritter_status_t;
  * creation: one handle may be used by any number of threads at once.
  */
 typedef struct tritter_ternary_matrix_t tritter_ternary_matrix_t;
+
+/**
+ * Compressor settings. Get defaults from [`tritter_grad_config_default`].
+ */
+typedef struct tritter_grad_config_t {
+  /**
+   * `TRITTER_GRAD_*`.
+   */
+  uint32_t method;
+  /**
+   * Compression factor >= 1 (f32 bytes / body bytes) for sketch, top-k and
+   * projection; ternary ignores it (its factor is `32 / (2 + 32 / block)`).
+   */
+  double ratio;
+  /**
+   * Count-sketch rows, 1..=15.
+   */
+  size_t rows;
+  /**
+   * Ternary coordinates per scale (multiple of 4, 4..=2^20).
+   */
+  size_t block;
+  /**
+   * Base seed (step `t` uses a seed derived from it and `t`).
+   */
+  uint64_t seed;
+  /**
+   * Worker id, mixed into the ternary rounding seed only.
+   */
+  uint64_t worker;
+  /**
+   * Keep an error-feedback residual.
+   */
+  bool error_feedback;
+} tritter_grad_config_t;
+
+/**
+ * What a payload's header says (after full validation).
+ */
+typedef struct tritter_grad_payload_info_t {
+  /**
+   * `TRITTER_GRAD_*`.
+   */
+  uint32_t method;
+  /**
+   * Gradient length.
+   */
+  size_t dim;
+  /**
+   * Seed the payload was made with.
+   */
+  uint64_t seed;
+  /**
+   * Sketch rows / ternary block / top-k k / projection m.
+   */
+  size_t param_a;
+  /**
+   * Sketch cols (0 otherwise).
+   */
+  size_t param_b;
+  /**
+   * Total payload bytes.
+   */
+  size_t wire_bytes;
+} tritter_grad_payload_info_t;
 
 /**
  * Quantization settings. Get defaults from [`tritter_quant_config_default`].
@@ -356,6 +512,36 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * The library version as a static NUL-terminated string, `"MAJOR.MINOR.PATCH"`.
+ */
+const char *tritter_version(void);
+
+/**
+ * The ABI version the library was built with (compare with `TRITTER_ABI_VERSION`).
+ */
+uint32_t tritter_abi_version(void);
+
+/**
+ * Whether CUDA kernels can run (a CUDA build, a driver and a device). Never fails.
+ */
+bool tritter_cuda_available(void);
+
+/**
+ * Sets the number of worker threads the library's kernels use (0 = default:
+ * `TRITTER_NUM_THREADS` or the available parallelism). Results never depend
+ * on it. Thread-safe; calls in progress finish on the previous pool.
+ */
+tritter_status_t tritter_set_num_threads(size_t num_threads);
+
+/**
+ * Writes the number of worker threads to `*num_threads_out`.
+ *
+ * # Safety
+ * `num_threads_out` must be valid for writing one `size_t`.
+ */
+tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
+
+/**
  * The last error message of the calling thread (UTF-8, NUL-terminated; empty
  * if no call on this thread has failed yet).
  *
@@ -370,6 +556,310 @@ const char *tritter_last_error(void);
  * `"TRITTER_UNKNOWN_STATUS"` for values that are not status codes.
  */
 const char *tritter_status_name(uint32_t status);
+
+/**
+ * Writes the default configuration (top-k, ratio 32, rows 1, block 256,
+ * seed 0, worker 0, error feedback on).
+ *
+ * # Safety
+ * `config_out` must be valid for writing one `tritter_grad_config_t`.
+ */
+tritter_status_t tritter_grad_config_default(struct tritter_grad_config_t *config_out);
+
+/**
+ * Creates a compressor for gradients of `dim` floats.
+ * Errors: NULL `config`/`compressor_out`, `dim` zero or >= 2^32, invalid
+ * method code, ratio < 1 or non-finite, bad rows/block.
+ *
+ * # Safety
+ * `config` must point to a valid config; `compressor_out` must be valid for
+ * writing one pointer. The caller owns the new handle.
+ */
+tritter_status_t tritter_grad_compressor_new(size_t dim,
+                                             const struct tritter_grad_config_t *config,
+                                             struct tritter_grad_compressor_t **compressor_out);
+
+/**
+ * Frees a compressor; NULL is a no-op.
+ *
+ * # Safety
+ * `compressor` must be NULL or a live handle not used afterwards.
+ */
+void tritter_grad_compressor_free(struct tritter_grad_compressor_t *compressor);
+
+/**
+ * Exact payload bytes of every compress call of this compressor.
+ *
+ * # Safety
+ * `compressor` must be a live handle; `bytes_out` valid for one `size_t`.
+ */
+tritter_status_t tritter_grad_compressor_wire_bytes(const struct tritter_grad_compressor_t *compressor,
+                                                    size_t *bytes_out);
+
+/**
+ * Compresses `grad` (`n` floats, `n == dim`) into `payload_out`
+ * (`payload_cap >= wire_bytes`), writes the payload length to
+ * `written_out`, updates the error-feedback residual and advances the step.
+ * Errors: NULL, length mismatch, non-finite gradient
+ * (`TRITTER_ERR_NON_FINITE`), buffer too small; the state is unchanged on
+ * error.
+ *
+ * # Safety
+ * Pointers valid for their lengths; `payload_out` must not overlap `grad`.
+ */
+tritter_status_t tritter_grad_compressor_compress(struct tritter_grad_compressor_t *compressor,
+                                                  const float *grad,
+                                                  size_t n,
+                                                  uint8_t *payload_out,
+                                                  size_t payload_cap,
+                                                  size_t *written_out);
+
+/**
+ * Copies the error-feedback residual (`dim` floats; zeros-length compressors
+ * without error feedback report `TRITTER_ERR_INVALID_STATE`).
+ *
+ * # Safety
+ * `residual_out` valid for `out_len` floats.
+ */
+tritter_status_t tritter_grad_compressor_residual(const struct tritter_grad_compressor_t *compressor,
+                                                  float *residual_out,
+                                                  size_t out_len);
+
+/**
+ * Zeroes the residual and the step counter.
+ *
+ * # Safety
+ * `compressor` must be a live handle.
+ */
+tritter_status_t tritter_grad_compressor_reset(struct tritter_grad_compressor_t *compressor);
+
+/**
+ * Steps compressed so far.
+ *
+ * # Safety
+ * `compressor` must be a live handle; `step_out` valid for one `uint64_t`.
+ */
+tritter_status_t tritter_grad_compressor_step(const struct tritter_grad_compressor_t *compressor,
+                                              uint64_t *step_out);
+
+/**
+ * Validates a payload completely (header, sizes, checksum, body) and
+ * describes it. Errors: `TRITTER_ERR_INVALID_DATA` naming `payload`.
+ *
+ * # Safety
+ * `payload` valid for `payload_len` bytes; `info_out` for one struct.
+ */
+tritter_status_t tritter_grad_payload_info(const uint8_t *payload,
+                                           size_t payload_len,
+                                           struct tritter_grad_payload_info_t *info_out);
+
+/**
+ * Decodes a payload into `out` (`out_len` must equal its dim).
+ * Errors: invalid payload (`TRITTER_ERR_INVALID_DATA`), `out` length
+ * mismatch (`TRITTER_ERR_SHAPE_MISMATCH`).
+ *
+ * # Safety
+ * `payload` valid for `payload_len` bytes; `out` for `out_len` floats.
+ */
+tritter_status_t tritter_grad_decompress(const uint8_t *payload,
+                                         size_t payload_len,
+                                         float *out,
+                                         size_t out_len);
+
+/**
+ * Sums two payloads of a linear method (sketch or projection) with the same
+ * dim, seed and geometry into `sum_out` (`sum_cap >= a_len`); the result
+ * decodes the sum of the two gradients. Errors: invalid payloads, non-linear
+ * method or mismatch (`TRITTER_ERR_INVALID_ARGUMENT` naming `other`), buffer
+ * too small.
+ *
+ * # Safety
+ * Inputs valid for their lengths; `sum_out` for `sum_cap` bytes and not
+ * overlapping the inputs.
+ */
+tritter_status_t tritter_grad_payload_sum(const uint8_t *a,
+                                          size_t a_len,
+                                          const uint8_t *b,
+                                          size_t b_len,
+                                          uint8_t *sum_out,
+                                          size_t sum_cap);
+
+/**
+ * Count sketch of `grad` (`n` floats) into `table_out` (`rows * cols`
+ * floats, row-major, overwritten). Linear: tables of several workers made
+ * with the same `(rows, cols, seed)` may be summed before decoding.
+ * Errors: NULL, `n` zero, rows not in 1..=15, cols zero, table length,
+ * non-finite gradient.
+ *
+ * # Safety
+ * Pointers valid for their lengths; no overlap.
+ */
+tritter_status_t tritter_count_sketch(const float *grad,
+                                      size_t n,
+                                      size_t rows,
+                                      size_t cols,
+                                      uint64_t seed,
+                                      float *table_out,
+                                      size_t table_len);
+
+/**
+ * Median-of-rows estimate of all `n` coordinates from a sketch table.
+ *
+ * # Safety
+ * Pointers valid for their lengths; no overlap.
+ */
+tritter_status_t tritter_count_sketch_estimate(const float *table,
+                                               size_t table_len,
+                                               size_t rows,
+                                               size_t cols,
+                                               uint64_t seed,
+                                               float *out,
+                                               size_t n);
+
+/**
+ * Creates FetchSGD state for `dim`-gradients sketched into `rows x cols`
+ * with `seed`, applying `k` coordinates per step, with momentum in
+ * `[0, 1)`. Errors: as [`tritter_count_sketch`], `k` not in 1..=dim,
+ * momentum out of range.
+ *
+ * # Safety
+ * `fetchsgd_out` valid for writing one pointer; the caller owns the handle.
+ */
+tritter_status_t tritter_fetchsgd_new(size_t dim,
+                                      size_t rows,
+                                      size_t cols,
+                                      uint64_t seed,
+                                      size_t k,
+                                      float momentum,
+                                      struct tritter_fetchsgd_t **fetchsgd_out);
+
+/**
+ * Frees FetchSGD state; NULL is a no-op.
+ *
+ * # Safety
+ * NULL or a live handle not used afterwards.
+ */
+void tritter_fetchsgd_free(struct tritter_fetchsgd_t *fetchsgd);
+
+/**
+ * One FetchSGD step on the summed (or averaged) workers' sketch tables
+ * (`rows * cols` floats); writes the dense update `Δ` (`dim` floats, `k`
+ * non-zeros) to `update_out`, to be applied as `w -= lr · Δ` by
+ * momentum-free SGD. Errors: NULL, lengths, non-finite table.
+ *
+ * # Safety
+ * Pointers valid for their lengths; no overlap.
+ */
+tritter_status_t tritter_fetchsgd_step(struct tritter_fetchsgd_t *fetchsgd,
+                                       const float *summed,
+                                       size_t summed_len,
+                                       float *update_out,
+                                       size_t update_len);
+
+/**
+ * Zeroes the FetchSGD momentum and error tables.
+ *
+ * # Safety
+ * A live handle.
+ */
+tritter_status_t tritter_fetchsgd_reset(struct tritter_fetchsgd_t *fetchsgd);
+
+/**
+ * Output length of the random projection of `dim` floats keeping the
+ * fraction `ratio` in (0, 1]: `max(ceil(dim / 4096), round(ratio · dim))`.
+ *
+ * # Safety
+ * `m_out` valid for one `size_t`.
+ */
+tritter_status_t tritter_grad_projection_len(size_t dim, double ratio, size_t *m_out);
+
+/**
+ * `y = P grad`: the sparse ternary random projection of `n` floats into `m`
+ * (see the Rust docs of `grad::compress::projection`); linear, O(n).
+ *
+ * # Safety
+ * Pointers valid for their lengths; no overlap.
+ */
+tritter_status_t tritter_grad_project(const float *grad,
+                                      size_t n,
+                                      uint64_t seed,
+                                      float *out,
+                                      size_t m);
+
+/**
+ * `ĝ = Pᵀ y`: the unbiased decompression of [`tritter_grad_project`].
+ *
+ * # Safety
+ * Pointers valid for their lengths; no overlap.
+ */
+tritter_status_t tritter_grad_unproject(const float *compressed,
+                                        size_t m,
+                                        uint64_t seed,
+                                        float *out,
+                                        size_t n);
+
+/**
+ * Creates a packed ternary accumulator for `dim`-gradients (2 bits a
+ * coordinate + one f32 scale per `block`). Errors: `dim` zero, bad block.
+ *
+ * # Safety
+ * `accumulator_out` valid for writing one pointer; the caller owns it.
+ */
+tritter_status_t tritter_ternary_accumulator_new(size_t dim,
+                                                 size_t block,
+                                                 uint64_t seed,
+                                                 struct tritter_ternary_accumulator_t **accumulator_out);
+
+/**
+ * Frees an accumulator; NULL is a no-op.
+ *
+ * # Safety
+ * NULL or a live handle not used afterwards.
+ */
+void tritter_ternary_accumulator_free(struct tritter_ternary_accumulator_t *accumulator);
+
+/**
+ * Adds `alpha · grad` (`n == dim` floats) with unbiased stochastic
+ * re-quantization. Errors: NULL, length, non-finite grad or alpha; the
+ * state is unchanged on error.
+ *
+ * # Safety
+ * `grad` valid for `n` floats.
+ */
+tritter_status_t tritter_ternary_accumulator_add(struct tritter_ternary_accumulator_t *accumulator,
+                                                 const float *grad,
+                                                 size_t n,
+                                                 float alpha);
+
+/**
+ * Decodes the accumulated sum (or the mean over the additions when `mean`)
+ * into `out` (`n == dim`).
+ *
+ * # Safety
+ * `out` valid for `n` floats.
+ */
+tritter_status_t tritter_ternary_accumulator_read(const struct tritter_ternary_accumulator_t *accumulator,
+                                                  float *out,
+                                                  size_t n,
+                                                  bool mean);
+
+/**
+ * Bytes of stored state and number of additions since the last reset.
+ *
+ * # Safety
+ * Out-pointers valid for one value each.
+ */
+tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_accumulator_t *accumulator,
+                                                  size_t *memory_bytes_out,
+                                                  uint64_t *count_out);
+
+/**
+ * Resets the accumulator to zero.
+ *
+ * # Safety
+ * A live handle.
+ */
+tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumulator_t *accumulator);
 
 /**
  * Writes the default configuration (AbsMean, per row, no threshold, eps 1e-5).
@@ -618,36 +1108,6 @@ tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_terna
                                                       const struct tritter_dl_tensor_t *bias,
                                                       uint32_t act_mode,
                                                       const struct tritter_dl_tensor_t *y);
-
-/**
- * The library version as a static NUL-terminated string, `"MAJOR.MINOR.PATCH"`.
- */
-const char *tritter_version(void);
-
-/**
- * The ABI version the library was built with (compare with `TRITTER_ABI_VERSION`).
- */
-uint32_t tritter_abi_version(void);
-
-/**
- * Whether CUDA kernels can run (a CUDA build, a driver and a device). Never fails.
- */
-bool tritter_cuda_available(void);
-
-/**
- * Sets the number of worker threads the library's kernels use (0 = default:
- * `TRITTER_NUM_THREADS` or the available parallelism). Results never depend
- * on it. Thread-safe; calls in progress finish on the previous pool.
- */
-tritter_status_t tritter_set_num_threads(size_t num_threads);
-
-/**
- * Writes the number of worker threads to `*num_threads_out`.
- *
- * # Safety
- * `num_threads_out` must be valid for writing one `size_t`.
- */
-tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
 
 #ifdef __cplusplus
 }  // extern "C"

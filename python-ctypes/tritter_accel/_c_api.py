@@ -12,6 +12,15 @@ TRITTER_DL_INT = 0
 TRITTER_DL_UINT = 1
 TRITTER_DL_FLOAT = 2
 TRITTER_DL_BFLOAT = 4
+TRITTER_VERSION_MAJOR = 0
+TRITTER_VERSION_MINOR = 1
+TRITTER_VERSION_PATCH = 0
+TRITTER_ABI_VERSION = 1
+TRITTER_GRAD_SKETCH = 1
+TRITTER_GRAD_TERNARY = 2
+TRITTER_GRAD_TOPK = 3
+TRITTER_GRAD_PROJECTION = 4
+TRITTER_GRAD_PAYLOAD_OVERHEAD = 44
 TRITTER_QUANT_ABSMEAN = 0
 TRITTER_QUANT_ABSMAX = 1
 TRITTER_GRANULARITY_PER_TENSOR = 0
@@ -21,10 +30,6 @@ TRITTER_LAYOUT_2BIT = 0
 TRITTER_LAYOUT_BASE3 = 1
 TRITTER_ACT_F32 = 0
 TRITTER_ACT_INT8 = 1
-TRITTER_VERSION_MAJOR = 0
-TRITTER_VERSION_MINOR = 1
-TRITTER_VERSION_PATCH = 0
-TRITTER_ABI_VERSION = 1
 TRITTER_OK = 0
 TRITTER_ERR_NULL_POINTER = 1
 TRITTER_ERR_INVALID_ARGUMENT = 2
@@ -58,6 +63,29 @@ STATUS_NAMES = {
     13: 'TRITTER_ERR_IO',
     255: 'TRITTER_ERR_INTERNAL',
 }
+
+
+class tritter_grad_config_t(ctypes.Structure):
+    _fields_ = [
+        ('method', ctypes.c_uint32),
+        ('ratio', ctypes.c_double),
+        ('rows', ctypes.c_size_t),
+        ('block', ctypes.c_size_t),
+        ('seed', ctypes.c_uint64),
+        ('worker', ctypes.c_uint64),
+        ('error_feedback', ctypes.c_bool),
+    ]
+
+
+class tritter_grad_payload_info_t(ctypes.Structure):
+    _fields_ = [
+        ('method', ctypes.c_uint32),
+        ('dim', ctypes.c_size_t),
+        ('seed', ctypes.c_uint64),
+        ('param_a', ctypes.c_size_t),
+        ('param_b', ctypes.c_size_t),
+        ('wire_bytes', ctypes.c_size_t),
+    ]
 
 
 class tritter_quant_config_t(ctypes.Structure):
@@ -113,8 +141,39 @@ class tritter_matrix_info_t(ctypes.Structure):
 
 
 FUNCTIONS = {
+    'tritter_version': (ctypes.c_char_p, []),
+    'tritter_abi_version': (ctypes.c_uint32, []),
+    'tritter_cuda_available': (ctypes.c_bool, []),
+    'tritter_set_num_threads': (ctypes.c_uint32, [ctypes.c_size_t]),
+    'tritter_get_num_threads': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_last_error': (ctypes.c_char_p, []),
     'tritter_status_name': (ctypes.c_char_p, [ctypes.c_uint32]),
+    'tritter_grad_config_default': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_grad_compressor_new': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_grad_compressor_free': (None, [ctypes.c_void_p]),
+    'tritter_grad_compressor_wire_bytes': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_grad_compressor_compress': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_grad_compressor_residual': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_grad_compressor_reset': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_grad_compressor_step': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_grad_payload_info': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_grad_decompress': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_grad_payload_sum': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_count_sketch': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_count_sketch_estimate': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_fetchsgd_new': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_float, ctypes.c_void_p]),
+    'tritter_fetchsgd_free': (None, [ctypes.c_void_p]),
+    'tritter_fetchsgd_step': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_fetchsgd_reset': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_grad_projection_len': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_double, ctypes.c_void_p]),
+    'tritter_grad_project': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_grad_unproject': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_ternary_accumulator_new': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_void_p]),
+    'tritter_ternary_accumulator_free': (None, [ctypes.c_void_p]),
+    'tritter_ternary_accumulator_add': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_float]),
+    'tritter_ternary_accumulator_read': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_bool]),
+    'tritter_ternary_accumulator_info': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_ternary_accumulator_reset': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_quant_config_default': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_num_scales': (ctypes.c_uint32, [ctypes.c_uint32, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p]),
     'tritter_packed_size': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p]),
@@ -134,11 +193,6 @@ FUNCTIONS = {
     'tritter_ternary_matrix_to_f32': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_ternary_matrix_matmul': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_ternary_matrix_matmul_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]),
-    'tritter_version': (ctypes.c_char_p, []),
-    'tritter_abi_version': (ctypes.c_uint32, []),
-    'tritter_cuda_available': (ctypes.c_bool, []),
-    'tritter_set_num_threads': (ctypes.c_uint32, [ctypes.c_size_t]),
-    'tritter_get_num_threads': (ctypes.c_uint32, [ctypes.c_void_p]),
 }
 
 

@@ -1,0 +1,334 @@
+//! The compressed-gradient wire format and its CRC-32.
+//!
+//! All integers little-endian; floats IEEE-754 binary32 little-endian.
+//!
+//! | offset | bytes | field |
+//! |---|---|---|
+//! | 0 | 4 | magic `"TGRC"` |
+//! | 4 | 2 | format version (`1`) |
+//! | 6 | 1 | method: 1 count sketch, 2 ternary, 3 top-k, 4 projection |
+//! | 7 | 1 | flags (must be 0) |
+//! | 8 | 8 | `dim`: length of the gradient |
+//! | 16 | 8 | `seed` the payload was made with |
+//! | 24 | 4 | `a`: sketch rows / ternary block / top-k `k` / projection `m` |
+//! | 28 | 4 | `b`: sketch cols / 0 / 0 / 0 |
+//! | 32 | 8 | body length in bytes |
+//! | 40 | body | sketch: `rows·cols` f32 table, row-major; ternary: `ceil(dim/block)` f32 scales then `ceil(dim/4)` code bytes (2-bit canonical layout); top-k: `k` u32 indices (strictly increasing, `< dim`) then `k` f32 values; projection: `m` f32 |
+//! | 40 + body | 4 | CRC-32 (IEEE 802.3, reflected polynomial `0xEDB88320`, init and final xor `0xFFFFFFFF`) of every preceding byte |
+//!
+//! Decoding checks, in order: length ≥ 44, magic, version, method, flags,
+//! parameter ranges, body length equal to the one the parameters imply,
+//! total length, CRC, then the body itself (finite floats, valid 2-bit codes
+//! and zero padding, increasing in-range indices). Any failure is
+//! [`Error::InvalidData`] naming `payload`.
+
+use super::{projection, sketch, ternary};
+use super::{Body, Compressed, Method};
+use crate::{Error, Result};
+
+/// Magic bytes.
+pub const MAGIC: [u8; 4] = *b"TGRC";
+/// Format version.
+pub const VERSION: u16 = 1;
+/// Header bytes.
+pub const HEADER: usize = 40;
+/// Header plus checksum.
+pub const OVERHEAD: usize = HEADER + 4;
+
+const CRC_TABLES: [[u32; 256]; 8] = {
+    let mut t = [[0u32; 256]; 8];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[0][i] = c;
+        i += 1;
+    }
+    let mut s = 1;
+    while s < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[s - 1][i];
+            t[s][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
+            i += 1;
+        }
+        s += 1;
+    }
+    t
+};
+
+/// CRC-32 (IEEE) of `data` (slicing-by-8). `crc32(b"123456789") == 0xCBF43926`.
+pub fn crc32(data: &[u8]) -> u32 {
+    let t = &CRC_TABLES;
+    let mut c = !0u32;
+    let mut ch = data.chunks_exact(8);
+    for b in &mut ch {
+        let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) ^ c;
+        let hi = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        c = t[7][(lo & 0xFF) as usize]
+            ^ t[6][((lo >> 8) & 0xFF) as usize]
+            ^ t[5][((lo >> 16) & 0xFF) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][(hi & 0xFF) as usize]
+            ^ t[2][((hi >> 8) & 0xFF) as usize]
+            ^ t[1][((hi >> 16) & 0xFF) as usize]
+            ^ t[0][(hi >> 24) as usize];
+    }
+    for &b in ch.remainder() {
+        c = (c >> 8) ^ t[0][((c ^ b as u32) & 0xFF) as usize];
+    }
+    !c
+}
+
+fn bad(msg: impl Into<String>) -> Error {
+    Error::data("payload", msg)
+}
+
+/// Body bytes implied by a method and its parameters (checked arithmetic).
+pub(super) fn body_len(method: Method, dim: usize, a: usize, b: usize) -> Option<usize> {
+    match method {
+        Method::CountSketch => a.checked_mul(b)?.checked_mul(4),
+        Method::Ternary => ternary::num_blocks(dim, a.max(1))
+            .checked_mul(4)?
+            .checked_add(ternary::packed_len(dim)),
+        Method::TopK => a.checked_mul(8),
+        Method::Projection => a.checked_mul(4),
+    }
+}
+
+fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+fn get_f32s(b: &[u8]) -> Result<Vec<f32>> {
+    let v: Vec<f32> = b
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(bad(format!("non-finite float at body element {i}")));
+    }
+    Ok(v)
+}
+
+/// Serializes (see the module table).
+pub fn encode(c: &Compressed) -> Vec<u8> {
+    let (a, b) = c.params();
+    let blen = c.body_bytes();
+    let mut out = Vec::with_capacity(HEADER + blen + 4);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.push(c.method().code() as u8);
+    out.push(0);
+    out.extend_from_slice(&(c.dim as u64).to_le_bytes());
+    out.extend_from_slice(&c.seed.to_le_bytes());
+    out.extend_from_slice(&(a as u32).to_le_bytes());
+    out.extend_from_slice(&(b as u32).to_le_bytes());
+    out.extend_from_slice(&(blen as u64).to_le_bytes());
+    match &c.body {
+        Body::Sketch { table, .. } => put_f32s(&mut out, table),
+        Body::Ternary { scales, packed, .. } => {
+            put_f32s(&mut out, scales);
+            out.extend_from_slice(packed);
+        }
+        Body::TopK { indices, values } => {
+            for i in indices {
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+            put_f32s(&mut out, values);
+        }
+        Body::Projection { values } => put_f32s(&mut out, values),
+    }
+    let crc = crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    debug_assert_eq!(out.len(), c.wire_bytes());
+    out
+}
+
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"))
+}
+
+/// Header fields without the body (checks magic, version, method, flags,
+/// sizes and total length, but not the CRC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Method.
+    pub method: Method,
+    /// Gradient length.
+    pub dim: usize,
+    /// Seed.
+    pub seed: u64,
+    /// First parameter (see the table).
+    pub a: usize,
+    /// Second parameter.
+    pub b: usize,
+    /// Total payload bytes.
+    pub total: usize,
+}
+
+/// Parses and checks the header of `bytes`.
+pub fn header(bytes: &[u8]) -> Result<Header> {
+    if bytes.len() < OVERHEAD {
+        return Err(bad(format!(
+            "{} bytes is shorter than the {OVERHEAD}-byte minimum",
+            bytes.len()
+        )));
+    }
+    if bytes[..4] != MAGIC {
+        return Err(bad("bad magic (not a tritter gradient payload)"));
+    }
+    let ver = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if ver != VERSION {
+        return Err(bad(format!(
+            "unsupported version {ver} (expected {VERSION})"
+        )));
+    }
+    let method = Method::from_code(bytes[6] as u32)
+        .map_err(|_| bad(format!("unknown method {}", bytes[6])))?;
+    if bytes[7] != 0 {
+        return Err(bad(format!("unknown flags {:#x}", bytes[7])));
+    }
+    let dim64 = u64_at(bytes, 8);
+    if dim64 == 0 || dim64 > (isize::MAX as u64) / 4 {
+        return Err(bad(format!("dim {dim64} out of range")));
+    }
+    let dim = dim64 as usize;
+    let seed = u64_at(bytes, 16);
+    let a = u32_at(bytes, 24) as usize;
+    let b = u32_at(bytes, 28) as usize;
+    let ok = match method {
+        Method::CountSketch => (1..=sketch::MAX_ROWS).contains(&a) && b >= 1,
+        Method::Ternary => ternary::check_block(a).is_ok() && b == 0,
+        Method::TopK => a <= dim && b == 0,
+        Method::Projection => projection::Projection::new(dim, a, seed).is_ok() && b == 0,
+    };
+    if !ok {
+        return Err(bad(format!(
+            "invalid parameters a = {a}, b = {b} for {method:?} with dim {dim}"
+        )));
+    }
+    let blen = u64_at(bytes, 32);
+    let want = body_len(method, dim, a, b).ok_or_else(|| bad("body size overflows"))?;
+    if blen != want as u64 {
+        return Err(bad(format!(
+            "body length {blen} does not match the {want} bytes the header implies"
+        )));
+    }
+    let total = want
+        .checked_add(OVERHEAD)
+        .ok_or_else(|| bad("size overflows"))?;
+    if bytes.len() != total {
+        return Err(bad(format!(
+            "length {} does not match the {total} bytes the header implies (truncated or trailing bytes)",
+            bytes.len()
+        )));
+    }
+    Ok(Header {
+        method,
+        dim,
+        seed,
+        a,
+        b,
+        total,
+    })
+}
+
+/// Parses and fully validates a payload.
+pub fn decode(bytes: &[u8]) -> Result<Compressed> {
+    let h = header(bytes)?;
+    let end = h.total - 4;
+    let stored = u32_at(bytes, end);
+    let crc = crc32(&bytes[..end]);
+    if stored != crc {
+        return Err(bad(format!(
+            "checksum mismatch (stored {stored:#010x}, computed {crc:#010x})"
+        )));
+    }
+    let body = &bytes[HEADER..end];
+    let body = match h.method {
+        Method::CountSketch => Body::Sketch {
+            rows: h.a,
+            cols: h.b,
+            table: get_f32s(body)?,
+        },
+        Method::Ternary => {
+            let nb = ternary::num_blocks(h.dim, h.a);
+            let scales = get_f32s(&body[..4 * nb])?;
+            if let Some(i) = scales.iter().position(|&s| s < 0.0) {
+                return Err(bad(format!("negative scale at block {i}")));
+            }
+            let packed = body[4 * nb..].to_vec();
+            ternary::validate_packed(&packed, h.dim, "payload")?;
+            Body::Ternary {
+                block: h.a,
+                scales,
+                packed,
+            }
+        }
+        Method::TopK => {
+            let k = h.a;
+            let indices: Vec<u32> = (0..k).map(|j| u32_at(body, 4 * j)).collect();
+            if let Some(j) = (0..k)
+                .find(|&j| indices[j] as usize >= h.dim || (j > 0 && indices[j] <= indices[j - 1]))
+            {
+                return Err(bad(format!(
+                    "index {} at position {j} is out of range or not increasing",
+                    indices[j]
+                )));
+            }
+            Body::TopK {
+                indices,
+                values: get_f32s(&body[4 * k..])?,
+            }
+        }
+        Method::Projection => Body::Projection {
+            values: get_f32s(body)?,
+        },
+    };
+    Ok(Compressed {
+        dim: h.dim,
+        seed: h.seed,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc_check_values() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b""), 0);
+        // Slicing-by-8 equals the bytewise definition at every length mod 8.
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 131 % 251) as u8).collect();
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 999, 1000] {
+            let mut c = !0u32;
+            for &b in &data[..len] {
+                c ^= b as u32;
+                for _ in 0..8 {
+                    c = if c & 1 != 0 {
+                        0xEDB8_8320 ^ (c >> 1)
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            assert_eq!(crc32(&data[..len]), !c);
+        }
+    }
+}

@@ -1,0 +1,618 @@
+//! Count sketch (Charikar, Chen & Farach-Colton 2002) and the FetchSGD
+//! construction on top of it (Rothchild et al. 2020).
+//!
+//! A sketch of `g ∈ R^n` is a table `[rows, cols]`; coordinate `i` adds
+//! `s_r(i) · g_i` to bucket `b_r(i)` of every row `r`, where bucket and sign come
+//! from one counter-based hash `rng::hash2(derive(seed, r), i)` (bucket from the
+//! high 32 bits by multiply-shift, sign from bit 0). The map `g -> S(g)` is
+//! linear, so tables from several workers can be summed (allreduced) before
+//! anything is recovered. Recovery estimates `g_i` as the median over rows of
+//! `s_r(i) · T[r, b_r(i)]` (unbiased for one row; with several rows the median
+//! trades a little bias for a much lighter tail).
+//!
+//! Cost: one hash and one scatter-add per coordinate and row, O(n · rows).
+//! Large inputs are split into fixed chunks of [`CHUNK`] coordinates that are
+//! sketched in parallel into private tables and summed in chunk order, so the
+//! result does not depend on the thread count.
+
+use rayon::prelude::*;
+
+use super::topk::top_k_indices;
+use crate::{rng, Error, Result};
+
+/// Coordinates per parallel chunk (fixed, so results never depend on threads).
+pub const CHUNK: usize = 1 << 22;
+/// Largest number of rows.
+pub const MAX_ROWS: usize = 15;
+
+/// A count-sketch geometry: dimension, rows, columns and seed. Cheap to copy;
+/// holds no table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountSketch {
+    dim: usize,
+    rows: usize,
+    cols: usize,
+    seed: u64,
+}
+
+#[inline(always)]
+fn slot(row_seed: u64, i: usize, cols: usize) -> (usize, f32) {
+    let h = rng::hash2(row_seed, i as u64);
+    let b = (((h >> 32) * cols as u64) >> 32) as usize;
+    let s = f32::from_bits(0x3F80_0000 | (((h & 1) as u32) << 31));
+    (b, s)
+}
+
+impl CountSketch {
+    /// A sketch of `dim`-vectors into `rows x cols` buckets. Errors: `rows` not
+    /// in 1..=15, `cols` zero or above `u32::MAX`, `dim` zero.
+    pub fn new(dim: usize, rows: usize, cols: usize, seed: u64) -> Result<Self> {
+        if dim == 0 {
+            return Err(Error::invalid("dim", "must be > 0"));
+        }
+        if rows == 0 || rows > MAX_ROWS {
+            return Err(Error::invalid(
+                "rows",
+                format!("must be in 1..={MAX_ROWS}, got {rows}"),
+            ));
+        }
+        if cols == 0 || cols > u32::MAX as usize {
+            return Err(Error::invalid(
+                "cols",
+                format!("must be in 1..=2^32-1, got {cols}"),
+            ));
+        }
+        crate::checked_mul(rows, cols, "rows * cols")?;
+        Ok(CountSketch {
+            dim,
+            rows,
+            cols,
+            seed,
+        })
+    }
+
+    /// The geometry whose table holds `dim / ratio` floats in total
+    /// (`cols = max(1, floor(dim / (ratio · rows)))`).
+    pub fn for_ratio(dim: usize, ratio: f64, rows: usize, seed: u64) -> Result<Self> {
+        if !(ratio.is_finite() && ratio >= 1.0) {
+            return Err(Error::invalid(
+                "ratio",
+                format!("must be >= 1, got {ratio}"),
+            ));
+        }
+        if rows == 0 || rows > MAX_ROWS {
+            return Err(Error::invalid(
+                "rows",
+                format!("must be in 1..={MAX_ROWS}, got {rows}"),
+            ));
+        }
+        let cols = ((dim as f64 / (ratio * rows as f64)).floor() as usize).max(1);
+        Self::new(dim, rows, cols.min(u32::MAX as usize), seed)
+    }
+
+    /// Dimension of the sketched vectors.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Rows of the table.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Columns (buckets per row).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// Floats in a table (`rows * cols`).
+    pub fn table_len(&self) -> usize {
+        self.rows * self.cols
+    }
+    fn row_seed(&self, r: usize) -> u64 {
+        rng::derive(self.seed, r as u64)
+    }
+
+    /// Bucket and sign (`±1.0`) of coordinate `i` in row `r`.
+    pub fn bucket(&self, r: usize, i: usize) -> (usize, f32) {
+        slot(self.row_seed(r), i, self.cols)
+    }
+
+    fn check_table(&self, t: &[f32], arg: &'static str) -> Result<()> {
+        if t.len() != self.table_len() {
+            return Err(Error::shape(
+                arg,
+                format!(
+                    "table must hold rows * cols = {} floats, got {}",
+                    self.table_len(),
+                    t.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+    fn check_vec(&self, g: &[f32], arg: &'static str) -> Result<()> {
+        if g.len() != self.dim {
+            return Err(Error::shape(
+                arg,
+                format!("expected {} elements, got {}", self.dim, g.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sequential `table += S(g[off..])` for coordinates `off..off+g.len()`.
+    fn add_range(&self, g: &[f32], off: usize, table: &mut [f32]) {
+        for r in 0..self.rows {
+            let rs = self.row_seed(r);
+            let row = &mut table[r * self.cols..(r + 1) * self.cols];
+            let cols = self.cols;
+            add_row(rs, cols, g, off, row);
+        }
+    }
+
+    /// `table += S(g)`. Errors: wrong lengths, non-finite `g`.
+    pub fn accumulate(&self, g: &[f32], table: &mut [f32]) -> Result<()> {
+        self.check_vec(g, "grad")?;
+        self.check_table(table, "table")?;
+        crate::check_finite(g, "grad")?;
+        if g.len() <= CHUNK {
+            self.add_range(g, 0, table);
+            return Ok(());
+        }
+        let parts: Vec<Vec<f32>> = crate::parallel::install(|| {
+            g.par_chunks(CHUNK)
+                .enumerate()
+                .map(|(c, gc)| {
+                    let mut t = vec![0.0f32; self.table_len()];
+                    self.add_range(gc, c * CHUNK, &mut t);
+                    t
+                })
+                .collect()
+        });
+        for p in &parts {
+            for (t, v) in table.iter_mut().zip(p) {
+                *t += v;
+            }
+        }
+        Ok(())
+    }
+
+    /// `S(g)`: a new table `[rows * cols]`, row-major.
+    pub fn sketch(&self, g: &[f32]) -> Result<Vec<f32>> {
+        let mut t = vec![0.0f32; self.table_len()];
+        self.accumulate(g, &mut t)?;
+        Ok(t)
+    }
+
+    /// `table += alpha · S(x)` for the sparse vector `x[indices[j]] = values[j]`.
+    pub fn accumulate_sparse(
+        &self,
+        indices: &[u32],
+        values: &[f32],
+        alpha: f32,
+        table: &mut [f32],
+    ) -> Result<()> {
+        self.check_table(table, "table")?;
+        if indices.len() != values.len() {
+            return Err(Error::shape(
+                "values",
+                format!("{} values for {} indices", values.len(), indices.len()),
+            ));
+        }
+        if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.dim) {
+            return Err(Error::invalid(
+                "indices",
+                format!("index {bad} out of range for dim {}", self.dim),
+            ));
+        }
+        for r in 0..self.rows {
+            let rs = self.row_seed(r);
+            let row = &mut table[r * self.cols..(r + 1) * self.cols];
+            for (&i, &v) in indices.iter().zip(values) {
+                let (b, s) = slot(rs, i as usize, self.cols);
+                row[b] += alpha * (s * v);
+            }
+        }
+        Ok(())
+    }
+
+    /// Estimate of coordinate `i` from `table` (median over rows).
+    pub fn estimate_at(&self, table: &[f32], i: usize) -> f32 {
+        let mut v = [0.0f32; MAX_ROWS];
+        for (r, vr) in v.iter_mut().enumerate().take(self.rows) {
+            let (b, s) = self.bucket(r, i);
+            *vr = s * table[r * self.cols + b];
+        }
+        median(&mut v[..self.rows])
+    }
+
+    /// Dense estimate of every coordinate (median over rows) into `out`.
+    pub fn estimate(&self, table: &[f32], out: &mut [f32]) -> Result<()> {
+        self.check_table(table, "table")?;
+        self.check_vec(out, "out")?;
+        let seeds: Vec<u64> = (0..self.rows).map(|r| self.row_seed(r)).collect();
+        let cols = self.cols;
+        let rows = self.rows;
+        crate::parallel::install(|| {
+            out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, oc)| {
+                let off = c * CHUNK;
+                if rows == 1 {
+                    let row = &table[..cols];
+                    for (j, o) in oc.iter_mut().enumerate() {
+                        let (b, s) = slot(seeds[0], off + j, cols);
+                        *o = s * row[b];
+                    }
+                    return;
+                }
+                let mut v = [0.0f32; MAX_ROWS];
+                for (j, o) in oc.iter_mut().enumerate() {
+                    for r in 0..rows {
+                        let (b, s) = slot(seeds[r], off + j, cols);
+                        v[r] = s * table[r * cols + b];
+                    }
+                    *o = median(&mut v[..rows]);
+                }
+            })
+        });
+        Ok(())
+    }
+
+    /// The `k` coordinates with the largest estimated magnitude (ties to the
+    /// lower index), ascending, with their estimates.
+    pub fn top_k(&self, table: &[f32], k: usize) -> Result<(Vec<u32>, Vec<f32>)> {
+        let mut est = vec![0.0f32; self.dim];
+        self.estimate(table, &mut est)?;
+        let idx = top_k_indices(&est, k)?;
+        let vals = idx.iter().map(|&i| est[i as usize]).collect();
+        Ok((idx, vals))
+    }
+}
+
+#[inline(always)]
+fn add_row_impl(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
+    for (j, &v) in g.iter().enumerate() {
+        let (b, s) = slot(rs, off + j, cols);
+        // SAFETY-free bound: b < cols by the multiply-shift construction.
+        row[b] += s * v;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,bmi2")]
+unsafe fn add_row_avx2(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
+    add_row_impl(rs, cols, g, off, row)
+}
+
+fn add_row(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
+        // SAFETY: the features were detected at run time.
+        return unsafe { add_row_avx2(rs, cols, g, off, row) };
+    }
+    add_row_impl(rs, cols, g, off, row)
+}
+
+/// Median of a short slice (mean of the two middle values for even lengths).
+fn median(v: &mut [f32]) -> f32 {
+    match v.len() {
+        1 => v[0],
+        2 => 0.5 * (v[0] + v[1]),
+        3 => {
+            let (a, b, c) = (v[0], v[1], v[2]);
+            a.max(b).min(a.min(b).max(c))
+        }
+        n => {
+            v.sort_unstable_by(|a, b| a.total_cmp(b));
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                0.5 * (v[n / 2 - 1] + v[n / 2])
+            }
+        }
+    }
+}
+
+/// FetchSGD state (Rothchild et al., ICML 2020, Algorithm 1), kept in sketch
+/// space: momentum `S_u` and error `S_e`, each a `[rows, cols]` table.
+///
+/// One step, given the sum (or mean) `S_g` of the workers' sketches:
+/// `S_u ← ρ S_u + S_g`; `S_e ← S_e + S_u`; `Δ ← top-k(unsketch(S_e))`;
+/// `S_e ← S_e − S(Δ)`; `S_u ← S_u − S(top-k of S_u at Δ's support)`
+/// (momentum stopping at the coordinates that were applied). Every rank that
+/// feeds the same summed tables holds the same state and returns the same `Δ`,
+/// so `Δ` never travels. The learning rate is left to the optimizer (for a
+/// constant rate, scaling `S_e` by it commutes with everything above); use it
+/// with momentum-free SGD, since the momentum lives here.
+#[derive(Debug, Clone)]
+pub struct FetchSgd {
+    sketch: CountSketch,
+    k: usize,
+    momentum: f32,
+    u: Vec<f32>,
+    e: Vec<f32>,
+    steps: u64,
+}
+
+impl FetchSgd {
+    /// New state. Errors: `k` zero or above `dim`, `momentum` not in `[0, 1)`.
+    pub fn new(sketch: CountSketch, k: usize, momentum: f32) -> Result<Self> {
+        if k == 0 || k > sketch.dim() {
+            return Err(Error::invalid(
+                "k",
+                format!("must be in 1..={}, got {k}", sketch.dim()),
+            ));
+        }
+        if !(momentum.is_finite() && (0.0..1.0).contains(&momentum)) {
+            return Err(Error::invalid(
+                "momentum",
+                format!("must be in [0, 1), got {momentum}"),
+            ));
+        }
+        Ok(FetchSgd {
+            sketch,
+            k,
+            momentum,
+            u: vec![0.0; sketch.table_len()],
+            e: vec![0.0; sketch.table_len()],
+            steps: 0,
+        })
+    }
+    /// The sketch geometry workers must use.
+    pub fn sketch(&self) -> &CountSketch {
+        &self.sketch
+    }
+    /// Coordinates applied per step.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// Momentum `ρ`.
+    pub fn momentum(&self) -> f32 {
+        self.momentum
+    }
+    /// Steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+    /// Momentum table `S_u`.
+    pub fn momentum_table(&self) -> &[f32] {
+        &self.u
+    }
+    /// Error table `S_e`.
+    pub fn error_table(&self) -> &[f32] {
+        &self.e
+    }
+    /// Zeroes the state.
+    pub fn reset(&mut self) {
+        self.u.fill(0.0);
+        self.e.fill(0.0);
+        self.steps = 0;
+    }
+
+    /// One step on the summed table; returns the sparse update `Δ` (indices
+    /// ascending, values). Errors: wrong table length, non-finite values.
+    pub fn step(&mut self, summed: &[f32]) -> Result<(Vec<u32>, Vec<f32>)> {
+        self.sketch.check_table(summed, "summed")?;
+        crate::check_finite(summed, "summed")?;
+        let rho = self.momentum;
+        for ((u, e), &s) in self.u.iter_mut().zip(self.e.iter_mut()).zip(summed) {
+            *u = rho * *u + s;
+            *e += *u;
+        }
+        let (idx, vals) = self.sketch.top_k(&self.e, self.k)?;
+        self.sketch
+            .accumulate_sparse(&idx, &vals, -1.0, &mut self.e)?;
+        if rho > 0.0 {
+            let uv: Vec<f32> = idx
+                .iter()
+                .map(|&i| self.sketch.estimate_at(&self.u, i as usize))
+                .collect();
+            self.sketch
+                .accumulate_sparse(&idx, &uv, -1.0, &mut self.u)?;
+        }
+        self.steps += 1;
+        Ok((idx, vals))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn randn(n: usize, seed: u64) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let a = rng::uniform_f64(seed, 2 * i as u64).max(1e-300);
+                let b = rng::uniform_f64(seed, 2 * i as u64 + 1);
+                ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_naive_definition() {
+        let cs = CountSketch::new(1000, 3, 37, 9).unwrap();
+        let g = randn(1000, 1);
+        let t = cs.sketch(&g).unwrap();
+        let mut want = vec![0.0f64; 3 * 37];
+        for (i, &v) in g.iter().enumerate() {
+            for r in 0..3 {
+                let h = rng::hash2(rng::derive(9, r as u64), i as u64);
+                let b = ((h >> 32) as u128 * 37 >> 32) as usize;
+                let s = if h & 1 == 1 { -1.0 } else { 1.0 };
+                want[r * 37 + b] += s * v as f64;
+            }
+        }
+        for (a, b) in t.iter().zip(&want) {
+            assert!((*a as f64 - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn linear_exact_on_integers() {
+        // Integer-valued inputs with all partial sums < 2^24 are summed exactly
+        // in f32, so linearity holds bit for bit.
+        let n = 5000;
+        let cs = CountSketch::new(n, 2, 301, 3).unwrap();
+        let a: Vec<f32> = (0..n).map(|i| ((i * 7919) % 201) as f32 - 100.0).collect();
+        let b: Vec<f32> = (0..n)
+            .map(|i| ((i * 104_729) % 151) as f32 - 75.0)
+            .collect();
+        let ab: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        let sa = cs.sketch(&a).unwrap();
+        let sb = cs.sketch(&b).unwrap();
+        let sab = cs.sketch(&ab).unwrap();
+        for i in 0..sa.len() {
+            assert_eq!(sa[i] + sb[i], sab[i]);
+        }
+    }
+
+    #[test]
+    fn linear_within_rounding_bound() {
+        // Each bucket is a sequential f32 sum of m terms: its error is at most
+        // (m - 1) u Σ|terms| (u = 2^-24), three sums here plus one addition.
+        let n = 20_000;
+        let cs = CountSketch::new(n, 3, 997, 5).unwrap();
+        let a = randn(n, 10);
+        let b = randn(n, 11);
+        let ab: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        let (sa, sb, sab) = (
+            cs.sketch(&a).unwrap(),
+            cs.sketch(&b).unwrap(),
+            cs.sketch(&ab).unwrap(),
+        );
+        let mut count = vec![0usize; cs.table_len()];
+        let mut mass = vec![0.0f64; cs.table_len()];
+        for i in 0..n {
+            for r in 0..3 {
+                let (bk, _) = cs.bucket(r, i);
+                count[r * 997 + bk] += 1;
+                mass[r * 997 + bk] += (a[i].abs() + b[i].abs()) as f64 * 2.0;
+            }
+        }
+        let u = 2f64.powi(-24);
+        for i in 0..sa.len() {
+            let bound = (count[i] as f64 + 1.0) * u * mass[i];
+            let err = ((sa[i] + sb[i]) as f64 - sab[i] as f64).abs();
+            assert!(err <= bound, "bucket {i}: {err} > {bound}");
+        }
+    }
+
+    #[test]
+    fn chunked_parallel_equals_sequential() {
+        let n = CHUNK + 12345;
+        let cs = CountSketch::new(n, 2, 1000, 77).unwrap();
+        let g: Vec<f32> = (0..n).map(|i| ((i % 17) as f32) - 8.0).collect();
+        let t = cs.sketch(&g).unwrap();
+        let mut want = vec![0.0f32; cs.table_len()];
+        cs.add_range(&g, 0, &mut want);
+        assert_eq!(t, want); // integer sums: exact in any order
+        for threads in [1, 2, 3] {
+            crate::parallel::set_num_threads(threads);
+            assert_eq!(cs.sketch(&g).unwrap(), t);
+        }
+        crate::parallel::set_num_threads(0);
+    }
+
+    #[test]
+    fn one_row_estimate_is_unbiased() {
+        // With one row, ĝ_i = g_i + Σ_{j≠i, b(j)=b(i)} s(i)s(j) g_j: mean g_i
+        // over seeds, variance Σ_{j≠i} g_j² / cols. Average over 400 seeds:
+        // the mean of ĝ_0 - g_0 has sd sqrt(var / 400); 5 sd bound.
+        let n = 2000;
+        let g = randn(n, 3);
+        let cols = 100;
+        let var: f64 = g[1..].iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / cols as f64;
+        let trials = 400;
+        let mut sum = 0.0f64;
+        let mut sq = 0.0f64;
+        for s in 0..trials {
+            let cs = CountSketch::new(n, 1, cols, 1000 + s).unwrap();
+            let t = cs.sketch(&g).unwrap();
+            let d = (cs.estimate_at(&t, 0) - g[0]) as f64;
+            sum += d;
+            sq += d * d;
+        }
+        let mean = sum / trials as f64;
+        assert!(
+            mean.abs() < 5.0 * (var / trials as f64).sqrt(),
+            "mean {mean}"
+        );
+        let emp_var = sq / trials as f64 - mean * mean;
+        assert!(
+            emp_var < 1.5 * var && emp_var > 0.6 * var,
+            "{emp_var} vs {var}"
+        );
+    }
+
+    #[test]
+    fn recovers_heavy_hitters() {
+        let n = 100_000;
+        let mut g: Vec<f32> = randn(n, 8).iter().map(|v| v * 0.01).collect();
+        let heavy = [5usize, 777, 4242, 99_999, 50_000];
+        for (j, &i) in heavy.iter().enumerate() {
+            g[i] = 10.0 + j as f32;
+        }
+        let cs = CountSketch::new(n, 3, 2000, 1).unwrap();
+        let t = cs.sketch(&g).unwrap();
+        let (idx, vals) = cs.top_k(&t, 5).unwrap();
+        let mut want: Vec<u32> = heavy.iter().map(|&i| i as u32).collect();
+        want.sort();
+        assert_eq!(idx, want);
+        // Each bucket holds ~n/cols = 50 noise terms of sd 0.01: the row
+        // estimate's noise has sd 0.01·√50 ≈ 0.071; 5 sd bound.
+        let sd = 0.01 * (n as f32 / 2000.0).sqrt();
+        for (&i, &v) in idx.iter().zip(&vals) {
+            assert!((v - g[i as usize]).abs() < 5.0 * sd);
+        }
+    }
+
+    #[test]
+    fn fetchsgd_error_invariant_and_sparsity() {
+        // S_e(t) = S_e(t-1) + S_u(t) - S(Δ_t), checked table-wise.
+        let n = 10_000;
+        let cs = CountSketch::new(n, 1, 500, 4).unwrap();
+        let mut f = FetchSgd::new(cs, 50, 0.9).unwrap();
+        for step in 0..5 {
+            let g = randn(n, 100 + step);
+            let s = cs.sketch(&g).unwrap();
+            let e0 = f.error_table().to_vec();
+            let u0 = f.momentum_table().to_vec();
+            let (idx, vals) = f.step(&s).unwrap();
+            assert_eq!(idx.len(), 50);
+            assert!(idx.windows(2).all(|w| w[0] < w[1]));
+            let mut want = e0.clone();
+            for i in 0..want.len() {
+                want[i] += 0.9 * u0[i] + s[i];
+            }
+            cs.accumulate_sparse(&idx, &vals, -1.0, &mut want).unwrap();
+            for (a, b) in f.error_table().iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()));
+            }
+        }
+        assert!(FetchSgd::new(cs, 0, 0.9).is_err());
+        assert!(FetchSgd::new(cs, 10, 1.0).is_err());
+        assert!(f.step(&[0.0; 3]).is_err());
+    }
+
+    #[test]
+    fn rejects_bad_geometry() {
+        assert!(CountSketch::new(0, 1, 1, 0).is_err());
+        assert!(CountSketch::new(10, 0, 1, 0).is_err());
+        assert!(CountSketch::new(10, 16, 1, 0).is_err());
+        assert!(CountSketch::new(10, 1, 0, 0).is_err());
+        assert!(CountSketch::for_ratio(10, 0.5, 1, 0).is_err());
+        let cs = CountSketch::new(10, 1, 4, 0).unwrap();
+        assert!(cs.sketch(&[0.0; 9]).is_err());
+        let mut g = vec![0.0; 10];
+        g[3] = f32::NAN;
+        assert_eq!(
+            cs.sketch(&g),
+            Err(Error::NonFinite {
+                arg: "grad",
+                index: 3
+            })
+        );
+    }
+}

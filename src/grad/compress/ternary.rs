@@ -1,0 +1,496 @@
+//! Ternary stochastic quantization (TernGrad, Wen et al. 2017), packed at
+//! 2 bits a coordinate plus one f32 scale per block.
+//!
+//! For block `B` with scale `s = max_{i∈B} |g_i|`, coordinate `i` becomes
+//! `t_i = sign(g_i) · Bernoulli(|g_i| / s)` and decodes to `s · t_i`, so
+//! `E[s t_i] = g_i` (unbiased) and `Var[s t_i] = s |g_i| - g_i²`. The Bernoulli
+//! draw compares a 24-bit uniform with `|g_i| · 2^24 / s`, so the probability
+//! is exact up to `2^-23` (the f32 rounding of that product).
+//!
+//! Random bits: block `b` takes a key `k = rng::hash2(seed, b)`; element `j`
+//! of the block uses the top 24 bits of `fmix32(j · 0x9E3779B9 + k)` (the
+//! MurmurHash3 finalizer), so every bit is a pure function of
+//! `(seed, index)`. Codes use the crate's canonical 2-bit layout (`00 = 0`,
+//! `01 = +1`, `10 = -1`, 4 codes a byte from the low bits up; element `i` is
+//! in byte `i / 4`); `11` is invalid and rejected on decode.
+
+use rayon::prelude::*;
+
+use crate::{rng, Error, Result};
+
+/// Default coordinates per scale (2.125 bits a coordinate: 15.06x).
+pub const DEFAULT_BLOCK: usize = 256;
+/// Largest block.
+pub const MAX_BLOCK: usize = 1 << 20;
+/// Blocks per parallel task (fixed; results never depend on threads).
+const TASK_ELEMS: usize = 1 << 16;
+
+/// Checks a block size: a multiple of 4 in `4..=MAX_BLOCK`.
+pub fn check_block(block: usize) -> Result<()> {
+    if block < 4 || block > MAX_BLOCK || block % 4 != 0 {
+        return Err(Error::invalid(
+            "block",
+            format!("must be a multiple of 4 in 4..={MAX_BLOCK}, got {block}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Number of scales for `n` coordinates.
+pub fn num_blocks(n: usize, block: usize) -> usize {
+    n.div_ceil(block)
+}
+
+/// Packed bytes for `n` coordinates.
+pub fn packed_len(n: usize) -> usize {
+    n.div_ceil(4)
+}
+
+#[inline(always)]
+fn fmix32(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85EB_CA6B);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xC2B2_AE35);
+    h ^ (h >> 16)
+}
+
+/// The 24-bit uniform integer of element `j` of a block with key `k`.
+#[inline(always)]
+pub fn uniform24(k: u32, j: u32) -> u32 {
+    fmix32(j.wrapping_mul(0x9E37_79B9).wrapping_add(k)) >> 8
+}
+
+/// Key of block `b`.
+#[inline(always)]
+pub fn block_key(seed: u64, b: usize) -> u32 {
+    rng::hash2(seed, b as u64) as u32
+}
+
+/// Quantizes one block (`g.len() <= block`, a multiple of 4 except for the
+/// last block) into `out` (`ceil(g.len()/4)` bytes); returns the scale.
+#[inline(always)]
+fn block_impl(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
+    // Integer max of |g| bits: orders like the magnitudes, and NaN/inf
+    // (exponent all ones) come out above every finite value.
+    let s = f32::from_bits(g.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF)));
+    if !s.is_finite() {
+        return s;
+    }
+    if s == 0.0 {
+        out.fill(0);
+        return 0.0;
+    }
+    let inv = 16_777_216.0f32 / s;
+    let exact = inv.is_finite();
+    let mut codes = [0u8; 64];
+    for (c, (gc, oc)) in g.chunks(64).zip(out.chunks_mut(16)).enumerate() {
+        let base = (c * 64) as u32;
+        for (j, (&v, code)) in gc.iter().zip(codes.iter_mut()).enumerate() {
+            let r = uniform24(key, base + j as u32) as f32;
+            let a = v.abs();
+            let thr = if exact {
+                a * inv
+            } else {
+                (a as f64 / s as f64 * 16_777_216.0) as f32
+            };
+            let nz = (r < thr) as u8;
+            let neg = (v.to_bits() >> 31) as u8;
+            *code = nz << neg;
+        }
+        for x in codes.iter_mut().skip(gc.len()) {
+            *x = 0;
+        }
+        for (b, o) in oc.iter_mut().enumerate() {
+            let w = u32::from_le_bytes([
+                codes[4 * b],
+                codes[4 * b + 1],
+                codes[4 * b + 2],
+                codes[4 * b + 3],
+            ]);
+            *o = (w | w >> 6 | w >> 12 | w >> 18) as u8;
+        }
+    }
+    s
+}
+
+/// Quantizes `g` blockwise into `scales` (`num_blocks`) and `packed`
+/// (`packed_len`), seeded. Non-finite values are an error naming `arg`.
+fn quantize_blocks(
+    g: &[f32],
+    block: usize,
+    seed: u64,
+    block0: usize,
+    scales: &mut [f32],
+    packed: &mut [u8],
+    level: Level,
+) {
+    for (b, ((gb, sb), pb)) in g
+        .chunks(block)
+        .zip(scales.iter_mut())
+        .zip(packed.chunks_mut(block / 4))
+        .enumerate()
+    {
+        let key = block_key(seed, block0 + b);
+        *sb = match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: levels above Scalar are only produced after detection.
+            Level::Avx512 => unsafe { block_avx512(gb, key, pb) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Level::Avx2 => unsafe { block_avx2(gb, key, pb) },
+            Level::Scalar => block_impl(gb, key, pb),
+        };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+unsafe fn block_avx512(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
+    block_impl(g, key, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
+    block_impl(g, key, out)
+}
+
+/// An instruction-set level for the quantizer (all give identical output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Portable Rust.
+    Scalar,
+    /// AVX2 (x86_64).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// AVX-512 F/BW/DQ/VL (x86_64).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+/// Levels this CPU supports, best last.
+pub fn levels() -> Vec<Level> {
+    #[allow(unused_mut)]
+    let mut v = vec![Level::Scalar];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            v.push(Level::Avx2);
+        }
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+        {
+            v.push(Level::Avx512);
+        }
+    }
+    v
+}
+
+fn best_level() -> Level {
+    *levels().last().expect("scalar is always there")
+}
+
+/// Quantizes `g` into `scales` (`num_blocks(n, block)` floats) and `packed`
+/// (`packed_len(n)` bytes) with the given level. Errors: bad block, wrong
+/// buffer lengths, non-finite input (named `grad`).
+pub fn quantize_into_level(
+    g: &[f32],
+    block: usize,
+    seed: u64,
+    scales: &mut [f32],
+    packed: &mut [u8],
+    level: Level,
+) -> Result<()> {
+    check_block(block)?;
+    let n = g.len();
+    if scales.len() != num_blocks(n, block) {
+        return Err(Error::shape(
+            "scales",
+            format!("need {} scales, got {}", num_blocks(n, block), scales.len()),
+        ));
+    }
+    if packed.len() != packed_len(n) {
+        return Err(Error::shape(
+            "packed",
+            format!("need {} bytes, got {}", packed_len(n), packed.len()),
+        ));
+    }
+    // Blocks per task: a whole number of blocks near TASK_ELEMS.
+    let bpt = (TASK_ELEMS / block).max(1);
+    let te = bpt * block;
+    if n <= te {
+        quantize_blocks(g, block, seed, 0, scales, packed, level);
+    } else {
+        crate::parallel::install(|| {
+            g.par_chunks(te)
+                .zip(scales.par_chunks_mut(bpt))
+                .zip(packed.par_chunks_mut(te / 4))
+                .enumerate()
+                .for_each(|(t, ((gt, st), pt))| {
+                    quantize_blocks(gt, block, seed, t * bpt, st, pt, level)
+                })
+        });
+    }
+    // A non-finite input makes its block's scale non-finite; only then scan
+    // for the index.
+    if scales.iter().any(|s| !s.is_finite()) {
+        crate::check_finite(g, "grad")?;
+    }
+    Ok(())
+}
+
+/// [`quantize_into_level`] at the best level of this CPU.
+pub fn quantize_into(
+    g: &[f32],
+    block: usize,
+    seed: u64,
+    scales: &mut [f32],
+    packed: &mut [u8],
+) -> Result<()> {
+    quantize_into_level(g, block, seed, scales, packed, best_level())
+}
+
+/// Quantizes `g`; returns `(scales, packed)`.
+pub fn quantize(g: &[f32], block: usize, seed: u64) -> Result<(Vec<f32>, Vec<u8>)> {
+    check_block(block)?;
+    let mut s = vec![0.0; num_blocks(g.len(), block)];
+    let mut p = vec![0u8; packed_len(g.len())];
+    quantize_into(g, block, seed, &mut s, &mut p)?;
+    Ok((s, p))
+}
+
+/// Checks that `packed` holds no `11` code and zero padding past `n`.
+pub fn validate_packed(packed: &[u8], n: usize, arg: &'static str) -> Result<()> {
+    if packed.len() != packed_len(n) {
+        return Err(Error::shape(
+            arg,
+            format!(
+                "need {} bytes for {n} codes, got {}",
+                packed_len(n),
+                packed.len()
+            ),
+        ));
+    }
+    let bad = packed.iter().fold(0u8, |a, &b| a | (b & (b >> 1) & 0x55));
+    if bad != 0 {
+        let i = packed
+            .iter()
+            .position(|&b| b & (b >> 1) & 0x55 != 0)
+            .unwrap_or(0);
+        return Err(Error::data(
+            arg,
+            format!("invalid 2-bit code 11 in byte {i}"),
+        ));
+    }
+    if n % 4 != 0 {
+        let last = packed[packed.len() - 1];
+        if last >> (2 * (n % 4)) != 0 {
+            return Err(Error::data(arg, "non-zero padding codes in the last byte"));
+        }
+    }
+    Ok(())
+}
+
+const LUT: [[f32; 4]; 256] = {
+    let mut t = [[0.0f32; 4]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut j = 0;
+        while j < 4 {
+            t[b][j] = match (b >> (2 * j)) & 3 {
+                1 => 1.0,
+                2 => -1.0,
+                _ => 0.0,
+            };
+            j += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// Decodes `s · t` into `out` (`n = out.len()` coordinates), adding
+/// `alpha · value` to `out` when `accumulate`, overwriting otherwise.
+/// Validates the codes first (see [`validate_packed`]).
+pub fn dequantize_into(
+    scales: &[f32],
+    packed: &[u8],
+    block: usize,
+    out: &mut [f32],
+    accumulate: Option<f32>,
+) -> Result<()> {
+    check_block(block)?;
+    let n = out.len();
+    if scales.len() != num_blocks(n, block) {
+        return Err(Error::shape(
+            "scales",
+            format!("need {} scales, got {}", num_blocks(n, block), scales.len()),
+        ));
+    }
+    validate_packed(packed, n, "packed")?;
+    crate::check_finite(scales, "scales")?;
+    crate::parallel::install(|| {
+        out.par_chunks_mut(block)
+            .zip(packed.par_chunks(block / 4))
+            .zip(scales.par_iter())
+            .with_min_len((TASK_ELEMS / block).max(1))
+            .for_each(|((ob, pb), &s)| {
+                for (o4, &byte) in ob.chunks_mut(4).zip(pb) {
+                    let t = &LUT[byte as usize];
+                    for (o, &tv) in o4.iter_mut().zip(t) {
+                        match accumulate {
+                            None => *o = s * tv,
+                            Some(a) => *o += a * (s * tv),
+                        }
+                    }
+                }
+            })
+    });
+    Ok(())
+}
+
+/// Trit of coordinate `i` from packed codes (no validation).
+#[inline]
+pub fn trit(packed: &[u8], i: usize) -> i8 {
+    match (packed[i / 4] >> (2 * (i % 4))) & 3 {
+        1 => 1,
+        2 => -1,
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        (0..n)
+            .map(|i| (rng::uniform_f32(seed, i as u64) - 0.5) * if i % 7 == 0 { 8.0 } else { 1.0 })
+            .collect()
+    }
+
+    /// Straightforward reference from the module's definition.
+    fn reference(g: &[f32], block: usize, seed: u64) -> (Vec<f32>, Vec<i8>) {
+        let mut s = vec![];
+        let mut t = vec![];
+        for (b, gb) in g.chunks(block).enumerate() {
+            let sc = gb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            s.push(sc);
+            let key = block_key(seed, b);
+            for (j, &v) in gb.iter().enumerate() {
+                if sc == 0.0 {
+                    t.push(0);
+                    continue;
+                }
+                let r = uniform24(key, j as u32) as f32;
+                let nz = r < v.abs() * (16_777_216.0 / sc);
+                t.push(if !nz {
+                    0
+                } else if v < 0.0 || (v == 0.0 && v.is_sign_negative()) {
+                    -1
+                } else {
+                    1
+                });
+            }
+        }
+        (s, t)
+    }
+
+    #[test]
+    fn every_level_matches_reference_on_boundary_sizes() {
+        for n in [
+            0usize, 1, 3, 4, 5, 31, 32, 33, 255, 256, 257, 1000, 70_001, 300_000,
+        ] {
+            for block in [4usize, 8, 256, 1024] {
+                let g = data(n, n as u64);
+                let (rs, rt) = reference(&g, block, 42);
+                for lv in levels() {
+                    let mut s = vec![0.0; num_blocks(n, block)];
+                    let mut p = vec![0u8; packed_len(n)];
+                    quantize_into_level(&g, block, 42, &mut s, &mut p, lv).unwrap();
+                    assert_eq!(s, rs, "n {n} block {block} {lv:?}");
+                    let t: Vec<i8> = (0..n).map(|i| trit(&p, i)).collect();
+                    assert_eq!(t, rt, "n {n} block {block} {lv:?}");
+                    validate_packed(&p, n, "packed").unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unbiased_with_variance_bound() {
+        // Over T seeds the mean decode of coordinate i has variance
+        // (s|g_i| - g_i²)/T; check every coordinate at 5 sd and the summed
+        // squared error against its expectation Σ (s|g_i| - g_i²) at ±10%.
+        let n = 512;
+        let g = data(n, 5);
+        let block = 128;
+        let trials = 2000u64;
+        let mut mean = vec![0.0f64; n];
+        let mut sq_err = 0.0f64;
+        let mut out = vec![0.0f32; n];
+        for s in 0..trials {
+            let (sc, p) = quantize(&g, block, 1000 + s).unwrap();
+            dequantize_into(&sc, &p, block, &mut out, None).unwrap();
+            for i in 0..n {
+                mean[i] += out[i] as f64 / trials as f64;
+                sq_err += ((out[i] - g[i]) as f64).powi(2) / trials as f64;
+            }
+        }
+        let mut expect = 0.0f64;
+        for (b, gb) in g.chunks(block).enumerate() {
+            let sc = gb.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+            for (j, &v) in gb.iter().enumerate() {
+                let var = sc * (v as f64).abs() - (v as f64).powi(2);
+                expect += var;
+                let i = b * block + j;
+                let sd = (var / trials as f64).sqrt();
+                assert!((mean[i] - v as f64).abs() <= 5.0 * sd + 1e-6, "coord {i}");
+            }
+        }
+        assert!((sq_err / expect - 1.0).abs() < 0.1, "{sq_err} vs {expect}");
+    }
+
+    #[test]
+    fn parallel_independent_of_threads() {
+        let g = data(1 << 20 | 13, 3);
+        let a = quantize(&g, 256, 9).unwrap();
+        for th in [1, 2, 3] {
+            crate::parallel::set_num_threads(th);
+            assert_eq!(quantize(&g, 256, 9).unwrap(), a);
+        }
+        crate::parallel::set_num_threads(0);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert!(quantize(&[1.0], 3, 0).is_err());
+        assert!(quantize(&[1.0], 0, 0).is_err());
+        let mut g = vec![1.0f32; 600];
+        g[300] = f32::NAN;
+        assert_eq!(
+            quantize(&g, 256, 0),
+            Err(Error::NonFinite {
+                arg: "grad",
+                index: 300
+            })
+        );
+        g[300] = f32::NEG_INFINITY;
+        assert_eq!(
+            quantize(&g, 256, 0),
+            Err(Error::NonFinite {
+                arg: "grad",
+                index: 300
+            })
+        );
+        let mut out = vec![0.0f32; 5];
+        assert!(dequantize_into(&[1.0, 1.0], &[0b11, 0], 4, &mut out, None).is_err());
+        assert!(dequantize_into(&[1.0, 1.0], &[0, 0b0100], 4, &mut out, None).is_err()); // padding
+        assert!(dequantize_into(&[1.0], &[0, 0], 4, &mut out, None).is_err());
+        dequantize_into(&[2.0, 3.0], &[0b1001, 0b01], 4, &mut out, None).unwrap();
+        assert_eq!(out, [2.0, -2.0, 0.0, 0.0, 3.0]);
+    }
+}

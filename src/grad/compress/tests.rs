@@ -1,0 +1,247 @@
+//! Cross-cutting tests: payload round trips and rejection, error feedback,
+//! summing linear payloads.
+
+use super::*;
+
+fn randn(n: usize, seed: u64) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let a = rng::uniform_f64(seed, 2 * i as u64).max(1e-300);
+            let b = rng::uniform_f64(seed, 2 * i as u64 + 1);
+            ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
+        })
+        .collect()
+}
+
+fn cfg(method: Method, ratio: f64, ef: bool) -> CompressorConfig {
+    CompressorConfig {
+        method,
+        ratio,
+        rows: 3,
+        block: 64,
+        seed: 11,
+        worker: 0,
+        error_feedback: ef,
+    }
+}
+
+const METHODS: [Method; 4] = [
+    Method::CountSketch,
+    Method::Ternary,
+    Method::TopK,
+    Method::Projection,
+];
+
+#[test]
+fn payload_round_trip_and_exact_sizes() {
+    for dim in [1usize, 3, 5, 257, 10_000] {
+        for m in METHODS {
+            let mut c = Compressor::new(dim, cfg(m, 10.0, false)).unwrap();
+            let g = randn(dim, dim as u64);
+            let p = c.compress(&g).unwrap();
+            let bytes = p.to_bytes();
+            assert_eq!(bytes.len(), p.wire_bytes());
+            assert_eq!(bytes.len(), c.wire_bytes());
+            let back = Compressed::from_bytes(&bytes).unwrap();
+            assert_eq!(back, p);
+            assert_eq!(back.decompress().unwrap(), p.decompress().unwrap());
+            let h = payload::header(&bytes).unwrap();
+            assert_eq!((h.method, h.dim, h.seed), (m, dim, p.seed));
+        }
+    }
+    // Sizes from the formulas.
+    let n = 1_000_000;
+    let wire = |m, r| Compressor::new(n, cfg(m, r, false)).unwrap().wire_bytes();
+    assert_eq!(wire(Method::TopK, 32.0), 44 + 8 * 15_625);
+    assert_eq!(wire(Method::CountSketch, 32.0), 44 + 4 * 3 * 10_416);
+    assert_eq!(wire(Method::Projection, 10.0), 44 + 4 * 100_000);
+    assert_eq!(wire(Method::Ternary, 1.0), 44 + 4 * 15_625 + 250_000);
+}
+
+#[test]
+fn every_single_byte_corruption_is_rejected() {
+    for m in METHODS {
+        let mut c = Compressor::new(300, cfg(m, 4.0, false)).unwrap();
+        let bytes = c.compress(&randn(300, 1)).unwrap().to_bytes();
+        for i in 0..bytes.len() {
+            for flip in [0x01u8, 0x80] {
+                let mut b = bytes.clone();
+                b[i] ^= flip;
+                let e = Compressed::from_bytes(&b).unwrap_err();
+                assert!(
+                    matches!(e, Error::InvalidData { arg: "payload", .. }),
+                    "{m:?} byte {i}: {e:?}"
+                );
+            }
+        }
+        for len in 0..bytes.len() {
+            assert!(
+                Compressed::from_bytes(&bytes[..len]).is_err(),
+                "{m:?} truncated to {len}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Compressed::from_bytes(&longer).is_err());
+    }
+}
+
+#[test]
+fn semantically_invalid_payloads_with_valid_crc_are_rejected() {
+    let reseal = |mut b: Vec<u8>| {
+        let end = b.len() - 4;
+        let crc = payload::crc32(&b[..end]);
+        b[end..].copy_from_slice(&crc.to_le_bytes());
+        b
+    };
+    // Top-k with a repeated index.
+    let mut c = Compressor::new(100, cfg(Method::TopK, 10.0, false)).unwrap();
+    let mut b = c.compress(&randn(100, 2)).unwrap().to_bytes();
+    let first = b[40..44].to_vec();
+    b[44..48].copy_from_slice(&first);
+    let e = Compressed::from_bytes(&reseal(b)).unwrap_err();
+    assert!(e.to_string().contains("not increasing"), "{e}");
+    // Ternary with a `11` code and with a NaN scale.
+    let mut c = Compressor::new(100, cfg(Method::Ternary, 1.0, false)).unwrap();
+    let good = c.compress(&randn(100, 3)).unwrap().to_bytes();
+    let mut b = good.clone();
+    b[40 + 8] = 0xFF; // first code byte (2 scales of 4 bytes before it)
+    assert!(Compressed::from_bytes(&reseal(b))
+        .unwrap_err()
+        .to_string()
+        .contains("code 11"));
+    let mut b = good.clone();
+    b[40..44].copy_from_slice(&f32::NAN.to_le_bytes());
+    assert!(Compressed::from_bytes(&reseal(b))
+        .unwrap_err()
+        .to_string()
+        .contains("non-finite"));
+    let mut b = good;
+    b[6] = 9;
+    assert!(Compressed::from_bytes(&reseal(b))
+        .unwrap_err()
+        .to_string()
+        .contains("unknown method"));
+}
+
+#[test]
+fn error_feedback_invariant() {
+    // e_t + D(C(g_t + e_{t-1})) == g_t + e_{t-1}, to f32 rounding of one
+    // subtraction and one addition: |err| <= 2u (|x| + |d|).
+    for m in METHODS {
+        let dim = 2000;
+        let mut c = Compressor::new(dim, cfg(m, 8.0, true)).unwrap();
+        for t in 0..4 {
+            let g = randn(dim, 50 + t);
+            let e0 = c.residual().to_vec();
+            let p = c.compress(&g).unwrap();
+            let d = p.decompress().unwrap();
+            for i in 0..dim {
+                let x = g[i] + e0[i];
+                let lhs = c.residual()[i] + d[i];
+                let tol = 2.0 * f32::EPSILON * (x.abs() + d[i].abs());
+                assert!(
+                    (lhs - x).abs() <= tol,
+                    "{m:?} step {t} coord {i}: {lhs} vs {x}"
+                );
+            }
+        }
+        assert_eq!(c.step(), 4);
+        // Bad input leaves the state untouched.
+        let before = c.residual().to_vec();
+        let mut g = randn(dim, 1);
+        g[17] = f32::INFINITY;
+        assert_eq!(
+            c.compress(&g),
+            Err(Error::NonFinite {
+                arg: "grad",
+                index: 17
+            })
+        );
+        assert!(c.compress(&g[1..]).is_err());
+        assert_eq!(c.residual(), &before[..]);
+        assert_eq!(c.step(), 4);
+    }
+}
+
+#[test]
+fn linear_payloads_sum_before_decoding() {
+    // Two workers at the same step share the seed: decode(sum) == decode of
+    // the sketch of the summed gradient, up to rounding.
+    for m in [Method::CountSketch, Method::Projection] {
+        let dim = 5000;
+        let mut w0 = Compressor::new(dim, cfg(m, 10.0, false)).unwrap();
+        let mut w1 = Compressor::new(
+            dim,
+            CompressorConfig {
+                worker: 1,
+                ..cfg(m, 10.0, false)
+            },
+        )
+        .unwrap();
+        let mut w01 = Compressor::new(dim, cfg(m, 10.0, false)).unwrap();
+        let (a, b) = (randn(dim, 1), randn(dim, 2));
+        let ab: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        let mut pa = w0.compress(&a).unwrap();
+        let pb = w1.compress(&b).unwrap();
+        let pab = w01.compress(&ab).unwrap();
+        pa.add_assign(&pb).unwrap();
+        let (Body::Sketch { table: x, .. } | Body::Projection { values: x }) = &pa.body else {
+            unreachable!()
+        };
+        let (Body::Sketch { table: y, .. } | Body::Projection { values: y }) = &pab.body else {
+            unreachable!()
+        };
+        for (u, v) in x.iter().zip(y) {
+            assert!((u - v).abs() <= 1e-3 * (1.0 + v.abs()), "{m:?}");
+        }
+        // Mismatched seeds (different step) are rejected.
+        let pc = w1.compress(&b).unwrap();
+        assert!(pa.add_assign(&pc).is_err());
+    }
+    let mut t = Compressor::new(10, cfg(Method::TopK, 2.0, false)).unwrap();
+    let mut p = t.compress(&[1.0; 10]).unwrap();
+    let q = p.clone();
+    assert!(p.add_assign(&q).is_err());
+}
+
+#[test]
+fn ternary_workers_round_independently() {
+    let dim = 4096;
+    let g = randn(dim, 5);
+    let mut a = Compressor::new(dim, cfg(Method::Ternary, 1.0, false)).unwrap();
+    let mut b = Compressor::new(
+        dim,
+        CompressorConfig {
+            worker: 1,
+            ..cfg(Method::Ternary, 1.0, false)
+        },
+    )
+    .unwrap();
+    assert_ne!(a.compress(&g).unwrap().body, b.compress(&g).unwrap().body);
+}
+
+#[test]
+fn config_errors_name_arguments() {
+    let bad = |c: CompressorConfig, dim: usize| Compressor::new(dim, c).unwrap_err().to_string();
+    assert!(bad(cfg(Method::TopK, 0.5, true), 10).contains("ratio"));
+    assert!(bad(cfg(Method::TopK, f64::NAN, true), 10).contains("ratio"));
+    assert!(bad(cfg(Method::TopK, 2.0, true), 0).contains("dim"));
+    assert!(bad(
+        CompressorConfig {
+            block: 6,
+            ..cfg(Method::Ternary, 2.0, true)
+        },
+        10
+    )
+    .contains("block"));
+    assert!(bad(
+        CompressorConfig {
+            rows: 0,
+            ..cfg(Method::CountSketch, 2.0, true)
+        },
+        10
+    )
+    .contains("rows"));
+    assert!(Method::from_code(0).is_err() && Method::from_code(5).is_err());
+}

@@ -194,7 +194,7 @@ def _train(rank: int, cfg: RunConfig) -> dict:
         loss.backward()
         meter.active = False
         if cfg.clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip * setup.clip_scale)
         opt.step()
         step_times.append(time.perf_counter() - t0)
         step_bytes.append(meter.bytes - b0)

@@ -36,7 +36,8 @@ def default_methods(ratios):
     """(spec, error_feedback) pairs of the full matrix."""
     out = [("none", False)]
     for spec in library_specs(ratios):
-        out += [(spec, True), (spec, False)]
+        # FetchSGD's error accumulation is part of the method (no "without EF" variant)
+        out += [(spec, True)] if spec.startswith("lib-fetchsgd") else [(spec, True), (spec, False)]
     out += [("powersgd:1", True), ("powersgd:4", True)]
     out += [(f"torch-topk:{r:g}", True) for r in ratios] + [("torch-topk:32", False)]
     return out
@@ -113,7 +114,8 @@ def write_table(path, rows_by_task, header_lines):
                 ae = [r.get("test_acc") for r in ok]
                 d = fmt_mean([x - base for x in ae], 2, 100) if base is not None and ae and spec != "none" else "-"
                 cells = [fmt_mean(a5, 2, 100), fmt_mean(ae, 2, 100), d]
-            lines.append(f"| {desc} (`{spec}`) | {'yes' if ef else 'no'} | {ra} | {rw} | {ms} | "
+            efs = "sketch space" if spec.startswith("lib-fetchsgd") else ("yes" if ef else "no")
+            lines.append(f"| {desc} (`{spec}`) | {efs} | {ra} | {rw} | {ms} | "
                          + " | ".join(cells) + f" | {len(rs)} | {notes} |")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")

@@ -27,13 +27,13 @@ WARMUP = 2
 
 
 def _tiny(method, ef=True, steps=STEPS, lr=0.1):
-    # bucket caps of 20 KB: each of the 4 Linear layers (weights 8-64 KB) gets its own bucket
+    # bucket caps of 20 KB: the 4 Linear layers (weights 8-64 KB) land in 3 buckets
     return RunConfig(task="tiny", method=method, error_feedback=ef, seed=3, steps=steps, batch=32, lr=lr,
                      momentum=0.9, clip=1.0, warmup=WARMUP, bucket_cap_mb=0.02, first_bucket_mb=0.02,
                      check_sync_every=1, timeout_s=90)
 
 
-def _check_common(res, wire_bytes_of_bucket):
+def _check_common(res, wire_bytes_of_bucket, drop=0.5):
     n_params = res["n_params"]
     for r in res["ranks"]:
         assert r["diverged"] is None
@@ -56,29 +56,45 @@ def _check_common(res, wire_bytes_of_bucket):
         assert c["f32_bytes"] == 4 * n_params * STEPS
         assert r["ratio_after_warmup"] == pytest.approx(4 * n_params / expected)
     losses = np.array(res["losses"])
-    assert losses[-8:].mean() < 0.5 * losses[:4].mean(), losses
+    assert np.isfinite(losses).all()
+    if drop is not None:
+        assert losses[-8:].mean() < drop * losses[:4].mean(), losses
 
 
-# (spec, error feedback, wire bytes of a bucket of n elements computed here independently)
+# (spec, error feedback, wire bytes of a bucket of n elements computed here independently,
+#  required loss drop: mean of the last 8 steps < factor * mean of the first 4, or None)
 CASES = [
-    ("none", False, lambda n: 4 * n),
-    ("torch-topk:8", True, lambda n: 8 * max(1, round(n / 16))),
-    ("torch-topk:8", False, lambda n: 8 * max(1, round(n / 16))),
+    ("none", False, lambda n: 4 * n, 0.5),
+    ("torch-topk:8", True, lambda n: 8 * max(1, round(n / 16)), 0.5),
+    ("torch-topk:8", False, lambda n: 8 * max(1, round(n / 16)), 0.5),
+    # the library's compressors; payloads carry the 40-byte header + 4-byte CRC
+    ("lib-topk:8", True, lambda n: 44 + 8 * max(1, n // 16), 0.5),
+    ("lib-topk:8", False, lambda n: 44 + 8 * max(1, n // 16), 0.5),
+    ("lib-ternary", True, lambda n: 44 + 4 * -(-n // 256) + -(-n // 4), 0.5),
+    ("lib-ternary", False, lambda n: 44 + 4 * -(-n // 256) + -(-n // 4), 0.5),
+    # linear: raw f32 tables summed by all_reduce (no header)
+    ("lib-sketch:2:1", False, lambda n: 4 * max(1, n // 2), 0.9),
+    # FetchSGD (5 rows, k = cols / 20) does not train this model in 40 steps; it is checked
+    # for sync, one collective per bucket and bytes only
+    ("lib-fetchsgd:2:5:0.05", True, lambda n: 4 * 5 * max(1, n // 10), None),
 ]
 
 
 @pytest.fixture(scope="module")
 def ddp_results():
     # one pair of processes trains every case in turn (process start-up dominates otherwise)
-    return launch([_tiny(spec, ef) for spec, ef, _ in CASES])
+    return launch([_tiny(spec, ef) for spec, ef, _, _ in CASES])
 
 
-@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{s}-ef{int(e)}" for s, e, _ in CASES])
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{s}-ef{int(e)}" for s, e, _, _ in CASES])
 def test_hook_trains_in_sync_on_several_buckets(ddp_results, case):
-    spec, ef, wire = CASES[case]
+    spec, ef, wire, drop = CASES[case]
     res = ddp_results[case]
     assert res["method"] == spec and res["ef"] == ef
-    _check_common(res, wire)
+    _check_common(res, wire, drop)
+    if spec.startswith("lib-fetchsgd"):
+        assert res["optimizer_momentum"] == 0.0  # FetchSGD's momentum lives in sketch space
+    _check_common(res, wire, drop)
 
 
 def test_torch_topk_reference_math():

@@ -69,8 +69,8 @@ class Compressor(abc.ABC):
     #: error accumulation); the hook's per-bucket residual is then not used.
     internal_error_feedback: bool = False
 
-    def new_state(self, n: int, bucket_seed: int) -> Any:
-        """Per-bucket state (default: none). ``bucket_seed`` is identical on all ranks."""
+    def new_state(self, n: int, bucket_seed: int, rank: int) -> Any:
+        """Per-bucket state of this rank (default: none). ``bucket_seed`` is identical on all ranks."""
         return None
 
     @abc.abstractmethod
@@ -222,12 +222,12 @@ class CompressionHookState:
             self.f32_bytes_compressed += f32_bytes
 
     # -- per-bucket state -------------------------------------------------------
-    def bucket(self, key: BucketKey, n: int) -> _Bucket:
+    def bucket(self, key: BucketKey, n: int, rank: int) -> _Bucket:
         b = self._buckets.get(key)
         if b is None or b.n != n:
             bucket_seed = _mix(self.seed, key[0], n)
             b = _Bucket(n, torch.zeros(n, dtype=torch.float32) if self.error_feedback else None,
-                        self.compressor.new_state(n, bucket_seed))
+                        self.compressor.new_state(n, bucket_seed, rank))
             self._buckets[key] = b
         return b
 
@@ -274,7 +274,7 @@ def compression_hook(state: CompressionHookState, bucket: dist.GradBucket) -> to
         return fut.then(_avg)
 
     comp = state.compressor
-    b = state.bucket(_bucket_key(bucket), n)
+    b = state.bucket(_bucket_key(bucket), n, rank)
     g = buf.reshape(-1)
     use_residual = state.error_feedback and not comp.internal_error_feedback
     if use_residual:

@@ -1,1 +1,123 @@
-fn main() {}
+//! Gradient compression throughput, one thread (per-core figures), in bytes
+//! of f32 gradient per second, each beside a named baseline in the same run:
+//! `read floor` (summing the same f32 buffer: what one core can stream) and
+//! the portable scalar level of the ternary quantizer.
+//!
+//! Run: `cargo bench --bench grad` (set `GRAD_BENCH_N` to change the size,
+//! default 10M floats = 40 MB, as in ANCHORS.md's NumPy count sketch).
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use tritter_accel::grad::accumulate::TernaryAccumulator;
+use tritter_accel::grad::compress::{
+    payload::crc32, projection::Projection, ternary, topk, Compressor, CompressorConfig,
+    CountSketch, FetchSgd, Method,
+};
+use tritter_accel::rng;
+
+fn n() -> usize {
+    std::env::var("GRAD_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000)
+}
+
+fn grad(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| rng::uniform_f32(1, i as u64) * 2.0 - 1.0)
+        .collect()
+}
+
+fn benches(c: &mut Criterion) {
+    tritter_accel::parallel::set_num_threads(1);
+    let n = n();
+    let g = grad(n);
+    let mut grp = c.benchmark_group("grad_1thread");
+    grp.throughput(Throughput::Bytes(4 * n as u64));
+    grp.sample_size(10);
+
+    // Integer max of the bit patterns: vectorizes, so it runs at the speed
+    // one core streams the buffer.
+    grp.bench_function("baseline/read_floor", |b| {
+        b.iter(|| black_box(&g).iter().fold(0u32, |a, &v| a.max(v.to_bits())))
+    });
+
+    // Count sketch into n/32 buckets (1 row) and 3 rows of n/96.
+    for (rows, cols) in [(1usize, n / 32), (3, n / 96)] {
+        let cs = CountSketch::new(n, rows, cols, 7).unwrap();
+        let mut t = vec![0.0f32; cs.table_len()];
+        grp.bench_function(format!("count_sketch/rows{rows}_ratio32"), |b| {
+            b.iter(|| {
+                t.fill(0.0);
+                cs.accumulate(black_box(&g), &mut t).unwrap();
+            })
+        });
+    }
+    // ANCHORS.md's NumPy shape: 10M into 312,500 buckets.
+    let cs = CountSketch::new(n, 1, 312_500, 7).unwrap();
+    let mut t = vec![0.0f32; cs.table_len()];
+    grp.bench_function("count_sketch/rows1_312500_buckets", |b| {
+        b.iter(|| {
+            t.fill(0.0);
+            cs.accumulate(black_box(&g), &mut t).unwrap();
+        })
+    });
+
+    let block = ternary::DEFAULT_BLOCK;
+    let mut s = vec![0.0f32; ternary::num_blocks(n, block)];
+    let mut p = vec![0u8; ternary::packed_len(n)];
+    for lv in ternary::levels() {
+        grp.bench_function(format!("ternary_quantize/{lv:?}"), |b| {
+            b.iter(|| {
+                ternary::quantize_into_level(black_box(&g), block, 3, &mut s, &mut p, lv).unwrap()
+            })
+        });
+    }
+    let mut out = vec![0.0f32; n];
+    grp.bench_function("ternary_dequantize", |b| {
+        b.iter(|| ternary::dequantize_into(&s, &p, block, &mut out, None).unwrap())
+    });
+    grp.bench_function("topk/ratio32", |b| {
+        b.iter(|| topk::top_k(black_box(&g), topk::k_for_ratio(n, 32.0)).unwrap())
+    });
+    let pr = Projection::new(n, n / 32, 5).unwrap();
+    let mut y = vec![0.0f32; n / 32];
+    grp.bench_function("projection/ratio32", |b| {
+        b.iter(|| pr.project(black_box(&g), &mut y).unwrap())
+    });
+    for (name, method) in [
+        ("compressor_ef/topk32", Method::TopK),
+        ("compressor_ef/ternary", Method::Ternary),
+    ] {
+        let mut comp = Compressor::new(
+            n,
+            CompressorConfig {
+                method,
+                ratio: 32.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        grp.bench_function(name, |b| b.iter(|| comp.compress(black_box(&g)).unwrap()));
+    }
+    let cs = CountSketch::new(n, 3, n / 96, 7).unwrap();
+    let tab = cs.sketch(&g).unwrap();
+    let mut f = FetchSgd::new(cs, n / 96 / 4, 0.9).unwrap();
+    grp.bench_function("fetchsgd_step/rows3_ratio32", |b| {
+        b.iter(|| f.step(black_box(&tab)).unwrap())
+    });
+    let mut acc = TernaryAccumulator::new(n, block, 1).unwrap();
+    grp.bench_function("ternary_accumulate_add", |b| {
+        b.iter(|| acc.add(black_box(&g), 1.0).unwrap())
+    });
+    grp.finish();
+
+    let bytes: Vec<u8> = p.clone();
+    let mut grp = c.benchmark_group("payload");
+    grp.throughput(Throughput::Bytes(bytes.len() as u64));
+    grp.sample_size(10);
+    grp.bench_function("crc32_slice8", |b| b.iter(|| crc32(black_box(&bytes))));
+    grp.finish();
+}
+
+criterion_group!(grad_benches, benches);
+criterion_main!(grad_benches);

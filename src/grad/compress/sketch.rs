@@ -272,24 +272,51 @@ impl CountSketch {
 
 #[inline(always)]
 fn add_row_impl(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
-    for (j, &v) in g.iter().enumerate() {
-        let (b, s) = slot(rs, off + j, cols);
-        // SAFETY-free bound: b < cols by the multiply-shift construction.
-        row[b] += s * v;
+    // Two passes per 256 coordinates: hashes (vectorizable) into small
+    // buffers, then the scatter-add (sequential, in index order).
+    const S: usize = 256;
+    let mut bk = [0u32; S];
+    let mut sv = [0.0f32; S];
+    for (c, gc) in g.chunks(S).enumerate() {
+        let base = (off + c * S) as u64;
+        for (j, &v) in gc.iter().enumerate() {
+            let h = rng::hash2(rs, base + j as u64);
+            bk[j] = (((h >> 32) * cols as u64) >> 32) as u32;
+            // s · v with s = ±1: flip the sign bit (exactly the product).
+            sv[j] = f32::from_bits(v.to_bits() ^ (((h & 1) as u32) << 31));
+        }
+        for (&b, &v) in bk.iter().zip(&sv).take(gc.len()) {
+            row[b as usize] += v;
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,bmi2")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2")]
+unsafe fn add_row_avx512(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
+    add_row_impl(rs, cols, g, off, row)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
 unsafe fn add_row_avx2(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
     add_row_impl(rs, cols, g, off, row)
 }
 
 fn add_row(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
-        // SAFETY: the features were detected at run time.
-        return unsafe { add_row_avx2(rs, cols, g, off, row) };
+    {
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the features were detected at run time.
+            return unsafe { add_row_avx512(rs, cols, g, off, row) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { add_row_avx2(rs, cols, g, off, row) };
+        }
     }
     add_row_impl(rs, cols, g, off, row)
 }
@@ -318,9 +345,10 @@ fn median(v: &mut [f32]) -> f32 {
 /// space: momentum `S_u` and error `S_e`, each a `[rows, cols]` table.
 ///
 /// One step, given the sum (or mean) `S_g` of the workers' sketches:
-/// `S_u ← ρ S_u + S_g`; `S_e ← S_e + S_u`; `Δ ← top-k(unsketch(S_e))`;
-/// `S_e ← S_e − S(Δ)`; `S_u ← S_u − S(top-k of S_u at Δ's support)`
-/// (momentum stopping at the coordinates that were applied). Every rank that
+/// `S_u ← ρ S_u + S_g`; `S_e ← S_e + S_u`; `Δ ← top-k(unsketch(S_e))`
+/// (median-of-rows estimates); then the buckets that `Δ`'s coordinates hash
+/// to are zeroed in `S_e` and `S_u` in every row (error reset and momentum
+/// stopping at the applied coordinates). Every rank that
 /// feeds the same summed tables holds the same state and returns the same `Δ`,
 /// so `Δ` never travels. The learning rate is left to the optimizer (for a
 /// constant rate, scaling `S_e` by it commutes with everything above); use it
@@ -401,15 +429,17 @@ impl FetchSgd {
             *e += *u;
         }
         let (idx, vals) = self.sketch.top_k(&self.e, self.k)?;
-        self.sketch
-            .accumulate_sparse(&idx, &vals, -1.0, &mut self.e)?;
-        if rho > 0.0 {
-            let uv: Vec<f32> = idx
-                .iter()
-                .map(|&i| self.sketch.estimate_at(&self.u, i as usize))
-                .collect();
-            self.sketch
-                .accumulate_sparse(&idx, &uv, -1.0, &mut self.u)?;
+        // Zero the buckets of the applied coordinates in every row (the
+        // paper's "zero out the non-zero coordinates of Δ" in sketch space).
+        // Subtracting S(Δ) instead overshoots when several applied
+        // coordinates share a bucket (their estimates all equal that bucket)
+        // and diverges on small sketches.
+        for &i in &idx {
+            for r in 0..self.sketch.rows {
+                let (b, _) = self.sketch.bucket(r, i as usize);
+                self.e[r * self.sketch.cols + b] = 0.0;
+                self.u[r * self.sketch.cols + b] = 0.0;
+            }
         }
         self.steps += 1;
         Ok((idx, vals))
@@ -570,26 +600,34 @@ mod tests {
 
     #[test]
     fn fetchsgd_error_invariant_and_sparsity() {
-        // S_e(t) = S_e(t-1) + S_u(t) - S(Δ_t), checked table-wise.
+        // S_e(t) = S_e(t-1) + S_u(t) with the buckets of Δ_t's support zeroed;
+        // S_u(t) = ρ S_u(t-1) + S_g likewise zeroed; Δ_t = the top-k estimates.
         let n = 10_000;
-        let cs = CountSketch::new(n, 1, 500, 4).unwrap();
+        let cs = CountSketch::new(n, 3, 500, 4).unwrap();
         let mut f = FetchSgd::new(cs, 50, 0.9).unwrap();
         for step in 0..5 {
             let g = randn(n, 100 + step);
             let s = cs.sketch(&g).unwrap();
-            let e0 = f.error_table().to_vec();
-            let u0 = f.momentum_table().to_vec();
+            let mut u: Vec<f32> = f
+                .momentum_table()
+                .iter()
+                .zip(&s)
+                .map(|(u, s)| 0.9 * u + s)
+                .collect();
+            let mut e: Vec<f32> = f.error_table().iter().zip(&u).map(|(e, u)| e + u).collect();
+            let (want_idx, want_vals) = cs.top_k(&e, 50).unwrap();
             let (idx, vals) = f.step(&s).unwrap();
-            assert_eq!(idx.len(), 50);
+            assert_eq!((&idx, &vals), (&want_idx, &want_vals));
             assert!(idx.windows(2).all(|w| w[0] < w[1]));
-            let mut want = e0.clone();
-            for i in 0..want.len() {
-                want[i] += 0.9 * u0[i] + s[i];
+            for &i in &idx {
+                for r in 0..3 {
+                    let (b, _) = cs.bucket(r, i as usize);
+                    e[r * 500 + b] = 0.0;
+                    u[r * 500 + b] = 0.0;
+                }
             }
-            cs.accumulate_sparse(&idx, &vals, -1.0, &mut want).unwrap();
-            for (a, b) in f.error_table().iter().zip(&want) {
-                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()));
-            }
+            assert_eq!(f.error_table(), &e[..]);
+            assert_eq!(f.momentum_table(), &u[..]);
         }
         assert!(FetchSgd::new(cs, 0, 0.9).is_err());
         assert!(FetchSgd::new(cs, 10, 1.0).is_err());

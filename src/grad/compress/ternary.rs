@@ -81,37 +81,67 @@ fn block_impl(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
         out.fill(0);
         return 0.0;
     }
-    let inv = 16_777_216.0f32 / s;
-    let exact = inv.is_finite();
+    // p = |g| / s is computed as (|g| · pre) · (2^24 / (s · pre)); pre = 2^64
+    // only when 2^24 / s would overflow (s < ~5e-32). Scaling by a power of
+    // two is exact, so the threshold is the same as |g| · 2^24 / s would be.
+    let pre = if (16_777_216.0f32 / s).is_finite() {
+        1.0f32
+    } else {
+        18_446_744_073_709_551_616.0f32
+    };
+    let inv = 16_777_216.0f32 / (s * pre);
     let mut codes = [0u8; 64];
-    for (c, (gc, oc)) in g.chunks(64).zip(out.chunks_mut(16)).enumerate() {
-        let base = (c * 64) as u32;
-        for (j, (&v, code)) in gc.iter().zip(codes.iter_mut()).enumerate() {
-            let r = uniform24(key, base + j as u32) as f32;
-            let a = v.abs();
-            let thr = if exact {
-                a * inv
-            } else {
-                (a as f64 / s as f64 * 16_777_216.0) as f32
-            };
-            let nz = (r < thr) as u8;
-            let neg = (v.to_bits() >> 31) as u8;
-            *code = nz << neg;
-        }
-        for x in codes.iter_mut().skip(gc.len()) {
-            *x = 0;
-        }
-        for (b, o) in oc.iter_mut().enumerate() {
-            let w = u32::from_le_bytes([
-                codes[4 * b],
-                codes[4 * b + 1],
-                codes[4 * b + 2],
-                codes[4 * b + 3],
-            ]);
-            *o = (w | w >> 6 | w >> 12 | w >> 18) as u8;
-        }
+    let mut gch = g.chunks_exact(64);
+    let mut c = 0u32;
+    for (gc, oc) in (&mut gch).zip(out.chunks_exact_mut(16)) {
+        let gc: &[f32; 64] = gc.try_into().expect("64");
+        codes_into(gc, key, c * 64, pre, inv, &mut codes);
+        pack_codes(&codes, oc);
+        c += 1;
+    }
+    let gt = gch.remainder();
+    if !gt.is_empty() {
+        codes = [0u8; 64];
+        codes_into_tail(gt, key, c * 64, pre, inv, &mut codes);
+        pack_codes(&codes, &mut out[16 * c as usize..]);
     }
     s
+}
+
+#[inline(always)]
+fn code_of(v: f32, r: u32, pre: f32, inv: f32) -> u8 {
+    let bits = v.to_bits();
+    let a = f32::from_bits(bits & 0x7FFF_FFFF);
+    let nz = ((r as f32) < (a * pre) * inv) as u32;
+    let neg = bits >> 31;
+    (nz + (nz & neg)) as u8
+}
+
+#[inline(always)]
+fn codes_into(g: &[f32; 64], key: u32, base: u32, pre: f32, inv: f32, codes: &mut [u8; 64]) {
+    for j in 0..64 {
+        codes[j] = code_of(g[j], uniform24(key, base + j as u32), pre, inv);
+    }
+}
+
+#[inline(always)]
+fn codes_into_tail(g: &[f32], key: u32, base: u32, pre: f32, inv: f32, codes: &mut [u8; 64]) {
+    for (j, &v) in g.iter().enumerate() {
+        codes[j] = code_of(v, uniform24(key, base + j as u32), pre, inv);
+    }
+}
+
+#[inline(always)]
+fn pack_codes(codes: &[u8; 64], out: &mut [u8]) {
+    for (b, o) in out.iter_mut().enumerate() {
+        let w = u32::from_le_bytes([
+            codes[4 * b],
+            codes[4 * b + 1],
+            codes[4 * b + 2],
+            codes[4 * b + 3],
+        ]);
+        *o = (w | w >> 6 | w >> 12 | w >> 18) as u8;
+    }
 }
 
 /// Quantizes `g` blockwise into `scales` (`num_blocks`) and `packed`
@@ -452,6 +482,23 @@ mod tests {
             }
         }
         assert!((sq_err / expect - 1.0).abs() < 0.1, "{sq_err} vs {expect}");
+    }
+
+    #[test]
+    fn tiny_scales_keep_exact_probabilities() {
+        // s = 1e-35: 2^24 / s overflows f32, the exact pre-scaling path is
+        // used; elements equal to the block max are kept with probability
+        // 1 - 2^-24 at most, elements of half the max about half the time.
+        let mut g = vec![1e-35f32; 8];
+        g.extend(std::iter::repeat(0.5e-35f32).take(4000));
+        let (s, p) = quantize(&g, 4096, 1).unwrap();
+        assert_eq!(s[0], 1e-35);
+        assert!((0..8).all(|i| trit(&p, i) == 1));
+        let kept = (8..4008).filter(|&i| trit(&p, i) == 1).count() as f64;
+        assert!(
+            (kept / 4000.0 - 0.5).abs() < 5.0 * 0.5 / 4000f64.sqrt(),
+            "{kept}"
+        );
     }
 
     #[test]

@@ -47,9 +47,18 @@ def parse_methods(text, ef_mode, ratios):
     if not text:
         pairs = default_methods(ratios)
     else:
-        specs = [s for s in text.split(",") if s]
         efs = {"on": [True], "off": [False], "both": [True, False]}[ef_mode]
-        pairs = [(s, False) if s in ("none", "ddp") else (s, e) for s in specs for e in efs]
+        pairs = []
+        for s in (s for s in text.split(",") if s):
+            spec, _, flag = s.partition("@")  # "spec@ef" / "spec@noef" override --ef
+            if spec in ("none", "ddp"):
+                pairs.append((spec, False))
+            elif flag:
+                if flag not in ("ef", "noef"):
+                    raise SystemExit(f"--methods: {s!r}: suffix must be @ef or @noef")
+                pairs.append((spec, flag == "ef"))
+            else:
+                pairs += [(spec, e) for e in efs]
         pairs = list(dict.fromkeys(pairs))
     return pairs
 
@@ -132,11 +141,13 @@ def _write(args, tasks, pairs, configs, done, header):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default="charlm,digits")
-    ap.add_argument("--methods", default="", help="comma-separated specs (default: the full matrix)")
+    ap.add_argument("--methods", default="", help="comma-separated specs, each optionally suffixed @ef or "
+                    "@noef (default: the full matrix)")
     ap.add_argument("--ef", default="both", choices=["on", "off", "both"],
                     help="error feedback for --methods (the default matrix sets it per method)")
     ap.add_argument("--ratios", default="10,32,100")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--charlm-seeds", default=None, help="seeds of the char LM (default: --seeds)")
     ap.add_argument("--steps", type=int, default=FULL_STEPS, help="char LM steps")
     ap.add_argument("--epochs", type=int, default=FULL_EPOCHS, help="digits epochs")
     ap.add_argument("--warmup", type=int, default=10)
@@ -150,12 +161,14 @@ def main(argv=None):
 
     ratios = [float(r) for r in args.ratios.split(",") if r]
     seeds = [int(s) for s in args.seeds.split(",") if s]
+    charlm_seeds = [int(s) for s in args.charlm_seeds.split(",") if s] if args.charlm_seeds else seeds
     tasks = [t for t in args.tasks.split(",") if t]
     pairs = parse_methods(args.methods, args.ef, ratios)
     raw = pathlib.Path(args.raw)
     done = load_raw(raw)
     reduced = (args.steps < FULL_STEPS or args.epochs < FULL_EPOCHS or len(seeds) < FULL_SEEDS
-               or args.corpus_limit is not None or bool(args.methods) or tasks != ["charlm", "digits"])
+               or len(charlm_seeds) < FULL_SEEDS or args.corpus_limit is not None or bool(args.methods)
+               or tasks != ["charlm", "digits"])
     cmd = "scripts/experiment-grad.sh " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     header = [
         "# Gradient compression in DDP: experiment results",
@@ -170,18 +183,23 @@ def main(argv=None):
         f"- 2 processes, gloo over 127.0.0.1, 1 thread each; batch 32 per rank (64 global); char LM: "
         f"{args.steps} steps, SGD lr 1.0 momentum 0.9, clip 1.0; digits: {args.epochs} epochs, "
         "SGD lr 0.05 momentum 0.9, clip 1.0",
-        f"- seeds: {','.join(map(str, seeds))}; values are mean ± sample std over seeds",
+        f"- seeds: char LM {','.join(map(str, charlm_seeds))}, digits {','.join(map(str, seeds))}; "
+        "values are mean ± sample std over seeds (a single value: one seed)",
         f"- the first {args.warmup} steps use an uncompressed all-reduce (warm-up). Ratio = f32 bytes of the "
         "gradient per step / bytes each rank hands to collectives per step, counted by a meter wrapped around "
         "torch.distributed.all_reduce/all_gather during backward (indices, scales, headers, PowerSGD's "
         "uncompressed biases all included); 'after warm-up' excludes the warm-up steps.",
+        "- FetchSGD (`lib-fetchsgd:R:rows:k_fraction`, k = k_fraction x sketch columns) keeps momentum 0.9 in "
+        "sketch space: its runs use momentum-free SGD and clip the update at 10 (= clip / (1 - momentum)). "
+        "PowerSGD runs use one DDP bucket (it fails on gloo with several, see docs/ddp.md); the other "
+        "methods use DDP's default buckets.",
         "- ms/step: median wall time of one training step (forward, backward with communication, clip, "
         "optimizer) after warm-up, on a shared 2-core machine: noisy, compare within one table only.",
     ]
     configs = []
     for task in tasks:
         for spec, ef in pairs:
-            for seed in seeds:
+            for seed in (charlm_seeds if task == "charlm" else seeds):
                 cfg = RunConfig(task=task, method=spec, error_feedback=ef, seed=seed, steps=args.steps,
                                 epochs=args.epochs, warmup=args.warmup, corpus_limit=args.corpus_limit,
                                 val_windows=args.val_windows, log_every=args.log_every,

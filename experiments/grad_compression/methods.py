@@ -10,7 +10,9 @@ spec                      method
 ``lib-topk:R``            library top-k payloads (all_gather), library error feedback
 ``lib-ternary``           library TernGrad payloads (15.06x), library error feedback
 ``lib-sketch:R[:rows]``   library count sketch, tables summed; hook's naive EF
-``lib-fetchsgd:R[:rows]`` library FetchSGD (sketch-space momentum + error), SGD w/o momentum
+``lib-fetchsgd:R[:rows[:k_fraction[:clip_scale]]]``
+                          library FetchSGD (sketch-space momentum + error), SGD w/o momentum,
+                          k = k_fraction x columns (0.25), update clipped at clip_scale x clip (10)
 ``lib-projection:R``      library sparse ternary random projection; hook's EF
 ========================  ==========================================================
 
@@ -70,7 +72,7 @@ def _library_method(kind: str, arg: str, error_feedback: bool, warmup: int, seed
                              k_fraction=float(parts[2]) if len(parts) > 2 else 0.25)
         # momentum lives in sketch space: momentum-free SGD; the clip applies to the update,
         # which carries the momentum sum, so its threshold is scaled by 1 / (1 - momentum)
-        momentum, clip_scale = 0.0, 10.0
+        momentum, clip_scale = 0.0, float(parts[3]) if len(parts) > 3 else 10.0
     elif kind == "projection":
         comp = L.LibProjection(ratio)
     else:

@@ -157,6 +157,9 @@ def main(argv=None):
     ap.add_argument("--raw", default=str(REPO / "experiments/grad_compression/results.jsonl"))
     ap.add_argument("--log-every", type=int, default=100)
     ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--table-only", action="store_true",
+                    help="launch nothing: write the table from the raw results already recorded")
+    ap.add_argument("--note", action="append", default=[], help="a line for the table's heading (repeatable)")
     args = ap.parse_args(argv)
 
     ratios = [float(r) for r in args.ratios.split(",") if r]
@@ -193,6 +196,7 @@ def main(argv=None):
         "sketch space: its runs use momentum-free SGD and clip the update at 10 (= clip / (1 - momentum)). "
         "PowerSGD runs use one DDP bucket (it fails on gloo with several, see docs/ddp.md); the other "
         "methods use DDP's default buckets.",
+        *[f"- {n}" for n in args.note],
         "- ms/step: median wall time of one training step (forward, backward with communication, clip, "
         "optimizer) after warm-up, on a shared 2-core machine: noisy, compare within one table only.",
     ]
@@ -219,6 +223,10 @@ def main(argv=None):
     for cfg in configs:
         if key_of(cfg) not in done:
             groups.setdefault((cfg.task, cfg.method, cfg.error_feedback), []).append(cfg)
+    if args.table_only:
+        missing = sum(len(v) for v in groups.values())
+        print(f"--table-only: {missing} asked-for runs have no result and are left out", flush=True)
+        groups = {}
     for gi, ((task, spec, ef), cfgs) in enumerate(groups.items()):
         print(f"[{gi + 1}/{len(groups)}] {task} {spec} ef={ef} seeds={[c.seed for c in cfgs]} "
               f"({time.time() - t0:.0f} s elapsed)", flush=True)

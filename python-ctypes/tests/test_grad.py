@@ -317,3 +317,34 @@ def test_example_runs():
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert "fetchsgd" in r.stdout and "accumulator" in r.stdout
+
+
+def _sgd_least_squares(method, ef, ratio, steps=300, d=500, workers=4, lr=10.0, seed=0):
+    """Data-parallel minibatch SGD on least squares with simulated workers; final / initial loss."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((4000, d)).astype(np.float32) / np.sqrt(d)
+    b = A @ rng.standard_normal(d).astype(np.float32) + 0.01 * rng.standard_normal(4000).astype(np.float32)
+    x = np.zeros(d, np.float32)
+    comps = [ta.Compressor(d, method, ratio=ratio, seed=1, worker=w, error_feedback=ef) if method else None
+             for w in range(workers)]
+    l0 = float(((A @ x - b) ** 2).mean())
+    for _ in range(steps):
+        ups = []
+        for w in range(workers):
+            idx = rng.integers(0, 4000, 32)
+            g = A[idx].T @ (A[idx] @ x - b[idx]) / 32
+            ups.append(ta.decompress(comps[w].compress(g)) if method else g)
+        x -= lr * np.mean(ups, 0)
+    return float(((A @ x - b) ** 2).mean()) / l0
+
+
+def test_error_feedback_makes_topk_converge():
+    # Same data, same minibatches, 300 steps: top-k at 50x with error feedback
+    # reaches the uncompressed loss (measured: 2.5e-4 vs 3.5e-4 of the initial
+    # loss); without it, it is stuck two to three orders of magnitude higher (0.37).
+    exact = _sgd_least_squares(None, False, 1)
+    ef = _sgd_least_squares("topk", True, 50)
+    no_ef = _sgd_least_squares("topk", False, 50)
+    assert exact < 1e-3
+    assert ef < 2 * exact
+    assert no_ef > 0.1

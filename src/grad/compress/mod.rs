@@ -268,6 +268,8 @@ pub struct Compressor {
     a: usize,
     b: usize,
     residual: Vec<f32>,
+    // Reused buffer for `grad + residual` (avoids a fresh allocation per step).
+    scratch: Vec<f32>,
     step: u64,
 }
 
@@ -308,6 +310,7 @@ impl Compressor {
             } else {
                 Vec::new()
             },
+            scratch: Vec::new(),
             step: 0,
         })
     }
@@ -375,6 +378,16 @@ impl Compressor {
                 Body::Projection { values }
             }
         };
+        // Sums of finite values can still overflow f32: never emit a payload
+        // that the decoder would reject.
+        if let Body::Sketch { table: v, .. } | Body::Projection { values: v } = &body {
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(Error::invalid(
+                    "grad",
+                    "its sketch/projection overflows f32 (values too large)",
+                ));
+            }
+        }
         Ok(Compressed {
             dim: self.dim,
             seed,
@@ -396,13 +409,18 @@ impl Compressor {
         let seed = self.step_seed(self.step);
         let c = if self.cfg.error_feedback {
             crate::check_finite(grad, "grad")?;
-            let x: Vec<f32> = grad
-                .iter()
-                .zip(&self.residual)
-                .map(|(g, e)| g + e)
-                .collect();
-            let c = self.compress_raw(&x, seed)?;
-            self.residual = x;
+            let mut x = std::mem::take(&mut self.scratch);
+            x.clear();
+            x.extend(grad.iter().zip(&self.residual).map(|(g, e)| g + e));
+            let c = match self.compress_raw(&x, seed) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.scratch = x;
+                    return Err(e);
+                }
+            };
+            // The old residual becomes the next scratch buffer.
+            self.scratch = std::mem::replace(&mut self.residual, x);
             match &c.body {
                 // Sparse: subtract in place instead of decoding densely.
                 Body::TopK { indices, values } => {

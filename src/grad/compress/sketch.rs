@@ -233,28 +233,11 @@ impl CountSketch {
         self.check_table(table, "table")?;
         self.check_vec(out, "out")?;
         let seeds: Vec<u64> = (0..self.rows).map(|r| self.row_seed(r)).collect();
-        let cols = self.cols;
-        let rows = self.rows;
+        let (rows, cols) = (self.rows, self.cols);
         crate::parallel::install(|| {
-            out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, oc)| {
-                let off = c * CHUNK;
-                if rows == 1 {
-                    let row = &table[..cols];
-                    for (j, o) in oc.iter_mut().enumerate() {
-                        let (b, s) = slot(seeds[0], off + j, cols);
-                        *o = s * row[b];
-                    }
-                    return;
-                }
-                let mut v = [0.0f32; MAX_ROWS];
-                for (j, o) in oc.iter_mut().enumerate() {
-                    for r in 0..rows {
-                        let (b, s) = slot(seeds[r], off + j, cols);
-                        v[r] = s * table[r * cols + b];
-                    }
-                    *o = median(&mut v[..rows]);
-                }
-            })
+            out.par_chunks_mut(CHUNK)
+                .enumerate()
+                .for_each(|(c, oc)| estimate_range(&seeds[..rows], cols, table, c * CHUNK, oc))
         });
         Ok(())
     }
@@ -319,6 +302,64 @@ fn add_row(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
         }
     }
     add_row_impl(rs, cols, g, off, row)
+}
+
+#[inline(always)]
+fn estimate_impl(seeds: &[u64], cols: usize, table: &[f32], off: usize, out: &mut [f32]) {
+    // Per 256 coordinates: gather each row's signed bucket value (hashes
+    // vectorize), then the median across rows.
+    const S: usize = 256;
+    let rows = seeds.len();
+    let mut vals = [[0.0f32; S]; MAX_ROWS];
+    for (c, oc) in out.chunks_mut(S).enumerate() {
+        let base = (off + c * S) as u64;
+        let m = oc.len();
+        for (r, &rs) in seeds.iter().enumerate() {
+            let row = &table[r * cols..(r + 1) * cols];
+            for (j, v) in vals[r][..m].iter_mut().enumerate() {
+                let h = rng::hash2(rs, base + j as u64);
+                let b = (((h >> 32) * cols as u64) >> 32) as usize;
+                *v = f32::from_bits(row[b].to_bits() ^ (((h & 1) as u32) << 31));
+            }
+        }
+        match rows {
+            1 => oc.copy_from_slice(&vals[0][..m]),
+            3 => {
+                let (v0, v1, v2) = (&vals[0], &vals[1], &vals[2]);
+                for (j, o) in oc.iter_mut().enumerate() {
+                    let (a, b, c) = (v0[j], v1[j], v2[j]);
+                    *o = a.max(b).min(a.min(b).max(c));
+                }
+            }
+            _ => {
+                let mut v = [0.0f32; MAX_ROWS];
+                for (j, o) in oc.iter_mut().enumerate() {
+                    for r in 0..rows {
+                        v[r] = vals[r][j];
+                    }
+                    *o = median(&mut v[..rows]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2")]
+unsafe fn estimate_avx512(seeds: &[u64], cols: usize, table: &[f32], off: usize, out: &mut [f32]) {
+    estimate_impl(seeds, cols, table, off, out)
+}
+
+fn estimate_range(seeds: &[u64], cols: usize, table: &[f32], off: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512dq")
+        && std::is_x86_feature_detected!("avx512vl")
+    {
+        // SAFETY: the features were detected at run time.
+        return unsafe { estimate_avx512(seeds, cols, table, off, out) };
+    }
+    estimate_impl(seeds, cols, table, off, out)
 }
 
 /// Median of a short slice (mean of the two middle values for even lengths).
@@ -574,6 +615,33 @@ mod tests {
             emp_var < 1.5 * var && emp_var > 0.6 * var,
             "{emp_var} vs {var}"
         );
+    }
+
+    #[test]
+    fn dense_estimate_equals_pointwise_median() {
+        for rows in [1usize, 2, 3, 4, 5] {
+            let n = 3000;
+            let cs = CountSketch::new(n, rows, 101, 8).unwrap();
+            let t = cs.sketch(&randn(n, rows as u64)).unwrap();
+            let mut est = vec![0.0f32; n];
+            cs.estimate(&t, &mut est).unwrap();
+            for i in 0..n {
+                let mut v: Vec<f32> = (0..rows)
+                    .map(|r| {
+                        let (b, s) = cs.bucket(r, i);
+                        s * t[r * 101 + b]
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.total_cmp(b));
+                let med = if rows % 2 == 1 {
+                    v[rows / 2]
+                } else {
+                    0.5 * (v[rows / 2 - 1] + v[rows / 2])
+                };
+                assert_eq!(est[i], med, "rows {rows} coord {i}");
+                assert_eq!(cs.estimate_at(&t, i), med);
+            }
+        }
     }
 
     #[test]

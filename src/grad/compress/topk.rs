@@ -23,17 +23,25 @@ pub fn top_k_indices(x: &[f32], k: usize) -> Result<Vec<u32>> {
     }
     // Magnitudes as ordered integers (|x| bits order like the floats for
     // non-negative finite values; NaN never reaches here).
-    let mut mags: Vec<u32> = x.iter().map(|v| v.to_bits() & 0x7FFF_FFFF).collect();
-    let (_, &mut tau, _) = mags.select_nth_unstable_by(n - k, |a, b| a.cmp(b));
+    let mag = |v: &f32| v.to_bits() & 0x7FFF_FFFF;
+    let tau = match sampled_floor(x, k) {
+        // Every coordinate with magnitude >= the k-th largest is a candidate:
+        // select among the candidates only.
+        Some(mut cand) => {
+            let c = cand.len();
+            *cand.select_nth_unstable(c - k).1
+        }
+        None => {
+            let mut mags: Vec<u32> = x.iter().map(mag).collect();
+            *mags.select_nth_unstable(n - k).1
+        }
+    };
     // Everything above tau, then ties at tau by ascending index.
-    let above = x
-        .iter()
-        .filter(|v| (v.to_bits() & 0x7FFF_FFFF) > tau)
-        .count();
+    let above = x.iter().filter(|v| mag(v) > tau).count();
     let mut ties = k - above;
     let mut out = Vec::with_capacity(k);
     for (i, v) in x.iter().enumerate() {
-        let m = v.to_bits() & 0x7FFF_FFFF;
+        let m = mag(v);
         if m > tau {
             out.push(i as u32);
         } else if m == tau && ties > 0 {
@@ -43,6 +51,39 @@ pub fn top_k_indices(x: &[f32], k: usize) -> Result<Vec<u32>> {
     }
     debug_assert_eq!(out.len(), k);
     Ok(out)
+}
+
+/// For large inputs, the magnitudes of all coordinates at or above a
+/// threshold taken from a fixed hashed sample (so the result is
+/// deterministic), chosen to keep about `2k + 64` expected candidates; `None`
+/// when the input is small or the sample's threshold leaves fewer than `k`
+/// candidates (then the caller selects over everything). Exactness does not
+/// depend on the sample: the candidates are exactly the coordinates with
+/// magnitude >= the threshold, and there are at least `k` of them, so the
+/// k-th largest among them is the k-th largest overall.
+fn sampled_floor(x: &[f32], k: usize) -> Option<Vec<u32>> {
+    let n = x.len();
+    const SAMPLE: usize = 8192;
+    if n < 16 * SAMPLE || k > n / 16 {
+        return None;
+    }
+    // Hashed (not strided) positions, so periodic structure cannot bias it.
+    let mut s: Vec<u32> = (0..SAMPLE as u64)
+        .map(|j| {
+            let i = ((crate::rng::hash2(0x7095_A3D1, j) >> 32) * n as u64) >> 32;
+            x[i as usize].to_bits() & 0x7FFF_FFFF
+        })
+        .collect();
+    // Sample rank for a ~(2k + 64)/n upper fraction.
+    let want = ((2 * k + 64) as f64 / n as f64 * SAMPLE as f64).ceil() as usize;
+    let r = want.clamp(1, SAMPLE - 1);
+    let t = *s.select_nth_unstable(SAMPLE - r).1;
+    let cand: Vec<u32> = x
+        .iter()
+        .map(|v| v.to_bits() & 0x7FFF_FFFF)
+        .filter(|&m| m >= t)
+        .collect();
+    (cand.len() >= k).then_some(cand)
 }
 
 /// `k` for a target compression `ratio` over `n` f32 coordinates at 8 bytes a
@@ -81,6 +122,21 @@ mod tests {
             }
         }
         assert!(top_k_indices(&[1.0], 2).is_err());
+        // Large inputs take the sampled path: same result as the sort.
+        for (n, k) in [(200_000usize, 100usize), (300_001, 3000), (131_072, 1)] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    let u = crate::rng::uniform_f32(n as u64, i as u64) - 0.5;
+                    if i % 1000 == 0 {
+                        u * 10.0
+                    } else {
+                        (u * 64.0).round() / 64.0
+                    }
+                })
+                .collect();
+            assert!(sampled_floor(&x, k).is_some(), "n {n} k {k}");
+            assert_eq!(top_k_indices(&x, k).unwrap(), naive(&x, k), "n {n} k {k}");
+        }
         assert_eq!(k_for_ratio(1000, 32.0), 15);
         assert_eq!(k_for_ratio(10, 100.0), 1);
     }

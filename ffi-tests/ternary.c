@@ -106,6 +106,23 @@ static void test_quantize_pack_matmul(size_t rows, size_t cols, size_t batch) {
             }
         }
     }
+    /* The base-3 kernel layout: int8 results are bit-identical, f32 within the bound. */
+    tritter_ternary_matrix_t *m3 = NULL;
+    CHECK_OK(tritter_ternary_matrix_with_compute_format(m, TRITTER_COMPUTE_BASE3, &m3));
+    tritter_matrix_info_t info3;
+    CHECK_OK(tritter_ternary_matrix_info(m3, &info3));
+    CHECK(info3.compute_format == TRITTER_COMPUTE_BASE3 && info.compute_format == TRITTER_COMPUTE_2BIT);
+    CHECK(info3.rows == rows && info3.cols == cols);
+    {
+        float *ya = malloc((ny ? ny : 1) * sizeof(float)), *yb = malloc((ny ? ny : 1) * sizeof(float));
+        CHECK_OK(tritter_ternary_matrix_matmul(m, x, batch, cols, bias, rows, TRITTER_ACT_INT8, ya, ny));
+        CHECK_OK(tritter_ternary_matrix_matmul(m3, x, batch, cols, bias, rows, TRITTER_ACT_INT8, yb, ny));
+        CHECK(ny == 0 || memcmp(ya, yb, ny * sizeof(float)) == 0);
+        free(ya);
+        free(yb);
+    }
+    tritter_ternary_matrix_free(m3);
+
     /* Export and re-import both layouts: the same matrix, the same products. */
     float *y2 = malloc((ny ? ny : 1) * sizeof(float));
     CHECK_OK(tritter_ternary_matrix_matmul(m, x, batch, cols, NULL, 0, TRITTER_ACT_F32, y, batch * rows));
@@ -348,6 +365,11 @@ static void test_bad_input(void) {
     CHECK_ERR(tritter_ternary_matrix_to_ternary(m, t, 7), TRITTER_ERR_BUFFER_TOO_SMALL, "ternary_out");
     CHECK_ERR(tritter_ternary_matrix_info(m, NULL), TRITTER_ERR_NULL_POINTER, "info_out");
     CHECK_ERR(tritter_ternary_matrix_info(NULL, NULL), TRITTER_ERR_NULL_POINTER, "matrix");
+    tritter_ternary_matrix_t *m2 = NULL;
+    CHECK_ERR(tritter_ternary_matrix_with_compute_format(m, 2, &m2), TRITTER_ERR_INVALID_ARGUMENT, "compute_format");
+    CHECK_ERR(tritter_ternary_matrix_with_compute_format(NULL, 0, &m2), TRITTER_ERR_NULL_POINTER, "matrix");
+    CHECK_ERR(tritter_ternary_matrix_with_compute_format(m, 0, NULL), TRITTER_ERR_NULL_POINTER, "matrix_out");
+    CHECK(m2 == NULL);
     tritter_ternary_matrix_free(m);
     tritter_ternary_matrix_free(NULL); /* no-op */
 }

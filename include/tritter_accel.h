@@ -165,6 +165,16 @@
 #define TRITTER_LAYOUT_BASE3 1
 
 /**
+ * `compute_format`: the 2-bit kernel layout (default; fastest).
+ */
+#define TRITTER_COMPUTE_2BIT 0
+
+/**
+ * `compute_format`: the base-3 kernel layout (1.6 bits a weight in the kernels' copy).
+ */
+#define TRITTER_COMPUTE_BASE3 1
+
+/**
  * `act_mode`: f32 activations.
  */
 #define TRITTER_ACT_F32 0
@@ -802,9 +812,13 @@ typedef struct tritter_matrix_info_t {
    */
   size_t packed_bytes_base3;
   /**
-   * Bytes the matrix holds (weights + scales).
+   * Bytes the matrix holds (interchange copy + compute copy + scales).
    */
   size_t memory_bytes;
+  /**
+   * `TRITTER_COMPUTE_*`: the private layout the kernels read.
+   */
+  uint32_t compute_format;
 } tritter_matrix_info_t;
 
 
@@ -1598,6 +1612,20 @@ tritter_status_t tritter_ternary_matrix_from_packed(const uint8_t *packed,
                                                     uint32_t granularity,
                                                     size_t group_size,
                                                     struct tritter_ternary_matrix_t **matrix_out);
+
+/**
+ * A new matrix with the same weights and scales whose kernels read the
+ * `compute_format` layout (`TRITTER_COMPUTE_2BIT` or `TRITTER_COMPUTE_BASE3`).
+ * Results are identical for int8 activations and within the documented f32
+ * tolerance otherwise; the base-3 layout trades speed for memory traffic.
+ * `matrix` is not modified; `*matrix_out` owns a new handle.
+ *
+ * # Safety
+ * `matrix` must be NULL or live; `matrix_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_ternary_matrix_with_compute_format(const struct tritter_ternary_matrix_t *matrix,
+                                                            uint32_t compute_format,
+                                                            struct tritter_ternary_matrix_t **matrix_out);
 
 /**
  * Frees a matrix; NULL is a no-op.

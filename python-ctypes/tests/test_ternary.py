@@ -226,7 +226,7 @@ def test_struct_layouts_match_c():
     # sizeof/alignment of structs crossing the ABI (LP64): catches a drifted declaration.
     assert ctypes.sizeof(C.tritter_dl_tensor_t) == 48
     assert ctypes.sizeof(C.tritter_quant_config_t) == 32
-    assert ctypes.sizeof(C.tritter_matrix_info_t) == 72
+    assert ctypes.sizeof(C.tritter_matrix_info_t) == 80
 
 
 def test_quickstart_example_runs():
@@ -234,3 +234,16 @@ def test_quickstart_example_runs():
     r = subprocess.run([sys.executable, str(ROOT / "examples/quickstart.py")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "seed API agrees" in r.stdout
+
+
+def test_base3_compute_format_same_results():
+    w = rand((70, 650), 21)
+    x = rand((3, 650), 22)
+    with ta.TernaryMatrix.from_float(w) as m, m.with_compute_format("base3") as m3:
+        assert m.info()["compute_format"] == C.TRITTER_COMPUTE_2BIT
+        assert m3.info()["compute_format"] == C.TRITTER_COMPUTE_BASE3
+        np.testing.assert_array_equal(m3.ternary(), m.ternary())
+        np.testing.assert_array_equal(m3.matmul(x, act="int8"), m.matmul(x, act="int8"))
+        np.testing.assert_allclose(m3.matmul(x), m.matmul(x), rtol=1e-5, atol=1e-4)
+        with pytest.raises(ValueError, match="compute_format"):
+            m.with_compute_format("base4")

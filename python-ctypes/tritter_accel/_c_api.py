@@ -33,6 +33,8 @@ TRITTER_GRANULARITY_PER_ROW = 1
 TRITTER_GRANULARITY_PER_GROUP = 2
 TRITTER_LAYOUT_2BIT = 0
 TRITTER_LAYOUT_BASE3 = 1
+TRITTER_COMPUTE_2BIT = 0
+TRITTER_COMPUTE_BASE3 = 1
 TRITTER_ACT_F32 = 0
 TRITTER_ACT_INT8 = 1
 TRITTER_VSA_ALGEBRA_MAP = 0
@@ -216,6 +218,7 @@ class tritter_matrix_info_t(ctypes.Structure):
         ('packed_bytes_2bit', ctypes.c_size_t),
         ('packed_bytes_base3', ctypes.c_size_t),
         ('memory_bytes', ctypes.c_size_t),
+        ('compute_format', ctypes.c_uint32),
     ]
 
 
@@ -288,6 +291,7 @@ FUNCTIONS = {
     'tritter_ternary_matrix_from_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_ternary_matrix_from_ternary': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_void_p]),
     'tritter_ternary_matrix_from_packed': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_ternary_matrix_with_compute_format': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]),
     'tritter_ternary_matrix_free': (None, [ctypes.c_void_p]),
     'tritter_ternary_matrix_info': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_ternary_matrix_export_packed': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),

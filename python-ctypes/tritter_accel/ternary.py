@@ -144,6 +144,13 @@ class TernaryMatrix(Handle):
                               _lookup(_LAYOUT, layout, "layout"), ptr(s), s.size,
                               _lookup(_GRAN, granularity, "granularity"), int(group_size or 0)))
 
+    def with_compute_format(self, compute_format):
+        """A new matrix with the same weights whose kernels read the '2bit' (default,
+        fastest) or 'base3' (1.6 bits a weight) layout."""
+        code = _lookup({"2bit": C.TRITTER_COMPUTE_2BIT, "base3": C.TRITTER_COMPUTE_BASE3}, compute_format,
+                       "compute_format")
+        return TernaryMatrix(new_handle("tritter_ternary_matrix_with_compute_format", self.raw, code))
+
     def info(self):
         i = C.tritter_matrix_info_t()
         call("tritter_ternary_matrix_info", self.raw, ctypes.byref(i))

@@ -6,6 +6,7 @@ use super::args::{self, elems};
 use super::dlpack::{self, tritter_dl_tensor_t};
 use super::handle;
 use super::status::{guard, tritter_status_t};
+use crate::ternary::matmul::ComputeFormat;
 use crate::ternary::pack::{self, PackedLayout};
 use crate::ternary::quant::{self, QuantConfig, QuantMethod};
 use crate::ternary::{ActivationMode, Granularity, TernaryMatrix};
@@ -25,6 +26,10 @@ pub const TRITTER_GRANULARITY_PER_GROUP: u32 = 2;
 pub const TRITTER_LAYOUT_2BIT: u32 = 0;
 /// `layout`: base-3 (5 trits a byte, `Σ (t_i + 1) 3^i`).
 pub const TRITTER_LAYOUT_BASE3: u32 = 1;
+/// `compute_format`: the 2-bit kernel layout (default; fastest).
+pub const TRITTER_COMPUTE_2BIT: u32 = 0;
+/// `compute_format`: the base-3 kernel layout (1.6 bits a weight in the kernels' copy).
+pub const TRITTER_COMPUTE_BASE3: u32 = 1;
 /// `act_mode`: f32 activations.
 pub const TRITTER_ACT_F32: u32 = 0;
 /// `act_mode`: int8 per-token absmax activations (W1.58A8).
@@ -68,8 +73,10 @@ pub struct tritter_matrix_info_t {
     pub packed_bytes_2bit: usize,
     /// Bytes of the base-3 export.
     pub packed_bytes_base3: usize,
-    /// Bytes the matrix holds (weights + scales).
+    /// Bytes the matrix holds (interchange copy + compute copy + scales).
     pub memory_bytes: usize,
+    /// `TRITTER_COMPUTE_*`: the private layout the kernels read.
+    pub compute_format: u32,
 }
 
 /// A quantized ternary weight matrix `[rows, cols]` = `[out_features,
@@ -401,6 +408,29 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_packed(
     })
 }
 
+/// A new matrix with the same weights and scales whose kernels read the
+/// `compute_format` layout (`TRITTER_COMPUTE_2BIT` or `TRITTER_COMPUTE_BASE3`).
+/// Results are identical for int8 activations and within the documented f32
+/// tolerance otherwise; the base-3 layout trades speed for memory traffic.
+/// `matrix` is not modified; `*matrix_out` owns a new handle.
+///
+/// # Safety
+/// `matrix` must be NULL or live; `matrix_out` valid for writing one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn tritter_ternary_matrix_with_compute_format(
+    matrix: *const tritter_ternary_matrix_t,
+    compute_format: u32,
+    matrix_out: *mut *mut tritter_ternary_matrix_t,
+) -> tritter_status_t {
+    guard(|| {
+        args::check_out(matrix_out, "matrix_out")?;
+        let m = &unsafe { handle::get(matrix, "matrix")? }.0;
+        let f = ComputeFormat::from_code(compute_format)?;
+        let copy = m.clone().with_compute_format(f);
+        unsafe { handle::store(matrix_out, tritter_ternary_matrix_t(copy), "matrix_out") }
+    })
+}
+
 /// Frees a matrix; NULL is a no-op.
 ///
 /// # Safety
@@ -432,6 +462,10 @@ pub unsafe extern "C" fn tritter_ternary_matrix_info(
             packed_bytes_2bit: pack::packed_len(m.rows(), m.cols(), PackedLayout::TwoBit)?,
             packed_bytes_base3: pack::packed_len(m.rows(), m.cols(), PackedLayout::Base3)?,
             memory_bytes: m.memory_bytes(),
+            compute_format: match m.compute_format() {
+                ComputeFormat::TwoBit => TRITTER_COMPUTE_2BIT,
+                ComputeFormat::Base3 => TRITTER_COMPUTE_BASE3,
+            },
         };
         unsafe { args::write(info_out, info, "info_out") }
     })

@@ -11,7 +11,9 @@ with ta.TernaryMatrix.from_float(w, method="absmean", granularity="row") as m:
     y = m.matmul(x)  # [4, 256] = x · Wᵀ, additions and subtractions only
     y8 = m.matmul(x, act="int8")  # W1.58A8: int8 per-token activations
     exact = x.astype(np.float64) @ m.dequantize().T.astype(np.float64)
-    print(f"memory: {w.nbytes} -> {m.memory_bytes} bytes ({w.nbytes / m.memory_bytes:.1f}x smaller)")
+    stored = m.packed("2bit").nbytes + m.scales().nbytes  # what a file or the wire carries
+    print(f"memory: {w.nbytes} -> {stored} bytes packed ({w.nbytes / stored:.1f}x smaller); "
+          f"the handle holds {m.memory_bytes} (plus the kernels' layout)")
     print(f"max |y - x·deq(W)ᵀ| = {np.abs(y - exact).max():.2e} (f32 act), {np.abs(y8 - exact).max():.2e} (int8 act)")
 
 # The seed's functional API.

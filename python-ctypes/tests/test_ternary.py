@@ -247,3 +247,11 @@ def test_base3_compute_format_same_results():
         np.testing.assert_allclose(m3.matmul(x), m.matmul(x), rtol=1e-5, atol=1e-4)
         with pytest.raises(ValueError, match="compute_format"):
             m.with_compute_format("base4")
+
+
+def test_negative_stride_inputs_are_copied_not_rejected():
+    w = rand((12, 40), 31)
+    x = rand((3, 40), 32)
+    m = ta.TernaryMatrix.from_float(w[::-1])  # a reversed view: negative stride
+    np.testing.assert_array_equal(m.ternary(), ta.TernaryMatrix.from_float(w[::-1].copy()).ternary())
+    np.testing.assert_array_equal(m.matmul(x[:, ::-1]), m.matmul(x[:, ::-1].copy()))

@@ -57,3 +57,11 @@ class DLView:
     @property
     def ref(self):
         return ctypes.byref(self.tensor)
+
+
+def input_view(arr):
+    """A DLView of a read-only input: borrowed when the library accepts its
+    strides (non-negative multiples of the item size), else of a contiguous copy."""
+    if any(st < 0 or st % arr.itemsize for st in arr.strides):
+        arr = np.ascontiguousarray(arr)
+    return DLView(arr)

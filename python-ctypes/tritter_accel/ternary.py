@@ -4,7 +4,7 @@ import ctypes
 import numpy as np
 
 from . import _c_api as C
-from ._arrays import DLView, carray, ptr
+from ._arrays import DLView, carray, input_view, ptr
 from ._lib import call, lib
 from ._managed import Handle, new_handle
 
@@ -119,7 +119,7 @@ class TernaryMatrix(Handle):
         if w.ndim != 2:
             raise ValueError(f"weights must be 2-D, got shape {w.shape}")
         cfg = quant_config(method, granularity, group_size, threshold, eps)
-        view = DLView(w)
+        view = input_view(w)
         return cls(new_handle("tritter_ternary_matrix_from_dlpack", view.ref, ctypes.byref(cfg)))
 
     @classmethod
@@ -199,8 +199,8 @@ class TernaryMatrix(Handle):
         rows = self.shape[0]
         if out is None:
             out = np.empty((xa.shape[0], rows), np.float32)
-        xv, yv = DLView(xa), DLView(out)
-        bv = None if bias is None else DLView(np.asarray(bias, dtype=np.float32))
+        xv, yv = input_view(xa), DLView(out)
+        bv = None if bias is None else input_view(np.asarray(bias, dtype=np.float32))
         call("tritter_ternary_matrix_matmul_dlpack", self.raw, xv.ref, None if bv is None else bv.ref,
              _lookup(_ACT, act, "act"), yv.ref)
         return out[0] if squeeze else out

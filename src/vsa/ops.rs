@@ -6,6 +6,7 @@ use super::packed::{last_word_mask, packed_words, plane_words, validate_words, P
 use super::simd::{self, Level};
 use super::{Algebra, Metric};
 use crate::{Error, Result};
+use std::mem::MaybeUninit;
 
 fn same_dim(a: &PackedHv, b: &PackedHv) -> Result<()> {
     if a.dim() != b.dim() {
@@ -38,7 +39,7 @@ fn mod3_word(ap: u64, am: u64, bp: u64, bm: u64) -> (u64, u64) {
 fn planes_generic(
     a: &[u64],
     b: &[u64],
-    out: &mut [u64],
+    out: &mut [MaybeUninit<u64>],
     swap_b: bool,
     f: impl Fn(u64, u64, u64, u64) -> (u64, u64),
 ) {
@@ -47,15 +48,23 @@ fn planes_generic(
     let (bp, bm) = b[..2 * w].split_at(w);
     let (bp, bm) = if swap_b { (bm, bp) } else { (bp, bm) };
     let (op, om) = out[..2 * w].split_at_mut(w);
-    for i in 0..w {
-        let (p, m) = f(ap[i], am[i], bp[i], bm[i]);
-        op[i] = p;
-        om[i] = m;
+    // Zipped iterators: no bounds checks, so the loop vectorizes.
+    let ins = ap.iter().zip(am).zip(bp.iter().zip(bm));
+    for ((o_p, o_m), ((&a_p, &a_m), (&b_p, &b_m))) in op.iter_mut().zip(om).zip(ins) {
+        let (p, m) = f(a_p, a_m, b_p, b_m);
+        o_p.write(p);
+        o_m.write(m);
     }
 }
 
 #[inline(always)]
-fn bind_generic(a: &[u64], b: &[u64], algebra: Algebra, unbind: bool, out: &mut [u64]) {
+fn bind_generic(
+    a: &[u64],
+    b: &[u64],
+    algebra: Algebra,
+    unbind: bool,
+    out: &mut [MaybeUninit<u64>],
+) {
     match algebra {
         Algebra::Map => planes_generic(a, b, out, false, map_word),
         // Modular unbind adds -b: the planes of b swapped.
@@ -65,11 +74,24 @@ fn bind_generic(a: &[u64], b: &[u64], algebra: Algebra, unbind: bool, out: &mut 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn bind_avx512(a: &[u64], b: &[u64], algebra: Algebra, unbind: bool, out: &mut [u64]) {
+unsafe fn bind_avx512(
+    a: &[u64],
+    b: &[u64],
+    algebra: Algebra,
+    unbind: bool,
+    out: &mut [MaybeUninit<u64>],
+) {
     bind_generic(a, b, algebra, unbind, out)
 }
 
-fn bind_dispatch(a: &[u64], b: &[u64], algebra: Algebra, unbind: bool, out: &mut [u64]) {
+/// Writes every one of the first `a.len()` words of `out`.
+fn bind_dispatch(
+    a: &[u64],
+    b: &[u64],
+    algebra: Algebra,
+    unbind: bool,
+    out: &mut [MaybeUninit<u64>],
+) {
     #[cfg(target_arch = "x86_64")]
     if simd::best_level() == Level::Avx512 {
         // SAFETY: best_level is Avx512 only if the CPU reported AVX-512F.
@@ -78,32 +100,52 @@ fn bind_dispatch(a: &[u64], b: &[u64], algebra: Algebra, unbind: bool, out: &mut
     bind_generic(a, b, algebra, unbind, out)
 }
 
+/// Views initialized words as possibly-uninitialized ones for writing.
+fn as_uninit(out: &mut [u64]) -> &mut [MaybeUninit<u64>] {
+    // SAFETY: MaybeUninit<u64> has u64's layout, and the kernels only ever
+    // store initialized values through the view.
+    unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) }
+}
+
+/// A vector of `n` words filled by `fill`, which must write all `n` of them:
+/// no zeroing pass before the kernel overwrites everything anyway.
+fn new_words(n: usize, fill: impl FnOnce(&mut [MaybeUninit<u64>])) -> Vec<u64> {
+    let mut v = Vec::with_capacity(n);
+    fill(&mut v.spare_capacity_mut()[..n]);
+    // SAFETY: `fill` initialized the first n elements (the callers' kernels
+    // write every word of their output).
+    unsafe { v.set_len(n) };
+    v
+}
+
 /// Bind on raw packed words (`a`, `b`, `out` each `2 ceil(dim/64)` words,
 /// already validated). Padding stays zero: every output bit needs an input bit
 /// (the modular `!(a+ | a-)` terms are ANDed with a bit of `b`, and vice versa).
 pub fn bind_words(a: &[u64], b: &[u64], algebra: Algebra, out: &mut [u64]) {
-    bind_dispatch(a, b, algebra, false, out)
+    bind_dispatch(a, b, algebra, false, as_uninit(out))
 }
 
 /// Unbind on raw packed words: MAP = bind; modular = bind with `-b`
 /// (the planes of `b` swapped).
 pub fn unbind_words(c: &[u64], b: &[u64], algebra: Algebra, out: &mut [u64]) {
-    bind_dispatch(c, b, algebra, true, out)
+    bind_dispatch(c, b, algebra, true, as_uninit(out))
 }
 
 /// `bind(a, b)` in `algebra` (see the module docs). Errors: different dims.
 pub fn bind(a: &PackedHv, b: &PackedHv, algebra: Algebra) -> Result<PackedHv> {
     same_dim(a, b)?;
-    let mut out = vec![0u64; a.words().len()];
-    bind_words(a.words(), b.words(), algebra, &mut out);
+    let out = new_words(a.words().len(), |o| {
+        bind_dispatch(a.words(), b.words(), algebra, false, o)
+    });
     Ok(PackedHv::from_words_unchecked(a.dim(), out))
 }
 
 /// `unbind(c, b)` in `algebra`: MAP `c * b`; modular `c - b (mod 3)`.
 pub fn unbind(c: &PackedHv, b: &PackedHv, algebra: Algebra) -> Result<PackedHv> {
     same_dim(c, b)?;
-    let mut out = vec![0u64; c.words().len()];
-    unbind_words(c.words(), b.words(), algebra, &mut out);
+    let out = new_words(c.words().len(), |o| {
+        bind_dispatch(c.words(), b.words(), algebra, true, o)
+    });
     Ok(PackedHv::from_words_unchecked(c.dim(), out))
 }
 
@@ -115,8 +157,27 @@ pub fn negate(a: &PackedHv) -> PackedHv {
     PackedHv::from_words_unchecked(a.dim(), out)
 }
 
-/// Bits `[start, start + len)` of a plane of `dim` bits (`start + len <= dim`,
-/// `len <= 64`), as the low bits of a word.
+/// Fills `dst` with consecutive 64-bit windows of `src` starting at bit
+/// `start`: `dst[i]` = bits `[start + 64 i, start + 64 i + 64)`. Every bit read
+/// must lie in `src` (the caller splits the output where the source wraps).
+#[inline(always)]
+fn shifted_copy(src: &[u64], start: usize, dst: &mut [MaybeUninit<u64>]) {
+    let (w0, off) = (start / 64, start % 64);
+    if off == 0 {
+        for (d, &s) in dst.iter_mut().zip(&src[w0..]) {
+            d.write(s);
+        }
+    } else {
+        let lo = &src[w0..w0 + dst.len()];
+        let hi = &src[w0 + 1..w0 + 1 + dst.len()];
+        for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
+            d.write((l >> off) | (h << (64 - off)));
+        }
+    }
+}
+
+/// Bits `[start, start + len)` of a plane (`len <= 64`, `start + len` within
+/// the plane's valid bits), as the low bits of a word.
 #[inline]
 fn extract(plane: &[u64], start: usize, len: usize) -> u64 {
     if len == 0 {
@@ -144,34 +205,55 @@ fn extract_cyclic(plane: &[u64], dim: usize, start: usize, len: usize) -> u64 {
     }
 }
 
+/// Rotates one plane of `dim` bits: output bit `j` = input bit `(j + s0) mod dim`.
+/// The full output words before the source wraps past `dim` (run 1) and after
+/// it (run 2) are funnel shifts of two source words; the seam word and the
+/// partial last word go bit range by bit range.
+fn rotate_plane(dim: usize, src: &[u64], s0: usize, dst: &mut [MaybeUninit<u64>]) {
+    let w = dst.len();
+    let full = dim / 64; // output words with 64 valid bits
+    let word = |ow: usize| {
+        let len = (dim - 64 * ow).min(64);
+        extract_cyclic(src, dim, (s0 + 64 * ow) % dim, len)
+    };
+    // Run 1: output words [0, n1) read source bits [s0, s0 + 64 n1) <= dim.
+    let n1 = ((dim - s0) / 64).min(full);
+    shifted_copy(src, s0, &mut dst[..n1]);
+    if n1 == w {
+        return;
+    }
+    dst[n1].write(word(n1));
+    // Run 2: s0 + 64 (n1 + 1) > dim, so these read [s0 + 64 ow - dim, ...) < s0.
+    if n1 + 1 < full {
+        shifted_copy(src, s0 + 64 * (n1 + 1) - dim, &mut dst[n1 + 1..full]);
+    }
+    if full < w && full > n1 {
+        dst[full].write(word(full));
+    }
+}
+
 /// Permute on raw words: `out[(i + k) mod dim] = a[i]`, i.e. output bit `j`
 /// is input bit `(j - k) mod dim`.
 pub fn permute_words(dim: usize, a: &[u64], k: i64, out: &mut [u64]) {
+    permute_into(dim, a, k, as_uninit(out))
+}
+
+fn permute_into(dim: usize, a: &[u64], k: i64, out: &mut [MaybeUninit<u64>]) {
     if dim == 0 {
         return;
     }
     let w = plane_words(dim);
     let k = k.rem_euclid(dim as i64) as usize;
-    for plane in 0..2 {
-        let src = &a[plane * w..(plane + 1) * w];
-        let dst = &mut out[plane * w..(plane + 1) * w];
-        let mut start = (dim - k) % dim; // source bit of output bit j0, advanced by 64 a word
-        for (ow, d) in dst.iter_mut().enumerate() {
-            let len = (dim - ow * 64).min(64);
-            *d = extract_cyclic(src, dim, start, len);
-            start += 64;
-            while start >= dim {
-                start -= dim;
-            }
-        }
-    }
+    let s0 = (dim - k) % dim; // source bit of output bit 0
+    let (op, om) = out[..2 * w].split_at_mut(w);
+    rotate_plane(dim, &a[..w], s0, op);
+    rotate_plane(dim, &a[w..2 * w], s0, om);
 }
 
 /// Cyclic shift by `k`: `out[(i + k) mod dim] = a[i]` (any `k`, negative
 /// shifts left).
 pub fn permute(a: &PackedHv, k: i64) -> PackedHv {
-    let mut out = vec![0u64; packed_words(a.dim())];
-    permute_words(a.dim(), a.words(), k, &mut out);
+    let out = new_words(packed_words(a.dim()), |o| permute_into(a.dim(), a.words(), k, o));
     PackedHv::from_words_unchecked(a.dim(), out)
 }
 

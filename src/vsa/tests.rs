@@ -391,6 +391,31 @@ fn permute_matches_dense_and_inverts() {
     assert_eq!(dense::permute(&t, 1), vec![0, 1, 0, -1, 0]);
 }
 
+/// Every shift of every dim up to 300 (run 1 / seam / run 2 / partial-word
+/// cases of the word-level rotation), plus random shifts at larger dims.
+#[test]
+fn permute_every_shift_matches_dense() {
+    for d in 1..=300usize {
+        let a = rnd(d, 23 + d as u64, 0.8);
+        let t = a.to_trits();
+        for k in 0..d as i64 {
+            let p = ops::permute(&a, k);
+            assert_eq!(p.to_trits(), dense::permute(&t, k), "d {d} k {k}");
+            assert!(validate_words(d, p.words(), "p").is_ok(), "d {d} k {k}");
+        }
+    }
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for &d in &[1000usize, 4096, 9999, 10_000, 10_048, 65_537] {
+        let a = rnd(d, 29, 0.5);
+        let t = a.to_trits();
+        for _ in 0..20 {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let k = (rng >> 33) as i64 % (2 * d as i64) - d as i64;
+            assert_eq!(ops::permute(&a, k).to_trits(), dense::permute(&t, k), "d {d} k {k}");
+        }
+    }
+}
+
 #[test]
 fn similarity_matches_dense_on_every_level() {
     for &d in &SIZES {

@@ -253,7 +253,9 @@ fn permute_into(dim: usize, a: &[u64], k: i64, out: &mut [MaybeUninit<u64>]) {
 /// Cyclic shift by `k`: `out[(i + k) mod dim] = a[i]` (any `k`, negative
 /// shifts left).
 pub fn permute(a: &PackedHv, k: i64) -> PackedHv {
-    let out = new_words(packed_words(a.dim()), |o| permute_into(a.dim(), a.words(), k, o));
+    let out = new_words(packed_words(a.dim()), |o| {
+        permute_into(a.dim(), a.words(), k, o)
+    });
     PackedHv::from_words_unchecked(a.dim(), out)
 }
 

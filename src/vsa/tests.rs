@@ -409,9 +409,15 @@ fn permute_every_shift_matches_dense() {
         let a = rnd(d, 29, 0.5);
         let t = a.to_trits();
         for _ in 0..20 {
-            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let k = (rng >> 33) as i64 % (2 * d as i64) - d as i64;
-            assert_eq!(ops::permute(&a, k).to_trits(), dense::permute(&t, k), "d {d} k {k}");
+            assert_eq!(
+                ops::permute(&a, k).to_trits(),
+                dense::permute(&t, k),
+                "d {d} k {k}"
+            );
         }
     }
 }

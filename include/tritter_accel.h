@@ -100,6 +100,13 @@
 #define TRITTER_GRAD_PROJECTION 4
 
 /**
+ * `method`: sparse ternary compression: the top-k coordinates as signs with
+ * one shared scale, positions Golomb-Rice coded (about 1 in 6 coordinates
+ * kept at 32x, where top-k keeps 1 in 64); best with error feedback.
+ */
+#define TRITTER_GRAD_SPARSE_TERNARY 5
+
+/**
  * Bytes of payload header plus checksum.
  */
 #define TRITTER_GRAD_PAYLOAD_OVERHEAD 44
@@ -253,6 +260,11 @@
  * Largest number of rows.
  */
 #define MAX_ROWS 15
+
+/**
+ * Largest Rice parameter.
+ */
+#define MAX_RICE 31
 
 /**
  * Default coordinates per scale (2.125 bits a coordinate: 15.06x).
@@ -423,8 +435,8 @@ typedef struct tritter_grad_config_t {
    */
   uint32_t method;
   /**
-   * Compression factor >= 1 (f32 bytes / body bytes) for sketch, top-k and
-   * projection; ternary ignores it (its factor is `32 / (2 + 32 / block)`).
+   * Compression factor >= 1 (f32 bytes / body bytes) for sketch, top-k,
+   * projection and sparse ternary; ternary ignores it (its factor is `32 / (2 + 32 / block)`).
    */
   double ratio;
   /**

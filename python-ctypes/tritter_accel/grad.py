@@ -6,7 +6,7 @@ Stable API (see docs/grad.md for the full description):
   error_feedback=True)``: ``.compress(grad) -> np.uint8 payload`` (updates the
   error-feedback residual, advances the step), ``.wire_bytes``, ``.residual()``,
   ``.step``, ``.reset()``. Methods: ``"sketch"``, ``"ternary"``, ``"topk"``,
-  ``"projection"``.
+  ``"projection"``, ``"sparse_ternary"`` (top-k signs + one scale, Rice-coded positions).
 * ``decompress(payload) -> np.float32 [dim]``, ``payload_info(payload) -> dict``,
   ``payload_sum(a, b) -> payload`` (linear methods only).
 * ``count_sketch(grad, rows, cols, seed) -> table [rows, cols]`` and
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 _METHODS = {"sketch": C.TRITTER_GRAD_SKETCH, "ternary": C.TRITTER_GRAD_TERNARY, "topk": C.TRITTER_GRAD_TOPK,
-            "projection": C.TRITTER_GRAD_PROJECTION}
+            "projection": C.TRITTER_GRAD_PROJECTION, "sparse_ternary": C.TRITTER_GRAD_SPARSE_TERNARY}
 _NAMES = {v: k for k, v in _METHODS.items()}
 PAYLOAD_OVERHEAD = C.TRITTER_GRAD_PAYLOAD_OVERHEAD
 
@@ -70,8 +70,8 @@ def sketch_shape(dim, ratio, rows=1):
 class Compressor(Handle):
     """A compressor with per-parameter state (error-feedback residual, step counter).
 
-    ratio: compression factor >= 1 (f32 bytes / body bytes) for sketch, topk and
-    projection; ternary's factor is fixed by `block` (15.06x at 256). Workers that
+    ratio: compression factor >= 1 (f32 bytes / body bytes) for sketch, topk,
+    projection and sparse_ternary; ternary's factor is fixed by `block` (15.06x at 256). Workers that
     share `seed` and step in lockstep produce summable sketch/projection payloads;
     `worker` (the rank) decorrelates ternary rounding between workers.
     """

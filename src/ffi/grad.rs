@@ -22,6 +22,10 @@ pub const TRITTER_GRAD_TERNARY: u32 = 2;
 pub const TRITTER_GRAD_TOPK: u32 = 3;
 /// `method`: sparse ternary random projection (linear; decoded by the transpose).
 pub const TRITTER_GRAD_PROJECTION: u32 = 4;
+/// `method`: sparse ternary compression: the top-k coordinates as signs with
+/// one shared scale, positions Golomb-Rice coded (about 1 in 6 coordinates
+/// kept at 32x, where top-k keeps 1 in 64); best with error feedback.
+pub const TRITTER_GRAD_SPARSE_TERNARY: u32 = 5;
 /// Bytes of payload header plus checksum.
 pub const TRITTER_GRAD_PAYLOAD_OVERHEAD: usize = 44;
 const _: () = assert!(TRITTER_GRAD_PAYLOAD_OVERHEAD == payload::OVERHEAD);
@@ -32,8 +36,8 @@ const _: () = assert!(TRITTER_GRAD_PAYLOAD_OVERHEAD == payload::OVERHEAD);
 pub struct tritter_grad_config_t {
     /// `TRITTER_GRAD_*`.
     pub method: u32,
-    /// Compression factor >= 1 (f32 bytes / body bytes) for sketch, top-k and
-    /// projection; ternary ignores it (its factor is `32 / (2 + 32 / block)`).
+    /// Compression factor >= 1 (f32 bytes / body bytes) for sketch, top-k,
+    /// projection and sparse ternary; ternary ignores it (its factor is `32 / (2 + 32 / block)`).
     pub ratio: f64,
     /// Count-sketch rows, 1..=15.
     pub rows: usize,
@@ -281,12 +285,7 @@ pub unsafe extern "C" fn tritter_grad_payload_info(
         args::check_out(info_out, "info_out")?;
         let b = unsafe { args::slice(payload, payload_len, "payload")? };
         let c = Compressed::from_bytes(b)?;
-        let (a, bb) = match &c.body {
-            crate::grad::compress::Body::Sketch { rows, cols, .. } => (*rows, *cols),
-            crate::grad::compress::Body::Ternary { block, .. } => (*block, 0),
-            crate::grad::compress::Body::TopK { indices, .. } => (indices.len(), 0),
-            crate::grad::compress::Body::Projection { values } => (values.len(), 0),
-        };
+        let (a, bb) = c.params();
         let info = tritter_grad_payload_info_t {
             method: c.method().code(),
             dim: c.dim,

@@ -5,6 +5,7 @@ class                  collective what travels per bucket of n floats           
 =====================  =========  ==============================================  =======================
 ``LibPayload(topk)``   all_gather checksummed payload: header + k (u32, f32) pairs   the library's residual
 ``LibPayload(ternary)``all_gather payload: header + 2-bit trits + f32 scale/256      the library's residual
+``LibPayload(sparse_ternary)`` all_gather payload: header + scale + Rice-coded (position, sign) stream; the library's residual
 ``LibSketch``          all_reduce raw count-sketch table, n / ratio f32 (no header)  the hook's (optional)
 ``LibFetchSGD``        all_reduce raw count-sketch table, n / ratio f32 (no header)  FetchSGD, sketch space
 ``LibProjection``      all_reduce sparse ternary projection, n / ratio f32           the hook's (optional)
@@ -34,19 +35,20 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 class LibPayload(Compressor):
-    """``tritter_accel.grad.Compressor`` (method ``"topk"`` or ``"ternary"``), one per
-    bucket and rank, with the library's own error-feedback residual."""
+    """``tritter_accel.grad.Compressor`` (method ``"topk"``, ``"ternary"`` or
+    ``"sparse_ternary"``), one per bucket and rank, with the library's own
+    error-feedback residual."""
 
     linear = False
     internal_error_feedback = True
 
     def __init__(self, method: str, ratio: float = 32.0, *, block: int = 256, error_feedback: bool = True):
-        if method not in ("topk", "ternary"):
-            raise ValueError(f"method: LibPayload takes 'topk' or 'ternary', got {method!r}")
+        if method not in ("topk", "ternary", "sparse_ternary"):
+            raise ValueError(f"method: LibPayload takes 'topk', 'ternary' or 'sparse_ternary', got {method!r}")
         self.method, self.ratio, self.block, self.error_feedback = method, float(ratio), int(block), bool(error_feedback)
 
     def describe(self):
-        return f"tritter {self.method}" + (f" ({self.ratio:g}x)" if self.method == "topk" else "")
+        return f"tritter {self.method}" + (f" ({self.ratio:g}x)" if self.method != "ternary" else "")
 
     def new_state(self, n, bucket_seed, rank):
         return G.Compressor(n, self.method, self.ratio, block=self.block, seed=bucket_seed, worker=rank,

@@ -6,6 +6,7 @@
 //! | ternary stochastic (TernGrad) | [`ternary`] | no | `4 · ceil(n/block) + ceil(n/4)` |
 //! | top-k | [`topk`] | no | `8 k` |
 //! | sparse ternary random projection | [`projection`] | yes | `4 m` |
+//! | sparse ternary (top-k signs, one scale, Rice-coded positions) | [`sparse_ternary`] | no | `4 + ceil((k (r + 2) + ((n - k) >> r)) / 8)` |
 //!
 //! plus the 44-byte header and checksum of the [`payload`] format. Every
 //! compressor is O(n), seeded and deterministic (counter-based hashing via
@@ -15,6 +16,7 @@
 pub mod payload;
 pub mod projection;
 pub mod sketch;
+pub mod sparse_ternary;
 pub mod ternary;
 pub mod topk;
 
@@ -33,16 +35,20 @@ pub enum Method {
     TopK,
     /// Sparse ternary random projection, decoded by the transpose.
     Projection,
+    /// Sparse ternary compression: top-k signs with one scale and
+    /// Golomb-Rice coded positions ([`sparse_ternary`]).
+    SparseTernary,
 }
 
 impl Method {
-    /// The code used in payloads and at the C ABI (1..=4).
+    /// The code used in payloads and at the C ABI (1..=5).
     pub fn code(self) -> u32 {
         match self {
             Method::CountSketch => 1,
             Method::Ternary => 2,
             Method::TopK => 3,
             Method::Projection => 4,
+            Method::SparseTernary => 5,
         }
     }
     /// From a code; errors name `method`.
@@ -52,10 +58,14 @@ impl Method {
             2 => Method::Ternary,
             3 => Method::TopK,
             4 => Method::Projection,
+            5 => Method::SparseTernary,
             _ => {
                 return Err(Error::invalid(
                     "method",
-                    format!("unknown method {c} (1 sketch, 2 ternary, 3 top-k, 4 projection)"),
+                    format!(
+                        "unknown method {c} (1 sketch, 2 ternary, 3 top-k, 4 projection, \
+                         5 sparse ternary)"
+                    ),
                 ))
             }
         })
@@ -99,6 +109,17 @@ pub enum Body {
         /// `m` floats.
         values: Vec<f32>,
     },
+    /// `±scale` at `k` Rice-coded positions.
+    SparseTernary {
+        /// Entries.
+        k: usize,
+        /// Rice parameter.
+        rice: usize,
+        /// The common magnitude.
+        scale: f32,
+        /// The bit stream ([`sparse_ternary::stream_bytes`] bytes).
+        stream: Vec<u8>,
+    },
 }
 
 /// A compressed gradient: its length, the seed it was made with, and the body.
@@ -120,14 +141,17 @@ impl Compressed {
             Body::Ternary { .. } => Method::Ternary,
             Body::TopK { .. } => Method::TopK,
             Body::Projection { .. } => Method::Projection,
+            Body::SparseTernary { .. } => Method::SparseTernary,
         }
     }
-    pub(crate) fn params(&self) -> (usize, usize) {
+    /// The header's `(a, b)` parameters (see [`payload`]).
+    pub fn params(&self) -> (usize, usize) {
         match &self.body {
             Body::Sketch { rows, cols, .. } => (*rows, *cols),
             Body::Ternary { block, .. } => (*block, 0),
             Body::TopK { indices, .. } => (indices.len(), 0),
             Body::Projection { values } => (values.len(), 0),
+            Body::SparseTernary { k, rice, .. } => (*k, *rice),
         }
     }
     /// Bytes of the body alone (what a raw allreduce/allgather would move).
@@ -177,6 +201,12 @@ impl Compressed {
                 projection::Projection::new(self.dim, values.len(), self.seed)?
                     .unproject(values, out)
             }
+            Body::SparseTernary {
+                k,
+                rice,
+                scale,
+                stream,
+            } => sparse_ternary::decompress_into(*scale, *k, *rice, stream, out),
         }
     }
 
@@ -227,7 +257,7 @@ pub struct CompressorConfig {
     /// Method.
     pub method: Method,
     /// Target compression factor `>= 1` (f32 bytes / body bytes) for sketch,
-    /// top-k and projection; ternary's factor is set by `block` instead
+    /// top-k, projection and sparse ternary; ternary's factor is set by `block` instead
     /// (`32 / (2 + 32 / block)`, 15.06x at 256).
     pub ratio: f64,
     /// Count-sketch rows (1..=15).
@@ -299,6 +329,7 @@ impl Compressor {
             }
             Method::TopK => (topk::k_for_ratio(dim, cfg.ratio), 0),
             Method::Projection => (projection::output_len(dim, 1.0 / cfg.ratio)?, 0),
+            Method::SparseTernary => sparse_ternary::params_for_ratio(dim, cfg.ratio),
         };
         Ok(Compressor {
             cfg,
@@ -371,6 +402,16 @@ impl Compressor {
                 let (indices, values) = topk::top_k(x, self.a)?;
                 Body::TopK { indices, values }
             }
+            Method::SparseTernary => {
+                crate::check_finite(x, "grad")?;
+                let (scale, stream) = sparse_ternary::compress(x, self.a, self.b)?;
+                Body::SparseTernary {
+                    k: self.a,
+                    rice: self.b,
+                    scale,
+                    stream,
+                }
+            }
             Method::Projection => {
                 let p = projection::Projection::new(self.dim, self.a, seed)?;
                 let mut values = vec![0.0; self.a];
@@ -439,6 +480,17 @@ impl Compressor {
                     &mut self.residual,
                     Some(-1.0),
                 )?,
+                Body::SparseTernary {
+                    k,
+                    rice,
+                    scale,
+                    stream,
+                } => {
+                    let (res, s) = (&mut self.residual, *scale);
+                    sparse_ternary::decode_entries(self.dim, *k, *rice, stream, "grad", |i, neg| {
+                        res[i] -= if neg { -s } else { s }
+                    })?
+                }
                 _ => {
                     let d = c.decompress()?;
                     for (r, v) in self.residual.iter_mut().zip(&d) {

@@ -25,11 +25,12 @@ fn cfg(method: Method, ratio: f64, ef: bool) -> CompressorConfig {
     }
 }
 
-const METHODS: [Method; 4] = [
+const METHODS: [Method; 5] = [
     Method::CountSketch,
     Method::Ternary,
     Method::TopK,
     Method::Projection,
+    Method::SparseTernary,
 ];
 
 #[test]
@@ -243,5 +244,5 @@ fn config_errors_name_arguments() {
         10
     )
     .contains("rows"));
-    assert!(Method::from_code(0).is_err() && Method::from_code(5).is_err());
+    assert!(Method::from_code(0).is_err() && Method::from_code(6).is_err());
 }

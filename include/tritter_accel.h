@@ -100,11 +100,12 @@
 #define TRITTER_GRAD_PROJECTION 4
 
 /**
- * `method`: sparse ternary compression: the top-k coordinates as signs with
- * one shared scale, positions Golomb-Rice coded (about 1 in 6 coordinates
- * kept at 32x, where top-k keeps 1 in 64); best with error feedback.
+ * `method`: quantized top-k: Golomb-Rice coded positions, a sign and a
+ * `value_bits`-bit magnitude code per kept coordinate (about 1 in 8
+ * coordinates kept at 32x with 2-bit codes, where top-k keeps 1 in 64); use
+ * it with error feedback.
  */
-#define TRITTER_GRAD_SPARSE_TERNARY 5
+#define TRITTER_GRAD_QTOPK 5
 
 /**
  * Bytes of payload header plus checksum.
@@ -260,6 +261,16 @@
  * Largest number of rows.
  */
 #define MAX_ROWS 15
+
+/**
+ * Largest magnitude-code width.
+ */
+#define MAX_VALUE_BITS 4
+
+/**
+ * Default magnitude-code width (the best of 0..=4 on the char-LM experiment).
+ */
+#define DEFAULT_VALUE_BITS 2
 
 /**
  * Largest Rice parameter.
@@ -436,7 +447,7 @@ typedef struct tritter_grad_config_t {
   uint32_t method;
   /**
    * Compression factor >= 1 (f32 bytes / body bytes) for sketch, top-k,
-   * projection and sparse ternary; ternary ignores it (its factor is `32 / (2 + 32 / block)`).
+   * projection and quantized top-k; ternary ignores it (its factor is `32 / (2 + 32 / block)`).
    */
   double ratio;
   /**
@@ -447,6 +458,10 @@ typedef struct tritter_grad_config_t {
    * Ternary coordinates per scale (multiple of 4, 4..=2^20).
    */
   size_t block;
+  /**
+   * Quantized top-k magnitude-code width, 0..=4 (default 2).
+   */
+  size_t value_bits;
   /**
    * Base seed (step `t` uses a seed derived from it and `t`).
    */
@@ -478,11 +493,11 @@ typedef struct tritter_grad_payload_info_t {
    */
   uint64_t seed;
   /**
-   * Sketch rows / ternary block / top-k k / projection m.
+   * Sketch rows / ternary block / top-k k / projection m / quantized top-k k.
    */
   size_t param_a;
   /**
-   * Sketch cols (0 otherwise).
+   * Sketch cols / quantized top-k `rice | value_bits << 8` (0 otherwise).
    */
   size_t param_b;
   /**

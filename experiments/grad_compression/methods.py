@@ -9,6 +9,8 @@ spec                      method
 ``powersgd:r``            PyTorch's ``powerSGD_hook``, rank r
 ``lib-topk:R``            library top-k payloads (all_gather), library error feedback
 ``lib-ternary``           library TernGrad payloads (15.06x), library error feedback
+``lib-qtopk:R[:v]``       library quantized top-k (Rice-coded positions, sign, v-bit
+                          magnitude codes, v = 2 by default) payloads, library EF
 ``lib-sketch:R[:rows]``   library count sketch, tables summed; hook's naive EF
 ``lib-fetchsgd:R[:rows[:k_fraction[:clip_scale]]]``
                           library FetchSGD (sketch-space momentum + error), SGD w/o momentum,
@@ -65,6 +67,9 @@ def _library_method(kind: str, arg: str, error_feedback: bool, warmup: int, seed
     momentum, clip_scale = None, 1.0
     if kind in ("topk", "ternary"):
         comp = L.LibPayload(kind, ratio, error_feedback=error_feedback)
+    elif kind == "qtopk":
+        comp = L.LibPayload("qtopk", ratio, error_feedback=error_feedback,
+                            value_bits=int(parts[1]) if len(parts) > 1 else 2)
     elif kind == "sketch":
         comp = L.LibSketch(ratio, rows=int(parts[1]) if len(parts) > 1 else 1)
     elif kind == "fetchsgd":
@@ -86,5 +91,5 @@ def library_specs(ratios) -> list:
     one fixed ratio, 15.06x at blocks of 256)."""
     out = []
     for r in ratios:
-        out += [f"lib-topk:{r:g}", f"lib-fetchsgd:{r:g}", f"lib-sketch:{r:g}", f"lib-projection:{r:g}"]
+        out += [f"lib-topk:{r:g}", f"lib-qtopk:{r:g}", f"lib-fetchsgd:{r:g}", f"lib-sketch:{r:g}", f"lib-projection:{r:g}"]
     return out + ["lib-ternary"]

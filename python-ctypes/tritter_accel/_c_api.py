@@ -20,7 +20,7 @@ TRITTER_GRAD_SKETCH = 1
 TRITTER_GRAD_TERNARY = 2
 TRITTER_GRAD_TOPK = 3
 TRITTER_GRAD_PROJECTION = 4
-TRITTER_GRAD_SPARSE_TERNARY = 5
+TRITTER_GRAD_QTOPK = 5
 TRITTER_GRAD_PAYLOAD_OVERHEAD = 44
 TRITTER_PHASE_WARMUP = 0
 TRITTER_PHASE_FULL = 1
@@ -86,6 +86,7 @@ class tritter_grad_config_t(ctypes.Structure):
         ('ratio', ctypes.c_double),
         ('rows', ctypes.c_size_t),
         ('block', ctypes.c_size_t),
+        ('value_bits', ctypes.c_size_t),
         ('seed', ctypes.c_uint64),
         ('worker', ctypes.c_uint64),
         ('error_feedback', ctypes.c_bool),

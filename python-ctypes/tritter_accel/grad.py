@@ -2,11 +2,12 @@
 
 Stable API (see docs/grad.md for the full description):
 
-* ``Compressor(dim, method, ratio=32, *, rows=1, block=256, seed=0, worker=0,
+* ``Compressor(dim, method, ratio=32, *, rows=1, block=256, value_bits=2, seed=0, worker=0,
   error_feedback=True)``: ``.compress(grad) -> np.uint8 payload`` (updates the
   error-feedback residual, advances the step), ``.wire_bytes``, ``.residual()``,
   ``.step``, ``.reset()``. Methods: ``"sketch"``, ``"ternary"``, ``"topk"``,
-  ``"projection"``, ``"sparse_ternary"`` (top-k signs + one scale, Rice-coded positions).
+  ``"projection"``, ``"qtopk"`` (quantized top-k: Rice-coded positions, sign and
+  ``value_bits``-bit magnitude codes; the best quality per byte with error feedback).
 * ``decompress(payload) -> np.float32 [dim]``, ``payload_info(payload) -> dict``,
   ``payload_sum(a, b) -> payload`` (linear methods only).
 * ``count_sketch(grad, rows, cols, seed) -> table [rows, cols]`` and
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 _METHODS = {"sketch": C.TRITTER_GRAD_SKETCH, "ternary": C.TRITTER_GRAD_TERNARY, "topk": C.TRITTER_GRAD_TOPK,
-            "projection": C.TRITTER_GRAD_PROJECTION, "sparse_ternary": C.TRITTER_GRAD_SPARSE_TERNARY}
+            "projection": C.TRITTER_GRAD_PROJECTION, "qtopk": C.TRITTER_GRAD_QTOPK}
 _NAMES = {v: k for k, v in _METHODS.items()}
 PAYLOAD_OVERHEAD = C.TRITTER_GRAD_PAYLOAD_OVERHEAD
 
@@ -71,14 +72,14 @@ class Compressor(Handle):
     """A compressor with per-parameter state (error-feedback residual, step counter).
 
     ratio: compression factor >= 1 (f32 bytes / body bytes) for sketch, topk,
-    projection and sparse_ternary; ternary's factor is fixed by `block` (15.06x at 256). Workers that
+    projection and qtopk; ternary's factor is fixed by `block` (15.06x at 256). Workers that
     share `seed` and step in lockstep produce summable sketch/projection payloads;
     `worker` (the rank) decorrelates ternary rounding between workers.
     """
 
     _free = "tritter_grad_compressor_free"
 
-    def __init__(self, dim, method="topk", ratio=32.0, *, rows=1, block=256, seed=0, worker=0,
+    def __init__(self, dim, method="topk", ratio=32.0, *, rows=1, block=256, value_bits=2, seed=0, worker=0,
                  error_feedback=True):
         cfg = C.tritter_grad_config_t()
         call("tritter_grad_config_default", ctypes.byref(cfg))
@@ -86,6 +87,7 @@ class Compressor(Handle):
         cfg.ratio = float(ratio)
         cfg.rows = int(rows)
         cfg.block = int(block)
+        cfg.value_bits = int(value_bits)
         cfg.seed = int(seed) & (2**64 - 1)
         cfg.worker = int(worker) & (2**64 - 1)
         cfg.error_feedback = bool(error_feedback)

@@ -22,10 +22,11 @@ pub const TRITTER_GRAD_TERNARY: u32 = 2;
 pub const TRITTER_GRAD_TOPK: u32 = 3;
 /// `method`: sparse ternary random projection (linear; decoded by the transpose).
 pub const TRITTER_GRAD_PROJECTION: u32 = 4;
-/// `method`: sparse ternary compression: the top-k coordinates as signs with
-/// one shared scale, positions Golomb-Rice coded (about 1 in 6 coordinates
-/// kept at 32x, where top-k keeps 1 in 64); best with error feedback.
-pub const TRITTER_GRAD_SPARSE_TERNARY: u32 = 5;
+/// `method`: quantized top-k: Golomb-Rice coded positions, a sign and a
+/// `value_bits`-bit magnitude code per kept coordinate (about 1 in 8
+/// coordinates kept at 32x with 2-bit codes, where top-k keeps 1 in 64); use
+/// it with error feedback.
+pub const TRITTER_GRAD_QTOPK: u32 = 5;
 /// Bytes of payload header plus checksum.
 pub const TRITTER_GRAD_PAYLOAD_OVERHEAD: usize = 44;
 const _: () = assert!(TRITTER_GRAD_PAYLOAD_OVERHEAD == payload::OVERHEAD);
@@ -37,12 +38,14 @@ pub struct tritter_grad_config_t {
     /// `TRITTER_GRAD_*`.
     pub method: u32,
     /// Compression factor >= 1 (f32 bytes / body bytes) for sketch, top-k,
-    /// projection and sparse ternary; ternary ignores it (its factor is `32 / (2 + 32 / block)`).
+    /// projection and quantized top-k; ternary ignores it (its factor is `32 / (2 + 32 / block)`).
     pub ratio: f64,
     /// Count-sketch rows, 1..=15.
     pub rows: usize,
     /// Ternary coordinates per scale (multiple of 4, 4..=2^20).
     pub block: usize,
+    /// Quantized top-k magnitude-code width, 0..=4 (default 2).
+    pub value_bits: usize,
     /// Base seed (step `t` uses a seed derived from it and `t`).
     pub seed: u64,
     /// Worker id, mixed into the ternary rounding seed only.
@@ -58,6 +61,7 @@ impl From<&CompressorConfig> for tritter_grad_config_t {
             ratio: c.ratio,
             rows: c.rows,
             block: c.block,
+            value_bits: c.value_bits,
             seed: c.seed,
             worker: c.worker,
             error_feedback: c.error_feedback,
@@ -71,6 +75,7 @@ fn to_config(c: &tritter_grad_config_t) -> Result<CompressorConfig> {
         ratio: c.ratio,
         rows: c.rows,
         block: c.block,
+        value_bits: c.value_bits,
         seed: c.seed,
         worker: c.worker,
         error_feedback: c.error_feedback,
@@ -87,9 +92,9 @@ pub struct tritter_grad_payload_info_t {
     pub dim: usize,
     /// Seed the payload was made with.
     pub seed: u64,
-    /// Sketch rows / ternary block / top-k k / projection m.
+    /// Sketch rows / ternary block / top-k k / projection m / quantized top-k k.
     pub param_a: usize,
-    /// Sketch cols (0 otherwise).
+    /// Sketch cols / quantized top-k `rice | value_bits << 8` (0 otherwise).
     pub param_b: usize,
     /// Total payload bytes.
     pub wire_bytes: usize,

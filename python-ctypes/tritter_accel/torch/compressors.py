@@ -5,7 +5,8 @@ class                  collective what travels per bucket of n floats           
 =====================  =========  ==============================================  =======================
 ``LibPayload(topk)``   all_gather checksummed payload: header + k (u32, f32) pairs   the library's residual
 ``LibPayload(ternary)``all_gather payload: header + 2-bit trits + f32 scale/256      the library's residual
-``LibPayload(sparse_ternary)`` all_gather payload: header + scale + Rice-coded (position, sign) stream; the library's residual
+``LibPayload(qtopk)``   all_gather payload: header + 4 levels + Rice-coded (position,  the library's residual
+                                 sign, 2-bit level) stream
 ``LibSketch``          all_reduce raw count-sketch table, n / ratio f32 (no header)  the hook's (optional)
 ``LibFetchSGD``        all_reduce raw count-sketch table, n / ratio f32 (no header)  FetchSGD, sketch space
 ``LibProjection``      all_reduce sparse ternary projection, n / ratio f32           the hook's (optional)
@@ -36,23 +37,28 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 class LibPayload(Compressor):
     """``tritter_accel.grad.Compressor`` (method ``"topk"``, ``"ternary"`` or
-    ``"sparse_ternary"``), one per bucket and rank, with the library's own
+    ``"qtopk"``), one per bucket and rank, with the library's own
     error-feedback residual."""
 
     linear = False
     internal_error_feedback = True
 
-    def __init__(self, method: str, ratio: float = 32.0, *, block: int = 256, error_feedback: bool = True):
-        if method not in ("topk", "ternary", "sparse_ternary"):
-            raise ValueError(f"method: LibPayload takes 'topk', 'ternary' or 'sparse_ternary', got {method!r}")
+    def __init__(self, method: str, ratio: float = 32.0, *, block: int = 256, error_feedback: bool = True,
+                 value_bits: int = 2):
+        if method not in ("topk", "ternary", "qtopk"):
+            raise ValueError(f"method: LibPayload takes 'topk', 'ternary' or 'qtopk', got {method!r}")
         self.method, self.ratio, self.block, self.error_feedback = method, float(ratio), int(block), bool(error_feedback)
+        self.value_bits = int(value_bits)
 
     def describe(self):
-        return f"tritter {self.method}" + (f" ({self.ratio:g}x)" if self.method != "ternary" else "")
+        if self.method == "ternary":
+            return "tritter ternary"
+        bits = f", {self.value_bits}-bit levels" if self.method == "qtopk" else ""
+        return f"tritter {self.method} ({self.ratio:g}x{bits})"
 
     def new_state(self, n, bucket_seed, rank):
         return G.Compressor(n, self.method, self.ratio, block=self.block, seed=bucket_seed, worker=rank,
-                            error_feedback=self.error_feedback)
+                            error_feedback=self.error_feedback, value_bits=self.value_bits)
 
     def compress(self, g, state, step, rank):
         payload = state.compress(_np(g))
@@ -67,7 +73,8 @@ class LibPayload(Compressor):
         return torch.from_numpy(out / np.float32(world_size))
 
     def wire_bytes(self, n):
-        return G.Compressor(n, self.method, self.ratio, block=self.block, error_feedback=False).wire_bytes
+        return G.Compressor(n, self.method, self.ratio, block=self.block, error_feedback=False,
+                            value_bits=self.value_bits).wire_bytes
 
 
 class LibSketch(Compressor):

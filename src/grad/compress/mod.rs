@@ -6,7 +6,7 @@
 //! | ternary stochastic (TernGrad) | [`ternary`] | no | `4 · ceil(n/block) + ceil(n/4)` |
 //! | top-k | [`topk`] | no | `8 k` |
 //! | sparse ternary random projection | [`projection`] | yes | `4 m` |
-//! | sparse ternary (top-k signs, one scale, Rice-coded positions) | [`sparse_ternary`] | no | `4 + ceil((k (r + 2) + ((n - k) >> r)) / 8)` |
+//! | quantized top-k (Rice-coded positions, sign, `v`-bit magnitude codes) | [`qtopk`] | no | `4 · 2^v + ceil((k (r + 2 + v) + ((n - k) >> r)) / 8)` |
 //!
 //! plus the 44-byte header and checksum of the [`payload`] format. Every
 //! compressor is O(n), seeded and deterministic (counter-based hashing via
@@ -16,7 +16,7 @@
 pub mod payload;
 pub mod projection;
 pub mod sketch;
-pub mod sparse_ternary;
+pub mod qtopk;
 pub mod ternary;
 pub mod topk;
 
@@ -35,9 +35,9 @@ pub enum Method {
     TopK,
     /// Sparse ternary random projection, decoded by the transpose.
     Projection,
-    /// Sparse ternary compression: top-k signs with one scale and
-    /// Golomb-Rice coded positions ([`sparse_ternary`]).
-    SparseTernary,
+    /// Quantized top-k: Golomb-Rice coded positions, signs and `v`-bit
+    /// magnitude codes ([`qtopk`]).
+    QTopK,
 }
 
 impl Method {
@@ -48,7 +48,7 @@ impl Method {
             Method::Ternary => 2,
             Method::TopK => 3,
             Method::Projection => 4,
-            Method::SparseTernary => 5,
+            Method::QTopK => 5,
         }
     }
     /// From a code; errors name `method`.
@@ -58,13 +58,13 @@ impl Method {
             2 => Method::Ternary,
             3 => Method::TopK,
             4 => Method::Projection,
-            5 => Method::SparseTernary,
+            5 => Method::QTopK,
             _ => {
                 return Err(Error::invalid(
                     "method",
                     format!(
                         "unknown method {c} (1 sketch, 2 ternary, 3 top-k, 4 projection, \
-                         5 sparse ternary)"
+                         5 quantized top-k)"
                     ),
                 ))
             }
@@ -109,15 +109,15 @@ pub enum Body {
         /// `m` floats.
         values: Vec<f32>,
     },
-    /// `±scale` at `k` Rice-coded positions.
-    SparseTernary {
+    /// `±levels[code]` at `k` Rice-coded positions.
+    QTopK {
         /// Entries.
         k: usize,
         /// Rice parameter.
         rice: usize,
-        /// The common magnitude.
-        scale: f32,
-        /// The bit stream ([`sparse_ternary::stream_bytes`] bytes).
+        /// `2^v` magnitudes (`v` = the code width).
+        levels: Vec<f32>,
+        /// The bit stream ([`qtopk::stream_bytes`] bytes).
         stream: Vec<u8>,
     },
 }
@@ -141,7 +141,7 @@ impl Compressed {
             Body::Ternary { .. } => Method::Ternary,
             Body::TopK { .. } => Method::TopK,
             Body::Projection { .. } => Method::Projection,
-            Body::SparseTernary { .. } => Method::SparseTernary,
+            Body::QTopK { .. } => Method::QTopK,
         }
     }
     /// The header's `(a, b)` parameters (see [`payload`]).
@@ -151,7 +151,9 @@ impl Compressed {
             Body::Ternary { block, .. } => (*block, 0),
             Body::TopK { indices, .. } => (indices.len(), 0),
             Body::Projection { values } => (values.len(), 0),
-            Body::SparseTernary { k, rice, .. } => (*k, *rice),
+            Body::QTopK { k, rice, levels, .. } => {
+                (*k, qtopk::pack_b(*rice, levels.len().trailing_zeros() as usize))
+            }
         }
     }
     /// Bytes of the body alone (what a raw allreduce/allgather would move).
@@ -201,12 +203,12 @@ impl Compressed {
                 projection::Projection::new(self.dim, values.len(), self.seed)?
                     .unproject(values, out)
             }
-            Body::SparseTernary {
+            Body::QTopK {
                 k,
                 rice,
-                scale,
+                levels,
                 stream,
-            } => sparse_ternary::decompress_into(*scale, *k, *rice, stream, out),
+            } => qtopk::decompress_into(levels, *k, *rice, stream, out),
         }
     }
 
@@ -257,13 +259,16 @@ pub struct CompressorConfig {
     /// Method.
     pub method: Method,
     /// Target compression factor `>= 1` (f32 bytes / body bytes) for sketch,
-    /// top-k, projection and sparse ternary; ternary's factor is set by `block` instead
+    /// top-k, projection and quantized top-k; ternary's factor is set by `block` instead
     /// (`32 / (2 + 32 / block)`, 15.06x at 256).
     pub ratio: f64,
     /// Count-sketch rows (1..=15).
     pub rows: usize,
     /// Ternary block (multiple of 4).
     pub block: usize,
+    /// Quantized top-k magnitude-code width `v`, 0..=4 (`2^v` levels; 0 =
+    /// one shared magnitude, i.e. sparse ternary).
+    pub value_bits: usize,
     /// Base seed; step `t` uses `rng::derive(seed, t)`, so workers that share
     /// the seed and step in lockstep produce summable sketches/projections.
     pub seed: u64,
@@ -281,6 +286,7 @@ impl Default for CompressorConfig {
             ratio: 32.0,
             rows: 1,
             block: ternary::DEFAULT_BLOCK,
+            value_bits: qtopk::DEFAULT_VALUE_BITS,
             seed: 0,
             worker: 0,
             error_feedback: true,
@@ -329,7 +335,16 @@ impl Compressor {
             }
             Method::TopK => (topk::k_for_ratio(dim, cfg.ratio), 0),
             Method::Projection => (projection::output_len(dim, 1.0 / cfg.ratio)?, 0),
-            Method::SparseTernary => sparse_ternary::params_for_ratio(dim, cfg.ratio),
+            Method::QTopK => {
+                if cfg.value_bits > qtopk::MAX_VALUE_BITS {
+                    return Err(Error::invalid(
+                        "value_bits",
+                        format!("must be 0..={}, got {}", qtopk::MAX_VALUE_BITS, cfg.value_bits),
+                    ));
+                }
+                let (k, r) = qtopk::params_for_ratio(dim, cfg.ratio, cfg.value_bits);
+                (k, qtopk::pack_b(r, cfg.value_bits))
+            }
         };
         Ok(Compressor {
             cfg,
@@ -402,13 +417,14 @@ impl Compressor {
                 let (indices, values) = topk::top_k(x, self.a)?;
                 Body::TopK { indices, values }
             }
-            Method::SparseTernary => {
+            Method::QTopK => {
                 crate::check_finite(x, "grad")?;
-                let (scale, stream) = sparse_ternary::compress(x, self.a, self.b)?;
-                Body::SparseTernary {
+                let (r, v) = qtopk::unpack_b(self.b).expect("checked in new");
+                let (levels, stream) = qtopk::compress(x, self.a, r, v)?;
+                Body::QTopK {
                     k: self.a,
-                    rice: self.b,
-                    scale,
+                    rice: r,
+                    levels,
                     stream,
                 }
             }
@@ -480,15 +496,16 @@ impl Compressor {
                     &mut self.residual,
                     Some(-1.0),
                 )?,
-                Body::SparseTernary {
+                Body::QTopK {
                     k,
                     rice,
-                    scale,
+                    levels,
                     stream,
                 } => {
-                    let (res, s) = (&mut self.residual, *scale);
-                    sparse_ternary::decode_entries(self.dim, *k, *rice, stream, "grad", |i, neg| {
-                        res[i] -= if neg { -s } else { s }
+                    let res = &mut self.residual;
+                    let v = levels.len().trailing_zeros() as usize;
+                    qtopk::decode_entries(self.dim, *k, *rice, v, stream, "grad", |i, neg, c| {
+                        res[i] -= if neg { -levels[c] } else { levels[c] }
                     })?
                 }
                 _ => {

@@ -6,14 +6,14 @@
 //! |---|---|---|
 //! | 0 | 4 | magic `"TGRC"` |
 //! | 4 | 2 | format version (`1`) |
-//! | 6 | 1 | method: 1 count sketch, 2 ternary, 3 top-k, 4 projection, 5 sparse ternary |
+//! | 6 | 1 | method: 1 count sketch, 2 ternary, 3 top-k, 4 projection, 5 quantized top-k |
 //! | 7 | 1 | flags (must be 0) |
 //! | 8 | 8 | `dim`: length of the gradient |
 //! | 16 | 8 | `seed` the payload was made with |
-//! | 24 | 4 | `a`: sketch rows / ternary block / top-k `k` / projection `m` / sparse-ternary `k` |
-//! | 28 | 4 | `b`: sketch cols / 0 / 0 / 0 / sparse-ternary Rice parameter `r` (0..=31) |
+//! | 24 | 4 | `a`: sketch rows / ternary block / top-k `k` / projection `m` / quantized top-k `k` |
+//! | 28 | 4 | `b`: sketch cols / 0 / 0 / 0 / quantized top-k `r | v << 8` (Rice parameter `r` 0..=31, code width `v` 0..=4) |
 //! | 32 | 8 | body length in bytes |
-//! | 40 | body | sketch: `rows·cols` f32 table, row-major; ternary: `ceil(dim/block)` f32 scales then `ceil(dim/4)` code bytes (2-bit canonical layout); top-k: `k` u32 indices (strictly increasing, `< dim`) then `k` f32 values; projection: `m` f32; sparse ternary: f32 scale then the Rice-coded bit stream of [`sparse_ternary`] |
+//! | 40 | body | sketch: `rows·cols` f32 table, row-major; ternary: `ceil(dim/block)` f32 scales then `ceil(dim/4)` code bytes (2-bit canonical layout); top-k: `k` u32 indices (strictly increasing, `< dim`) then `k` f32 values; projection: `m` f32; quantized top-k: `2^v` f32 levels then the Rice-coded bit stream of [`qtopk`] |
 //! | 40 + body | 4 | CRC-32 (IEEE 802.3, reflected polynomial `0xEDB88320`, init and final xor `0xFFFFFFFF`) of every preceding byte |
 //!
 //! Decoding checks, in order: length ≥ 44, magic, version, method, flags,
@@ -22,7 +22,7 @@
 //! and zero padding, increasing in-range indices, a well-formed bit stream with zero padding). Any failure is
 //! [`Error::InvalidData`] naming `payload`.
 
-use super::{projection, sketch, sparse_ternary, ternary};
+use super::{projection, qtopk, sketch, ternary};
 use super::{Body, Compressed, Method};
 use crate::{Error, Result};
 
@@ -101,7 +101,10 @@ pub(super) fn body_len(method: Method, dim: usize, a: usize, b: usize) -> Option
             .checked_add(ternary::packed_len(dim)),
         Method::TopK => a.checked_mul(8),
         Method::Projection => a.checked_mul(4),
-        Method::SparseTernary => sparse_ternary::body_bytes(dim, a, b),
+        Method::QTopK => {
+            let (r, v) = qtopk::unpack_b(b)?;
+            qtopk::body_bytes(dim, a, r, v)
+        }
     }
 }
 
@@ -149,8 +152,8 @@ pub fn encode(c: &Compressed) -> Vec<u8> {
             put_f32s(&mut out, values);
         }
         Body::Projection { values } => put_f32s(&mut out, values),
-        Body::SparseTernary { scale, stream, .. } => {
-            put_f32s(&mut out, &[*scale]);
+        Body::QTopK { levels, stream, .. } => {
+            put_f32s(&mut out, levels);
             out.extend_from_slice(stream);
         }
     }
@@ -220,7 +223,7 @@ pub fn header(bytes: &[u8]) -> Result<Header> {
         Method::Ternary => ternary::check_block(a).is_ok() && b == 0,
         Method::TopK => a <= dim && b == 0,
         Method::Projection => projection::Projection::new(dim, a, seed).is_ok() && b == 0,
-        Method::SparseTernary => a <= dim && b <= sparse_ternary::MAX_RICE,
+        Method::QTopK => a <= dim && qtopk::unpack_b(b).is_some(),
     };
     if !ok {
         return Err(bad(format!(
@@ -304,17 +307,18 @@ pub fn decode(bytes: &[u8]) -> Result<Compressed> {
         Method::Projection => Body::Projection {
             values: get_f32s(body)?,
         },
-        Method::SparseTernary => {
-            let scale = get_f32s(&body[..4])?[0];
-            if scale < 0.0 {
-                return Err(bad("negative scale"));
+        Method::QTopK => {
+            let (r, v) = qtopk::unpack_b(h.b).expect("checked by header");
+            let levels = get_f32s(&body[..4 << v])?;
+            if let Some(i) = levels.iter().position(|&l| l < 0.0) {
+                return Err(bad(format!("negative level {i}")));
             }
-            let stream = body[4..].to_vec();
-            sparse_ternary::decode_entries(h.dim, h.a, h.b, &stream, "payload", |_, _| {})?;
-            Body::SparseTernary {
+            let stream = body[4 << v..].to_vec();
+            qtopk::decode_entries(h.dim, h.a, r, v, &stream, "payload", |_, _, _| {})?;
+            Body::QTopK {
                 k: h.a,
-                rice: h.b,
-                scale,
+                rice: r,
+                levels,
                 stream,
             }
         }

@@ -19,6 +19,7 @@ fn cfg(method: Method, ratio: f64, ef: bool) -> CompressorConfig {
         ratio,
         rows: 3,
         block: 64,
+        value_bits: 2,
         seed: 11,
         worker: 0,
         error_feedback: ef,
@@ -30,7 +31,7 @@ const METHODS: [Method; 5] = [
     Method::Ternary,
     Method::TopK,
     Method::Projection,
-    Method::SparseTernary,
+    Method::QTopK,
 ];
 
 #[test]

@@ -1,0 +1,499 @@
+//! Quantized top-k: the `k` largest-magnitude coordinates, each sent as a
+//! Golomb-Rice coded position, a sign and a `v`-bit magnitude code (`v` in
+//! 0..=4) indexing `2^v` magnitude levels that travel with the payload.
+//!
+//! Why: at 32x a top-k payload that spends 64 bits on each kept coordinate
+//! keeps 1 in 64 of them. A Rice-coded position costs about `log2(n/k) + 2`
+//! bits, so with a sign and 2 magnitude bits the same bytes carry about 1 in 8
+//! coordinates (1 in 29 at 100x); error feedback returns the quantization error
+//! to the next step. On the char-LM experiment this trains far better than
+//! exact top-k at the same wire size (see BENCHMARKS.md). With `v = 0` it is
+//! sparse ternary compression (Sattler et al. 2019): `±μ`, one magnitude.
+//!
+//! Levels: the kept magnitudes lie in `[τ, m]` (the k-th largest and the
+//! largest); bin `c` holds those with `τ (m/τ)^(c/L) <= |x| < τ (m/τ)^((c+1)/L)`
+//! (`L = 2^v`, the last bin closed), and its level is the mean magnitude of
+//! the bin's members (the least-squares value for that assignment), or the
+//! bin's geometric centre when it is empty.
+//!
+//! Body layout (after the payload header, all little-endian):
+//!
+//! | bytes | field |
+//! |---|---|
+//! | `4 L` | the levels, f32, finite and `>= 0` |
+//! | `stream_bytes(dim, k, r, v)` | the bit stream, least significant bit first |
+//!
+//! Each kept index `i_j` (strictly increasing) is coded from its gap
+//! `g_j = i_j - i_{j-1} - 1` (with `i_{-1} = -1`): `g_j >> r` one-bits, a zero
+//! bit, the low `r` bits of `g_j`, a sign bit (1 = negative), then the `v`-bit
+//! level code. Because `sum g_j <= dim - k`, the stream never needs more than
+//! `k (r + 2 + v) + ((dim - k) >> r)` bits, so its length is fixed by
+//! `(dim, k, r, v)` and every worker sends the same number of bytes; unused
+//! bits are zero.
+
+use super::topk;
+use crate::{Error, Result};
+
+/// Largest magnitude-code width.
+pub const MAX_VALUE_BITS: usize = 4;
+/// Default magnitude-code width (the best of 0..=4 on the char-LM experiment).
+pub const DEFAULT_VALUE_BITS: usize = 2;
+
+/// Largest Rice parameter.
+pub const MAX_RICE: usize = 31;
+
+/// Bits of the stream's upper bound for `k` entries with Rice parameter `r`
+/// and `v`-bit codes.
+fn stream_bits(dim: usize, k: usize, r: usize, v: usize) -> Option<usize> {
+    let k_bits = k.checked_mul(r + 2 + v)?;
+    k_bits.checked_add(dim.checked_sub(k)? >> r)
+}
+
+/// Bytes of the bit stream (see the module docs); `None` if `k > dim` or on
+/// overflow.
+pub fn stream_bytes(dim: usize, k: usize, r: usize, v: usize) -> Option<usize> {
+    Some(stream_bits(dim, k, r, v)?.div_ceil(8))
+}
+
+/// Body bytes: the `2^v` levels plus the stream.
+pub fn body_bytes(dim: usize, k: usize, r: usize, v: usize) -> Option<usize> {
+    stream_bytes(dim, k, r, v)?.checked_add(4 << v)
+}
+
+/// The header's `b` parameter: `r | v << 8`.
+pub fn pack_b(r: usize, v: usize) -> usize {
+    r | v << 8
+}
+
+/// `(r, v)` from the header's `b`, if both are in range.
+pub fn unpack_b(b: usize) -> Option<(usize, usize)> {
+    let (r, v) = (b & 0xFF, b >> 8);
+    (r <= MAX_RICE && v <= MAX_VALUE_BITS).then_some((r, v))
+}
+
+/// `(k, r)` with the most kept coordinates whose body (with `v`-bit codes)
+/// fits in `floor(4 dim / ratio)` bytes (at least `k = 1`, `r` the best for
+/// that `k`).
+pub fn params_for_ratio(dim: usize, ratio: f64, v: usize) -> (usize, usize) {
+    let budget = ((4 * dim) as f64 / ratio).floor() as usize;
+    let mut best = (0usize, 0usize);
+    for r in 0..=MAX_RICE.min(usize::BITS as usize - 1) {
+        // body_bytes is nondecreasing in k: binary search the largest that fits.
+        let (mut lo, mut hi) = (0usize, dim);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            match body_bytes(dim, mid, r, v) {
+                Some(b) if b <= budget => lo = mid,
+                _ => hi = mid - 1,
+            }
+        }
+        if lo > best.0 {
+            best = (lo, r);
+        }
+    }
+    if best.0 == 0 {
+        // Even one entry does not fit the budget: keep one anyway (the ratio
+        // is then below the target, as for top-k's `k >= 1`).
+        let r = (0..=MAX_RICE)
+            .min_by_key(|&r| body_bytes(dim, 1, r, v).unwrap_or(usize::MAX))
+            .unwrap_or(0);
+        best = (1.min(dim), r);
+    }
+    best
+}
+
+/// Compresses `x`: returns `(levels, stream)`; the kept indices are the
+/// top-k (ties broken by the lower index, as [`topk::top_k_indices`]).
+pub fn compress(x: &[f32], k: usize, r: usize, v: usize) -> Result<(Vec<f32>, Vec<u8>)> {
+    if r > MAX_RICE {
+        return Err(Error::invalid("r", format!("Rice parameter {r} > {MAX_RICE}")));
+    }
+    if v > MAX_VALUE_BITS {
+        return Err(Error::invalid(
+            "value_bits",
+            format!("{v} > {MAX_VALUE_BITS}"),
+        ));
+    }
+    let idx = topk::top_k_indices(x, k)?;
+    let nl = 1usize << v;
+    // Bin edges, log-uniform in [tau, m]: code = number of edges <= |x|.
+    let (tau, m) = idx.iter().fold((f32::INFINITY, 0f32), |(lo, hi), &i| {
+        let a = x[i as usize].abs();
+        (lo.min(a), hi.max(a))
+    });
+    let edges: Vec<f32> = if k == 0 || v == 0 || m == 0.0 {
+        Vec::new()
+    } else {
+        let lo = (tau as f64).max(m as f64 * 1e-30);
+        let ratio = m as f64 / lo;
+        (1..nl)
+            .map(|j| (lo * ratio.powf(j as f64 / nl as f64)) as f32)
+            .collect()
+    };
+    let code = |a: f32| edges.iter().take_while(|&&e| e <= a).count();
+    // Levels: bin means (f64 sums), empty bins their geometric centre.
+    let mut sum = vec![0f64; nl];
+    let mut cnt = vec![0usize; nl];
+    for &i in &idx {
+        let a = x[i as usize].abs();
+        let c = code(a);
+        sum[c] += a as f64;
+        cnt[c] += 1;
+    }
+    let levels: Vec<f32> = (0..nl)
+        .map(|c| {
+            if cnt[c] > 0 {
+                (sum[c] / cnt[c] as f64) as f32
+            } else if edges.is_empty() {
+                0.0
+            } else {
+                let lo = if c == 0 { tau } else { edges[c - 1] };
+                let hi = if c == nl - 1 { m } else { edges[c] };
+                ((lo as f64) * (hi as f64)).sqrt() as f32
+            }
+        })
+        .collect();
+    let len = stream_bytes(x.len(), k, r, v).ok_or_else(|| Error::invalid("k", "too large"))?;
+    let mut w = BitWriter::new(len);
+    let mut prev: i64 = -1;
+    for &i in &idx {
+        let g = (i as i64 - prev - 1) as u64;
+        prev = i as i64;
+        w.ones(g >> r);
+        w.bits(0, 1);
+        if r > 0 {
+            w.bits(g & ((1u64 << r) - 1), r);
+        }
+        let xv = x[i as usize];
+        w.bits(xv.is_sign_negative() as u64, 1);
+        if v > 0 {
+            w.bits(code(xv.abs()) as u64, v);
+        }
+    }
+    Ok((levels, w.finish()))
+}
+
+/// Calls `f(index, negative, code)` for each coded entry, after validating
+/// the whole stream (exactly `k` entries, indices `< dim`, zero padding).
+/// Errors are [`Error::InvalidData`] naming `what`.
+pub fn decode_entries(
+    dim: usize,
+    k: usize,
+    r: usize,
+    v: usize,
+    stream: &[u8],
+    what: &'static str,
+    mut f: impl FnMut(usize, bool, usize),
+) -> Result<()> {
+    let bad = |m: String| Error::data(what, m);
+    if stream_bytes(dim, k, r, v) != Some(stream.len()) {
+        return Err(bad(format!(
+            "stream of {} bytes does not match dim {dim}, k {k}, r {r}, v {v}",
+            stream.len()
+        )));
+    }
+    let mut rd = BitReader::new(stream);
+    let mut next: usize = 0; // smallest index the next entry may take
+    for j in 0..k {
+        let trunc = || bad(format!("entry {j}: truncated"));
+        let q = rd
+            .unary(dim as u64)
+            .ok_or_else(|| bad(format!("entry {j}: truncated or overlong gap")))?;
+        let low = rd.bits(r).ok_or_else(trunc)?;
+        let neg = rd.bits(1).ok_or_else(trunc)?;
+        let code = rd.bits(v).ok_or_else(trunc)?;
+        let g = (q << r) | low;
+        let i = (next as u64).checked_add(g).filter(|&i| i < dim as u64);
+        let Some(i) = i else {
+            return Err(bad(format!("entry {j}: index past dim {dim}")));
+        };
+        f(i as usize, neg == 1, code as usize);
+        next = i as usize + 1;
+    }
+    if !rd.rest_is_zero() {
+        return Err(bad("nonzero padding bits after the last entry".into()));
+    }
+    Ok(())
+}
+
+/// Decodes into `out` (`dim` floats): `±levels[code]` at the coded
+/// positions, 0 elsewhere.
+pub fn decompress_into(
+    levels: &[f32],
+    k: usize,
+    r: usize,
+    stream: &[u8],
+    out: &mut [f32],
+) -> Result<()> {
+    let v = levels.len().trailing_zeros() as usize;
+    out.fill(0.0);
+    decode_entries(out.len(), k, r, v, stream, "payload", |i, neg, c| {
+        out[i] = if neg { -levels[c] } else { levels[c] };
+    })
+}
+
+struct BitWriter {
+    buf: Vec<u8>,
+    len: usize,
+    acc: u64,
+    n: usize,
+}
+
+impl BitWriter {
+    /// A writer whose output is padded with zero bits to `len` bytes.
+    fn new(len: usize) -> Self {
+        BitWriter {
+            buf: Vec::with_capacity(len),
+            len,
+            acc: 0,
+            n: 0,
+        }
+    }
+    /// Appends the low `n` (<= 57) bits of `v`.
+    #[inline]
+    fn bits(&mut self, v: u64, n: usize) {
+        debug_assert!(n <= 57 && (n == 64 || v >> n == 0));
+        self.acc |= v << self.n;
+        self.n += n;
+        while self.n >= 8 {
+            self.buf.push(self.acc as u8);
+            self.acc >>= 8;
+            self.n -= 8;
+        }
+    }
+    #[inline]
+    fn ones(&mut self, mut q: u64) {
+        while q >= 32 {
+            self.bits(0xFFFF_FFFF, 32);
+            q -= 32;
+        }
+        if q > 0 {
+            self.bits((1u64 << q) - 1, q as usize);
+        }
+    }
+    fn finish(mut self) -> Vec<u8> {
+        let len = self.len;
+        if self.n > 0 {
+            self.buf.push(self.acc as u8);
+        }
+        debug_assert!(self.buf.len() <= len);
+        self.buf.resize(len, 0);
+        self.buf
+    }
+}
+
+struct BitReader<'a> {
+    s: &'a [u8],
+    pos: usize, // bit position
+}
+
+impl<'a> BitReader<'a> {
+    fn new(s: &'a [u8]) -> Self {
+        BitReader { s, pos: 0 }
+    }
+    #[inline]
+    fn bit(&mut self) -> Option<u64> {
+        let b = *self.s.get(self.pos / 8)?;
+        let v = (b >> (self.pos % 8)) & 1;
+        self.pos += 1;
+        Some(v as u64)
+    }
+    /// `n` bits, least significant first.
+    #[inline]
+    fn bits(&mut self, n: usize) -> Option<u64> {
+        let mut v = 0u64;
+        for j in 0..n {
+            v |= self.bit()? << j;
+        }
+        Some(v)
+    }
+    /// Counts one-bits up to the terminating zero; `None` past the end or
+    /// beyond `max` ones.
+    #[inline]
+    fn unary(&mut self, max: u64) -> Option<u64> {
+        let mut q = 0u64;
+        loop {
+            // Fast path: a whole byte of ones at a byte boundary.
+            if self.pos % 8 == 0 && *self.s.get(self.pos / 8)? == 0xFF {
+                q += 8;
+                self.pos += 8;
+            } else if self.bit()? == 1 {
+                q += 1;
+            } else {
+                return Some(q);
+            }
+            if q > max {
+                return None;
+            }
+        }
+    }
+    fn rest_is_zero(&self) -> bool {
+        let (byte, off) = (self.pos / 8, self.pos % 8);
+        if off != 0 && self.s[byte] >> off != 0 {
+            return false;
+        }
+        let from = byte + (off != 0) as usize;
+        self.s[from.min(self.s.len())..].iter().all(|&b| b == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Straightforward reference: top-k, codes by comparing log positions,
+    /// levels as bin means.
+    fn reference(x: &[f32], k: usize, v: usize) -> Vec<f32> {
+        let idx = topk::top_k_indices(x, k).unwrap();
+        let mut out = vec![0.0f32; x.len()];
+        if k == 0 {
+            return out;
+        }
+        let nl = 1usize << v;
+        let mags: Vec<f32> = idx.iter().map(|&i| x[i as usize].abs()).collect();
+        let tau = mags.iter().cloned().fold(f32::INFINITY, f32::min);
+        let m = mags.iter().cloned().fold(0.0, f32::max);
+        let code = |a: f32| -> usize {
+            if v == 0 || m == 0.0 {
+                return 0;
+            }
+            let lo = (tau as f64).max(m as f64 * 1e-30);
+            (1..nl)
+                .filter(|&j| ((lo * (m as f64 / lo).powf(j as f64 / nl as f64)) as f32) <= a)
+                .count()
+        };
+        let mut sum = vec![0f64; nl];
+        let mut cnt = vec![0usize; nl];
+        for &a in &mags {
+            sum[code(a)] += a as f64;
+            cnt[code(a)] += 1;
+        }
+        for &i in &idx {
+            let a = x[i as usize];
+            let c = code(a.abs());
+            let l = (sum[c] / cnt[c] as f64) as f32;
+            out[i as usize] = if a.is_sign_negative() { -l } else { l };
+        }
+        out
+    }
+
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let u = crate::rng::uniform_f32(seed, i as u64) - 0.5;
+                u * u * u * 8.0 // heavy-ish tails, many distinct magnitudes
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_trips_against_the_reference() {
+        for n in [1usize, 2, 3, 31, 32, 33, 255, 256, 257, 1000, 65_537] {
+            let x = data(n, n as u64 + 7);
+            for k in [0, 1, n / 7, n / 2, n] {
+                for r in [0usize, 1, 3, 12, 31] {
+                    for v in 0..=MAX_VALUE_BITS {
+                        let (levels, s) = compress(&x, k, r, v).unwrap();
+                        assert_eq!(levels.len(), 1 << v);
+                        assert_eq!(s.len(), stream_bytes(n, k, r, v).unwrap());
+                        let mut out = vec![7.0; n];
+                        decompress_into(&levels, k, r, &s, &mut out).unwrap();
+                        assert_eq!(out, reference(&x, k, v), "n {n} k {k} r {r} v {v}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn more_bits_never_increase_the_error() {
+        let x = data(20_000, 3);
+        let k = 2500;
+        let err = |v| {
+            let (l, s) = compress(&x, k, 3, v).unwrap();
+            let mut out = vec![0.0; x.len()];
+            decompress_into(&l, k, 3, &s, &mut out).unwrap();
+            x.iter().zip(&out).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()
+        };
+        let e: Vec<f64> = (0..=MAX_VALUE_BITS).map(err).collect();
+        for w in e.windows(2) {
+            assert!(w[1] <= w[0] * 1.0001, "{e:?}");
+        }
+        // v = 4 is close to exact top-k on the kept set.
+        let exact: f64 = {
+            let idx = topk::top_k_indices(&x, k).unwrap();
+            let total: f64 = x.iter().map(|&a| (a as f64).powi(2)).sum();
+            total - idx.iter().map(|&i| (x[i as usize] as f64).powi(2)).sum::<f64>()
+        };
+        assert!(e[4] < exact * 1.05, "{} vs {exact}", e[4]);
+    }
+
+    #[test]
+    fn worst_case_gaps_fit_the_fixed_length() {
+        // Entries bunched at the end: one maximal gap first.
+        for (n, k) in [(1000usize, 10usize), (4096, 1), (777, 777), (100, 0)] {
+            let x: Vec<f32> = (0..n).map(|i| if i >= n - k { -2.0 - i as f32 } else { 0.5 }).collect();
+            for r in 0..=12 {
+                for v in [0, 2, 4] {
+                    let (l, s) = compress(&x, k, r, v).unwrap();
+                    let mut out = vec![0.0; n];
+                    decompress_into(&l, k, r, &s, &mut out).unwrap();
+                    assert_eq!(out, reference(&x, k, v));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn params_fill_the_budget_and_beat_topk() {
+        for (n, ratio) in [(278_000usize, 32.0), (278_000, 100.0), (1_000_000, 10.0), (5000, 32.0)] {
+            for v in 0..=MAX_VALUE_BITS {
+                let (k, r) = params_for_ratio(n, ratio, v);
+                let body = body_bytes(n, k, r, v).unwrap();
+                assert!(body as f64 <= 4.0 * n as f64 / ratio, "n {n} ratio {ratio}");
+                if k < n {
+                    assert!(body_bytes(n, k + 1, r, v).unwrap() as f64 > 4.0 * n as f64 / ratio);
+                }
+                let topk_k = topk::k_for_ratio(n, ratio);
+                assert!(k > 2 * topk_k, "n {n} ratio {ratio} v {v}: k {k} vs top-k {topk_k}");
+            }
+        }
+        assert_eq!(params_for_ratio(3, 1000.0, 2).0, 1);
+        assert_eq!(unpack_b(pack_b(31, 4)), Some((31, 4)));
+        assert_eq!(unpack_b(pack_b(32, 0)), None);
+        assert_eq!(unpack_b(pack_b(0, 5)), None);
+    }
+
+    #[test]
+    fn corrupt_streams_are_rejected() {
+        let n = 500;
+        let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32) - 50.0).collect();
+        let (k, r, v) = (40, 3, 2);
+        let (l, s) = compress(&x, k, r, v).unwrap();
+        let mut out = vec![0.0; n];
+        // Wrong length.
+        assert!(decompress_into(&l, k, r, &s[..s.len() - 1], &mut out).is_err());
+        // All ones: a gap that runs past dim.
+        assert!(decompress_into(&l, k, r, &vec![0xFF; s.len()], &mut out).is_err());
+        // Nonzero padding (the last byte's top bit is padding here).
+        let mut p = s.clone();
+        *p.last_mut().unwrap() |= 0x80;
+        assert!(decompress_into(&l, k, r, &p, &mut out).is_err());
+        // Every single-bit flip is either rejected or decodes to k valid entries.
+        for byte in 0..s.len() {
+            for bit in 0..8 {
+                let mut p = s.clone();
+                p[byte] ^= 1 << bit;
+                let mut cnt = 0;
+                if decode_entries(n, k, r, v, &p, "s", |i, _, c| {
+                    assert!(i < n && c < 4);
+                    cnt += 1
+                })
+                .is_ok()
+                {
+                    assert_eq!(cnt, k);
+                }
+            }
+        }
+    }
+}

@@ -87,6 +87,7 @@ fn benches(c: &mut Criterion) {
     for (name, method) in [
         ("compressor_ef/topk32", Method::TopK),
         ("compressor_ef/ternary", Method::Ternary),
+        ("compressor_ef/qtopk32_v2", Method::QTopK),
     ] {
         let mut comp = Compressor::new(
             n,

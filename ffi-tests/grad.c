@@ -403,9 +403,128 @@ static void test_accumulator(void) {
     CHECK(bad == NULL);
 }
 
+/* Reference decoder of the quantized top-k body (docs: src/grad/compress/qtopk.rs):
+ * 2^v f32 levels, then per entry: unary(gap >> r), 0, r low bits, sign, v-bit code (LSB first). */
+static int ref_qtopk_decode(const uint8_t *body, size_t body_len, size_t dim, size_t k, unsigned r, unsigned v,
+                            float *out) {
+    size_t nl = (size_t)1 << v, pos = 0, nbits = (body_len - 4 * nl) * 8;
+    const uint8_t *s = body + 4 * nl;
+    float lv[16];
+    memcpy(lv, body, 4 * nl);
+#define BIT() (pos < nbits ? (s[pos / 8] >> (pos % 8)) & 1 : 2); pos++
+    for (size_t i = 0; i < dim; i++) out[i] = 0.0f;
+    size_t next = 0;
+    for (size_t j = 0; j < k; j++) {
+        uint64_t q = 0, low = 0, code = 0;
+        for (;;) { int b = BIT(); if (b == 2) return -1; if (b == 0) break; q++; }
+        for (unsigned t = 0; t < r; t++) { int b = BIT(); if (b == 2) return -1; low |= (uint64_t)b << t; }
+        int neg = BIT();
+        if (neg == 2) return -1;
+        for (unsigned t = 0; t < v; t++) { int b = BIT(); if (b == 2) return -1; code |= (uint64_t)b << t; }
+        size_t i = next + (size_t)((q << r) | low);
+        if (i >= dim) return -1;
+        out[i] = neg ? -lv[code] : lv[code];
+        next = i + 1;
+    }
+    for (; pos < nbits; pos++) if ((s[pos / 8] >> (pos % 8)) & 1) return -1;
+#undef BIT
+    return 0;
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+static void test_qtopk_payload(void) {
+    enum { N = 5000 };
+    static float g[N], d[N], ref[N], res[N];
+    for (size_t i = 0; i < N; i++) {
+        float u = (float)irand(1000) / 1000.0f;
+        g[i] = u * u * u + (float)i * 1e-7f; /* heavy-ish tails, distinct magnitudes */
+    }
+    for (unsigned v = 0; v <= 4; v++) {
+        for (int ri = 0; ri < 3; ri++) {
+            double ratio = ri == 0 ? 10.0 : ri == 1 ? 32.0 : 100.0;
+            tritter_grad_config_t cfg;
+            CHECK_OK(tritter_grad_config_default(&cfg));
+            CHECK(cfg.value_bits == 2);
+            cfg.method = TRITTER_GRAD_QTOPK;
+            cfg.ratio = ratio;
+            cfg.value_bits = v;
+            cfg.seed = 3;
+            tritter_grad_compressor_t *c = NULL;
+            CHECK_OK(tritter_grad_compressor_new(N, &cfg, &c));
+            size_t wire = 0, written = 0;
+            CHECK_OK(tritter_grad_compressor_wire_bytes(c, &wire));
+            CHECK(wire - TRITTER_GRAD_PAYLOAD_OVERHEAD <= (size_t)(4.0 * N / ratio));
+            uint8_t *p = malloc(wire);
+            CHECK_OK(tritter_grad_compressor_compress(c, g, N, p, wire, &written));
+            CHECK(written == wire && p[6] == TRITTER_GRAD_QTOPK);
+            size_t k = rd32(p + 24);
+            unsigned r = rd32(p + 28) & 0xFF;
+            CHECK((rd32(p + 28) >> 8) == v && r <= 31 && k > N / 64);
+            CHECK(rd32(p + wire - 4) == crc32_ref(p, wire - 4));
+            /* The library's decode equals an independent decoder of the documented stream. */
+            CHECK(ref_qtopk_decode(p + 40, wire - 44, N, k, r, v, ref) == 0);
+            CHECK_OK(tritter_grad_decompress(p, wire, d, N));
+            /* Kept = the k largest magnitudes (all distinct), signs preserved. */
+            static float mags[N];
+            for (size_t i = 0; i < N; i++) mags[i] = fabsf(g[i]);
+            qsort(mags, N, sizeof(float), cmp_desc);
+            float thresh = mags[k - 1];
+            size_t nz = 0;
+            for (size_t i = 0; i < N; i++) {
+                CHECK(d[i] == ref[i]);
+                nz += d[i] != 0.0f;
+                if (fabsf(g[i]) >= thresh) CHECK(d[i] != 0.0f && (d[i] < 0) == (g[i] < 0));
+                else CHECK(d[i] == 0.0f);
+            }
+            CHECK(nz == k);
+            CHECK_OK(tritter_grad_compressor_residual(c, res, N));
+            for (size_t i = 0; i < N; i++) CHECK(res[i] == g[i] - d[i]);
+            /* A corrupted stream with a valid CRC is still rejected: set every padding/stream
+             * bit in the last byte, then re-seal the checksum. */
+            uint8_t last = p[wire - 5];
+            p[wire - 5] = 0xFF;
+            uint32_t crc = crc32_ref(p, wire - 4);
+            memcpy(p + wire - 4, &crc, 4); /* little-endian host */
+            if (ref_qtopk_decode(p + 40, wire - 44, N, k, r, v, ref) != 0)
+                CHECK_ERR(tritter_grad_decompress(p, wire, d, N), TRITTER_ERR_INVALID_DATA, "payload");
+            p[wire - 5] = last;
+            /* A negative level with a valid CRC. */
+            float neg = -1.0f;
+            memcpy(p + 40, &neg, 4);
+            crc = crc32_ref(p, wire - 4);
+            memcpy(p + wire - 4, &crc, 4);
+            CHECK_ERR(tritter_grad_decompress(p, wire, d, N), TRITTER_ERR_INVALID_DATA, "payload");
+            /* Value bits out of range in the header (re-sealed). */
+            p[29] = 5;
+            crc = crc32_ref(p, wire - 4);
+            memcpy(p + wire - 4, &crc, 4);
+            CHECK_ERR(tritter_grad_payload_info(p, wire, &(tritter_grad_payload_info_t){0}), TRITTER_ERR_INVALID_DATA,
+                      "payload");
+            for (size_t len = 0; len < wire; len += 5)
+                CHECK_ERR(tritter_grad_decompress(p, len, d, N), TRITTER_ERR_INVALID_DATA, "payload");
+            free(p);
+            tritter_grad_compressor_free(c);
+        }
+    }
+    tritter_grad_config_t cfg;
+    tritter_grad_compressor_t *c = NULL;
+    CHECK_OK(tritter_grad_config_default(&cfg));
+    cfg.method = TRITTER_GRAD_QTOPK;
+    cfg.value_bits = 5;
+    CHECK_ERR(tritter_grad_compressor_new(100, &cfg, &c), TRITTER_ERR_INVALID_ARGUMENT, "value_bits");
+    cfg.value_bits = SIZE_MAX;
+    CHECK_ERR(tritter_grad_compressor_new(100, &cfg, &c), TRITTER_ERR_INVALID_ARGUMENT, "value_bits");
+    CHECK(c == NULL);
+}
+
 int main(void) {
     test_count_sketch();
     test_topk_payload();
+    test_qtopk_payload();
     test_config_errors();
     test_ternary_and_sketch_payloads();
     test_fetchsgd();

@@ -235,3 +235,12 @@ def test_vsa_demo_example_runs():
                        env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "the dollar of Mexico is peso" in r.stdout
+
+
+def test_packed_words_python_formula_matches_the_library():
+    import ctypes
+    from tritter_accel._lib import call
+    for dim in [0, 1, 63, 64, 65, 127, 128, 10_000, 2**40 + 3]:
+        n = ctypes.c_size_t()
+        call("tritter_hv_packed_words", dim, ctypes.byref(n))
+        assert ta.hv_packed_words(dim) == n.value

@@ -61,6 +61,22 @@ def _check_common(res, wire_bytes_of_bucket, drop=0.5):
         assert losses[-8:].mean() < drop * losses[:4].mean(), losses
 
 
+def _qtopk_wire(n, ratio, v=2):
+    """Payload bytes of quantized top-k from its documented size rule: the largest k (over
+    Rice parameters r) whose body 4 * 2^v + ceil((k (r + 2 + v) + ((n - k) >> r)) / 8) fits
+    in floor(4 n / ratio) bytes (at least k = 1)."""
+    budget = int(4 * n / ratio)
+    body = lambda k, r: 4 * 2**v + -(-(k * (r + 2 + v) + ((n - k) >> r)) // 8)
+    best = None
+    for r in range(32):
+        k = max((k for k in range(1, n + 1) if body(k, r) <= budget), default=0)
+        if k and (best is None or k > best[0]):
+            best = (k, body(k, r))
+    if best is None:
+        best = (1, min(body(1, r) for r in range(32)))
+    return 44 + best[1]
+
+
 # (spec, error feedback, wire bytes of a bucket of n elements computed here independently,
 #  required loss drop: mean of the last 8 steps < factor * mean of the first 4, or None)
 CASES = [
@@ -70,6 +86,7 @@ CASES = [
     # the library's compressors; payloads carry the 40-byte header + 4-byte CRC
     ("lib-topk:8", True, lambda n: 44 + 8 * max(1, n // 16), 0.5),
     ("lib-topk:8", False, lambda n: 44 + 8 * max(1, n // 16), 0.5),
+    ("lib-qtopk:8", True, lambda n: _qtopk_wire(n, 8), 0.5),
     ("lib-ternary", True, lambda n: 44 + 4 * -(-n // 256) + -(-n // 4), 0.5),
     ("lib-ternary", False, lambda n: 44 + 4 * -(-n // 256) + -(-n // 4), 0.5),
     # linear: raw f32 tables summed by all_reduce (no header)

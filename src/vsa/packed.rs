@@ -72,7 +72,15 @@ pub fn validate_words(dim: usize, words: &[u64], arg: &'static str) -> Result<()
         return Ok(());
     }
     let (p, m) = words.split_at(w);
-    if let Some(i) = p.iter().zip(m).position(|(a, b)| a & b != 0) {
+    // An OR-reduction vectorizes (a search with early exit does not); look for
+    // the position only when there is something to report.
+    let clash = p.iter().zip(m).fold(0u64, |acc, (a, b)| acc | (a & b));
+    if clash != 0 {
+        let i = p
+            .iter()
+            .zip(m)
+            .position(|(a, b)| a & b != 0)
+            .expect("a clash was found");
         let bit = (p[i] & m[i]).trailing_zeros() as usize;
         return Err(Error::data(
             arg,

@@ -487,9 +487,14 @@ impl Compressor {
                     stream,
                 } => {
                     let (res, s) = (&mut self.residual, *scale);
-                    sparse_ternary::decode_entries(self.dim, *k, *rice, stream, "grad", |i, neg| {
-                        res[i] -= if neg { -s } else { s }
-                    })?
+                    sparse_ternary::decode_entries(
+                        self.dim,
+                        *k,
+                        *rice,
+                        stream,
+                        "grad",
+                        |i, neg| res[i] -= if neg { -s } else { s },
+                    )?
                 }
                 _ => {
                     let d = c.decompress()?;

@@ -80,7 +80,10 @@ pub fn params_for_ratio(dim: usize, ratio: f64) -> (usize, usize) {
 /// (ties broken by the lower index, as [`topk::top_k_indices`]).
 pub fn compress(x: &[f32], k: usize, r: usize) -> Result<(f32, Vec<u8>)> {
     if r > MAX_RICE {
-        return Err(Error::invalid("r", format!("Rice parameter {r} > {MAX_RICE}")));
+        return Err(Error::invalid(
+            "r",
+            format!("Rice parameter {r} > {MAX_RICE}"),
+        ));
     }
     let idx = topk::top_k_indices(x, k)?;
     let sum: f64 = idx.iter().map(|&i| x[i as usize].abs() as f64).sum();
@@ -126,7 +129,8 @@ pub fn decode_entries(
             .unary(dim as u64)
             .ok_or_else(|| bad(format!("entry {j}: truncated or overlong gap")))?;
         let low = if r > 0 {
-            rd.bits(r).ok_or_else(|| bad(format!("entry {j}: truncated")))?
+            rd.bits(r)
+                .ok_or_else(|| bad(format!("entry {j}: truncated")))?
         } else {
             0
         };
@@ -269,7 +273,11 @@ mod tests {
         let mu = idx.iter().map(|&i| x[i as usize].abs() as f64).sum::<f64>() / k.max(1) as f64;
         let mut out = vec![0.0f32; x.len()];
         for &i in &idx {
-            out[i as usize] = if x[i as usize] < 0.0 { -(mu as f32) } else { mu as f32 };
+            out[i as usize] = if x[i as usize] < 0.0 {
+                -(mu as f32)
+            } else {
+                mu as f32
+            };
         }
         out
     }
@@ -296,7 +304,9 @@ mod tests {
     fn worst_case_gaps_fit_the_fixed_length() {
         // Entries bunched at the end: one maximal gap first.
         for (n, k) in [(1000usize, 10usize), (4096, 1), (777, 777), (100, 0)] {
-            let x: Vec<f32> = (0..n).map(|i| if i >= n - k { -2.0 } else { 0.5 }).collect();
+            let x: Vec<f32> = (0..n)
+                .map(|i| if i >= n - k { -2.0 } else { 0.5 })
+                .collect();
             for r in 0..=12 {
                 let (mu, s) = compress(&x, k, r).unwrap();
                 let mut out = vec![0.0; n];
@@ -308,7 +318,12 @@ mod tests {
 
     #[test]
     fn params_fill_the_budget_and_beat_topk() {
-        for (n, ratio) in [(278_000usize, 32.0), (278_000, 100.0), (1_000_000, 10.0), (5000, 32.0)] {
+        for (n, ratio) in [
+            (278_000usize, 32.0),
+            (278_000, 100.0),
+            (1_000_000, 10.0),
+            (5000, 32.0),
+        ] {
             let (k, r) = params_for_ratio(n, ratio);
             let body = body_bytes(n, k, r).unwrap();
             assert!(body as f64 <= 4.0 * n as f64 / ratio, "n {n} ratio {ratio}");
@@ -317,7 +332,10 @@ mod tests {
                 assert!(body_bytes(n, k + 1, r).unwrap() as f64 > 4.0 * n as f64 / ratio);
             }
             let topk_k = topk::k_for_ratio(n, ratio);
-            assert!(k > 4 * topk_k, "n {n} ratio {ratio}: k {k} vs top-k {topk_k}");
+            assert!(
+                k > 4 * topk_k,
+                "n {n} ratio {ratio}: k {k} vs top-k {topk_k}"
+            );
         }
         assert_eq!(params_for_ratio(3, 1000.0).0, 1);
     }

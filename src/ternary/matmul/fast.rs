@@ -28,6 +28,8 @@ pub(crate) type DecodePtr = Decode;
 type GemvI8 = unsafe fn(*const u8, *const i8, usize) -> [i32; 4];
 /// Direct f32 kernel: tile, permuted activations of up to 2 batch rows, nb, nkb.
 type GemvF32 = unsafe fn(*const u8, &[*const f32; 2], usize, usize) -> [[f32; 2]; 4];
+/// Lookup-table f32 kernel: 4 tiles, the tables of one batch row, nkb.
+type LutF32 = unsafe fn(&[*const u8; 4], *const f32, usize) -> [f32; 16];
 type Decode = unsafe fn(*const u8, usize, *mut u8, usize);
 type GemmI8 = unsafe fn(&[*const u8; 4], &[*const i8; 4], usize, usize) -> [[i32; 4]; 4];
 type BytesF32 = unsafe fn(&[*const u8; 4], *const f32, usize) -> [f32; 4];
@@ -39,6 +41,8 @@ struct Kernels {
     gemv_i8_base3: Option<GemvI8>,
     gemv_f32_2bit: Option<GemvF32>,
     gemv_f32_base3: Option<GemvF32>,
+    /// f32, 2-bit, 16 rows by table lookup (preferred over `gemv_f32_2bit`).
+    lut_f32_2bit: Option<LutF32>,
     decode_2bit: Decode,
     decode_base3: Decode,
     gemm_i8: GemmI8,
@@ -99,6 +103,7 @@ fn kernels(level: Level) -> Option<Kernels> {
                 gemv_i8_base3: None,
                 gemv_f32_2bit: Some(f32_gemv_2bit_avx2),
                 gemv_f32_base3: Some(f32_gemv_base3_avx2),
+                lut_f32_2bit: None,
                 decode_2bit: decode_2bit_avx2,
                 decode_base3: decode_base3_avx2,
                 gemm_i8: i8_gemm_avx2,
@@ -115,6 +120,7 @@ fn kernels(level: Level) -> Option<Kernels> {
                 gemv_i8_base3: None,
                 gemv_f32_2bit: Some(f32_gemv_2bit_avx512),
                 gemv_f32_base3: Some(f32_gemv_base3_avx512),
+                lut_f32_2bit: Some(f32_lut_2bit_avx512),
                 decode_2bit: decode_2bit_avx512,
                 decode_base3: decode_base3_avx512,
                 gemm_i8: i8_gemm_avx512,
@@ -131,6 +137,7 @@ fn kernels(level: Level) -> Option<Kernels> {
                 gemv_i8_base3: Some(i8_gemv_base3_vnni),
                 gemv_f32_2bit: Some(f32_gemv_2bit_avx512),
                 gemv_f32_base3: Some(f32_gemv_base3_avx512),
+                lut_f32_2bit: Some(f32_lut_2bit_avx512),
                 decode_2bit: decode_2bit_avx512,
                 decode_base3: decode_base3_avx512,
                 gemm_i8: i8_gemm_vnni,
@@ -145,6 +152,7 @@ fn kernels(level: Level) -> Option<Kernels> {
             gemv_i8_base3: None,
             gemv_f32_2bit: None,
             gemv_f32_base3: None,
+            lut_f32_2bit: None,
             decode_2bit: decode_scalar::<false>,
             decode_base3: decode_scalar::<true>,
             gemm_i8: super::neon::i8_gemm_neon,
@@ -192,6 +200,37 @@ fn permute_f32(src: &[f32], dst: &mut [f32]) {
             for l in 0..16 {
                 d[m * 16 + l] = s[4 * l + m];
             }
+        }
+    }
+}
+
+/// Entries per pair table of the lookup kernels (`x86::f32_lut_2bit_avx512`).
+const LUT: usize = 16;
+
+/// The pair tables of one 2-bit K block of 256 activations: table
+/// `(16 j + 2 m + h)` (`j` 0..16, `m` 0..4, `h` 0..2) is for the pair
+/// `x₁ = src[128 h + 4 j + m]`, `x₂ = src[128 h + 64 + 4 j + m]`; entry
+/// `c₁ + 4 c₂` (codes `c = t + 1`) holds `t₁·x₁ + t₂·x₂` (one rounding; the
+/// products are exact), the unused entries 0.
+fn build_lut_2bit(src: &[f32], dst: &mut [f32]) {
+    for j in 0..16 {
+        for n in 0..8 {
+            let (m, h) = (n / 2, n % 2);
+            let x1 = src[128 * h + 4 * j + m];
+            let x2 = src[128 * h + 64 + 4 * j + m];
+            let d = &mut dst[(j * 8 + n) * LUT..][..LUT];
+            d[0] = -x1 + -x2;
+            d[1] = -x2;
+            d[2] = x1 + -x2;
+            d[3] = 0.0;
+            d[4] = -x1;
+            d[5] = 0.0;
+            d[6] = x1;
+            d[7] = 0.0;
+            d[8] = -x1 + x2;
+            d[9] = x2;
+            d[10] = x1 + x2;
+            d[11..].fill(0.0);
         }
     }
 }
@@ -287,6 +326,11 @@ pub(crate) fn gemm(
         ComputeFormat::Base3 => k.gemv_f32_base3,
     };
 
+    let lut = match (mode, lay.format()) {
+        (ActivationMode::F32, ComputeFormat::TwoBit) => k.lut_f32_2bit,
+        _ => None,
+    };
+
     // ---- activations
     let mut tmp = Vec::new();
     let acts = match mode {
@@ -321,6 +365,31 @@ pub(crate) fn gemm(
                 );
             }
             Acts::I8 { q, a, qsum }
+        }
+        ActivationMode::F32 if lut.is_some() => {
+            let mut xb = Aligned::<f32>::zeroed(batch * kx * LUT / 2);
+            let xs = xb.as_mut_slice();
+            let mut row = vec![0f32; kx];
+            for (b, xr) in x.rows().into_iter().enumerate() {
+                let src = match xr.as_slice() {
+                    Some(s) => s,
+                    None => {
+                        tmp.clear();
+                        tmp.extend(xr.iter().copied());
+                        &tmp[..]
+                    }
+                };
+                row.fill(0.0);
+                spread(src, &mut row, &ranges, aligned, bk, glen);
+                let dst = &mut xs[b * kx * LUT / 2..(b + 1) * kx * LUT / 2];
+                for (s, d) in row
+                    .chunks_exact(256)
+                    .zip(dst.chunks_exact_mut(256 * LUT / 2))
+                {
+                    build_lut_2bit(s, d);
+                }
+            }
+            Acts::F32 { x: xb }
         }
         ActivationMode::F32 => {
             let permuted = direct_f32.is_some();
@@ -378,11 +447,55 @@ pub(crate) fn gemm(
     };
     let scale = |o: usize, g: usize| if o < rows { m.scale(o, g) } else { 0.0 };
     const TB: usize = TILE_ROWS * BLOCK_BYTES;
+    let o0 = |t: usize| t * TILE_ROWS;
 
     // acc[tile][b][r]: Σ_g s · part, in group order.
     let mut acc = vec![0f32; ntiles * batch * TILE_ROWS];
     let tile_out = batch * TILE_ROWS;
-    let mut b0 = 0;
+    if let (Some(f), Acts::F32 { x }) = (lut, &acts) {
+        // 16 rows (4 tiles) a task, one batch row after the other.
+        const GT: usize = 4;
+        let xs = x.as_slice();
+        let ls = kx * LUT / 2; // table floats a batch row
+        let body = |(grp, out): (usize, &mut [f32])| {
+            let t0 = grp * GT;
+            let nt = (ntiles - t0).min(GT);
+            // missing tiles of the last group read tile t0 (results dropped)
+            let tp: [*const u8; GT] =
+                std::array::from_fn(|q| lay.tile(t0 + if q < nt { q } else { 0 }).as_ptr());
+            for b in 0..batch {
+                let mut fp = [0f32; GT * TILE_ROWS];
+                for rg in &ranges {
+                    let tiles = tp.map(|p| p.wrapping_add(rg.kb0 * TB));
+                    // SAFETY: level supported; each tile holds nkb >= kb0 + n
+                    // blocks; the batch row's tables hold (xo + n * 256) * 8 floats.
+                    let raw = unsafe { f(&tiles, xs[b * ls + rg.xo * LUT / 2..].as_ptr(), rg.n) };
+                    for (q, tout) in out.chunks_mut(tile_out).enumerate().take(nt) {
+                        for r in 0..TILE_ROWS {
+                            let i = q * TILE_ROWS + r;
+                            fp[i] += raw[i];
+                            if rg.last {
+                                tout[b * TILE_ROWS + r] += scale(o0(t0 + q) + r, rg.g) * fp[i];
+                                fp[i] = 0.0;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        if inline {
+            acc.chunks_mut(GT * tile_out).enumerate().for_each(body);
+        } else {
+            let min_groups = min_tiles.div_ceil(GT);
+            crate::parallel::install(|| {
+                acc.par_chunks_mut(GT * tile_out)
+                    .enumerate()
+                    .with_min_len(min_groups)
+                    .for_each(body)
+            });
+        }
+    }
+    let mut b0 = if lut.is_some() { batch } else { 0 };
     while b0 < batch {
         let b1 = (b0 + bblock).min(batch);
         let init = || vec![0u8; if direct { 0 } else { TILE_ROWS * kp + 64 }];

@@ -789,3 +789,80 @@ pub unsafe fn quantize_act_avx512(x: &[f32], s: f32, q: &mut [i8]) {
     }
     crate::ternary::quant::quantize_act_row(&x[n..], s, &mut q[n..x.len()]);
 }
+
+// ---------------------------------------------------------------- f32 activations, lookup tables
+
+/// Transposes 16 rows of 16 dwords: `out[j]` lane `R` = `r[R]` lane `j`.
+#[inline(always)]
+unsafe fn transpose16(r: &[__m512i; 16]) -> [__m512i; 16] {
+    let z = _mm512_setzero_si512();
+    let mut a = [z; 16];
+    for k in 0..8 {
+        a[2 * k] = _mm512_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm512_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+    }
+    // b[4g + c], 128-bit lane l: rows 4g..4g+3 of dword 4l + c
+    let mut b = [z; 16];
+    for g in 0..4 {
+        let (a0, a1, a2, a3) = (a[4 * g], a[4 * g + 1], a[4 * g + 2], a[4 * g + 3]);
+        b[4 * g] = _mm512_unpacklo_epi64(a0, a2);
+        b[4 * g + 1] = _mm512_unpackhi_epi64(a0, a2);
+        b[4 * g + 2] = _mm512_unpacklo_epi64(a1, a3);
+        b[4 * g + 3] = _mm512_unpackhi_epi64(a1, a3);
+    }
+    let mut out = [z; 16];
+    for c in 0..4 {
+        let c0 = _mm512_shuffle_i32x4::<0x44>(b[c], b[4 + c]);
+        let c1 = _mm512_shuffle_i32x4::<0xEE>(b[c], b[4 + c]);
+        let c2 = _mm512_shuffle_i32x4::<0x44>(b[8 + c], b[12 + c]);
+        let c3 = _mm512_shuffle_i32x4::<0xEE>(b[8 + c], b[12 + c]);
+        out[c] = _mm512_shuffle_i32x4::<0x88>(c0, c2);
+        out[4 + c] = _mm512_shuffle_i32x4::<0xDD>(c0, c2);
+        out[8 + c] = _mm512_shuffle_i32x4::<0x88>(c1, c3);
+        out[12 + c] = _mm512_shuffle_i32x4::<0xDD>(c1, c3);
+    }
+    out
+}
+
+/// `Σ_k t[R,k] · x[k]` for the 16 rows of 4 consecutive 2-bit tiles (row
+/// `R = 4 q + r`: row `r` of `tiles[q]`, each pointer at the first of `nkb`
+/// blocks), one output row a lane, by table lookup: no per-weight add.
+///
+/// The 16 rows' dword `j` of a block (codes of weights `64 i + 4 j + m`) are
+/// transposed into one register; nibble `n = 2 m + h` of a lane is the pair
+/// of codes `(c[64·2h + 4j + m], c[64·(2h+1) + 4j + m])`, and `vpermps`
+/// picks `t₁·x₁ + t₂·x₂` from the pair's 16-entry table
+/// (`lut + ((kb · 16 + j) · 8 + n) · 16`, entry `c₁ + 4 c₂`; see
+/// `fast::build_lut_2bit`). Four running sums a lane (by `n mod 4`), added
+/// in a fixed order at the end.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn f32_lut_2bit_avx512(
+    tiles: &[*const u8; 4],
+    lut: *const f32,
+    nkb: usize,
+) -> [f32; 16] {
+    let mut acc = [_mm512_setzero_ps(); 4];
+    for kb in 0..nkb {
+        let mut r = [_mm512_setzero_si512(); 16];
+        for (q, t) in tiles.iter().enumerate() {
+            for rr in 0..4 {
+                r[4 * q + rr] = ld512(t.add(kb * TB + rr * BLOCK_BYTES));
+            }
+        }
+        let tr = transpose16(&r);
+        let lb = lut.add(kb * 16 * 8 * 16);
+        for (j, &v) in tr.iter().enumerate() {
+            let mut u = v;
+            for n in 0..8 {
+                let tab = _mm512_loadu_ps(lb.add((j * 8 + n) * 16));
+                let val = _mm512_permutexvar_ps(u, tab);
+                acc[n % 4] = _mm512_add_ps(acc[n % 4], val);
+                u = _mm512_srli_epi32::<4>(u);
+            }
+        }
+    }
+    let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    let mut out = [0f32; 16];
+    _mm512_storeu_ps(out.as_mut_ptr(), s);
+    out
+}

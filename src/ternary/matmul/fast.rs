@@ -267,7 +267,7 @@ pub(crate) fn gemm(
     };
     let nkb = lay.nkb();
     let kp = lay.kp();
-    let aligned = ngroups == 1 || glen % bk == 0;
+    let aligned = ngroups == 1 || glen.is_multiple_of(bk);
 
     // ---- group / chunk ranges in K blocks
     let mut ranges: Vec<Range> = Vec::new();

@@ -17,7 +17,13 @@
 //! times the work of aligned groups).
 //! f32 activations use direct kernels on the packed tiles at every batch size
 //! (AVX2, AVX-512; both compute formats); int8 uses direct kernels at batch 1
-//! and decoded codes otherwise.
+//! and decoded codes otherwise. The f32 kernels never multiply a weight:
+//! 2-bit on AVX-512 looks up `t₁·x₁ + t₂·x₂` for each pair of weights in a
+//! 16-entry table built per call from the activations (`vpermps`, 16 output
+//! rows a register); the others add or subtract each activation under a mask
+//! (AVX-512) or a blend (AVX2). Cost at 4096², batch 1, one thread on the
+//! AVX-512 development machine: about 4x the int8 kernel for 2-bit, 11x for
+//! base-3 (see BENCHMARKS.md); int8 stays the fast mode.
 //! On aarch64 the NEON kernels work on codes decoded by scalar code (no
 //! direct kernels yet).
 //!

@@ -30,6 +30,7 @@ fn matmul(c: &mut Criterion) {
             ("int8", &m, ActivationMode::Int8),
             ("int8_base3", &m3, ActivationMode::Int8),
             ("f32", &m, ActivationMode::F32),
+            ("f32_base3", &m3, ActivationMode::F32),
         ] {
             g.bench_function(BenchmarkId::new(name, level.name()), |b| {
                 b.iter(|| gemm_with_level(mm, x.view(), None, mode, y.view_mut(), level).unwrap())

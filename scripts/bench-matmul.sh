@@ -9,8 +9,9 @@
 #   PYTHON        interpreter with NumPy (and optionally torch); default python3
 #   GGML_HARNESS  a ggml mul_mat timing binary built OUTSIDE this repo, called as
 #                 `$GGML_HARNESS TYPE ROWS COLS BATCH THREADS REPS` (TYPE tq2_0 or
-#                 tq1_0) and printing the median µs; see BENCHMARKS.md for how it
-#                 was built. Skipped when unset.
+#                 tq1_0) and printing the median µs; build it from our source
+#                 (benches/peers/ggml_harness.c) and a ggml checkout you obtain
+#                 separately with scripts/build-ggml-harness.sh. Skipped when unset.
 # The default run takes a few minutes; --full sweeps every shape, batch 1/8/64/256.
 set -euo pipefail
 cd "$(dirname "$0")/.."

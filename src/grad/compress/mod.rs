@@ -15,8 +15,8 @@
 
 pub mod payload;
 pub mod projection;
-pub mod sketch;
 pub mod qtopk;
+pub mod sketch;
 pub mod ternary;
 pub mod topk;
 
@@ -151,9 +151,12 @@ impl Compressed {
             Body::Ternary { block, .. } => (*block, 0),
             Body::TopK { indices, .. } => (indices.len(), 0),
             Body::Projection { values } => (values.len(), 0),
-            Body::QTopK { k, rice, levels, .. } => {
-                (*k, qtopk::pack_b(*rice, levels.len().trailing_zeros() as usize))
-            }
+            Body::QTopK {
+                k, rice, levels, ..
+            } => (
+                *k,
+                qtopk::pack_b(*rice, levels.len().trailing_zeros() as usize),
+            ),
         }
     }
     /// Bytes of the body alone (what a raw allreduce/allgather would move).
@@ -339,7 +342,11 @@ impl Compressor {
                 if cfg.value_bits > qtopk::MAX_VALUE_BITS {
                     return Err(Error::invalid(
                         "value_bits",
-                        format!("must be 0..={}, got {}", qtopk::MAX_VALUE_BITS, cfg.value_bits),
+                        format!(
+                            "must be 0..={}, got {}",
+                            qtopk::MAX_VALUE_BITS,
+                            cfg.value_bits
+                        ),
                     ));
                 }
                 let (k, r) = qtopk::params_for_ratio(dim, cfg.ratio, cfg.value_bits);

@@ -106,7 +106,10 @@ pub fn params_for_ratio(dim: usize, ratio: f64, v: usize) -> (usize, usize) {
 /// top-k (ties broken by the lower index, as [`topk::top_k_indices`]).
 pub fn compress(x: &[f32], k: usize, r: usize, v: usize) -> Result<(Vec<f32>, Vec<u8>)> {
     if r > MAX_RICE {
-        return Err(Error::invalid("r", format!("Rice parameter {r} > {MAX_RICE}")));
+        return Err(Error::invalid(
+            "r",
+            format!("Rice parameter {r} > {MAX_RICE}"),
+        ));
     }
     if v > MAX_VALUE_BITS {
         return Err(Error::invalid(
@@ -413,7 +416,10 @@ mod tests {
             let (l, s) = compress(&x, k, 3, v).unwrap();
             let mut out = vec![0.0; x.len()];
             decompress_into(&l, k, 3, &s, &mut out).unwrap();
-            x.iter().zip(&out).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()
+            x.iter()
+                .zip(&out)
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum::<f64>()
         };
         let e: Vec<f64> = (0..=MAX_VALUE_BITS).map(err).collect();
         for w in e.windows(2) {
@@ -423,7 +429,11 @@ mod tests {
         let exact: f64 = {
             let idx = topk::top_k_indices(&x, k).unwrap();
             let total: f64 = x.iter().map(|&a| (a as f64).powi(2)).sum();
-            total - idx.iter().map(|&i| (x[i as usize] as f64).powi(2)).sum::<f64>()
+            total
+                - idx
+                    .iter()
+                    .map(|&i| (x[i as usize] as f64).powi(2))
+                    .sum::<f64>()
         };
         assert!(e[4] < exact * 1.05, "{} vs {exact}", e[4]);
     }
@@ -432,7 +442,9 @@ mod tests {
     fn worst_case_gaps_fit_the_fixed_length() {
         // Entries bunched at the end: one maximal gap first.
         for (n, k) in [(1000usize, 10usize), (4096, 1), (777, 777), (100, 0)] {
-            let x: Vec<f32> = (0..n).map(|i| if i >= n - k { -2.0 - i as f32 } else { 0.5 }).collect();
+            let x: Vec<f32> = (0..n)
+                .map(|i| if i >= n - k { -2.0 - i as f32 } else { 0.5 })
+                .collect();
             for r in 0..=12 {
                 for v in [0, 2, 4] {
                     let (l, s) = compress(&x, k, r, v).unwrap();
@@ -446,7 +458,12 @@ mod tests {
 
     #[test]
     fn params_fill_the_budget_and_beat_topk() {
-        for (n, ratio) in [(278_000usize, 32.0), (278_000, 100.0), (1_000_000, 10.0), (5000, 32.0)] {
+        for (n, ratio) in [
+            (278_000usize, 32.0),
+            (278_000, 100.0),
+            (1_000_000, 10.0),
+            (5000, 32.0),
+        ] {
             for v in 0..=MAX_VALUE_BITS {
                 let (k, r) = params_for_ratio(n, ratio, v);
                 let body = body_bytes(n, k, r, v).unwrap();
@@ -455,7 +472,10 @@ mod tests {
                     assert!(body_bytes(n, k + 1, r, v).unwrap() as f64 > 4.0 * n as f64 / ratio);
                 }
                 let topk_k = topk::k_for_ratio(n, ratio);
-                assert!(k > 2 * topk_k, "n {n} ratio {ratio} v {v}: k {k} vs top-k {topk_k}");
+                assert!(
+                    k > 2 * topk_k,
+                    "n {n} ratio {ratio} v {v}: k {k} vs top-k {topk_k}"
+                );
             }
         }
         assert_eq!(params_for_ratio(3, 1000.0, 2).0, 1);

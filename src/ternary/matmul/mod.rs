@@ -9,12 +9,23 @@
 //!   it picks the best [`Level`] the CPU has at run time (`TRITTER_CPU_LEVEL`
 //!   = `scalar`/`avx2`/`avx512`/`avx512vnni` forces a supported one).
 //!
-//! The SIMD kernels cover every shape and both activation modes; they fall
-//! back to the reference (same results, slowly) for per-group scales whose
-//! group length is not a multiple of the K block (256 weights for the 2-bit
-//! compute format, 320 for base-3) unless one group spans the whole row.
+//! The SIMD kernels cover every shape, both activation modes and every scale
+//! granularity. Per-group scales whose group length is not a multiple of the
+//! K block (256 weights for the 2-bit compute format, 320 for base-3) run on
+//! copies of the activations masked to each group, so a K block that two
+//! groups share is multiplied once per group (about `1 + block / group_len`
+//! times the work of aligned groups).
+//! f32 activations use direct kernels on the packed tiles at every batch size
+//! (AVX2, AVX-512; both compute formats); int8 uses direct kernels at batch 1
+//! and decoded codes otherwise. The f32 kernels never multiply a weight:
+//! 2-bit on AVX-512 looks up `t₁·x₁ + t₂·x₂` for each pair of weights in a
+//! 16-entry table built per call from the activations (`vpermps`, 16 output
+//! rows a register); the others add or subtract each activation under a mask
+//! (AVX-512) or a blend (AVX2). Cost at 4096², batch 1, one thread on the
+//! AVX-512 development machine: about 4x the int8 kernel for 2-bit, 11x for
+//! base-3 (see BENCHMARKS.md); int8 stays the fast mode.
 //! On aarch64 the NEON kernels work on codes decoded by scalar code (no
-//! direct batch-1 kernel yet).
+//! direct kernels yet).
 //!
 //! # Definition
 //!

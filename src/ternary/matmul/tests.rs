@@ -137,8 +137,9 @@ fn boundary_batch() {
 
 #[test]
 fn per_group_scales_aligned_and_not() {
-    // 256 / 512 (2-bit) and 320 / 640 (base-3) take the SIMD path; the others
-    // fall back to the reference; every result must match either way.
+    // 256 / 512 (2-bit) and 320 / 640 (base-3) align with the K block; the
+    // others run the SIMD kernels on activations masked to each group (blocks
+    // shared by two groups run once per group); every result must match.
     for fmt in FORMATS {
         for g in [5usize, 32, 64, 100, 256, 320, 512, 640, 2000] {
             for (rows, cols) in [(9usize, 1300usize), (4, 257), (3, 640)] {
@@ -245,7 +246,12 @@ fn results_do_not_depend_on_thread_count() {
 fn chunked_k_ranges_stay_bit_identical() {
     // Groups spanning several kernel calls (chunk of 1 or 2 K blocks).
     for fmt in FORMATS {
-        for g in [Granularity::PerRow, Granularity::PerGroup(1280)] {
+        for g in [
+            Granularity::PerRow,
+            Granularity::PerGroup(1280),
+            Granularity::PerGroup(1000),
+            Granularity::PerGroup(100),
+        ] {
             let m = matrix(&trits(9, 3000, 50), g, 51, fmt);
             for batch in [1usize, 6] {
                 let x = uniform(batch, 3000, 52, -1.0, 1.0);

@@ -483,39 +483,205 @@ pub unsafe fn i8_gemm_avx2(
 
 // ---------------------------------------------------------------- f32 activations
 
-/// `Σ t·x` (adds and subtracts only) for the 4 rows of a 2-bit tile over `nkb`
-/// blocks; `x`: `nkb * 256` f32.
+/// Direct f32 kernels: `Σ_k t[r,k] · x[b,k]` for the 4 rows of a packed tile
+/// and `nb` (1 or 2) batch rows, adds and subtracts only, over `nkb` K blocks.
+///
+/// The activations are permuted per K block (see `fast::permute_f32`):
+/// position `(4 i + m) · 16 + L` holds `x[64 i + 4 L + m]`, so that dword lane
+/// `L` of a row's 64 block bytes holds, at bit offset `8 m`, the code (2-bit:
+/// bits `8 m + 2 i ..`, plane `i`; base-3: digit `i` decoded to a byte) of the
+/// weight whose activation sits in lane `L` of vector `4 i + m`. Each lane
+/// then needs one mask test (AVX-512) or two blends (AVX2), no shuffles.
+///
+/// `x[b]`: `nkb * block_k` permuted f32 (only `x[..nb]` is read).
+/// Each lane sums the `+x` and the `-x` of its weights separately in K order
+/// (AVX-512) or one running `±x|0` sum (AVX2); the lanes are then reduced in a
+/// fixed tree, so a batch row's result does not depend on `nb`.
 #[target_feature(enable = "avx512f,avx512bw")]
-pub unsafe fn f32_gemv_2bit_avx512(w: *const u8, x: *const f32, nkb: usize) -> [f32; 4] {
+unsafe fn f32_gemv_avx512_nb<const NB: usize, const BASE3: bool>(
+    w: *const u8,
+    x: &[*const f32; 2],
+    nkb: usize,
+) -> [[f32; 2]; 4] {
     let z = _mm512_setzero_ps();
-    let mut pos = [z; 4];
-    let mut neg = [z; 4];
+    let mut pos = [[z; NB]; 4];
+    let mut neg = [[z; NB]; 4];
+    let (bk, planes) = if BASE3 { (320, 5) } else { (256, 4) };
+    let t1 = _mm512_set1_epi8(86);
+    let t2 = _mm512_set1_epi8(171u8 as i8);
+    let one = _mm512_set1_epi8(1);
     for kb in 0..nkb {
         let wb = w.add(kb * TB);
-        for i in 0..4 {
-            let xb = x.add(kb * 256 + 64 * i);
-            let xs = [
-                _mm512_loadu_ps(xb),
-                _mm512_loadu_ps(xb.add(16)),
-                _mm512_loadu_ps(xb.add(32)),
-                _mm512_loadu_ps(xb.add(48)),
-            ];
-            let hi = _mm512_set1_epi8((2u8 << (2 * i)) as i8);
-            let both = _mm512_set1_epi8((3u8 << (2 * i)) as i8);
-            for r in 0..4 {
-                let v = ld512(wb.add(r * BLOCK_BYTES));
-                let pm = _mm512_test_epi8_mask(v, hi); // c = 2: t = +1
-                let nm = _mm512_testn_epi8_mask(v, both); // c = 0: t = -1
-                for (mi, xm) in xs.iter().enumerate() {
-                    pos[r] = _mm512_mask_add_ps(pos[r], (pm >> (16 * mi)) as u16, pos[r], *xm);
-                    neg[r] = _mm512_mask_add_ps(neg[r], (nm >> (16 * mi)) as u16, neg[r], *xm);
+        let mut v = [
+            ld512(wb),
+            ld512(wb.add(64)),
+            ld512(wb.add(128)),
+            ld512(wb.add(192)),
+        ];
+        for i in 0..planes {
+            // codes of plane / digit i at bit offset `sh` of every byte
+            let (d, sh) = if BASE3 {
+                let mut d = v;
+                for r in 0..4 {
+                    let d1 = _mm512_maskz_mov_epi8(_mm512_cmpge_epu8_mask(v[r], t1), one);
+                    d[r] = _mm512_mask_add_epi8(d1, _mm512_cmpge_epu8_mask(v[r], t2), d1, one);
+                    v[r] = _mm512_add_epi8(_mm512_add_epi8(v[r], v[r]), v[r]);
+                }
+                (d, 0)
+            } else {
+                (v, 2 * i)
+            };
+            for m in 0..4 {
+                let s = 8 * m + sh;
+                let hi = _mm512_set1_epi32(2 << s); // c = 2: t = +1
+                let both = _mm512_set1_epi32(3 << s); // c = 0: t = -1
+                let mut xs = [z; NB];
+                for (b, xv) in xs.iter_mut().enumerate() {
+                    *xv = _mm512_loadu_ps(x[b].add(kb * bk + (4 * i + m) * 16));
+                }
+                for r in 0..4 {
+                    let pm = _mm512_test_epi32_mask(d[r], hi);
+                    let nm = _mm512_testn_epi32_mask(d[r], both);
+                    for b in 0..NB {
+                        pos[r][b] = _mm512_mask_add_ps(pos[r][b], pm, pos[r][b], xs[b]);
+                        neg[r][b] = _mm512_mask_add_ps(neg[r][b], nm, neg[r][b], xs[b]);
+                    }
                 }
             }
         }
     }
-    let mut out = [0f32; 4];
+    let mut out = [[0f32; 2]; 4];
     for r in 0..4 {
-        out[r] = _mm512_reduce_add_ps(_mm512_sub_ps(pos[r], neg[r]));
+        for b in 0..NB {
+            out[r][b] = _mm512_reduce_add_ps(_mm512_sub_ps(pos[r][b], neg[r][b]));
+        }
+    }
+    out
+}
+
+/// Direct f32 kernel, 2-bit tile, AVX-512 (see [`f32_gemv_avx512_nb`]).
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn f32_gemv_2bit_avx512(
+    w: *const u8,
+    x: &[*const f32; 2],
+    nb: usize,
+    nkb: usize,
+) -> [[f32; 2]; 4] {
+    match nb {
+        1 => f32_gemv_avx512_nb::<1, false>(w, x, nkb),
+        _ => f32_gemv_avx512_nb::<2, false>(w, x, nkb),
+    }
+}
+
+/// Direct f32 kernel, base-3 tile, AVX-512 (see [`f32_gemv_avx512_nb`]).
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn f32_gemv_base3_avx512(
+    w: *const u8,
+    x: &[*const f32; 2],
+    nb: usize,
+    nkb: usize,
+) -> [[f32; 2]; 4] {
+    match nb {
+        1 => f32_gemv_avx512_nb::<1, true>(w, x, nkb),
+        _ => f32_gemv_avx512_nb::<2, true>(w, x, nkb),
+    }
+}
+
+/// AVX2 twin of [`f32_gemv_avx512_nb`] for one batch row: each 64-byte row
+/// block in two 32-byte halves (lanes `L` 0..8 and 8..16 of the permuted
+/// vectors). The code bits are moved to the sign bit and select, with
+/// `blendv`, among `x`, `-x` and `0`; one running sum a lane.
+#[target_feature(enable = "avx2")]
+unsafe fn f32_gemv_avx2_1<const BASE3: bool>(w: *const u8, x: *const f32, nkb: usize) -> [f32; 4] {
+    let zf = _mm256_setzero_ps();
+    let sign = _mm256_set1_ps(-0.0);
+    let mut acc = [zf; 4];
+    let (bk, planes) = if BASE3 { (320, 5) } else { (256, 4) };
+    let t1 = _mm256_set1_epi8(86);
+    let t2 = _mm256_set1_epi8(171u8 as i8);
+    for kb in 0..nkb {
+        for h in 0..2 {
+            let wb = w.add(kb * TB + 32 * h);
+            let mut n = [
+                ld256(wb),
+                ld256(wb.add(64)),
+                ld256(wb.add(128)),
+                ld256(wb.add(192)),
+            ];
+            for i in 0..planes {
+                // lo[r] / hi[r]: sign bit of dword lane = the "t = 0" / "t = +1"
+                // flag of byte m = 3 (shifted left by 8 for each lower m)
+                let mut lo = n;
+                let mut hi = n;
+                for r in 0..4 {
+                    if BASE3 {
+                        let ge1 = _mm256_cmpeq_epi8(_mm256_max_epu8(n[r], t1), n[r]);
+                        let ge2 = _mm256_cmpeq_epi8(_mm256_max_epu8(n[r], t2), n[r]);
+                        lo[r] = _mm256_andnot_si256(ge2, ge1); // digit 1
+                        hi[r] = ge2; // digit 2
+                        n[r] = _mm256_add_epi8(_mm256_add_epi8(n[r], n[r]), n[r]);
+                    } else {
+                        // code bits 2i (low) and 2i+1 (high) of byte 3 to bit 31
+                        lo[r] = _mm256_sll_epi32(n[r], _mm_cvtsi32_si128(7 - 2 * i as i32));
+                        hi[r] = _mm256_sll_epi32(n[r], _mm_cvtsi32_si128(6 - 2 * i as i32));
+                    }
+                }
+                for mm in 0..4 {
+                    let m = 3 - mm;
+                    let xv = _mm256_loadu_ps(x.add(kb * bk + (4 * i + m) * 16 + 8 * h));
+                    let nx = _mm256_xor_ps(xv, sign);
+                    for r in 0..4 {
+                        let l = _mm256_castsi256_ps(lo[r]);
+                        let hh = _mm256_castsi256_ps(hi[r]);
+                        let v = _mm256_blendv_ps(_mm256_blendv_ps(nx, zf, l), xv, hh);
+                        acc[r] = _mm256_add_ps(acc[r], v);
+                        lo[r] = _mm256_slli_epi32::<8>(lo[r]);
+                        hi[r] = _mm256_slli_epi32::<8>(hi[r]);
+                    }
+                }
+            }
+        }
+    }
+    [
+        hsum256_ps(acc[0]),
+        hsum256_ps(acc[1]),
+        hsum256_ps(acc[2]),
+        hsum256_ps(acc[3]),
+    ]
+}
+
+/// Direct f32 kernel, 2-bit tile, AVX2 (see [`f32_gemv_avx2_1`]).
+#[target_feature(enable = "avx2")]
+pub unsafe fn f32_gemv_2bit_avx2(
+    w: *const u8,
+    x: &[*const f32; 2],
+    nb: usize,
+    nkb: usize,
+) -> [[f32; 2]; 4] {
+    let mut out = [[0f32; 2]; 4];
+    for b in 0..nb.min(2) {
+        let o = f32_gemv_avx2_1::<false>(w, x[b], nkb);
+        for r in 0..4 {
+            out[r][b] = o[r];
+        }
+    }
+    out
+}
+
+/// Direct f32 kernel, base-3 tile, AVX2 (see [`f32_gemv_avx2_1`]).
+#[target_feature(enable = "avx2")]
+pub unsafe fn f32_gemv_base3_avx2(
+    w: *const u8,
+    x: &[*const f32; 2],
+    nb: usize,
+    nkb: usize,
+) -> [[f32; 2]; 4] {
+    let mut out = [[0f32; 2]; 4];
+    for b in 0..nb.min(2) {
+        let o = f32_gemv_avx2_1::<true>(w, x[b], nkb);
+        for r in 0..4 {
+            out[r][b] = o[r];
+        }
     }
     out
 }
@@ -622,4 +788,81 @@ pub unsafe fn quantize_act_avx512(x: &[f32], s: f32, q: &mut [i8]) {
         i += 16;
     }
     crate::ternary::quant::quantize_act_row(&x[n..], s, &mut q[n..x.len()]);
+}
+
+// ---------------------------------------------------------------- f32 activations, lookup tables
+
+/// Transposes 16 rows of 16 dwords: `out[j]` lane `R` = `r[R]` lane `j`.
+#[inline(always)]
+unsafe fn transpose16(r: &[__m512i; 16]) -> [__m512i; 16] {
+    let z = _mm512_setzero_si512();
+    let mut a = [z; 16];
+    for k in 0..8 {
+        a[2 * k] = _mm512_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm512_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+    }
+    // b[4g + c], 128-bit lane l: rows 4g..4g+3 of dword 4l + c
+    let mut b = [z; 16];
+    for g in 0..4 {
+        let (a0, a1, a2, a3) = (a[4 * g], a[4 * g + 1], a[4 * g + 2], a[4 * g + 3]);
+        b[4 * g] = _mm512_unpacklo_epi64(a0, a2);
+        b[4 * g + 1] = _mm512_unpackhi_epi64(a0, a2);
+        b[4 * g + 2] = _mm512_unpacklo_epi64(a1, a3);
+        b[4 * g + 3] = _mm512_unpackhi_epi64(a1, a3);
+    }
+    let mut out = [z; 16];
+    for c in 0..4 {
+        let c0 = _mm512_shuffle_i32x4::<0x44>(b[c], b[4 + c]);
+        let c1 = _mm512_shuffle_i32x4::<0xEE>(b[c], b[4 + c]);
+        let c2 = _mm512_shuffle_i32x4::<0x44>(b[8 + c], b[12 + c]);
+        let c3 = _mm512_shuffle_i32x4::<0xEE>(b[8 + c], b[12 + c]);
+        out[c] = _mm512_shuffle_i32x4::<0x88>(c0, c2);
+        out[4 + c] = _mm512_shuffle_i32x4::<0xDD>(c0, c2);
+        out[8 + c] = _mm512_shuffle_i32x4::<0x88>(c1, c3);
+        out[12 + c] = _mm512_shuffle_i32x4::<0xDD>(c1, c3);
+    }
+    out
+}
+
+/// `Σ_k t[R,k] · x[k]` for the 16 rows of 4 consecutive 2-bit tiles (row
+/// `R = 4 q + r`: row `r` of `tiles[q]`, each pointer at the first of `nkb`
+/// blocks), one output row a lane, by table lookup: no per-weight add.
+///
+/// The 16 rows' dword `j` of a block (codes of weights `64 i + 4 j + m`) are
+/// transposed into one register; nibble `n = 2 m + h` of a lane is the pair
+/// of codes `(c[64·2h + 4j + m], c[64·(2h+1) + 4j + m])`, and `vpermps`
+/// picks `t₁·x₁ + t₂·x₂` from the pair's 16-entry table
+/// (`lut + ((kb · 16 + j) · 8 + n) · 16`, entry `c₁ + 4 c₂`; see
+/// `fast::build_lut_2bit`). Four running sums a lane (by `n mod 4`), added
+/// in a fixed order at the end.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub unsafe fn f32_lut_2bit_avx512(
+    tiles: &[*const u8; 4],
+    lut: *const f32,
+    nkb: usize,
+) -> [f32; 16] {
+    let mut acc = [_mm512_setzero_ps(); 4];
+    for kb in 0..nkb {
+        let mut r = [_mm512_setzero_si512(); 16];
+        for (q, t) in tiles.iter().enumerate() {
+            for rr in 0..4 {
+                r[4 * q + rr] = ld512(t.add(kb * TB + rr * BLOCK_BYTES));
+            }
+        }
+        let tr = transpose16(&r);
+        let lb = lut.add(kb * 16 * 8 * 16);
+        for (j, &v) in tr.iter().enumerate() {
+            let mut u = v;
+            for n in 0..8 {
+                let tab = _mm512_loadu_ps(lb.add((j * 8 + n) * 16));
+                let val = _mm512_permutexvar_ps(u, tab);
+                acc[n % 4] = _mm512_add_ps(acc[n % 4], val);
+                u = _mm512_srli_epi32::<4>(u);
+            }
+        }
+    }
+    let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+    let mut out = [0f32; 16];
+    _mm512_storeu_ps(out.as_mut_ptr(), s);
+    out
 }

@@ -228,71 +228,6 @@
 #define TRITTER_VSA_TIE_RANDOM 1
 
 /**
- * Format version.
- */
-#define VERSION 1
-
-/**
- * Header bytes.
- */
-#define HEADER 40
-
-/**
- * Header plus checksum.
- */
-#define OVERHEAD (HEADER + 4)
-
-/**
- * Input coordinates per block (the last blocks may differ by one).
- */
-#define BLOCK_IN 4096
-
-/**
- * Non-zeros per column.
- */
-#define NNZ 2
-
-/**
- * Coordinates per parallel chunk (fixed, so results never depend on threads).
- */
-#define CHUNK (1 << 22)
-
-/**
- * Largest number of rows.
- */
-#define MAX_ROWS 15
-
-/**
- * Largest magnitude-code width.
- */
-#define MAX_VALUE_BITS 4
-
-/**
- * Default magnitude-code width (the best of 0..=4 on the char-LM experiment).
- */
-#define DEFAULT_VALUE_BITS 2
-
-/**
- * Largest Rice parameter.
- */
-#define MAX_RICE 31
-
-/**
- * Default coordinates per scale (2.125 bits a coordinate: 15.06x).
- */
-#define DEFAULT_BLOCK 256
-
-/**
- * Largest block.
- */
-#define MAX_BLOCK (1 << 20)
-
-/**
- * Rows per parallel block of a query.
- */
-#define BLOCK 1024
-
-/**
  * Status returned by every fallible export. `TRITTER_OK` (0) is success;
  * on any other value [`tritter_last_error`] describes what went wrong and
  * names the offending argument. Out-parameters are left untouched on error
@@ -371,11 +306,6 @@ typedef enum tritter_status_t tritter_status_t;
 typedef uint32_t tritter_status_t;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
-
-/**
- * An instruction-set level for the quantizer (all give identical output).
- */
-typedef struct Level Level;
 
 /**
  * A streaming bundle: `int64` counters per trit, fed one vector at a time.

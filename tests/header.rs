@@ -46,3 +46,33 @@ fn version_macros_match_cargo() {
     let s = unsafe { std::ffi::CStr::from_ptr(tritter_accel::ffi::runtime::tritter_version()) };
     assert_eq!(s.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }
+
+/// Every name the header defines is in the library's namespace: a bare
+/// `#define BLOCK 1024` would collide with the including program's macros.
+#[test]
+fn every_exported_name_is_prefixed() {
+    let h = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("include/tritter_accel.h"),
+    )
+    .unwrap();
+    let mut bad = Vec::new();
+    for line in h.lines() {
+        let t = line.trim_start();
+        let name = if let Some(r) = t.strip_prefix("#define ") {
+            r.split_whitespace().next()
+        } else if let Some(r) = t.strip_prefix("typedef struct ") {
+            r.split_whitespace().next()
+        } else if (t.starts_with("tritter_status_t ") || t.starts_with("void ")) && t.contains('(') {
+            t.split_whitespace().nth(1).map(|n| n.trim_start_matches('*'))
+        } else {
+            None
+        };
+        if let Some(n) = name {
+            let n = n.split('(').next().unwrap();
+            if !(n.starts_with("tritter_") || n.starts_with("TRITTER_")) {
+                bad.push(n.to_string());
+            }
+        }
+    }
+    assert!(bad.is_empty(), "unprefixed names in the header: {bad:?}");
+}

@@ -62,8 +62,11 @@ fn every_exported_name_is_prefixed() {
             r.split_whitespace().next()
         } else if let Some(r) = t.strip_prefix("typedef struct ") {
             r.split_whitespace().next()
-        } else if (t.starts_with("tritter_status_t ") || t.starts_with("void ")) && t.contains('(') {
-            t.split_whitespace().nth(1).map(|n| n.trim_start_matches('*'))
+        } else if (t.starts_with("tritter_status_t ") || t.starts_with("void ")) && t.contains('(')
+        {
+            t.split_whitespace()
+                .nth(1)
+                .map(|n| n.trim_start_matches('*'))
         } else {
             None
         };

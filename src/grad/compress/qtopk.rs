@@ -287,44 +287,65 @@ impl BitWriter {
 
 struct BitReader<'a> {
     s: &'a [u8],
-    pos: usize, // bit position
+    pos: usize,   // bit position
+    total: usize, // bits in s
 }
 
 impl<'a> BitReader<'a> {
     fn new(s: &'a [u8]) -> Self {
-        BitReader { s, pos: 0 }
-    }
-    #[inline]
-    fn bit(&mut self) -> Option<u64> {
-        let b = *self.s.get(self.pos / 8)?;
-        let v = (b >> (self.pos % 8)) & 1;
-        self.pos += 1;
-        Some(v as u64)
-    }
-    /// `n` bits, least significant first.
-    #[inline]
-    fn bits(&mut self, n: usize) -> Option<u64> {
-        let mut v = 0u64;
-        for j in 0..n {
-            v |= self.bit()? << j;
+        BitReader {
+            s,
+            pos: 0,
+            total: s.len() * 8,
         }
+    }
+    /// The next (up to) 57 bits from `pos`, least significant first; bits
+    /// past the end read as zero.
+    #[inline(always)]
+    fn peek(&self) -> u64 {
+        let (byte, off) = (self.pos / 8, self.pos % 8);
+        let w = match self.s.get(byte..byte + 8) {
+            Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+            None => {
+                let mut buf = [0u8; 8];
+                let rest = &self.s[byte.min(self.s.len())..];
+                buf[..rest.len()].copy_from_slice(rest);
+                u64::from_le_bytes(buf)
+            }
+        };
+        w >> off
+    }
+    /// `n` (<= 57) bits, least significant first; `None` past the end.
+    #[inline(always)]
+    fn bits(&mut self, n: usize) -> Option<u64> {
+        if n == 0 {
+            return Some(0);
+        }
+        if self.pos + n > self.total {
+            return None;
+        }
+        let v = self.peek() & ((1u64 << n) - 1);
+        self.pos += n;
         Some(v)
     }
-    /// Counts one-bits up to the terminating zero; `None` past the end or
-    /// beyond `max` ones.
-    #[inline]
+    /// Counts one-bits up to the terminating zero (consumed); `None` past the
+    /// end or beyond `max` ones.
+    #[inline(always)]
     fn unary(&mut self, max: u64) -> Option<u64> {
         let mut q = 0u64;
         loop {
-            // Fast path: a whole byte of ones at a byte boundary.
-            if self.pos % 8 == 0 && *self.s.get(self.pos / 8)? == 0xFF {
-                q += 8;
-                self.pos += 8;
-            } else if self.bit()? == 1 {
-                q += 1;
-            } else {
-                return Some(q);
+            let valid = (self.total - self.pos).min(56);
+            if valid == 0 {
+                return None;
             }
+            let ones = (!self.peek()).trailing_zeros() as usize;
+            if ones < valid {
+                q += ones as u64;
+                self.pos += ones + 1;
+                return (q <= max).then_some(q);
+            }
+            q += valid as u64;
+            self.pos += valid;
             if q > max {
                 return None;
             }

@@ -31,6 +31,7 @@ pub fn top_k_indices(x: &[f32], k: usize) -> Result<Vec<u32>> {
             let c = cand.len();
             *cand.select_nth_unstable(c - k).1
         }
+        None if n >= 1 << 16 => histogram_kth(x, k),
         None => {
             let mut mags: Vec<u32> = x.iter().map(mag).collect();
             *mags.select_nth_unstable(n - k).1
@@ -86,6 +87,33 @@ fn sampled_floor(x: &[f32], k: usize) -> Option<Vec<u32>> {
     (cand.len() >= k).then_some(cand)
 }
 
+/// The k-th largest magnitude (as ordered bits) by a radix pass: a
+/// histogram of the top 16 bits of every magnitude finds the bin holding the
+/// k-th largest, then a selection among that bin's members alone. Two reads
+/// of `x` and no O(n) buffer, for any `k` (1 <= k < n).
+fn histogram_kth(x: &[f32], k: usize) -> u32 {
+    let mag = |v: &f32| v.to_bits() & 0x7FFF_FFFF;
+    let mut hist = vec![0usize; 1 << 15];
+    for v in x {
+        hist[(mag(v) >> 16) as usize] += 1;
+    }
+    // Walk from the top bin down until k magnitudes are covered.
+    let (mut above, mut bin) = (0usize, hist.len() - 1);
+    while above + hist[bin] < k {
+        above += hist[bin];
+        bin -= 1;
+    }
+    let mut members: Vec<u32> = x
+        .iter()
+        .map(mag)
+        .filter(|&m| (m >> 16) as usize == bin)
+        .collect();
+    // The k-th largest overall is the (k - above)-th largest in this bin.
+    let r = k - above;
+    let c = members.len();
+    *members.select_nth_unstable(c - r).1
+}
+
 /// `k` for a target compression `ratio` over `n` f32 coordinates at 8 bytes a
 /// kept coordinate: `max(1, floor(n / (2 ratio)))`, capped at `n`.
 pub fn k_for_ratio(n: usize, ratio: f64) -> usize {
@@ -135,6 +163,28 @@ mod tests {
                 })
                 .collect();
             assert!(sampled_floor(&x, k).is_some(), "n {n} k {k}");
+            assert_eq!(top_k_indices(&x, k).unwrap(), naive(&x, k), "n {n} k {k}");
+        }
+        // Large k: the histogram path (many ties, one dominant bin, signs mixed).
+        for (n, k) in [
+            (70_000usize, 20_000usize),
+            (65_536, 65_535),
+            (100_000, 1),
+            (300_001, 150_000),
+        ] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    let u = crate::rng::uniform_f32(n as u64 + 1, i as u64) - 0.5;
+                    if i % 7 == 0 {
+                        0.25
+                    } else if i % 5 == 0 {
+                        -u * 1e-3
+                    } else {
+                        u
+                    }
+                })
+                .collect();
+            assert!(sampled_floor(&x, k).is_none() || k <= n / 16);
             assert_eq!(top_k_indices(&x, k).unwrap(), naive(&x, k), "n {n} k {k}");
         }
         assert_eq!(k_for_ratio(1000, 32.0), 15);

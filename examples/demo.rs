@@ -75,7 +75,10 @@ fn main() {
 
     // 2. Memory: what is stored/sent (packed trits + scales) and what the handle holds.
     let n = (rows * cols) as f64;
-    let two_bit = m.packed_2bit().len() + 4 * m.scales().len();
+    let two_bit = m
+        .to_packed(tritter_accel::ternary::PackedLayout::TwoBit)
+        .len()
+        + 4 * m.scales().len();
     let b3 = m
         .to_packed(tritter_accel::ternary::PackedLayout::Base3)
         .len()
@@ -83,7 +86,7 @@ fn main() {
     println!("memory: f32 {:.2} MB -> 2-bit {:.2} MB ({:.1}x smaller, {:.3} bits/weight); base-3 {:.2} MB ({:.3} bits/weight)",
         f32_bytes as f64 / 1e6, two_bit as f64 / 1e6, f32_bytes as f64 / two_bit as f64, 8.0 * two_bit as f64 / n,
         b3 as f64 / 1e6, 8.0 * b3 as f64 / n);
-    println!("        the handle holds {:.2} MB (interchange bytes + the kernels' compute layout + scales)",
+    println!("        the handle holds {:.2} MB (the kernels' compute layout, its only copy of the weights, + scales)",
         m.memory_bytes() as f64 / 1e6);
 
     // 3. Multiply: ternary (f32 and int8 activations) vs dense f32 with the original and dequantized weights.

@@ -13,7 +13,7 @@ with ta.TernaryMatrix.from_float(w, method="absmean", granularity="row") as m:
     exact = x.astype(np.float64) @ m.dequantize().T.astype(np.float64)
     stored = m.packed("2bit").nbytes + m.scales().nbytes  # what a file or the wire carries
     print(f"memory: {w.nbytes} -> {stored} bytes packed ({w.nbytes / stored:.1f}x smaller); "
-          f"the handle holds {m.memory_bytes} (packed copy + the kernels' layout)")
+          f"the handle holds {m.memory_bytes} (the kernels' layout: the only copy of the weights)")
     print(f"max |y - x·deq(W)ᵀ| = {np.abs(y - exact).max():.2e} (f32 act), {np.abs(y8 - exact).max():.2e} (int8 act)")
 
 # The seed's functional API.

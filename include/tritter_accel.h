@@ -769,7 +769,9 @@ typedef struct tritter_matrix_info_t {
    */
   size_t packed_bytes_base3;
   /**
-   * Bytes the matrix holds (interchange copy + compute copy + scales).
+   * Bytes the matrix holds: its one copy of the weights (the kernels'
+   * compute layout, padded to whole tiles and K blocks) + scales. Exports
+   * are decoded from it on demand.
    */
   size_t memory_bytes;
   /**

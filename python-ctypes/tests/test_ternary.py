@@ -249,6 +249,30 @@ def test_base3_compute_format_same_results():
             m.with_compute_format("base4")
 
 
+@pytest.mark.parametrize("rows", [0, 1, 3, 5, 33])
+@pytest.mark.parametrize("cols", SIZES + [319, 320, 321])
+def test_matrix_exports_round_trip_in_both_compute_formats(rows, cols):
+    # The handle keeps only the kernels' layout; every export is decoded from it.
+    t = np.random.default_rng(rows * 1000 + cols).integers(-1, 2, (rows, cols)).astype(np.int8)
+    p2, p3 = ta.pack(t, "2bit"), ta.pack(t, "base3")
+    s = np.linspace(0.5, 1.5, rows, dtype=np.float32)
+    for layout, p in (("2bit", p2), ("base3", p3)):
+        with ta.TernaryMatrix.from_packed(p, t.shape, s, layout) as m, \
+                m.with_compute_format("base3") as m3, m3.with_compute_format("2bit") as m2:
+            for x in (m, m3, m2):
+                np.testing.assert_array_equal(x.packed("2bit"), p2)
+                np.testing.assert_array_equal(x.packed("base3"), p3)
+                np.testing.assert_array_equal(x.ternary(), t)
+                np.testing.assert_array_equal(x.dequantize(), t * s[:, None])
+
+
+def test_memory_bytes_is_one_copy_of_the_weights():
+    t = np.random.default_rng(5).integers(-1, 2, (64, 512)).astype(np.int8)
+    with ta.TernaryMatrix.from_ternary(t, np.ones(64, np.float32)) as m:
+        # 2-bit compute layout, no padding at this shape: the 2-bit size + scales.
+        assert m.memory_bytes == 64 * 512 // 4 + 64 * 4 == m.packed("2bit").nbytes + m.scales().nbytes
+
+
 def test_negative_stride_inputs_are_copied_not_rejected():
     w = rand((12, 40), 31)
     x = rand((3, 40), 32)

@@ -73,7 +73,9 @@ pub struct tritter_matrix_info_t {
     pub packed_bytes_2bit: usize,
     /// Bytes of the base-3 export.
     pub packed_bytes_base3: usize,
-    /// Bytes the matrix holds (interchange copy + compute copy + scales).
+    /// Bytes the matrix holds: its one copy of the weights (the kernels'
+    /// compute layout, padded to whole tiles and K blocks) + scales. Exports
+    /// are decoded from it on demand.
     pub memory_bytes: usize,
     /// `TRITTER_COMPUTE_*`: the private layout the kernels read.
     pub compute_format: u32,
@@ -487,8 +489,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_export_packed(
         let l = PackedLayout::from_code(layout)?;
         let need = pack::packed_len(m.rows(), m.cols(), l)?;
         let out = unsafe { args::out_slice(packed_out, packed_len, need, "packed_out")? };
-        out.copy_from_slice(&m.to_packed(l));
-        Ok(())
+        m.write_packed(l, out)
     })
 }
 
@@ -526,8 +527,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_to_ternary(
         let out = unsafe {
             args::out_slice(ternary_out, ternary_len, m.rows() * m.cols(), "ternary_out")?
         };
-        out.copy_from_slice(m.to_ternary().as_slice().expect("contiguous"));
-        Ok(())
+        m.write_ternary(out)
     })
 }
 

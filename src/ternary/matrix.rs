@@ -15,10 +15,12 @@ use crate::{Error, Result};
 /// Immutable after creation, so a `&TernaryMatrix` may be used from many
 /// threads at once (`Send + Sync`).
 ///
-/// Besides the canonical bytes it holds a private compute copy of the weights
-/// in a [`ComputeFormat`] (2-bit by default; see [`Self::with_compute_format`]),
-/// built once here and read by the SIMD kernels. Equality compares the
-/// logical matrix (shape, granularity, scales, trits), not the compute format.
+/// The weights are held once, in the kernels' private layout in a
+/// [`ComputeFormat`] (2-bit by default; see [`Self::with_compute_format`]),
+/// built at creation; the interchange bytes ([`Self::to_packed`]), trits and
+/// f32 values are decoded from it on demand, byte-identical to what was
+/// given. Equality compares the logical matrix (shape, granularity, scales,
+/// trits), not the compute format.
 #[derive(Debug, Clone)]
 pub struct TernaryMatrix {
     rows: usize,
@@ -26,19 +28,25 @@ pub struct TernaryMatrix {
     granularity: Granularity,
     /// `scale_rows * groups_per_row` scales, row-major.
     scales: Vec<f32>,
-    /// Canonical 2-bit layout, `rows * ceil(cols / 4)` bytes.
-    packed: Vec<u8>,
-    /// The kernels' copy (see [`ComputeLayout`]).
+    /// The weights, in the kernels' layout (see [`ComputeLayout`]).
     compute: ComputeLayout,
 }
 
 impl PartialEq for TernaryMatrix {
     fn eq(&self, o: &Self) -> bool {
-        self.rows == o.rows
-            && self.cols == o.cols
-            && self.granularity == o.granularity
-            && self.scales == o.scales
-            && self.packed == o.packed
+        if self.rows != o.rows
+            || self.cols != o.cols
+            || self.granularity != o.granularity
+            || self.scales != o.scales
+        {
+            return false;
+        }
+        let (mut a, mut b) = (vec![0i8; self.cols], vec![0i8; self.cols]);
+        (0..self.rows).all(|r| {
+            self.compute.row_trits(r, &mut a);
+            o.compute.row_trits(r, &mut b);
+            a == b
+        })
     }
 }
 
@@ -126,7 +134,6 @@ impl TernaryMatrix {
             cols,
             granularity,
             scales,
-            packed,
             compute,
         }
     }
@@ -134,10 +141,11 @@ impl TernaryMatrix {
     /// The same matrix with its compute copy rebuilt in `format`
     /// ([`ComputeFormat::Base3`]: 1.6 bits a weight, less memory traffic for
     /// batch-1 products). Results are unchanged: int8 products stay
-    /// bit-identical, f32 products stay within the documented bound.
+    /// bit-identical, f32 products stay within the documented bound; exports
+    /// are byte-identical.
     pub fn with_compute_format(mut self, format: ComputeFormat) -> Self {
         if self.compute.format() != format {
-            self.compute = ComputeLayout::from_2bit(&self.packed, self.rows, self.cols, format);
+            self.compute = self.compute.to_format(self.rows, self.cols, format);
         }
         self
     }
@@ -180,21 +188,73 @@ impl TernaryMatrix {
             }
         }
     }
-    /// The canonical 2-bit bytes.
-    pub fn packed_2bit(&self) -> &[u8] {
-        &self.packed
+    /// The canonical 2-bit bytes (decoded: `to_packed(PackedLayout::TwoBit)`).
+    pub fn packed_2bit(&self) -> Vec<u8> {
+        self.to_packed(PackedLayout::TwoBit)
     }
-    /// The weights in `layout`.
-    pub fn to_packed(&self, layout: PackedLayout) -> Vec<u8> {
-        match layout {
-            PackedLayout::TwoBit => self.packed.clone(),
-            PackedLayout::Base3 => pack::two_bit_to_base3(&self.packed, self.rows, self.cols)
-                .expect("valid by construction"),
+    /// The trits of row `o` into `out` (`cols` values).
+    ///
+    /// # Panics
+    /// If `o >= rows` or `out.len() != cols`.
+    pub fn row_ternary(&self, o: usize, out: &mut [i8]) {
+        assert!(o < self.rows, "row {o} of {} rows", self.rows);
+        assert_eq!(out.len(), self.cols, "row_ternary: out.len() != cols");
+        self.compute.row_trits(o, out);
+    }
+    /// Writes the weights in `layout` into `out`, which must hold exactly
+    /// [`pack::packed_len`]`(rows, cols, layout)` bytes (else
+    /// [`Error::ShapeMismatch`] naming `packed`).
+    pub fn write_packed(&self, layout: PackedLayout, out: &mut [u8]) -> Result<()> {
+        let need = pack::packed_len(self.rows, self.cols, layout)?;
+        if out.len() != need {
+            return Err(Error::shape(
+                "packed",
+                format!("{need} bytes needed, got {}", out.len()),
+            ));
         }
+        let rb = pack::row_bytes(self.cols, layout);
+        if rb == 0 {
+            return Ok(());
+        }
+        let mut t = vec![0i8; self.cols];
+        for (o, dst) in out.chunks_mut(rb).enumerate() {
+            self.compute.row_trits(o, &mut t);
+            match layout {
+                PackedLayout::TwoBit => pack::pack_2bit_row(&t, dst),
+                PackedLayout::Base3 => pack::pack_base3_row(&t, dst),
+            }
+        }
+        Ok(())
+    }
+    /// The weights in `layout` (decoded from the compute layout).
+    pub fn to_packed(&self, layout: PackedLayout) -> Vec<u8> {
+        let n = pack::packed_len(self.rows, self.cols, layout).expect("checked at creation");
+        let mut out = vec![0u8; n];
+        self.write_packed(layout, &mut out).expect("sized above");
+        out
+    }
+    /// Writes the ternary values into `out` (`rows * cols`, row-major; else
+    /// [`Error::ShapeMismatch`] naming `ternary`).
+    pub fn write_ternary(&self, out: &mut [i8]) -> Result<()> {
+        if out.len() != self.rows * self.cols {
+            return Err(Error::shape(
+                "ternary",
+                format!("{} values needed, got {}", self.rows * self.cols, out.len()),
+            ));
+        }
+        if self.cols > 0 {
+            for (o, row) in out.chunks_mut(self.cols).enumerate() {
+                self.compute.row_trits(o, row);
+            }
+        }
+        Ok(())
     }
     /// Ternary values `[rows, cols]`.
     pub fn to_ternary(&self) -> Array2<i8> {
-        pack::unpack_2bit(&self.packed, self.rows, self.cols).expect("valid by construction")
+        let mut t = Array2::zeros((self.rows, self.cols));
+        self.write_ternary(t.as_slice_mut().expect("contiguous"))
+            .expect("sized above");
+        t
     }
     /// Dequantized weights `t * s`, `[rows, cols]`.
     pub fn to_f32(&self) -> Array2<f32> {
@@ -204,9 +264,10 @@ impl TernaryMatrix {
             t[[o, k]] as f32 * self.scale(o, k / glen)
         })
     }
-    /// Bytes held for weights (canonical and compute copies) and scales.
+    /// Bytes held for the weights (the compute layout, the only copy) and
+    /// scales.
     pub fn memory_bytes(&self) -> usize {
-        self.packed.len() + self.compute.memory_bytes() + 4 * self.scales.len()
+        self.compute.memory_bytes() + 4 * self.scales.len()
     }
 
     /// `y = x · Wᵀ (+ bias)` into a caller-provided `[batch, rows]` view.
@@ -346,5 +407,153 @@ mod tests {
             a.matmul(x.view(), None, ActivationMode::F32),
             Err(Error::ShapeMismatch { arg: "x", .. })
         ));
+    }
+
+    fn rand_trits(rows: usize, cols: usize, seed: u64) -> Array2<i8> {
+        Array2::from_shape_fn((rows, cols), |(i, j)| {
+            (crate::rng::hash2(seed, (i * cols + j) as u64) % 3) as i8 - 1
+        })
+    }
+
+    const SIDES: [usize; 14] = [0, 1, 3, 4, 5, 31, 32, 33, 127, 128, 129, 255, 256, 257];
+    const FORMATS: [ComputeFormat; 2] = [ComputeFormat::TwoBit, ComputeFormat::Base3];
+
+    fn other(f: ComputeFormat) -> ComputeFormat {
+        match f {
+            ComputeFormat::TwoBit => ComputeFormat::Base3,
+            ComputeFormat::Base3 => ComputeFormat::TwoBit,
+        }
+    }
+
+    /// Every export of `m` equals the interchange input it was built from.
+    fn check_exports(m: &TernaryMatrix, t: &Array2<i8>, p2: &[u8], p3: &[u8], ctx: &str) {
+        assert_eq!(m.to_packed(PackedLayout::TwoBit), p2, "{ctx}: 2-bit export");
+        assert_eq!(m.packed_2bit(), p2, "{ctx}: packed_2bit");
+        assert_eq!(m.to_packed(PackedLayout::Base3), p3, "{ctx}: base-3 export");
+        let mut buf = vec![0xAAu8; p3.len()];
+        m.write_packed(PackedLayout::Base3, &mut buf).unwrap();
+        assert_eq!(buf, p3, "{ctx}: write_packed base-3");
+        assert_eq!(&m.to_ternary(), t, "{ctx}: to_ternary");
+        let glen = m.granularity().group_len(m.cols());
+        let f = m.to_f32();
+        for ((o, k), &v) in f.indexed_iter() {
+            assert_eq!(
+                v.to_bits(),
+                (t[[o, k]] as f32 * m.scale(o, k / glen)).to_bits(),
+                "{ctx}: to_f32 [{o}, {k}]"
+            );
+        }
+    }
+
+    #[test]
+    fn exports_round_trip_on_boundary_shapes_in_both_compute_formats() {
+        let grans = [
+            Granularity::PerTensor,
+            Granularity::PerRow,
+            Granularity::PerGroup(32),
+            Granularity::PerGroup(5),
+        ];
+        // The side lengths, plus K around the base-3 block (320) for cols.
+        let cols_list: Vec<usize> = SIDES.iter().copied().chain([319, 320, 321, 641]).collect();
+        for (si, &rows) in SIDES.iter().enumerate() {
+            for (ci, &cols) in cols_list.iter().enumerate() {
+                let seed = (si * 100 + ci) as u64;
+                let t = rand_trits(rows, cols, seed);
+                let p2 = pack::pack_2bit(t.view()).unwrap();
+                let p3 = pack::pack_base3(t.view()).unwrap();
+                let g = grans[(si + ci) % grans.len()];
+                let ns = g.num_scales(rows, cols);
+                let scales: Vec<f32> = (0..ns)
+                    .map(|i| 0.25 + crate::rng::uniform_f32(seed, i as u64))
+                    .collect();
+                for fmt in FORMATS {
+                    let ctx = format!("{rows}x{cols} {g:?} {fmt:?}");
+                    let a = TernaryMatrix::from_packed(
+                        &p2,
+                        rows,
+                        cols,
+                        PackedLayout::TwoBit,
+                        &scales,
+                        g,
+                    )
+                    .unwrap()
+                    .with_compute_format(fmt);
+                    let b = TernaryMatrix::from_packed(
+                        &p3,
+                        rows,
+                        cols,
+                        PackedLayout::Base3,
+                        &scales,
+                        g,
+                    )
+                    .unwrap()
+                    .with_compute_format(fmt);
+                    assert_eq!(a.compute_format(), fmt);
+                    check_exports(&a, &t, &p2, &p3, &ctx);
+                    check_exports(&b, &t, &p2, &p3, &ctx);
+                    assert_eq!(a.scales(), &scales[..]);
+                    // Switching formats both ways keeps every export.
+                    let c = a.clone().with_compute_format(other(fmt));
+                    assert_eq!(c.compute_format(), other(fmt));
+                    check_exports(&c, &t, &p2, &p3, &format!("{ctx} -> other"));
+                    let d = c.clone().with_compute_format(fmt);
+                    check_exports(&d, &t, &p2, &p3, &format!("{ctx} -> other -> back"));
+                    assert_eq!(a, c, "{ctx}: equal across formats");
+                    assert_eq!(a, d);
+                    assert_eq!(
+                        a.memory_bytes(),
+                        a.compute_layout().memory_bytes() + 4 * ns,
+                        "{ctx}: memory"
+                    );
+                    // One changed trit is seen by equality in either format.
+                    if rows > 0 && cols > 0 {
+                        let mut t2 = t.clone();
+                        let (o, k) = (rows - 1, cols - 1);
+                        t2[[o, k]] = if t2[[o, k]] == 1 { -1 } else { t2[[o, k]] + 1 };
+                        let e = TernaryMatrix::from_ternary(t2.view(), &scales, g)
+                            .unwrap()
+                            .with_compute_format(other(fmt));
+                        assert_ne!(a, e, "{ctx}: changed trit");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn from_f32_exports_match_the_quantizer_in_both_compute_formats() {
+        for &(rows, cols) in &[(5usize, 257usize), (33, 129), (4, 640), (1, 1)] {
+            let w = rand_mat(rows, cols, 11);
+            let cfg = QuantConfig {
+                granularity: Granularity::PerGroup(7),
+                ..QuantConfig::default()
+            };
+            let q = quant::quantize(w.view(), &cfg).unwrap();
+            let p2 = pack::pack_2bit(q.values.view()).unwrap();
+            let p3 = pack::pack_base3(q.values.view()).unwrap();
+            for fmt in FORMATS {
+                let m = TernaryMatrix::from_f32(w.view(), &cfg)
+                    .unwrap()
+                    .with_compute_format(fmt);
+                check_exports(&m, &q.values, &p2, &p3, &format!("{rows}x{cols} {fmt:?}"));
+                assert_eq!(m.scales(), q.scales.as_slice().unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn memory_is_the_compute_layout_and_scales_only() {
+        let (rows, cols) = (256, 1024);
+        let m = TernaryMatrix::from_ternary(
+            rand_trits(rows, cols, 3).view(),
+            &vec![1.0; rows],
+            Granularity::PerRow,
+        )
+        .unwrap();
+        // 2 bits a weight, no padding at this shape: exactly the 2-bit size.
+        assert_eq!(m.memory_bytes(), rows * cols / 4 + 4 * rows);
+        let b3 = m.with_compute_format(ComputeFormat::Base3);
+        // 4 K blocks of 320 weights (64 bytes a row each).
+        assert_eq!(b3.memory_bytes(), rows * 4 * 64 + 4 * rows);
     }
 }

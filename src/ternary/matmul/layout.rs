@@ -1,6 +1,8 @@
 //! The compute layout: private to [`TernaryMatrix`](crate::ternary::TernaryMatrix),
 //! built once at creation from the canonical 2-bit bytes, read by the SIMD
-//! kernels.
+//! kernels. It is the only copy of the weights a matrix holds: exports decode
+//! it row by row ([`ComputeLayout::row_trits`]), exactly, since every code of
+//! a real weight is stored as is and padding never reaches an export.
 //!
 //! Weights are stored as codes `c = t + 1` in {0, 1, 2}, in tiles of
 //! 4 output rows (`TILE_ROWS`); `cols` is padded with `t = 0` (`c = 1`) to a
@@ -156,12 +158,37 @@ pub(crate) fn base3_digit(n: u8, i: usize) -> u8 {
 impl ComputeLayout {
     /// Builds the layout from canonical 2-bit bytes (`rows * ceil(cols/4)`).
     pub fn from_2bit(packed: &[u8], rows: usize, cols: usize, format: ComputeFormat) -> Self {
+        let rb = row_bytes(cols, PackedLayout::TwoBit);
+        Self::from_rows(rows, cols, format, |o, c| {
+            let row = &packed[o * rb..(o + 1) * rb];
+            for (k, v) in c.iter_mut().enumerate() {
+                *v = CANON_TO_C[((row[k / 4] >> (2 * (k % 4))) & 3) as usize];
+            }
+        })
+    }
+
+    /// The same weights in `format` (decoded row by row from this layout, no
+    /// canonical copy in between).
+    pub fn to_format(&self, rows: usize, cols: usize, format: ComputeFormat) -> Self {
+        if format == self.format {
+            return self.clone();
+        }
+        Self::from_rows(rows, cols, format, |o, c| self.row_codes(o, c))
+    }
+
+    /// Builds the layout from a row source: `fill(o, c)` writes the codes
+    /// `t + 1` of row `o` into `c` (`cols` values).
+    fn from_rows(
+        rows: usize,
+        cols: usize,
+        format: ComputeFormat,
+        fill: impl Fn(usize, &mut [u8]) + Sync,
+    ) -> Self {
         let bk = format.block_k();
         let nkb = cols.div_ceil(bk);
         let ntiles = rows.div_ceil(TILE_ROWS);
         let tile_bytes = nkb * TILE_ROWS * BLOCK_BYTES;
         let mut data = Aligned::<u8>::zeroed(ntiles * tile_bytes);
-        let rb = row_bytes(cols, PackedLayout::TwoBit);
         if tile_bytes > 0 {
             crate::parallel::install(|| {
                 data.as_mut_slice()
@@ -173,10 +200,7 @@ impl ComputeLayout {
                             let o = t * TILE_ROWS + r;
                             c.iter_mut().for_each(|v| *v = 1);
                             if o < rows {
-                                let row = &packed[o * rb..(o + 1) * rb];
-                                for (k, v) in c[..cols].iter_mut().enumerate() {
-                                    *v = CANON_TO_C[((row[k / 4] >> (2 * (k % 4))) & 3) as usize];
-                                }
+                                fill(o, &mut c[..cols]);
                             }
                             for kb in 0..nkb {
                                 let ck = &c[kb * bk..(kb + 1) * bk];
@@ -207,6 +231,52 @@ impl ComputeLayout {
             ntiles,
             data,
         }
+    }
+
+    /// Calls `put(k, c)` with the code `c = t + 1` of each of the first `n`
+    /// (at most [`Self::kp`]) weights of row `o` (`o < ntiles * TILE_ROWS`):
+    /// the scalar inverse of the construction, read by the exports and the
+    /// scalar reference kernel.
+    #[inline]
+    fn decode_row(&self, o: usize, n: usize, mut put: impl FnMut(usize, u8)) {
+        assert!(n <= self.kp(), "decode_row: {n} weights > kp {}", self.kp());
+        let bk = self.format.block_k();
+        let tile = self.tile(o / TILE_ROWS);
+        let r = o % TILE_ROWS;
+        for kb in 0..n.div_ceil(bk) {
+            let src = &tile[(kb * TILE_ROWS + r) * BLOCK_BYTES..][..BLOCK_BYTES];
+            let k0 = kb * bk;
+            for (j, &b) in src.iter().enumerate() {
+                match self.format {
+                    ComputeFormat::TwoBit => {
+                        for i in 0..4 {
+                            let k = k0 + 64 * i + j;
+                            if k < n {
+                                put(k, (b >> (2 * i)) & 3);
+                            }
+                        }
+                    }
+                    ComputeFormat::Base3 => {
+                        for i in 0..5 {
+                            let k = k0 + 64 * i + j;
+                            if k < n {
+                                put(k, base3_digit(b, i));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The codes `t + 1` of the first `out.len()` weights of row `o`.
+    pub fn row_codes(&self, o: usize, out: &mut [u8]) {
+        self.decode_row(o, out.len(), |k, c| out[k] = c);
+    }
+
+    /// The trits of the first `out.len()` weights of row `o`.
+    pub fn row_trits(&self, o: usize, out: &mut [i8]) {
+        self.decode_row(o, out.len(), |k, c| out[k] = c as i8 - 1);
     }
 
     /// The format.

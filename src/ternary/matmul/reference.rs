@@ -1,16 +1,17 @@
 //! The scalar reference matmul: the definition in the parent module, written
-//! as plainly as possible. Every fast kernel is tested against it.
+//! as plainly as possible. Every fast kernel is tested against it. It reads
+//! the weights one row at a time through
+//! [`TernaryMatrix::row_ternary`] (a scalar decode of the compute layout,
+//! tested to reproduce the interchange input exactly).
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 
-use crate::ternary::pack::{decode2, row_bytes, PackedLayout};
 use crate::ternary::quant::{act_scale, quantize_act_row};
 use crate::ternary::{ActivationMode, TernaryMatrix};
 
-#[inline]
-fn trit(row: &[u8], k: usize) -> i8 {
-    decode2(row[k / 4] >> (2 * (k % 4))).expect("validated packed data")
-}
+/// Activation rows per pass over the weights (each weight row is decoded
+/// once a pass).
+const BATCH_BLOCK: usize = 64;
 
 /// Reference `y = x · Wᵀ (+ bias)`; shapes already checked.
 pub fn gemm(
@@ -21,51 +22,60 @@ pub fn gemm(
     mut y: ArrayViewMut2<f32>,
 ) {
     let (rows, cols) = (m.rows(), m.cols());
-    let rb = row_bytes(cols, PackedLayout::TwoBit);
-    let packed = m.packed_2bit();
     let glen = m.granularity().group_len(cols);
-    let mut xrow = vec![0f32; cols];
-    let mut qrow = vec![0i8; cols];
-    for (b, xr) in x.axis_iter(Axis(0)).enumerate() {
-        for (d, s) in xrow.iter_mut().zip(xr.iter()) {
-            *d = *s;
-        }
-        let a = act_scale(&xrow);
-        if mode == ActivationMode::Int8 {
-            quantize_act_row(&xrow, a, &mut qrow);
+    let ngroups = if cols == 0 { 0 } else { cols.div_ceil(glen) };
+    let mut wrow = vec![0i8; cols];
+    for (blk, xb) in x.axis_chunks_iter(Axis(0), BATCH_BLOCK).enumerate() {
+        let nb = xb.nrows();
+        // The block's activations, contiguous, and their int8 quantization.
+        let mut xs = vec![0f32; nb * cols];
+        let mut qs = vec![0i8; nb * cols];
+        let mut a = vec![0f32; nb];
+        for (i, xr) in xb.axis_iter(Axis(0)).enumerate() {
+            let xrow = &mut xs[i * cols..(i + 1) * cols];
+            for (d, s) in xrow.iter_mut().zip(xr.iter()) {
+                *d = *s;
+            }
+            a[i] = act_scale(xrow);
+            if mode == ActivationMode::Int8 {
+                quantize_act_row(xrow, a[i], &mut qs[i * cols..(i + 1) * cols]);
+            }
         }
         for o in 0..rows {
-            let wrow = &packed[o * rb..(o + 1) * rb];
-            let mut acc = 0f32;
-            let ngroups = if cols == 0 { 0 } else { cols.div_ceil(glen) };
-            for g in 0..ngroups {
-                let s = m.scale(o, g);
-                let ks = g * glen..((g + 1) * glen).min(cols);
-                match mode {
-                    ActivationMode::F32 => {
-                        let mut part = 0f32;
-                        for k in ks {
-                            match trit(wrow, k) {
-                                1 => part += xrow[k],
-                                -1 => part -= xrow[k],
-                                _ => {}
+            m.row_ternary(o, &mut wrow);
+            for i in 0..nb {
+                let xrow = &xs[i * cols..(i + 1) * cols];
+                let qrow = &qs[i * cols..(i + 1) * cols];
+                let mut acc = 0f32;
+                for g in 0..ngroups {
+                    let s = m.scale(o, g);
+                    let ks = g * glen..((g + 1) * glen).min(cols);
+                    match mode {
+                        ActivationMode::F32 => {
+                            let mut part = 0f32;
+                            for k in ks {
+                                match wrow[k] {
+                                    1 => part += xrow[k],
+                                    -1 => part -= xrow[k],
+                                    _ => {}
+                                }
                             }
+                            acc += s * part;
                         }
-                        acc += s * part;
-                    }
-                    ActivationMode::Int8 => {
-                        let mut part = 0i32;
-                        for k in ks {
-                            part += trit(wrow, k) as i32 * qrow[k] as i32;
+                        ActivationMode::Int8 => {
+                            let mut part = 0i32;
+                            for k in ks {
+                                part += wrow[k] as i32 * qrow[k] as i32;
+                            }
+                            acc += s * part as f32;
                         }
-                        acc += s * part as f32;
                     }
                 }
+                if mode == ActivationMode::Int8 {
+                    acc /= a[i];
+                }
+                y[[blk * BATCH_BLOCK + i, o]] = acc + bias.as_ref().map_or(0.0, |bv| bv[o]);
             }
-            if mode == ActivationMode::Int8 {
-                acc /= a;
-            }
-            y[[b, o]] = acc + bias.as_ref().map_or(0.0, |bv| bv[o]);
         }
     }
 }

@@ -252,16 +252,17 @@ impl BitWriter {
             n: 0,
         }
     }
-    /// Appends the low `n` (<= 57) bits of `v`.
+    /// Appends the low `n` (<= 32) bits of `v`. Invariant: fewer than 32
+    /// bits wait in `acc` between calls, so `acc` never overflows.
     #[inline]
     fn bits(&mut self, v: u64, n: usize) {
-        debug_assert!(n <= 57 && (n == 64 || v >> n == 0));
+        debug_assert!(n <= 32 && v >> n == 0 && self.n < 32);
         self.acc |= v << self.n;
         self.n += n;
-        while self.n >= 8 {
-            self.buf.push(self.acc as u8);
-            self.acc >>= 8;
-            self.n -= 8;
+        if self.n >= 32 {
+            self.buf.extend_from_slice(&(self.acc as u32).to_le_bytes());
+            self.acc >>= 32;
+            self.n -= 32;
         }
     }
     #[inline]
@@ -276,9 +277,9 @@ impl BitWriter {
     }
     fn finish(mut self) -> Vec<u8> {
         let len = self.len;
-        if self.n > 0 {
-            self.buf.push(self.acc as u8);
-        }
+        let tail = self.n.div_ceil(8);
+        self.buf
+            .extend_from_slice(&(self.acc as u32).to_le_bytes()[..tail]);
         debug_assert!(self.buf.len() <= len);
         self.buf.resize(len, 0);
         self.buf

@@ -299,14 +299,7 @@ pub fn bundle_rows(
     weights: Option<&[i32]>,
     tie: TieRule,
 ) -> Result<Vec<u64>> {
-    if let Some(w) = weights {
-        if w.len() != rows.len() {
-            return Err(Error::shape(
-                "weights",
-                format!("{} weights for {} vectors", w.len(), rows.len()),
-            ));
-        }
-    }
+    // (The weights' length is checked by bundle_rows_unchecked.)
     for (k, r) in rows.iter().enumerate() {
         validate_words(dim, r, "vectors").map_err(|e| match e {
             Error::InvalidData { arg, msg } => Error::data(arg, format!("vector {k}: {msg}")),

@@ -137,12 +137,16 @@ pub fn compress(x: &[f32], k: usize, r: usize, v: usize) -> Result<(Vec<f32>, Ve
     // Levels: bin means (f64 sums), empty bins their geometric centre.
     let mut sum = vec![0f64; nl];
     let mut cnt = vec![0usize; nl];
-    for &i in &idx {
-        let a = x[i as usize].abs();
-        let c = code(a);
-        sum[c] += a as f64;
-        cnt[c] += 1;
-    }
+    let codes: Vec<u8> = idx
+        .iter()
+        .map(|&i| {
+            let a = x[i as usize].abs();
+            let c = code(a);
+            sum[c] += a as f64;
+            cnt[c] += 1;
+            c as u8
+        })
+        .collect();
     let levels: Vec<f32> = (0..nl)
         .map(|c| {
             if cnt[c] > 0 {
@@ -159,7 +163,7 @@ pub fn compress(x: &[f32], k: usize, r: usize, v: usize) -> Result<(Vec<f32>, Ve
     let len = stream_bytes(x.len(), k, r, v).ok_or_else(|| Error::invalid("k", "too large"))?;
     let mut w = BitWriter::new(len);
     let mut prev: i64 = -1;
-    for &i in &idx {
+    for (&i, &c) in idx.iter().zip(&codes) {
         let g = (i as i64 - prev - 1) as u64;
         prev = i as i64;
         w.ones(g >> r);
@@ -170,7 +174,7 @@ pub fn compress(x: &[f32], k: usize, r: usize, v: usize) -> Result<(Vec<f32>, Ve
         let xv = x[i as usize];
         w.bits(xv.is_sign_negative() as u64, 1);
         if v > 0 {
-            w.bits(code(xv.abs()) as u64, v);
+            w.bits(c as u64, v);
         }
     }
     Ok((levels, w.finish()))

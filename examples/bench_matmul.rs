@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench_matmul [-- --full] [--no-ref] [--no-ndarray]
+//!     [--shapes 4096x4096,2048x2048] [--batches 1,64] [--impls i8,i8_base3,f32]
 //! ```
 
 use std::time::Instant;
@@ -74,7 +75,23 @@ fn main() {
     if args.iter().any(|a| a == "--quant") {
         return bench_quant();
     }
-    let shapes: Vec<(usize, usize)> = if full {
+    let list = |flag: &str| -> Option<Vec<String>> {
+        let i = args.iter().position(|a| a == flag)?;
+        let v = args
+            .get(i + 1)
+            .unwrap_or_else(|| panic!("{flag} needs a value"));
+        Some(v.split(',').map(str::to_string).collect())
+    };
+    let impls =
+        list("--impls").unwrap_or_else(|| vec!["i8".into(), "i8_base3".into(), "f32".into()]);
+    let shapes: Vec<(usize, usize)> = if let Some(v) = list("--shapes") {
+        v.iter()
+            .map(|s| {
+                let (r, c) = s.split_once('x').expect("--shapes: ROWSxCOLS");
+                (r.parse().expect("rows"), c.parse().expect("cols"))
+            })
+            .collect()
+    } else if full {
         vec![
             (2048, 2048),
             (4096, 4096),
@@ -85,7 +102,11 @@ fn main() {
     } else {
         vec![(2048, 2048), (4096, 4096), (6912, 2560)]
     };
-    let batches: Vec<usize> = if full {
+    let batches: Vec<usize> = if let Some(v) = list("--batches") {
+        v.iter()
+            .map(|b| b.parse().expect("--batches: integers"))
+            .collect()
+    } else if full {
         vec![1, 8, 64, 256]
     } else {
         vec![1, 64]
@@ -102,7 +123,17 @@ fn main() {
         )
         .unwrap();
         let per = probe.memory_bytes() / 4 * rows;
-        let nmat = (COLD_BYTES / per + 1).max(2);
+        // TRITTER_BENCH_COLD_MIB: the rotation size (default 64 MiB; 0 = one
+        // matrix, cache-warm, to see the kernels' compute bound).
+        let cold = std::env::var("TRITTER_BENCH_COLD_MIB")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(COLD_BYTES, |m| m << 20);
+        let nmat = if cold == 0 {
+            1
+        } else {
+            (cold / per + 1).max(2)
+        };
         let scales: Vec<f32> = (0..rows).map(|i| 0.5 + (i % 7) as f32 * 0.1).collect();
         let mats: Vec<TernaryMatrix> = (0..nmat)
             .map(|i| {
@@ -153,9 +184,29 @@ fn main() {
                     );
                     emit(name, rows, cols, batch, threads, us);
                 };
-                run("tritter_i8", &mats, ActivationMode::Int8);
-                run("tritter_i8_base3", &mats3, ActivationMode::Int8);
-                run("tritter_f32", &mats, ActivationMode::F32);
+                if batch == 1 && !args.iter().any(|a| a == "--no-floor") {
+                    // the same run's floor: just reading each matrix's weights
+                    let us = time(
+                        |i| {
+                            std::hint::black_box(tritter_accel::ternary::matmul::read_floor_probe(
+                                &mats[i % nmat],
+                            ));
+                        },
+                        nmat,
+                        min,
+                        max,
+                        0.6,
+                    );
+                    emit("read_floor_2bit", rows, cols, batch, threads, us);
+                }
+                for imp in &impls {
+                    match imp.as_str() {
+                        "i8" => run("tritter_i8", &mats, ActivationMode::Int8),
+                        "i8_base3" => run("tritter_i8_base3", &mats3, ActivationMode::Int8),
+                        "f32" => run("tritter_f32", &mats, ActivationMode::F32),
+                        other => panic!("--impls: unknown {other} (i8, i8_base3, f32)"),
+                    }
+                }
                 if !no_ref && batch <= 8 && threads == 1 {
                     let us = time(
                         |i| {

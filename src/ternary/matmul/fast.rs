@@ -18,6 +18,11 @@ pub(crate) const MAX_CHUNK_BLOCKS: usize = 1024;
 const BATCH_BLOCK_I8: usize = 64;
 /// Batch rows per cache block for f32 activations.
 const BATCH_BLOCK_F32: usize = 16;
+/// Chunks a thread of the low-latency fork-join (batch-1 kernels) gets.
+const FJ_CHUNKS: usize = match option_env!("FJC") {
+    Some(_) => 64,
+    None => 16,
+};
 
 #[cfg(test)]
 pub(crate) type GemvI8Ptr = GemvI8;
@@ -26,6 +31,8 @@ pub(crate) type GemmI8Ptr = GemmI8;
 #[cfg(test)]
 pub(crate) type DecodePtr = Decode;
 type GemvI8 = unsafe fn(*const u8, *const i8, usize) -> [i32; 4];
+/// [`GemvI8`] over consecutive tiles: tile pointer, tile bytes, q, nkb, ntiles, out.
+type GemvI8Tiles = unsafe fn(*const u8, usize, *const i8, usize, usize, *mut i32);
 /// Direct f32 kernel: tile, permuted activations of up to 2 batch rows, nb, nkb.
 type GemvF32 = unsafe fn(*const u8, &[*const f32; 2], usize, usize) -> [[f32; 2]; 4];
 /// Lookup-table f32 kernel: 4 tiles, the tables of one batch row, nkb.
@@ -39,6 +46,8 @@ struct Kernels {
     /// Direct batch-1 kernels on the packed tile (None: decode + `gemm_i8`).
     gemv_i8_2bit: Option<GemvI8>,
     gemv_i8_base3: Option<GemvI8>,
+    gemv_i8_2bit_tiles: Option<GemvI8Tiles>,
+    gemv_i8_base3_tiles: Option<GemvI8Tiles>,
     gemv_f32_2bit: Option<GemvF32>,
     gemv_f32_base3: Option<GemvF32>,
     /// f32, 2-bit, 16 rows by table lookup (preferred over `gemv_f32_2bit`).
@@ -101,6 +110,8 @@ fn kernels(level: Level) -> Option<Kernels> {
             Some(Kernels {
                 gemv_i8_2bit: Some(i8_gemv_2bit_avx2),
                 gemv_i8_base3: None,
+                gemv_i8_2bit_tiles: Some(i8_gemv_2bit_avx2_tiles),
+                gemv_i8_base3_tiles: None,
                 gemv_f32_2bit: Some(f32_gemv_2bit_avx2),
                 gemv_f32_base3: Some(f32_gemv_base3_avx2),
                 lut_f32_2bit: None,
@@ -118,6 +129,8 @@ fn kernels(level: Level) -> Option<Kernels> {
             Some(Kernels {
                 gemv_i8_2bit: Some(i8_gemv_2bit_avx512),
                 gemv_i8_base3: None,
+                gemv_i8_2bit_tiles: Some(i8_gemv_2bit_avx512_tiles),
+                gemv_i8_base3_tiles: None,
                 gemv_f32_2bit: Some(f32_gemv_2bit_avx512),
                 gemv_f32_base3: Some(f32_gemv_base3_avx512),
                 lut_f32_2bit: Some(f32_lut_2bit_avx512),
@@ -135,6 +148,8 @@ fn kernels(level: Level) -> Option<Kernels> {
             Some(Kernels {
                 gemv_i8_2bit: Some(i8_gemv_2bit_vnni),
                 gemv_i8_base3: Some(i8_gemv_base3_vnni),
+                gemv_i8_2bit_tiles: Some(i8_gemv_2bit_vnni_tiles),
+                gemv_i8_base3_tiles: Some(i8_gemv_base3_vnni_tiles),
                 gemv_f32_2bit: Some(f32_gemv_2bit_avx512),
                 gemv_f32_base3: Some(f32_gemv_base3_avx512),
                 lut_f32_2bit: Some(f32_lut_2bit_avx512),
@@ -150,6 +165,8 @@ fn kernels(level: Level) -> Option<Kernels> {
         Level::Neon => Some(Kernels {
             gemv_i8_2bit: None,
             gemv_i8_base3: None,
+            gemv_i8_2bit_tiles: None,
+            gemv_i8_base3_tiles: None,
             gemv_f32_2bit: None,
             gemv_f32_base3: None,
             lut_f32_2bit: None,
@@ -487,15 +504,79 @@ pub(crate) fn gemm(
             acc.chunks_mut(GT * tile_out).enumerate().for_each(body);
         } else {
             let min_groups = min_tiles.div_ceil(GT);
-            crate::parallel::install(|| {
-                acc.par_chunks_mut(GT * tile_out)
-                    .enumerate()
-                    .with_min_len(min_groups)
-                    .for_each(body)
+            crate::parallel::for_each_chunk_mut(&mut acc, min_groups * GT * tile_out, |i, c| {
+                for (j, out) in c.chunks_mut(GT * tile_out).enumerate() {
+                    body((i * min_groups + j, out));
+                }
             });
         }
     }
-    let mut b0 = if lut.is_some() { batch } else { 0 };
+    // Batch-1 int8 with one K range (one scale group, K within one chunk):
+    // the multi-tile kernels, one call per chunk of tiles.
+    let tiles_i8 = match lay.format() {
+        ComputeFormat::TwoBit => k.gemv_i8_2bit_tiles,
+        ComputeFormat::Base3 => k.gemv_i8_base3_tiles,
+    }
+    .filter(|_| mode == ActivationMode::Int8 && batch == 1 && direct && ranges.len() == 1);
+    if let (Some(ft), Acts::I8 { q, qsum, .. }) = (tiles_i8, &acts) {
+        let tb = lay.tile_bytes();
+        let q0 = qsum[0];
+        // one scale a row (per row, or per group with a single group), or one in all
+        let row_scales = match m.granularity() {
+            crate::ternary::Granularity::PerTensor => None,
+            _ => Some(m.scales()),
+        };
+        let per = ntiles.div_ceil(threads * FJ_CHUNKS).max(1);
+        let run = |i: usize, c: &mut [f32]| {
+            const SUB: usize = 32;
+            let mut raw = [0i32; SUB * TILE_ROWS];
+            for (j, cs) in c.chunks_mut(SUB * TILE_ROWS).enumerate() {
+                let t0 = i * per + j * SUB;
+                let nt = cs.len() / TILE_ROWS;
+                // SAFETY: level supported; tiles t0..t0 + nt exist (cs is
+                // their part of acc), each nkb blocks; q holds kx values.
+                unsafe {
+                    ft(
+                        lay.tile(t0).as_ptr(),
+                        tb,
+                        q.as_slice().as_ptr(),
+                        nkb,
+                        nt,
+                        raw.as_mut_ptr(),
+                    )
+                };
+                // as the general path: 0 + s · (Σ c·q − Σ q); padding rows stay 0
+                let o0 = t0 * TILE_ROWS;
+                let live = rows.saturating_sub(o0).min(nt * TILE_ROWS);
+                let raw = &raw[..live];
+                match row_scales {
+                    Some(sc) => {
+                        for ((o, &v), &sv) in cs.iter_mut().zip(raw).zip(&sc[o0..o0 + live]) {
+                            *o += sv * v.wrapping_sub(q0) as f32;
+                        }
+                    }
+                    None => {
+                        let sv = m.scale(0, 0);
+                        for (o, &v) in cs.iter_mut().zip(raw) {
+                            *o += sv * v.wrapping_sub(q0) as f32;
+                        }
+                    }
+                }
+            }
+        };
+        if inline {
+            for (i, c) in acc.chunks_mut(per * tile_out).enumerate() {
+                run(i, c);
+            }
+        } else {
+            crate::parallel::for_each_chunk_mut(&mut acc, per * tile_out, run);
+        }
+    }
+    let mut b0 = if lut.is_some() || tiles_i8.is_some() {
+        batch
+    } else {
+        0
+    };
     while b0 < batch {
         let b1 = (b0 + bblock).min(batch);
         let init = || vec![0u8; if direct { 0 } else { TILE_ROWS * kp + 64 }];
@@ -623,6 +704,16 @@ pub(crate) fn gemm(
             for (t, out) in acc.chunks_mut(tile_out).enumerate() {
                 body(&mut scratch, (t, out));
             }
+        } else if direct {
+            // Latency-bound (batch 1 / direct kernels): the spinning fork-join.
+            // Small chunks (16 a thread) keep the end-of-job imbalance short.
+            let per = ntiles.div_ceil(threads * FJ_CHUNKS).max(1);
+            crate::parallel::for_each_chunk_mut(&mut acc, per * tile_out, |i, c| {
+                let mut scratch = Vec::new();
+                for (j, out) in c.chunks_mut(tile_out).enumerate() {
+                    body(&mut scratch, (i * per + j, out));
+                }
+            });
         } else {
             crate::parallel::install(|| {
                 acc.par_chunks_mut(tile_out)
@@ -635,6 +726,36 @@ pub(crate) fn gemm(
     }
 
     // ---- epilogue, in the reference's order: (Σ_g s·part) [/ a] + bias
+    if batch == 1 {
+        // acc is in row order at batch 1
+        let a = match &acts {
+            Acts::I8 { a, .. } => Some(a[0]),
+            Acts::F32 { .. } => None,
+        };
+        // separate passes (each vectorizes); the same roundings as one
+        // expression, since every intermediate is stored as f32
+        let acc = &mut acc[..rows];
+        if let Some(a) = a {
+            for v in acc.iter_mut() {
+                *v /= a;
+            }
+        }
+        if let Some(bv) = &bias {
+            for (v, &b) in acc.iter_mut().zip(bv.iter()) {
+                *v += b;
+            }
+        } else {
+            // v + 0.0 (turns -0.0 into +0.0, as the general path does)
+            for v in acc.iter_mut() {
+                *v += 0.0;
+            }
+        }
+        y.row_mut(0)
+            .iter_mut()
+            .zip(acc.iter())
+            .for_each(|(yo, &v)| *yo = v);
+        return;
+    }
     for b in 0..batch {
         for o in 0..rows {
             let mut v = acc[(o / TILE_ROWS) * tile_out + b * TILE_ROWS + o % TILE_ROWS];
@@ -644,4 +765,31 @@ pub(crate) fn gemm(
             y[[b, o]] = v + bias.as_ref().map_or(0.0, |bv| bv[o]);
         }
     }
+}
+
+/// See [`super::read_floor_probe`].
+pub(crate) fn read_floor_probe(m: &TernaryMatrix) -> u64 {
+    let lay = m.compute_layout();
+    let ntiles = lay.ntiles();
+    let tb = lay.tile_bytes();
+    if ntiles == 0 || tb == 0 {
+        return 0;
+    }
+    let threads = crate::parallel::num_threads();
+    let per = ntiles.div_ceil(threads * FJ_CHUNKS).max(1);
+    let mut sums = vec![0u64; ntiles.div_ceil(per)];
+    crate::parallel::for_each_chunk_mut(&mut sums, 1, |i, out| {
+        let t0 = i * per;
+        let nt = per.min(ntiles - t0);
+        // SAFETY: tiles t0..t0 + nt are consecutive in the layout's buffer.
+        let bytes = unsafe { std::slice::from_raw_parts(lay.tile(t0).as_ptr(), nt * tb) };
+        let mut acc = [0u64; 8];
+        for c in bytes.chunks_exact(64) {
+            for (a, w) in acc.iter_mut().zip(c.chunks_exact(8)) {
+                *a ^= u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            }
+        }
+        out[0] = acc.iter().fold(0, |x, &y| x ^ y);
+    });
+    sums.iter().fold(0, |x, &y| x ^ y)
 }

@@ -234,3 +234,13 @@ pub fn gemm_with_level(
     fast::gemm(level, m, x, bias, mode, y, fast::MAX_CHUNK_BLOCKS);
     Ok(())
 }
+
+/// The weight-read floor of a batch-1 call: reads every byte of `m`'s
+/// compute copy once, split over the threads exactly as the batch-1 kernels
+/// split it, and returns a checksum (so the reads cannot be optimized away).
+/// Benches divide a GEMV's time by this one's, measured in the same run on
+/// the same matrices, instead of assuming a bandwidth.
+#[doc(hidden)]
+pub fn read_floor_probe(m: &TernaryMatrix) -> u64 {
+    fast::read_floor_probe(m)
+}

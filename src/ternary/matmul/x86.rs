@@ -59,6 +59,7 @@ unsafe fn hsum256_ps(v: __m256) -> f32 {
 /// `Σ c·q` for the 4 rows of a 2-bit tile over `nkb` K blocks.
 /// `w`: `nkb * 256` tile bytes; `q`: `nkb * 256` activations.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
 pub unsafe fn i8_gemv_2bit_vnni(w: *const u8, q: *const i8, nkb: usize) -> [i32; 4] {
     let m = [
         _mm512_set1_epi8(0x03),
@@ -85,20 +86,80 @@ pub unsafe fn i8_gemv_2bit_vnni(w: *const u8, q: *const i8, nkb: usize) -> [i32;
             }
         }
     }
-    let mut out = [0i32; 4];
-    for (o, a) in out.iter_mut().zip(acc.iter()) {
-        // Each lane of plane i is a multiple of 4^i: the shifts are exact.
-        let s = _mm512_add_epi32(
+    // Each lane of plane i is a multiple of 4^i: the shifts are exact.
+    // (No closures in kernels: they do not inherit the target features, and
+    // their intrinsics would be calls.)
+    let mut rows = [z; 4];
+    for (row, a) in rows.iter_mut().zip(acc.iter()) {
+        *row = _mm512_add_epi32(
             _mm512_add_epi32(a[0], _mm512_srai_epi32::<2>(a[1])),
             _mm512_add_epi32(_mm512_srai_epi32::<4>(a[2]), _mm512_srai_epi32::<6>(a[3])),
         );
-        *o = _mm512_reduce_add_epi32(s);
     }
+    reduce4_512(rows)
+}
+
+/// The four lane sums of four vectors, in order (i32 adds wrap, as the
+/// caller's sums do).
+#[inline(always)]
+unsafe fn reduce4_512(v: [__m512i; 4]) -> [i32; 4] {
+    let mut h = [_mm256_setzero_si256(); 4];
+    for (hi, x) in h.iter_mut().zip(v.iter()) {
+        *hi = _mm256_add_epi32(
+            _mm512_castsi512_si256(*x),
+            _mm512_extracti64x4_epi64::<1>(*x),
+        );
+    }
+    let a = _mm256_hadd_epi32(h[0], h[1]);
+    let b = _mm256_hadd_epi32(h[2], h[3]);
+    let c = _mm256_hadd_epi32(a, b);
+    let s = _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256::<1>(c));
+    let mut out = [0i32; 4];
+    _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, s);
     out
 }
 
+/// Runs a 4-row tile kernel over `ntiles` consecutive tiles of `tile_bytes`
+/// bytes each (one call per chunk of tiles: no per-tile call overhead),
+/// writing row sums to `out[4 t + r]`.
+macro_rules! tiles_kernel {
+    ($name:ident, $inner:ident, $feat:literal) => {
+        #[target_feature(enable = $feat)]
+        pub unsafe fn $name(
+            w: *const u8,
+            tile_bytes: usize,
+            q: *const i8,
+            nkb: usize,
+            ntiles: usize,
+            out: *mut i32,
+        ) {
+            for t in 0..ntiles {
+                let r = $inner(w.add(t * tile_bytes), q, nkb);
+                std::ptr::copy_nonoverlapping(r.as_ptr(), out.add(4 * t), 4);
+            }
+        }
+    };
+}
+tiles_kernel!(
+    i8_gemv_2bit_vnni_tiles,
+    i8_gemv_2bit_vnni,
+    "avx512f,avx512bw,avx512vnni"
+);
+tiles_kernel!(
+    i8_gemv_2bit_avx512_tiles,
+    i8_gemv_2bit_avx512,
+    "avx512f,avx512bw"
+);
+tiles_kernel!(i8_gemv_2bit_avx2_tiles, i8_gemv_2bit_avx2, "avx2");
+tiles_kernel!(
+    i8_gemv_base3_vnni_tiles,
+    i8_gemv_base3_vnni,
+    "avx512f,avx512bw,avx512vnni"
+);
+
 /// As [`i8_gemv_2bit_vnni`] with `maddubs` (AVX-512BW without VNNI).
 #[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
 pub unsafe fn i8_gemv_2bit_avx512(w: *const u8, q: *const i8, nkb: usize) -> [i32; 4] {
     let m3 = _mm512_set1_epi8(3);
     let ones = _mm512_set1_epi16(1);
@@ -142,6 +203,7 @@ pub unsafe fn i8_gemv_2bit_avx512(w: *const u8, q: *const i8, nkb: usize) -> [i3
 
 /// As [`i8_gemv_2bit_vnni`] with AVX2 (each 64-byte row block in two halves).
 #[target_feature(enable = "avx2")]
+#[inline]
 pub unsafe fn i8_gemv_2bit_avx2(w: *const u8, q: *const i8, nkb: usize) -> [i32; 4] {
     let m3 = _mm256_set1_epi8(3);
     let ones = _mm256_set1_epi16(1);
@@ -192,6 +254,7 @@ pub unsafe fn i8_gemv_2bit_avx2(w: *const u8, q: *const i8, nkb: usize) -> [i32;
 /// so `Σ d_i q = (3 Σ n_i q - Σ n_{i+1} q) / 256`: two `vpdpbusd` a digit and
 /// no per-digit extraction. Each lane's `3A - B` is a multiple of 256.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[inline]
 pub unsafe fn i8_gemv_base3_vnni(w: *const u8, q: *const i8, nkb: usize) -> [i32; 4] {
     let z = _mm512_setzero_si512();
     let mut acc_a = [z; 4];

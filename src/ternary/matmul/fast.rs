@@ -19,10 +19,7 @@ const BATCH_BLOCK_I8: usize = 64;
 /// Batch rows per cache block for f32 activations.
 const BATCH_BLOCK_F32: usize = 16;
 /// Chunks a thread of the low-latency fork-join (batch-1 kernels) gets.
-const FJ_CHUNKS: usize = match option_env!("FJC") {
-    Some(_) => 64,
-    None => 16,
-};
+const FJ_CHUNKS: usize = 16;
 
 #[cfg(test)]
 pub(crate) type GemvI8Ptr = GemvI8;

@@ -12,6 +12,7 @@ from collections import defaultdict
 BW = {1: 38.5e9, 2: 74.6e9}
 
 COLS = [
+    ("read_floor_2bit", "read weights only"),
     ("tritter_i8", "ours i8"),
     ("tritter_i8_base3", "ours i8 base-3"),
     ("tritter_f32", "ours f32"),
@@ -38,6 +39,7 @@ def main():
     ratios = [
         ("2-bit floor / ours", lambda v, k: (k[0] * k[1] / 4 / BW[k[3]] * 1e6) / v["tritter_i8"]
          if k[2] == 1 else None),
+        ("read-only / ours", lambda v, k: v["read_floor_2bit"] / v["tritter_i8"]),
         ("base-3 / 2-bit", lambda v, k: v["tritter_i8_base3"] / v["tritter_i8"]),
         ("ref / ours", lambda v, k: v["scalar_reference_i8"] / v["tritter_i8"]),
         ("NumPy / ours", lambda v, k: v["numpy_f32"] / v["tritter_i8"]),
@@ -66,8 +68,9 @@ def main():
     print("|" + "---|" * len(head))
     for cells, _ in rows:
         print("| " + " | ".join(cells) + " |")
-    print("\nRatios (> 1: ours faster; floor = 2-bit weights at "
-          "38.5 GB/s 1 thread, 74.6 GB/s 2 threads):\n")
+    print("\nRatios (> 1: ours faster; floor = 2-bit weights at ANCHORS.md's "
+          "38.5 GB/s 1 thread, 74.6 GB/s 2 threads; read-only = the same run's time to just "
+          "read the same weights, split over the threads as the GEMV splits them):\n")
     h2 = ["rows x cols", "batch", "thr"] + rhead
     print("| " + " | ".join(h2) + " |")
     print("|" + "---|" * len(h2))

@@ -161,6 +161,21 @@ impl CountSketch {
             self.add_range(g, 0, table);
             return Ok(());
         }
+        if crate::parallel::num_threads() == 1 {
+            // The same chunk partials, summed in the same order, through one
+            // reused buffer (no per-chunk allocation and page faults).
+            let mut t = vec![0.0f32; self.table_len()];
+            for (c, gc) in g.chunks(CHUNK).enumerate() {
+                if c > 0 {
+                    t.fill(0.0);
+                }
+                self.add_range(gc, c * CHUNK, &mut t);
+                for (x, v) in table.iter_mut().zip(&t) {
+                    *x += v;
+                }
+            }
+            return Ok(());
+        }
         let parts: Vec<Vec<f32>> = crate::parallel::install(|| {
             g.par_chunks(CHUNK)
                 .enumerate()

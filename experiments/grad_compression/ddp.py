@@ -55,6 +55,10 @@ class RunConfig:
     eval_every: int = 0
     timeout_s: float = 600.0
     log_every: int = 0                # progress lines from rank 0 (0: none)
+    # char LM: stop early (recorded as diverged) when the mean training loss of
+    # the last 100 steps, maximum over ranks, exceeds this after step 300; the
+    # untrained model starts near ln(vocab) ~ 4.6 nats/char (None: never stop)
+    diverge_loss: Optional[float] = 6.0
 
 
 class WireMeter:
@@ -205,6 +209,18 @@ def _train(rank: int, cfg: RunConfig) -> dict:
             sync_fail += 0 if _params_equal_across_ranks(model, raw_gather) else 1
         if not math.isfinite(losses[-1]):
             raise FloatingPointError(f"loss became {losses[-1]} at step {step}")
+        if (cfg.task == "charlm" and cfg.diverge_loss is not None and step + 1 >= 300
+                and (step + 1) % 100 == 0):
+            # a collective decision (raw all_gather, outside the meter), so
+            # every rank stops at the same step
+            mine = torch.tensor([float(np.mean(losses[-100:]))])
+            outs = [torch.empty_like(mine) for _ in range(cfg.world)]
+            raw_gather(outs, mine)
+            worst = max(float(o[0]) for o in outs)
+            if worst > cfg.diverge_loss:
+                raise FloatingPointError(
+                    f"mean training loss {worst:.2f} over steps {step - 98}-{step + 1} exceeds "
+                    f"{cfg.diverge_loss} (stopped early)")
 
     res = {"n_params": n_params, "task": cfg.task, "method": cfg.method, "ef": cfg.error_feedback,
            "seed": cfg.seed, "describe": setup.describe, "optimizer_momentum": momentum}

@@ -24,6 +24,7 @@ pub enum Level {
 
 /// Every level this CPU supports, lowest first (always starts with `Scalar`).
 pub fn available_levels() -> Vec<Level> {
+    #[allow(unused_mut)] // only x86_64 adds levels
     let mut v = vec![Level::Scalar];
     #[cfg(target_arch = "x86_64")]
     {
@@ -231,6 +232,7 @@ pub fn counts_bipolar_at(level: Level, ap: &[u64], am: &[u64], bp: &[u64]) -> (u
 }
 
 /// The highest level the CPU supports (ignores `TRITTER_VSA_LEVEL`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn available_levels_cached() -> Level {
     static AVAIL: OnceLock<Level> = OnceLock::new();
     *AVAIL.get_or_init(|| *available_levels().last().expect("scalar"))

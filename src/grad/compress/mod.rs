@@ -405,6 +405,17 @@ impl Compressor {
 
     /// Compresses `x` with the seed of the current step (no state change).
     fn compress_raw(&self, x: &[f32], seed: u64) -> Result<Compressed> {
+        self.compress_raw_kept(x, seed).map(|(c, _)| c)
+    }
+
+    /// [`Self::compress_raw`]; for quantized top-k also the kept indices and
+    /// level codes (the error-feedback update then needs no stream decode).
+    fn compress_raw_kept(
+        &self,
+        x: &[f32],
+        seed: u64,
+    ) -> Result<(Compressed, Option<(Vec<u32>, Vec<u8>)>)> {
+        let mut kept = None;
         let body = match self.cfg.method {
             Method::CountSketch => Body::Sketch {
                 rows: self.a,
@@ -427,7 +438,8 @@ impl Compressor {
             Method::QTopK => {
                 crate::check_finite(x, "grad")?;
                 let (r, v) = qtopk::unpack_b(self.b).expect("checked in new");
-                let (levels, stream) = qtopk::compress(x, self.a, r, v)?;
+                let (levels, stream, idx, codes) = qtopk::compress_kept(x, self.a, r, v)?;
+                kept = Some((idx, codes));
                 Body::QTopK {
                     k: self.a,
                     rice: r,
@@ -452,11 +464,14 @@ impl Compressor {
                 ));
             }
         }
-        Ok(Compressed {
-            dim: self.dim,
-            seed,
-            body,
-        })
+        Ok((
+            Compressed {
+                dim: self.dim,
+                seed,
+                body,
+            },
+            kept,
+        ))
     }
 
     /// Compresses `grad` (plus the residual with error feedback), updates the
@@ -475,8 +490,17 @@ impl Compressor {
             crate::check_finite(grad, "grad")?;
             let mut x = std::mem::take(&mut self.scratch);
             x.clear();
-            x.extend(grad.iter().zip(&self.residual).map(|(g, e)| g + e));
-            let c = match self.compress_raw(&x, seed) {
+            x.reserve(grad.len());
+            // (written in place: vectorizes, unlike a push per element)
+            for (d, (g, e)) in x.spare_capacity_mut()[..grad.len()]
+                .iter_mut()
+                .zip(grad.iter().zip(&self.residual))
+            {
+                d.write(g + e);
+            }
+            // SAFETY: the loop initialised the first grad.len() elements.
+            unsafe { x.set_len(grad.len()) };
+            let (c, kept) = match self.compress_raw_kept(&x, seed) {
                 Ok(c) => c,
                 Err(e) => {
                     self.scratch = x;
@@ -503,6 +527,16 @@ impl Compressor {
                     &mut self.residual,
                     Some(-1.0),
                 )?,
+                Body::QTopK { levels, .. } if kept.is_some() => {
+                    // the entries the stream codes, without decoding it
+                    let (idx, codes) = kept.as_ref().expect("checked");
+                    let res = &mut self.residual;
+                    for (&i, &c) in idx.iter().zip(codes) {
+                        let i = i as usize;
+                        let l = levels[c as usize];
+                        res[i] -= if res[i].is_sign_negative() { -l } else { l };
+                    }
+                }
                 Body::QTopK {
                     k,
                     rice,

@@ -105,6 +105,15 @@ pub fn params_for_ratio(dim: usize, ratio: f64, v: usize) -> (usize, usize) {
 /// Compresses `x`: returns `(levels, stream)`; the kept indices are the
 /// top-k (ties broken by the lower index, as [`topk::top_k_indices`]).
 pub fn compress(x: &[f32], k: usize, r: usize, v: usize) -> Result<(Vec<f32>, Vec<u8>)> {
+    compress_kept(x, k, r, v).map(|(levels, stream, _, _)| (levels, stream))
+}
+
+/// [`compress`], also returning the kept indices and their level codes (what
+/// [`decode_entries`] would recover from the stream), for error feedback.
+pub(crate) type Kept = (Vec<f32>, Vec<u8>, Vec<u32>, Vec<u8>);
+
+/// See [`Kept`].
+pub(crate) fn compress_kept(x: &[f32], k: usize, r: usize, v: usize) -> Result<Kept> {
     if r > MAX_RICE {
         return Err(Error::invalid(
             "r",
@@ -177,7 +186,7 @@ pub fn compress(x: &[f32], k: usize, r: usize, v: usize) -> Result<(Vec<f32>, Ve
             w.bits(c as u64, v);
         }
     }
-    Ok((levels, w.finish()))
+    Ok((levels, w.finish(), idx, codes))
 }
 
 /// Calls `f(index, negative, code)` for each coded entry, after validating

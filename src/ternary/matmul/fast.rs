@@ -534,7 +534,7 @@ pub(crate) fn gemm(
                 // their part of acc), each nkb blocks; q holds kx values.
                 unsafe {
                     ft(
-                        lay.tile(t0).as_ptr(),
+                        lay.tiles(t0, nt).as_ptr(),
                         tb,
                         q.as_slice().as_ptr(),
                         nkb,
@@ -778,8 +778,7 @@ pub(crate) fn read_floor_probe(m: &TernaryMatrix) -> u64 {
     crate::parallel::for_each_chunk_mut(&mut sums, 1, |i, out| {
         let t0 = i * per;
         let nt = per.min(ntiles - t0);
-        // SAFETY: tiles t0..t0 + nt are consecutive in the layout's buffer.
-        let bytes = unsafe { std::slice::from_raw_parts(lay.tile(t0).as_ptr(), nt * tb) };
+        let bytes = lay.tiles(t0, nt);
         let mut acc = [0u64; 8];
         for c in bytes.chunks_exact(64) {
             for (a, w) in acc.iter_mut().zip(c.chunks_exact(8)) {

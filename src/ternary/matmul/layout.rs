@@ -155,10 +155,13 @@ mod huge {
     const ARENA_MIN: usize = 256 << 10;
 
     struct Page {
-        base: usize,
+        base: NonNull<u8>,
         used: usize,
         live: usize,
     }
+    // SAFETY: a Page is bookkeeping for memory it owns; it is only touched
+    // under the PAGES mutex.
+    unsafe impl Send for Page {}
     static PAGES: Mutex<Vec<Page>> = Mutex::new(Vec::new());
 
     fn page_layout() -> Layout {
@@ -204,7 +207,7 @@ mod huge {
         let i = match fit {
             Some(i) => i,
             None => {
-                let base = raw(page_layout()).as_ptr() as usize;
+                let base = raw(page_layout());
                 pages.push(Page {
                     base,
                     used: 0,
@@ -214,11 +217,11 @@ mod huge {
             }
         };
         let p = &mut pages[i];
-        let addr = p.base + p.used;
+        // SAFETY: used + bytes <= HUGE_ALIGN: the buffer lies inside the page.
+        let ptr = unsafe { p.base.add(p.used) };
         p.used += bytes;
         p.live += 1;
-        // SAFETY: addr lies inside a live page allocation, so it is non-null.
-        (unsafe { NonNull::new_unchecked(addr as *mut u8) }, l)
+        (ptr, l)
     }
 
     /// Frees a buffer from [`alloc`].
@@ -235,13 +238,13 @@ mod huge {
         let mut pages = PAGES.lock().unwrap_or_else(|e| e.into_inner());
         let i = pages
             .iter()
-            .position(|p| p.base == base)
+            .position(|p| p.base.as_ptr() as usize == base)
             .expect("arena buffer outside every arena page");
         pages[i].live -= 1;
         if pages[i].live == 0 {
             let p = pages.swap_remove(i);
             // SAFETY: the page was allocated by raw(page_layout()).
-            unsafe { std::alloc::dealloc(p.base as *mut u8, page_layout()) };
+            unsafe { std::alloc::dealloc(p.base.as_ptr(), page_layout()) };
         }
     }
 }
@@ -445,8 +448,12 @@ impl ComputeLayout {
     }
     /// The bytes of tile `t`.
     pub fn tile(&self, t: usize) -> &[u8] {
+        self.tiles(t, 1)
+    }
+    /// Tiles `t..t + n`, consecutive in memory.
+    pub fn tiles(&self, t: usize, n: usize) -> &[u8] {
         let tb = self.tile_bytes();
-        &self.data.as_slice()[t * tb..(t + 1) * tb]
+        &self.data.as_slice()[t * tb..(t + n) * tb]
     }
     /// Bytes held.
     pub fn memory_bytes(&self) -> usize {

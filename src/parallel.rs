@@ -224,6 +224,11 @@ mod spin {
             let mut k = 0u32;
             while s.epoch.load(SeqCst) == seen && !s.shutdown.load(SeqCst) {
                 k = k.wrapping_add(1);
+                if k % 4096 == 0 {
+                    // let other runnable threads (rayon's workers, the host's
+                    // own) have this core while we wait; a no-op when idle
+                    std::thread::yield_now();
+                }
                 if k % 256 == 0 && t0.elapsed() > s.spin {
                     s.parked.fetch_add(1, SeqCst);
                     if s.epoch.load(SeqCst) == seen && !s.shutdown.load(SeqCst) {

@@ -161,34 +161,35 @@ impl CountSketch {
             self.add_range(g, 0, table);
             return Ok(());
         }
-        if crate::parallel::num_threads() == 1 {
-            // The same chunk partials, summed in the same order, through one
-            // reused buffer (no per-chunk allocation and page faults).
-            let mut t = vec![0.0f32; self.table_len()];
-            for (c, gc) in g.chunks(CHUNK).enumerate() {
-                if c > 0 {
-                    t.fill(0.0);
+        // The fixed chunks' partial tables, added to `table` in chunk order
+        // (so the result never depends on the thread count), computed in
+        // waves of one chunk a thread into buffers reused across waves (no
+        // per-chunk allocation and page faults).
+        let threads = crate::parallel::num_threads().max(1);
+        let chunks: Vec<&[f32]> = g.chunks(CHUNK).collect();
+        let nb = threads.min(chunks.len());
+        let mut bufs = vec![vec![0.0f32; self.table_len()]; nb];
+        for (w, wave) in chunks.chunks(nb).enumerate() {
+            let fill = |(j, (buf, gc)): (usize, (&mut Vec<f32>, &&[f32]))| {
+                if w > 0 {
+                    buf.fill(0.0);
                 }
-                self.add_range(gc, c * CHUNK, &mut t);
-                for (x, v) in table.iter_mut().zip(&t) {
-                    *x += v;
-                }
+                self.add_range(gc, (w * nb + j) * CHUNK, buf);
+            };
+            if wave.len() == 1 {
+                bufs.iter_mut().zip(wave).enumerate().take(1).for_each(fill);
+            } else {
+                crate::parallel::install(|| {
+                    bufs.par_iter_mut()
+                        .zip(wave.par_iter())
+                        .enumerate()
+                        .for_each(fill)
+                });
             }
-            return Ok(());
-        }
-        let parts: Vec<Vec<f32>> = crate::parallel::install(|| {
-            g.par_chunks(CHUNK)
-                .enumerate()
-                .map(|(c, gc)| {
-                    let mut t = vec![0.0f32; self.table_len()];
-                    self.add_range(gc, c * CHUNK, &mut t);
-                    t
-                })
-                .collect()
-        });
-        for p in &parts {
-            for (t, v) in table.iter_mut().zip(p) {
-                *t += v;
+            for buf in &bufs[..wave.len()] {
+                for (t, v) in table.iter_mut().zip(buf) {
+                    *t += v;
+                }
             }
         }
         Ok(())
@@ -597,6 +598,34 @@ mod tests {
         for threads in [1, 2, 3] {
             crate::parallel::set_num_threads(threads);
             assert_eq!(cs.sketch(&g).unwrap(), t);
+        }
+        crate::parallel::set_num_threads(0);
+    }
+
+    #[test]
+    fn chunk_waves_are_bit_identical_for_any_thread_count() {
+        // 4 chunks: one wave of 4, two of 2, or 3 + 1; non-integer values, so
+        // any change in the order of the partial sums would show
+        let n = 3 * CHUNK + 5;
+        let cs = CountSketch::new(n, 1, 4099, 5).unwrap();
+        let g = randn(n, 8);
+        let mut want = vec![0.0f32; cs.table_len()];
+        for (c, gc) in g.chunks(CHUNK).enumerate() {
+            let mut t = vec![0.0f32; cs.table_len()];
+            cs.add_range(gc, c * CHUNK, &mut t);
+            for (w, v) in want.iter_mut().zip(&t) {
+                *w += v;
+            }
+        }
+        for threads in [1, 2, 3, 4] {
+            crate::parallel::set_num_threads(threads);
+            let got = cs.sketch(&g).unwrap();
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "threads {threads}"
+            );
         }
         crate::parallel::set_num_threads(0);
     }

@@ -226,6 +226,11 @@ def main(argv=None):
     if args.table_only:
         missing = sum(len(v) for v in groups.values())
         print(f"--table-only: {missing} asked-for runs have no result and are left out", flush=True)
+        if missing:
+            gone = "; ".join(f"{t} `{s}`{'' if s.startswith(('none', 'lib-fetchsgd')) else (' EF' if e else ' no EF')} "
+                             f"seeds {','.join(str(c.seed) for c in cs)}"
+                             for (t, s, e), cs in groups.items())
+            header = header + [f"- **Not run yet ({missing} of {len(configs)} runs; the table leaves them out):** {gone}"]
         groups = {}
     for gi, ((task, spec, ef), cfgs) in enumerate(groups.items()):
         print(f"[{gi + 1}/{len(groups)}] {task} {spec} ef={ef} seeds={[c.seed for c in cfgs]} "

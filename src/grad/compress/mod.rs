@@ -527,27 +527,15 @@ impl Compressor {
                     &mut self.residual,
                     Some(-1.0),
                 )?,
-                Body::QTopK { levels, .. } if kept.is_some() => {
+                Body::QTopK { levels, .. } => {
                     // the entries the stream codes, without decoding it
-                    let (idx, codes) = kept.as_ref().expect("checked");
+                    let (idx, codes) = kept.as_ref().expect("qtopk returns its kept entries");
                     let res = &mut self.residual;
                     for (&i, &c) in idx.iter().zip(codes) {
                         let i = i as usize;
                         let l = levels[c as usize];
                         res[i] -= if res[i].is_sign_negative() { -l } else { l };
                     }
-                }
-                Body::QTopK {
-                    k,
-                    rice,
-                    levels,
-                    stream,
-                } => {
-                    let res = &mut self.residual;
-                    let v = levels.len().trailing_zeros() as usize;
-                    qtopk::decode_entries(self.dim, *k, *rice, v, stream, "grad", |i, neg, c| {
-                        res[i] -= if neg { -levels[c] } else { levels[c] }
-                    })?
                 }
                 _ => {
                     let d = c.decompress()?;

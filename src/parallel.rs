@@ -117,20 +117,22 @@ mod spin {
                 task: UnsafeCell::new(None),
                 spin,
             });
-            let mut helpers = Vec::new();
+            let mut pool = SpinPool {
+                shared,
+                helpers: Vec::new(),
+                lock: Mutex::new(()),
+            };
             for i in 1..threads {
-                let s = shared.clone();
+                let s = pool.shared.clone();
+                // On a spawn failure `pool` drops, which stops the helpers
+                // already started.
                 let h = std::thread::Builder::new()
                     .name(format!("tritter-spin-{i}"))
                     .spawn(move || helper(s))
                     .ok()?;
-                helpers.push(h.thread().clone());
+                pool.helpers.push(h.thread().clone());
             }
-            Some(SpinPool {
-                shared,
-                helpers,
-                lock: Mutex::new(()),
-            })
+            Some(pool)
         }
 
         /// Runs `f(i)` for every `i < n` on the caller and the helpers; `None`

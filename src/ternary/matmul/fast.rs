@@ -21,6 +21,12 @@ const BATCH_BLOCK_F32: usize = 16;
 /// Chunks a thread of the low-latency fork-join (batch-1 kernels) gets.
 const FJ_CHUNKS: usize = 16;
 
+/// Tiles per fork-join chunk: small chunks (FJ_CHUNKS a thread) keep the
+/// end-of-job imbalance short.
+fn fj_tiles_per_chunk(ntiles: usize, threads: usize) -> usize {
+    ntiles.div_ceil(threads * FJ_CHUNKS).max(1)
+}
+
 #[cfg(test)]
 pub(crate) type GemvI8Ptr = GemvI8;
 #[cfg(test)]
@@ -523,7 +529,7 @@ pub(crate) fn gemm(
             crate::ternary::Granularity::PerTensor => None,
             _ => Some(m.scales()),
         };
-        let per = ntiles.div_ceil(threads * FJ_CHUNKS).max(1);
+        let per = fj_tiles_per_chunk(ntiles, threads);
         let run = |i: usize, c: &mut [f32]| {
             const SUB: usize = 32;
             let mut raw = [0i32; SUB * TILE_ROWS];
@@ -704,7 +710,7 @@ pub(crate) fn gemm(
         } else if direct {
             // Latency-bound (batch 1 / direct kernels): the spinning fork-join.
             // Small chunks (16 a thread) keep the end-of-job imbalance short.
-            let per = ntiles.div_ceil(threads * FJ_CHUNKS).max(1);
+            let per = fj_tiles_per_chunk(ntiles, threads);
             crate::parallel::for_each_chunk_mut(&mut acc, per * tile_out, |i, c| {
                 let mut scratch = Vec::new();
                 for (j, out) in c.chunks_mut(tile_out).enumerate() {
@@ -773,7 +779,7 @@ pub(crate) fn read_floor_probe(m: &TernaryMatrix) -> u64 {
         return 0;
     }
     let threads = crate::parallel::num_threads();
-    let per = ntiles.div_ceil(threads * FJ_CHUNKS).max(1);
+    let per = fj_tiles_per_chunk(ntiles, threads);
     let mut sums = vec![0u64; ntiles.div_ceil(per)];
     crate::parallel::for_each_chunk_mut(&mut sums, 1, |i, out| {
         let t0 = i * per;

@@ -143,6 +143,10 @@ fn build(src: &Path, mode: Mode) -> PathBuf {
 }
 
 fn run(mut cmd: Command, what: &str) {
+    // cargo's LD_LIBRARY_PATH (target/<profile>, .../deps) outranks the
+    // programs' RUNPATH and can hold a stale libtritter_accel.so from an older
+    // cdylib build: the programs must load the library just built.
+    cmd.env_remove("LD_LIBRARY_PATH");
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("failed to run {what}: {e}"));

@@ -80,6 +80,31 @@
 #define TRITTER_ABI_VERSION 1
 
 /**
+ * CPU level code: portable scalar code.
+ */
+#define TRITTER_CPU_LEVEL_SCALAR 0
+
+/**
+ * CPU level code: x86-64-v3 (AVX2, FMA, F16C, BMI2).
+ */
+#define TRITTER_CPU_LEVEL_AVX2 1
+
+/**
+ * CPU level code: x86-64-v4 (AVX-512 F/BW/DQ/VL/CD).
+ */
+#define TRITTER_CPU_LEVEL_AVX512 2
+
+/**
+ * CPU level code: AVX-512 with VNNI.
+ */
+#define TRITTER_CPU_LEVEL_AVX512VNNI 3
+
+/**
+ * CPU level code: aarch64 NEON.
+ */
+#define TRITTER_CPU_LEVEL_NEON 16
+
+/**
  * `method`: count sketch (linear; decoded by the median-of-rows estimate).
  */
 #define TRITTER_GRAD_SKETCH 1
@@ -782,6 +807,8 @@ typedef struct tritter_matrix_info_t {
 
 
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -815,6 +842,25 @@ tritter_status_t tritter_set_num_threads(size_t num_threads);
  * `num_threads_out` must be valid for writing one `size_t`.
  */
 tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
+
+/**
+ * Writes the CPU instruction-set level this CPU supports (`*detected_out`)
+ * and the one every kernel runs at (`*active_out`: the detected level, or
+ * the lower one named by `TRITTER_CPU_LEVEL`). Codes are `TRITTER_CPU_LEVEL_*`;
+ * [`tritter_cpu_level_name`] names them.
+ * Either pointer may be NULL (that value is not written).
+ *
+ * # Safety
+ * Each non-NULL pointer must be valid for writing one `uint32_t`.
+ */
+tritter_status_t tritter_cpu_level(uint32_t *detected_out, uint32_t *active_out);
+
+/**
+ * The name of a CPU level code (`"scalar"`, `"avx2"`, `"avx512"`,
+ * `"avx512vnni"`, `"neon"`) as a static NUL-terminated string, or NULL for
+ * an unknown code. Never fails.
+ */
+const char *tritter_cpu_level_name(uint32_t level);
 
 /**
  * The last error message of the calling thread (UTF-8, NUL-terminated; empty

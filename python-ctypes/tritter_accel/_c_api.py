@@ -16,6 +16,11 @@ TRITTER_VERSION_MAJOR = 0
 TRITTER_VERSION_MINOR = 1
 TRITTER_VERSION_PATCH = 0
 TRITTER_ABI_VERSION = 1
+TRITTER_CPU_LEVEL_SCALAR = 0
+TRITTER_CPU_LEVEL_AVX2 = 1
+TRITTER_CPU_LEVEL_AVX512 = 2
+TRITTER_CPU_LEVEL_AVX512VNNI = 3
+TRITTER_CPU_LEVEL_NEON = 16
 TRITTER_GRAD_SKETCH = 1
 TRITTER_GRAD_TERNARY = 2
 TRITTER_GRAD_TOPK = 3
@@ -230,6 +235,8 @@ FUNCTIONS = {
     'tritter_cuda_available': (ctypes.c_bool, []),
     'tritter_set_num_threads': (ctypes.c_uint32, [ctypes.c_size_t]),
     'tritter_get_num_threads': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_cpu_level': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_cpu_level_name': (ctypes.c_char_p, [ctypes.c_uint32]),
     'tritter_last_error': (ctypes.c_char_p, []),
     'tritter_status_name': (ctypes.c_char_p, [ctypes.c_uint32]),
     'tritter_grad_config_default': (ctypes.c_uint32, [ctypes.c_void_p]),

@@ -1,4 +1,4 @@
-//! Version, ABI check, thread count, CUDA probe.
+//! Version, ABI check, thread count, CPU level, CUDA probe.
 
 use std::ffi::c_char;
 
@@ -64,4 +64,54 @@ pub unsafe extern "C" fn tritter_get_num_threads(num_threads_out: *mut usize) ->
             "num_threads_out",
         )
     })
+}
+
+/// CPU level code: portable scalar code.
+pub const TRITTER_CPU_LEVEL_SCALAR: u32 = 0;
+/// CPU level code: x86-64-v3 (AVX2, FMA, F16C, BMI2).
+pub const TRITTER_CPU_LEVEL_AVX2: u32 = 1;
+/// CPU level code: x86-64-v4 (AVX-512 F/BW/DQ/VL/CD).
+pub const TRITTER_CPU_LEVEL_AVX512: u32 = 2;
+/// CPU level code: AVX-512 with VNNI.
+pub const TRITTER_CPU_LEVEL_AVX512VNNI: u32 = 3;
+/// CPU level code: aarch64 NEON.
+pub const TRITTER_CPU_LEVEL_NEON: u32 = 16;
+
+/// Writes the CPU instruction-set level this CPU supports (`*detected_out`)
+/// and the one every kernel runs at (`*active_out`: the detected level, or
+/// the lower one named by `TRITTER_CPU_LEVEL`). Codes are `TRITTER_CPU_LEVEL_*`;
+/// [`tritter_cpu_level_name`] names them.
+/// Either pointer may be NULL (that value is not written).
+///
+/// # Safety
+/// Each non-NULL pointer must be valid for writing one `uint32_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tritter_cpu_level(
+    detected_out: *mut u32,
+    active_out: *mut u32,
+) -> tritter_status_t {
+    guard(|| unsafe {
+        if !detected_out.is_null() {
+            args::write(detected_out, crate::cpu::detected().code(), "detected_out")?;
+        }
+        if !active_out.is_null() {
+            args::write(active_out, crate::cpu::active().code(), "active_out")?;
+        }
+        Ok(())
+    })
+}
+
+/// The name of a CPU level code (`"scalar"`, `"avx2"`, `"avx512"`,
+/// `"avx512vnni"`, `"neon"`) as a static NUL-terminated string, or NULL for
+/// an unknown code. Never fails.
+#[no_mangle]
+pub extern "C" fn tritter_cpu_level_name(level: u32) -> *const c_char {
+    match crate::cpu::CpuLevel::from_code(level) {
+        Some(crate::cpu::CpuLevel::Scalar) => c"scalar".as_ptr(),
+        Some(crate::cpu::CpuLevel::Avx2) => c"avx2".as_ptr(),
+        Some(crate::cpu::CpuLevel::Avx512) => c"avx512".as_ptr(),
+        Some(crate::cpu::CpuLevel::Avx512Vnni) => c"avx512vnni".as_ptr(),
+        Some(crate::cpu::CpuLevel::Neon) => c"neon".as_ptr(),
+        None => std::ptr::null(),
+    }
 }

@@ -30,6 +30,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r python-ctypes/requirements-test.txt
 
+step "gates: rustfmt, clippy (warnings are errors), rustdoc (warnings are errors)"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --check
+cargo clippy --all-targets -q -- -D warnings
+RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps -q
+
 step "cargo test (Rust, header drift, C/C++ shared/static/ASan/valgrind)"
 TRITTER_REQUIRE_VALGRIND=1 cargo test
 

@@ -182,7 +182,7 @@ mod spin {
             let mut spins = 0u32;
             while s.done.load(SeqCst) < n {
                 spins = spins.wrapping_add(1);
-                if spins % 1024 == 0 {
+                if spins.is_multiple_of(1024) {
                     std::thread::yield_now();
                 } else {
                     std::hint::spin_loop();
@@ -226,12 +226,12 @@ mod spin {
             let mut k = 0u32;
             while s.epoch.load(SeqCst) == seen && !s.shutdown.load(SeqCst) {
                 k = k.wrapping_add(1);
-                if k % 4096 == 0 {
+                if k.is_multiple_of(4096) {
                     // let other runnable threads (rayon's workers, the host's
                     // own) have this core while we wait; a no-op when idle
                     std::thread::yield_now();
                 }
-                if k % 256 == 0 && t0.elapsed() > s.spin {
+                if k.is_multiple_of(256) && t0.elapsed() > s.spin {
                     s.parked.fetch_add(1, SeqCst);
                     if s.epoch.load(SeqCst) == seen && !s.shutdown.load(SeqCst) {
                         std::thread::park_timeout(Duration::from_millis(100));

@@ -16,7 +16,7 @@ fn check_ptr<T>(p: *const T, len: usize, name: &'static str) -> Result<()> {
             Err(Error::NullPointer(name))
         };
     }
-    if (p as usize) % std::mem::align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Error::invalid(
             name,
             format!(
@@ -96,7 +96,7 @@ pub unsafe fn reference<'a, T>(p: *const T, name: &'static str) -> Result<&'a T>
 /// Borrows an optional object (NULL -> `None`).
 ///
 /// # Safety
-/// As [`reference`] when non-NULL.
+/// As [`reference`](fn@reference) when non-NULL.
 pub unsafe fn optional<'a, T>(p: *const T, name: &'static str) -> Result<Option<&'a T>> {
     if p.is_null() {
         Ok(None)

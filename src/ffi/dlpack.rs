@@ -243,7 +243,7 @@ unsafe fn layout<T: DlElem>(
         if t.data.is_null() {
             return Err(Error::NullPointer(name));
         }
-        if (ptr as usize) % std::mem::align_of::<T>() != 0 {
+        if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
             return Err(Error::invalid(
                 name,
                 format!("data is not aligned to {} bytes", std::mem::align_of::<T>()),

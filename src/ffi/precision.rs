@@ -221,7 +221,7 @@ pub unsafe extern "C" fn tritter_loss_scaler_new(
 /// `scaler` must be NULL or a live handle not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_free(scaler: *mut tritter_loss_scaler_t) {
-    let _ = super::status::guard_value((), || unsafe { handle::free(scaler) });
+    super::status::guard_value((), || unsafe { handle::free(scaler) });
 }
 
 /// Writes the scaler's state (scale, growth tracker, counts).

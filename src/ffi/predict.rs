@@ -226,7 +226,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_new(
 /// `trainer` must be NULL or a live handle not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_free(trainer: *mut tritter_phase_trainer_t) {
-    let _ = super::status::guard_value((), || unsafe { handle::free(trainer) });
+    super::status::guard_value((), || unsafe { handle::free(trainer) });
 }
 
 /// Registers a parameter of shape `shape[0..ndim]` (any rank up to

@@ -439,7 +439,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_with_compute_format(
 /// `matrix` must be NULL or a live handle not used again afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_free(matrix: *mut tritter_ternary_matrix_t) {
-    let _ = super::status::guard_value((), || unsafe { handle::free(matrix) });
+    super::status::guard_value((), || unsafe { handle::free(matrix) });
 }
 
 /// Writes facts about `matrix` (shape, granularity, sizes) to `*info_out`.

@@ -252,7 +252,7 @@ fn scale_for(scales: &[f32], g: Granularity, ngroups: usize, row: usize, group: 
 }
 
 fn contiguous<'a>(w: &ArrayView2<'a, f32>) -> std::borrow::Cow<'a, [f32]> {
-    let w = w.clone();
+    let w = *w;
     match w.to_slice() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(w.iter().copied().collect()),
@@ -367,7 +367,7 @@ fn simd_quantize_pack_row(
 ) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        if (ngroups == 1 || glen % 64 == 0)
+        if (ngroups == 1 || glen.is_multiple_of(64))
             && is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("bmi2")
         {

@@ -330,7 +330,7 @@ pub fn similarity_many(
         out.iter_mut().for_each(|o| *o = 0.0);
         return Ok(());
     }
-    if rows.len() % stride != 0 {
+    if !rows.len().is_multiple_of(stride) {
         return Err(Error::shape(
             "rows",
             format!(

@@ -24,6 +24,9 @@ pub use sketch::{CountSketch, FetchSgd};
 
 use crate::{rng, Error, Result};
 
+/// Kept indices and their level codes (quantized top-k's error-feedback input).
+type KeptEntries = (Vec<u32>, Vec<u8>);
+
 /// A compression method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -410,11 +413,7 @@ impl Compressor {
 
     /// [`Self::compress_raw`]; for quantized top-k also the kept indices and
     /// level codes (the error-feedback update then needs no stream decode).
-    fn compress_raw_kept(
-        &self,
-        x: &[f32],
-        seed: u64,
-    ) -> Result<(Compressed, Option<(Vec<u32>, Vec<u8>)>)> {
+    fn compress_raw_kept(&self, x: &[f32], seed: u64) -> Result<(Compressed, Option<KeptEntries>)> {
         let mut kept = None;
         let body = match self.cfg.method {
             Method::CountSketch => Body::Sketch {

@@ -194,7 +194,7 @@ mod tests {
             for i in lo..hi {
                 for t in 0..NNZ {
                     let h = rng::hash2(3, (i * NNZ + t) as u64);
-                    let r = ylo + ((h >> 32) * (yhi - ylo) as u64 >> 32) as usize;
+                    let r = ylo + (((h >> 32) * (yhi - ylo) as u64) >> 32) as usize;
                     dense[r * dim + i] += if h & 1 == 1 {
                         -0.5f64.sqrt()
                     } else {

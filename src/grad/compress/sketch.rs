@@ -526,7 +526,7 @@ mod tests {
         for (i, &v) in g.iter().enumerate() {
             for r in 0..3 {
                 let h = rng::hash2(rng::derive(9, r as u64), i as u64);
-                let b = ((h >> 32) as u128 * 37 >> 32) as usize;
+                let b = (((h >> 32) as u128 * 37) >> 32) as usize;
                 let s = if h & 1 == 1 { -1.0 } else { 1.0 };
                 want[r * 37 + b] += s * v as f64;
             }
@@ -669,7 +669,7 @@ mod tests {
             let t = cs.sketch(&randn(n, rows as u64)).unwrap();
             let mut est = vec![0.0f32; n];
             cs.estimate(&t, &mut est).unwrap();
-            for i in 0..n {
+            for (i, &e) in est.iter().enumerate() {
                 let mut v: Vec<f32> = (0..rows)
                     .map(|r| {
                         let (b, s) = cs.bucket(r, i);
@@ -682,7 +682,7 @@ mod tests {
                 } else {
                     0.5 * (v[rows / 2 - 1] + v[rows / 2])
                 };
-                assert_eq!(est[i], med, "rows {rows} coord {i}");
+                assert_eq!(e, med, "rows {rows} coord {i}");
                 assert_eq!(cs.estimate_at(&t, i), med);
             }
         }

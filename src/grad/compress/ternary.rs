@@ -27,7 +27,7 @@ const TASK_ELEMS: usize = 1 << 16;
 
 /// Checks a block size: a multiple of 4 in `4..=MAX_BLOCK`.
 pub fn check_block(block: usize) -> Result<()> {
-    if block < 4 || block > MAX_BLOCK || block % 4 != 0 {
+    if !(4..=MAX_BLOCK).contains(&block) || !block.is_multiple_of(4) {
         return Err(Error::invalid(
             "block",
             format!("must be a multiple of 4 in 4..={MAX_BLOCK}, got {block}"),
@@ -177,7 +177,7 @@ fn quantize_blocks(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi2")]
 unsafe fn block_avx512(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
-    if g.len() % 64 != 0 {
+    if !g.len().is_multiple_of(64) {
         // only a short last block (or blocks under 64): the generic body
         return block_impl(g, key, out);
     }
@@ -398,7 +398,7 @@ pub fn validate_packed(packed: &[u8], n: usize, arg: &'static str) -> Result<()>
             format!("invalid 2-bit code 11 in byte {i}"),
         ));
     }
-    if n % 4 != 0 {
+    if !n.is_multiple_of(4) {
         let last = packed[packed.len() - 1];
         if last >> (2 * (n % 4)) != 0 {
             return Err(Error::data(arg, "non-zero padding codes in the last byte"));
@@ -573,7 +573,7 @@ mod tests {
         // used; elements equal to the block max are kept with probability
         // 1 - 2^-24 at most, elements of half the max about half the time.
         let mut g = vec![1e-35f32; 8];
-        g.extend(std::iter::repeat(0.5e-35f32).take(4000));
+        g.extend(std::iter::repeat_n(0.5e-35f32, 4000));
         let (s, p) = quantize(&g, 4096, 1).unwrap();
         assert_eq!(s[0], 1e-35);
         assert!((0..8).all(|i| trit(&p, i) == 1));

@@ -1,11 +1,11 @@
 //! Ternary matmul `Y = X · Wᵀ (+ bias)`.
 //!
-//! * [`reference`]: the scalar definition every fast kernel must equal.
+//! * [`reference`](mod@reference): the scalar definition every fast kernel must equal.
 //! * [`layout`]: the compute layout (2-bit bit planes or base-3 fixed point,
 //!   row tiles, padded K) built once per matrix.
 //! * `x86` (AVX2, AVX-512BW, AVX-512 VNNI) and `neon` kernels, driven by
 //!   `fast` (rayon over row tiles, cache blocks over the batch).
-//! * [`gemm`]: the dispatcher the [`TernaryMatrix`](super::TernaryMatrix) uses;
+//! * [`gemm`]: the dispatcher the [`TernaryMatrix`] uses;
 //!   it picks the best [`Level`] the CPU has at run time (`TRITTER_CPU_LEVEL`
 //!   = `scalar`/`avx2`/`avx512`/`avx512vnni` forces a supported one).
 //!

@@ -65,8 +65,8 @@ fn benches(c: &mut Criterion) {
     let block = ternary::DEFAULT_BLOCK;
     let mut s = vec![0.0f32; ternary::num_blocks(n, block)];
     let mut p = vec![0u8; ternary::packed_len(n)];
-    for lv in ternary::levels() {
-        grp.bench_function(format!("ternary_quantize/{lv:?}"), |b| {
+    for lv in tritter_accel::cpu::supported_levels() {
+        grp.bench_function(format!("ternary_quantize/{lv}"), |b| {
             b.iter(|| {
                 ternary::quantize_into_level(black_box(&g), block, 3, &mut s, &mut p, lv).unwrap()
             })

@@ -352,6 +352,33 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
+/// Whether a kernel written for `kernel` may run when `requested` is the
+/// level asked for: the CPU supports it and it is not above the request (the
+/// one rule every domain's dispatcher applies; see the module docs).
+#[inline]
+pub fn runs(kernel: CpuLevel, requested: CpuLevel) -> bool {
+    kernel.allowed_under(requested) && kernel.is_supported()
+}
+
+/// The levels a kernel test runs at: every level this CPU supports, lowest
+/// first. Prints one line naming them and the x86 levels skipped (absent on
+/// this CPU), e.g. `vsa counts: ran scalar avx2 | skipped avx512 avx512vnni`.
+pub fn levels_for_test(what: &str) -> Vec<CpuLevel> {
+    let ran = supported_levels();
+    let names = |v: &[CpuLevel]| v.iter().map(|l| l.name()).collect::<Vec<_>>().join(" ");
+    let skipped = unsupported_levels();
+    eprintln!(
+        "{what}: ran {} | skipped {}",
+        names(&ran),
+        if skipped.is_empty() {
+            "none".to_string()
+        } else {
+            names(&skipped)
+        }
+    );
+    ran
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

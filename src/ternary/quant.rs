@@ -26,6 +26,7 @@ use rayon::prelude::*;
 
 use super::pack;
 use super::Granularity;
+use crate::cpu::{self, CpuLevel};
 use crate::{check_finite, Error, Result};
 
 /// Which statistic sets the scale.
@@ -110,15 +111,54 @@ pub struct Quantized {
     pub granularity: Granularity,
 }
 
-/// Sum of |x| in the documented order (16 f32 lanes, lanes added in f64).
+/// The kernels this module runs at a requested [`CpuLevel`]: the best one at
+/// or below it that the CPU supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+fn kernel(level: CpuLevel) -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cpu::runs(CpuLevel::Avx512, level) {
+            return Kernel::Avx512;
+        }
+        if cpu::runs(CpuLevel::Avx2, level) {
+            return Kernel::Avx2;
+        }
+    }
+    let _ = level;
+    Kernel::Scalar
+}
+
+/// Sum of |x| in the documented order (16 f32 lanes, lanes added in f64), at
+/// the active CPU level.
 #[inline]
 pub fn abs_sum(xs: &[f32]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if xs.len() >= 64 && is_x86_feature_detected!("avx512f") {
-        // SAFETY: feature checked.
-        return unsafe { abs_sum_avx512(xs) };
+    abs_sum_k(kernel(cpu::active()), xs)
+}
+
+/// [`abs_sum`] with the kernels of `level`: bit-identical at every level.
+pub fn abs_sum_at(level: CpuLevel, xs: &[f32]) -> f64 {
+    abs_sum_k(kernel(level), xs)
+}
+
+#[inline]
+fn abs_sum_k(k: Kernel, xs: &[f32]) -> f64 {
+    match k {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is picked only when the CPU has AVX-512F.
+        Kernel::Avx512 if xs.len() >= 64 => unsafe { abs_sum_avx512(xs) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is picked only when the CPU has AVX2.
+        Kernel::Avx2 | Kernel::Avx512 if xs.len() >= 16 => unsafe { abs_sum_avx2(xs) },
+        _ => abs_sum_scalar(xs),
     }
-    abs_sum_scalar(xs)
 }
 
 /// [`abs_sum`] with one 16-lane register: lane `i` still takes elements
@@ -142,6 +182,38 @@ unsafe fn abs_sum_avx512(xs: &[f32]) -> f64 {
     lanes.iter().map(|&a| a as f64).sum()
 }
 
+/// [`abs_sum`] with two 8-lane registers holding lanes 0..8 and 8..16: the
+/// same per-lane order, so bit-identical to the scalar sum.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn abs_sum_avx2(xs: &[f32]) -> f64 {
+    use std::arch::x86_64::*;
+    let mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF));
+    let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        // SAFETY: c holds 16 floats.
+        let (x0, x1) = unsafe {
+            (
+                _mm256_loadu_ps(c.as_ptr()),
+                _mm256_loadu_ps(c.as_ptr().add(8)),
+            )
+        };
+        a0 = _mm256_add_ps(a0, _mm256_and_ps(x0, mask));
+        a1 = _mm256_add_ps(a1, _mm256_and_ps(x1, mask));
+    }
+    let mut lanes = [0f32; 16];
+    // SAFETY: lanes holds 16 floats.
+    unsafe {
+        _mm256_storeu_ps(lanes.as_mut_ptr(), a0);
+        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), a1);
+    }
+    for (i, v) in chunks.remainder().iter().enumerate() {
+        lanes[i] += v.abs();
+    }
+    lanes.iter().map(|&a| a as f64).sum()
+}
+
 fn abs_sum_scalar(xs: &[f32]) -> f64 {
     let mut acc = [0f32; 16];
     let mut chunks = xs.chunks_exact(16);
@@ -156,7 +228,7 @@ fn abs_sum_scalar(xs: &[f32]) -> f64 {
     acc.iter().map(|&a| a as f64).sum()
 }
 
-/// max |x| (0 for an empty slice).
+/// max |x| (0 for an empty slice); NaN is ignored (f32 `max`). Portable.
 #[inline]
 pub fn abs_max(xs: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
@@ -172,16 +244,98 @@ pub fn abs_max(xs: &[f32]) -> f32 {
     acc.iter().fold(0f32, |m, &a| m.max(a))
 }
 
-fn group_stat(xs: &[f32], method: QuantMethod) -> f64 {
+/// max |x| as the largest `|x|` bit pattern (0 for an empty slice), with the
+/// kernels of `level`. Equal to [`abs_max`] on finite input; unlike it, a
+/// NaN or infinity anywhere makes the result non-finite (their patterns sit
+/// above every finite one), which is how the fused quantizer proves its
+/// input finite without a separate scan.
+pub fn abs_max_at(level: CpuLevel, xs: &[f32]) -> f32 {
+    abs_max_bits_k(kernel(level), xs)
+}
+
+#[inline]
+fn abs_max_bits_k(k: Kernel, xs: &[f32]) -> f32 {
+    match k {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 (or above) was detected for these kernels.
+        Kernel::Avx2 | Kernel::Avx512 if xs.len() >= 32 => unsafe { abs_max_bits_avx2(xs) },
+        _ => abs_max_bits_scalar(xs),
+    }
+}
+
+fn abs_max_bits_scalar(xs: &[f32]) -> f32 {
+    let mut acc = [0u32; 16];
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        for i in 0..16 {
+            acc[i] = acc[i].max(c[i].to_bits() & 0x7FFF_FFFF);
+        }
+    }
+    let m = chunks
+        .remainder()
+        .iter()
+        .fold(0u32, |m, v| m.max(v.to_bits() & 0x7FFF_FFFF));
+    f32::from_bits(acc.iter().fold(m, |m, &a| m.max(a)))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn abs_max_bits_avx2(xs: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let mask = _mm256_set1_epi32(0x7FFF_FFFF);
+    let mut acc = [_mm256_setzero_si256(); 4];
+    let mut chunks = xs.chunks_exact(32);
+    for c in &mut chunks {
+        for (j, a) in acc.iter_mut().enumerate() {
+            // SAFETY: c holds 32 floats.
+            let v = unsafe { _mm256_loadu_si256(c.as_ptr().add(8 * j) as *const __m256i) };
+            *a = _mm256_max_epu32(*a, _mm256_and_si256(v, mask));
+        }
+    }
+    let m = _mm256_max_epu32(
+        _mm256_max_epu32(acc[0], acc[1]),
+        _mm256_max_epu32(acc[2], acc[3]),
+    );
+    let mut lanes = [0u32; 8];
+    // SAFETY: lanes holds 8 u32.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, m) };
+    let tail = abs_max_bits_scalar(chunks.remainder()).to_bits();
+    f32::from_bits(lanes.iter().fold(tail, |m, &a| m.max(a)))
+}
+
+#[inline]
+fn group_stat(k: Kernel, xs: &[f32], method: QuantMethod) -> f64 {
     match method {
-        QuantMethod::AbsMean => abs_sum(xs),
-        QuantMethod::AbsMax => abs_max(xs) as f64,
+        QuantMethod::AbsMean => abs_sum_k(k, xs),
+        QuantMethod::AbsMax => abs_max_bits_k(k, xs) as f64,
+    }
+}
+
+/// The scale of one group from its statistic (mean or max).
+#[inline]
+fn group_scale(k: Kernel, grp: &[f32], method: QuantMethod) -> f32 {
+    let v = group_stat(k, grp, method);
+    match method {
+        QuantMethod::AbsMean => (v / grp.len() as f64) as f32,
+        QuantMethod::AbsMax => v as f32,
     }
 }
 
 /// Computes the scales of a contiguous row-major `rows x cols` matrix.
 /// Returns `scale_rows * groups_per_row` values.
 pub fn compute_scales(w: &[f32], rows: usize, cols: usize, cfg: &QuantConfig) -> Vec<f32> {
+    compute_scales_at(cpu::active(), w, rows, cols, cfg)
+}
+
+/// [`compute_scales`] with the kernels of `level` (bit-identical at every level).
+pub fn compute_scales_at(
+    level: CpuLevel,
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    cfg: &QuantConfig,
+) -> Vec<f32> {
+    let k = kernel(level);
     let g = cfg.granularity;
     let (srows, ngroups) = g.scale_shape(rows, cols);
     if cols == 0 || rows == 0 {
@@ -191,14 +345,22 @@ pub fn compute_scales(w: &[f32], rows: usize, cols: usize, cfg: &QuantConfig) ->
         Granularity::PerTensor => {
             let per_row: Vec<f64> = crate::parallel::install(|| {
                 w.par_chunks(cols)
-                    .map(|r| group_stat(r, cfg.method))
+                    .map(|r| group_stat(k, r, cfg.method))
                     .collect()
             });
             let s = match cfg.method {
                 QuantMethod::AbsMean => {
                     (per_row.iter().sum::<f64>() / (rows as f64 * cols as f64)) as f32
                 }
-                QuantMethod::AbsMax => per_row.iter().fold(0f64, |m, &v| m.max(v)) as f32,
+                // f64 max ignores NaN: take the largest bit pattern instead,
+                // so a non-finite row keeps the scale non-finite.
+                QuantMethod::AbsMax => f32::from_bits(
+                    per_row
+                        .iter()
+                        .map(|&v| (v as f32).to_bits())
+                        .max()
+                        .unwrap_or(0),
+                ),
             };
             vec![s]
         }
@@ -208,18 +370,18 @@ pub fn compute_scales(w: &[f32], rows: usize, cols: usize, cfg: &QuantConfig) ->
             crate::parallel::install(|| {
                 out.par_chunks_mut(ngroups)
                     .zip(w.par_chunks(cols))
-                    .for_each(|(s, r)| {
-                        for (si, grp) in s.iter_mut().zip(r.chunks(glen)) {
-                            let v = group_stat(grp, cfg.method);
-                            *si = match cfg.method {
-                                QuantMethod::AbsMean => (v / grp.len() as f64) as f32,
-                                QuantMethod::AbsMax => v as f32,
-                            };
-                        }
-                    })
+                    .for_each(|(s, r)| row_scales(k, r, s, cfg.method, glen))
             });
             out
         }
+    }
+}
+
+/// The scales of one row's groups into `s`.
+#[inline]
+fn row_scales(k: Kernel, r: &[f32], s: &mut [f32], method: QuantMethod, glen: usize) {
+    for (si, grp) in s.iter_mut().zip(r.chunks(glen)) {
+        *si = group_scale(k, grp, method);
     }
 }
 
@@ -240,6 +402,35 @@ impl Rule {
             Some(f) => Rule::Threshold { thr: f * scale },
             None => Rule::Round { d: scale + cfg.eps },
         }
+    }
+
+    /// The rule as one bound `hi >= 0`: `t = (w > hi) - (w < -hi)` gives the
+    /// same trit as the rule for every float `w` (NaN compares false both ways).
+    ///
+    /// For [`Rule::Round`], `fl(w / d) > 0.5` holds iff the exact quotient
+    /// exceeds `0.5 + 2^-25` (the midpoint between 0.5 and the next float,
+    /// which rounds to even, i.e. down to 0.5), i.e. iff `w > d (0.5 + 2^-25)`
+    /// for `d > 0`. That product is exact in f64 (24 + 25 significant bits);
+    /// for a float `w`, `w > x` iff `w > RD(x)` (the largest float `<= x`).
+    /// Rounding to nearest is symmetric, so the `-0.5` side is `w < -hi`.
+    /// `d = 0` gives `hi = 0`: `w / 0` is `±inf` (NaN for `w = 0`), the same
+    /// trits as `w > 0` / `w < 0`. No division is left in the SIMD loops.
+    fn bound(self) -> f32 {
+        match self {
+            Rule::Threshold { thr } => thr,
+            Rule::Round { d } => round_bound(d),
+        }
+    }
+}
+
+/// `RD(d · (0.5 + 2^-25))` in f32 (see [`Rule::bound`]).
+fn round_bound(d: f32) -> f32 {
+    let x = d as f64 * (0.5 + 1.0 / (1u64 << 25) as f64);
+    let t = x as f32;
+    if t as f64 > x {
+        t.next_down()
+    } else {
+        t
     }
 }
 
@@ -264,12 +455,19 @@ fn contiguous<'a>(w: &ArrayView2<'a, f32>) -> std::borrow::Cow<'a, [f32]> {
 /// Errors: [`Error::NonFinite`] (naming `weights`) for NaN/inf input, invalid
 /// config fields.
 pub fn quantize(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<Quantized> {
+    quantize_at(cpu::active(), w, cfg)
+}
+
+/// [`quantize`] with the kernels of `level` (identical results at every level).
+pub fn quantize_at(level: CpuLevel, w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<Quantized> {
     cfg.validate()?;
+    let k = kernel(level);
     let (rows, cols) = w.dim();
     let data = contiguous(&w);
     check_finite(&data, "weights")?;
-    let scales = compute_scales(&data, rows, cols, cfg);
+    let scales = compute_scales_at(level, &data, rows, cols, cfg);
     let (srows, ngroups) = cfg.granularity.scale_shape(rows, cols);
+    let glen = cfg.granularity.group_len(cols);
     let mut values = Array2::<i8>::zeros((rows, cols));
     if cols > 0 {
         let vs = values.as_slice_mut().expect("fresh array is contiguous");
@@ -278,16 +476,15 @@ pub fn quantize(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<Quantized> {
                 .zip(data.par_chunks(cols))
                 .enumerate()
                 .for_each(|(i, (o, r))| {
-                    quantize_span(
-                        r,
-                        o,
-                        0,
-                        i,
-                        &scales,
-                        cfg,
-                        ngroups,
-                        cfg.granularity.group_len(cols),
-                    )
+                    let mut start = 0;
+                    while start < cols {
+                        let gi = start / glen;
+                        let end = ((gi + 1) * glen).min(cols);
+                        let rule =
+                            Rule::new(scale_for(&scales, cfg.granularity, ngroups, i, gi), cfg);
+                        quantize_group(k, &r[start..end], &mut o[start..end], rule);
+                        start = end;
+                    }
                 })
         });
     }
@@ -299,92 +496,132 @@ pub fn quantize(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<Quantized> {
     })
 }
 
-/// Quantizes `w` straight into the canonical 2-bit layout (one pass over the
-/// data after the scale pass; no intermediate i8 matrix).
+/// The trits of one group (one rule) into `dst`.
+#[inline]
+fn quantize_group(k: Kernel, src: &[f32], dst: &mut [i8], rule: Rule) {
+    match k {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 (or above) was detected for these kernels; the
+        // lengths are equal.
+        Kernel::Avx2 | Kernel::Avx512 => unsafe { quantize_i8_avx2(src, rule.bound(), dst) },
+        _ => quantize_span_rule(src, dst, rule),
+    }
+}
+
+/// Quantizes `w` straight into the canonical 2-bit layout, at the active
+/// CPU level. Per-row and per-group scales are computed row by row just
+/// before the row is quantized (one pass over the input from memory; the
+/// second reads the row from cache); a per-tensor scale needs its own pass
+/// first.
 ///
 /// Returns `(packed, scales)` with `packed.len() == rows * ceil(cols / 4)`.
 pub fn quantize_pack_2bit(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<(Vec<u8>, Vec<f32>)> {
+    quantize_pack_2bit_at(cpu::active(), w, cfg)
+}
+
+/// [`quantize_pack_2bit`] with the kernels of `level`: the same bytes and
+/// scales at every level.
+pub fn quantize_pack_2bit_at(
+    level: CpuLevel,
+    w: ArrayView2<f32>,
+    cfg: &QuantConfig,
+) -> Result<(Vec<u8>, Vec<f32>)> {
     cfg.validate()?;
+    let k = kernel(level);
     let (rows, cols) = w.dim();
     let data = contiguous(&w);
-    let scales = compute_scales(&data, rows, cols, cfg);
-    // An AbsMean scale is a sum of |w|: NaN or inf anywhere makes it
-    // non-finite, so finite scales prove finite input and the separate scan
-    // is needed only otherwise (where it finds the index, or passes when a
-    // huge finite sum overflowed).
-    if cfg.method != QuantMethod::AbsMean || !scales.iter().all(|s| s.is_finite()) {
-        check_finite(&data, "weights")?;
-    }
-    let (_, ngroups) = cfg.granularity.scale_shape(rows, cols);
+    let g = cfg.granularity;
+    let (srows, ngroups) = g.scale_shape(rows, cols);
+    let glen = g.group_len(cols);
     let rb = pack::row_bytes(cols, pack::PackedLayout::TwoBit);
     let mut packed = vec![0u8; rows * rb];
-    if cols > 0 {
-        crate::parallel::install(|| {
-            packed
+    let mut scales = match g {
+        Granularity::PerTensor => compute_scales_at(level, &data, rows, cols, cfg),
+        _ => vec![0f32; srows * ngroups],
+    };
+    if cols > 0 && rows > 0 {
+        crate::parallel::install(|| match g {
+            Granularity::PerTensor => {
+                let s = &scales[..1];
+                packed
+                    .par_chunks_mut(rb)
+                    .zip(data.par_chunks(cols))
+                    .for_each(|(o, r)| pack_row(k, r, o, s, cfg, glen))
+            }
+            _ => packed
                 .par_chunks_mut(rb)
                 .zip(data.par_chunks(cols))
-                .enumerate()
-                .for_each(|(i, (o, r))| {
-                    let glen = cfg.granularity.group_len(cols);
-                    // Whole 64-weight chunks through the SIMD path where it applies.
-                    let done = simd_quantize_pack_row(r, o, i, &scales, cfg, ngroups, glen);
-                    // The rest in 256-weight tiles through a stack buffer, then pack.
-                    let mut tile = [0i8; 256];
-                    let (r, o) = (&r[done..], &mut o[done / 4..]);
-                    for (t, (src, dst)) in r.chunks(256).zip(o.chunks_mut(64)).enumerate() {
-                        quantize_span(
-                            src,
-                            &mut tile[..src.len()],
-                            done + t * 256,
-                            i,
-                            &scales,
-                            cfg,
-                            ngroups,
-                            glen,
-                        );
-                        pack::pack_2bit_row(&tile[..src.len()], dst);
-                    }
-                })
+                .zip(scales.par_chunks_mut(ngroups))
+                .for_each(|((o, r), s)| {
+                    row_scales(k, r, s, cfg.method, glen);
+                    pack_row(k, r, o, s, cfg, glen)
+                }),
         });
+    }
+    // Both statistics are non-finite iff a group holds NaN or inf (AbsMean:
+    // the sum; AbsMax: the largest bit pattern), so finite scales prove
+    // finite input and the separate scan runs only otherwise (where it finds
+    // the index, or passes when a huge finite sum overflowed).
+    if !scales.iter().all(|s| s.is_finite()) {
+        check_finite(&data, "weights")?;
     }
     Ok((packed, scales))
 }
 
-/// Quantizes and packs the leading whole 64-weight chunks of row `row` with
-/// AVX-512 + BMI2 when the CPU has them and every chunk lies in one scale
-/// group; returns how many weights it did (a multiple of 64, maybe 0). The
-/// per-weight arithmetic is the scalar rule's (`w / d` then two compares, or
-/// two compares with the threshold), so the bytes are identical.
-#[allow(clippy::too_many_arguments)]
-fn simd_quantize_pack_row(
-    src: &[f32],
-    dst: &mut [u8],
-    row: usize,
-    scales: &[f32],
-    cfg: &QuantConfig,
-    ngroups: usize,
-    glen: usize,
-) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if (ngroups == 1 || glen.is_multiple_of(64))
-            && is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("bmi2")
-        {
-            let n = src.len() / 64 * 64;
-            let rule = |k: usize| {
-                Rule::new(
-                    scale_for(scales, cfg.granularity, ngroups, row, k / glen),
-                    cfg,
-                )
-            };
-            // SAFETY: features checked above; n <= src.len(), n / 4 <= dst.len().
-            unsafe { quantize_pack_avx512(&src[..n], &mut dst[..n / 4], rule) };
-            return n;
+/// Quantizes and packs one row whose group scales are `s` (one scale for a
+/// per-tensor or per-row matrix) into its `ceil(cols / 4)` bytes.
+#[inline]
+fn pack_row(k: Kernel, r: &[f32], o: &mut [u8], s: &[f32], cfg: &QuantConfig, glen: usize) {
+    let ngroups = s.len();
+    let done = match k {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 if ngroups == 1 || glen.is_multiple_of(64) => {
+            // Whole 64-weight chunks (each in one group) with AVX-512.
+            let n = r.len() / 64 * 64;
+            let rule = |k: usize| Rule::new(s[if ngroups == 1 { 0 } else { k / glen }], cfg);
+            // SAFETY: the kernel runs only on CPUs with AVX-512F and BMI2;
+            // n <= r.len(), n / 4 <= o.len().
+            unsafe { quantize_pack_avx512(&r[..n], &mut o[..n / 4], rule) };
+            n
         }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 | Kernel::Avx512 if ngroups == 1 => {
+            // SAFETY: AVX2 was detected; o holds ceil(r.len() / 4) bytes.
+            unsafe { pack_2bit_avx2(r, Rule::new(s[0], cfg).bound(), o) };
+            r.len()
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 | Kernel::Avx512 if glen.is_multiple_of(4) => {
+            // Every group starts on a byte; a group's last byte is partial
+            // only at the end of the row.
+            for (gi, (src, dst)) in r.chunks(glen).zip(o.chunks_mut(glen / 4)).enumerate() {
+                let hi = Rule::new(s[gi], cfg).bound();
+                // SAFETY: AVX2 was detected; dst holds ceil(src.len() / 4) bytes.
+                unsafe { pack_2bit_avx2(src, hi, dst) };
+            }
+            r.len()
+        }
+        _ => 0,
+    };
+    if done == r.len() {
+        return;
     }
-    let _ = (src, dst, row, scales, cfg, ngroups, glen);
-    0
+    // The rest in 256-weight tiles through a stack buffer, then pack.
+    let mut tile = [0i8; 256];
+    let (r, o) = (&r[done..], &mut o[done / 4..]);
+    for (t, (src, dst)) in r.chunks(256).zip(o.chunks_mut(64)).enumerate() {
+        let start = done + t * 256;
+        let tile = &mut tile[..src.len()];
+        let mut j = 0;
+        while j < src.len() {
+            let gi = (start + j) / glen;
+            let end = ((gi + 1) * glen - start).min(src.len());
+            let rule = Rule::new(s[if ngroups == 1 { 0 } else { gi }], cfg);
+            quantize_span_rule(&src[j..end], &mut tile[j..end], rule);
+            j = end;
+        }
+        pack::pack_2bit_row(tile, dst);
+    }
 }
 
 /// `src.len()` a multiple of 64; `dst` holds `src.len() / 4` bytes. Pos/neg
@@ -429,38 +666,183 @@ unsafe fn quantize_pack_avx512(src: &[f32], dst: &mut [u8], rule: impl Fn(usize)
     }
 }
 
-/// Quantizes `src` (elements `start..start+len` of row `row`) into `dst`.
-#[allow(clippy::too_many_arguments)]
+/// The canonical 2-bit codes of 16 floats (`x0`, `x1`: weights 0..8, 8..16)
+/// against the bound `hi` (`nhi = -hi`), as one 32-bit word: weight `e` at
+/// bits `2e..2e+1`.
+///
+/// No `pdep` (microcoded and slow before Zen 3): in every 32-bit lane the
+/// `> hi` mask fills the low half and the `< -hi` mask the high half; a
+/// saturating pack to bytes leaves each weight's two masks in adjacent
+/// bytes, and `movemask` reads them out as the code bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
 #[inline]
-fn quantize_span(
+unsafe fn codes16_avx2(
+    x0: std::arch::x86_64::__m256,
+    x1: std::arch::x86_64::__m256,
+    hi: std::arch::x86_64::__m256,
+    nhi: std::arch::x86_64::__m256,
+) -> u32 {
+    use std::arch::x86_64::*;
+    let g0 = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(x0, hi));
+    let l0 = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(x0, nhi));
+    let g1 = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(x1, hi));
+    let l1 = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(x1, nhi));
+    let p0 = _mm256_blend_epi16::<0xAA>(g0, l0);
+    let p1 = _mm256_blend_epi16::<0xAA>(g1, l1);
+    // packs interleaves the 128-bit halves: [w0-3, w8-11 | w4-7, w12-15].
+    let b = _mm256_packs_epi16(p0, p1);
+    _mm256_movemask_epi8(_mm256_permute4x64_epi64::<0xD8>(b)) as u32
+}
+
+/// Trits of 8 floats against the bound (`nhi = -hi`) as i32 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn trits8_avx2(
+    x: std::arch::x86_64::__m256,
+    hi: std::arch::x86_64::__m256,
+    nhi: std::arch::x86_64::__m256,
+) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    // t = (w < -hi) - (w > hi) as masks (-1 / 0): +1, -1 or 0.
+    let gt = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_GT_OQ>(x, hi));
+    let lt = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(x, nhi));
+    _mm256_sub_epi32(lt, gt)
+}
+
+/// Lane mask for a masked load of the first `n` (< 8) of 8 floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn first_lanes(n: usize) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), idx)
+}
+
+/// Loads floats `i..i + 16` of `src` (zeros past its end) as two vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load16_tail(
     src: &[f32],
-    dst: &mut [i8],
-    start: usize,
-    row: usize,
-    scales: &[f32],
-    cfg: &QuantConfig,
-    ngroups: usize,
-    glen: usize,
-) {
-    let mut k = 0;
-    while k < src.len() {
-        let gi = (start + k) / glen;
-        let end = ((gi + 1) * glen - start).min(src.len());
-        let rule = Rule::new(scale_for(scales, cfg.granularity, ngroups, row, gi), cfg);
-        match rule {
-            Rule::Round { d } => {
-                for (o, &w) in dst[k..end].iter_mut().zip(&src[k..end]) {
-                    let q = w / d;
-                    *o = (q > 0.5) as i8 - (q < -0.5) as i8;
-                }
-            }
-            Rule::Threshold { thr } => {
-                for (o, &w) in dst[k..end].iter_mut().zip(&src[k..end]) {
-                    *o = (w > thr) as i8 - (w < -thr) as i8;
-                }
+    i: usize,
+) -> (std::arch::x86_64::__m256, std::arch::x86_64::__m256) {
+    use std::arch::x86_64::*;
+    let n = src.len() - i;
+    let p = src.as_ptr();
+    // SAFETY: masked loads touch only lanes < n past i (inside src).
+    unsafe {
+        if n >= 16 {
+            return (_mm256_loadu_ps(p.add(i)), _mm256_loadu_ps(p.add(i + 8)));
+        }
+        if n >= 8 {
+            let x0 = _mm256_loadu_ps(p.add(i));
+            let x1 = if n > 8 {
+                _mm256_maskload_ps(p.add(i + 8), first_lanes(n - 8))
+            } else {
+                _mm256_setzero_ps()
+            };
+            return (x0, x1);
+        }
+        (
+            _mm256_maskload_ps(p.add(i), first_lanes(n)),
+            _mm256_setzero_ps(),
+        )
+    }
+}
+
+/// Quantizes `src` against the bound `hi >= 0` and packs it into `dst`
+/// (`ceil(src.len() / 4)` bytes; trits past the end of `src` in the last
+/// byte are 0). 32 weights a step, codes by [`codes16_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn pack_2bit_avx2(src: &[f32], hi: f32, dst: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let n = src.len();
+    assert!(dst.len() >= n.div_ceil(4));
+    let (h, nh) = (_mm256_set1_ps(hi), _mm256_set1_ps(-hi));
+    let (p, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut i = 0;
+    // SAFETY: loads read src[i..i + 32] with i + 32 <= n; stores write
+    // dst[i / 4..i / 4 + 8] within ceil(n / 4).
+    unsafe {
+        while i + 32 <= n {
+            let lo = codes16_avx2(
+                _mm256_loadu_ps(p.add(i)),
+                _mm256_loadu_ps(p.add(i + 8)),
+                h,
+                nh,
+            );
+            let hi2 = codes16_avx2(
+                _mm256_loadu_ps(p.add(i + 16)),
+                _mm256_loadu_ps(p.add(i + 24)),
+                h,
+                nh,
+            );
+            let w = lo as u64 | (hi2 as u64) << 32;
+            std::ptr::write_unaligned(d.add(i / 4) as *mut u64, w.to_le());
+            i += 32;
+        }
+        while i < n {
+            let (x0, x1) = load16_tail(src, i);
+            let w = codes16_avx2(x0, x1, h, nh).to_le_bytes();
+            let nb = (n - i).min(16).div_ceil(4);
+            std::ptr::copy_nonoverlapping(w.as_ptr(), d.add(i / 4), nb);
+            i += 16;
+        }
+    }
+}
+
+/// Quantizes `src` against the bound `hi >= 0` into trits `dst` (same length).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_i8_avx2(src: &[f32], hi: f32, dst: &mut [i8]) {
+    use std::arch::x86_64::*;
+    let n = src.len();
+    assert_eq!(dst.len(), n);
+    let (h, nh) = (_mm256_set1_ps(hi), _mm256_set1_ps(-hi));
+    let p = src.as_ptr();
+    let mut i = 0;
+    // SAFETY: loads read src[i..i + 32] with i + 32 <= n; the store writes
+    // dst[i..i + 32].
+    unsafe {
+        while i + 32 <= n {
+            let t0 = trits8_avx2(_mm256_loadu_ps(p.add(i)), h, nh);
+            let t1 = trits8_avx2(_mm256_loadu_ps(p.add(i + 8)), h, nh);
+            let t2 = trits8_avx2(_mm256_loadu_ps(p.add(i + 16)), h, nh);
+            let t3 = trits8_avx2(_mm256_loadu_ps(p.add(i + 24)), h, nh);
+            // packs: [t0 lo, t1 lo | t0 hi, t1 hi] then bytes likewise;
+            // the final dword permute restores element order.
+            let a = _mm256_packs_epi32(t0, t1);
+            let b = _mm256_packs_epi32(t2, t3);
+            let c = _mm256_packs_epi16(a, b);
+            let c = _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, c);
+            i += 32;
+        }
+    }
+    for (o, &w) in dst[i..].iter_mut().zip(&src[i..]) {
+        *o = (w > hi) as i8 - (w < -hi) as i8;
+    }
+}
+
+/// The trits of `src` under one rule (the scalar reference).
+#[inline]
+fn quantize_span_rule(src: &[f32], dst: &mut [i8], rule: Rule) {
+    match rule {
+        Rule::Round { d } => {
+            for (o, &w) in dst.iter_mut().zip(src) {
+                let q = w / d;
+                *o = (q > 0.5) as i8 - (q < -0.5) as i8;
             }
         }
-        k = end;
+        Rule::Threshold { thr } => {
+            for (o, &w) in dst.iter_mut().zip(src) {
+                *o = (w > thr) as i8 - (w < -thr) as i8;
+            }
+        }
     }
 }
 
@@ -700,6 +1082,162 @@ mod tests {
                         let (p, s) = quantize_pack_2bit(w.view(), &c).unwrap();
                         assert_eq!(p, pack::pack_2bit(q.values.view()).unwrap());
                         assert_eq!(s, q.scales.iter().copied().collect::<Vec<_>>());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn division_free_bound_gives_the_division_rule() {
+        // For scales d across the whole f32 range (zero, subnormal, tiny,
+        // ordinary, huge), the floats at and around d / 2 and the bound
+        // itself: `w / d > 0.5` iff `w > bound`, `w / d < -0.5` iff `w < -bound`.
+        let mut ds = vec![
+            0.0f32,
+            f32::from_bits(1),
+            1e-40,
+            1e-38,
+            3e-39,
+            1e30,
+            3e38,
+            f32::MAX,
+        ];
+        ds.extend((0..4000).map(|i| {
+            let u = crate::rng::uniform_f64(77, i);
+            (2f64.powf(u * 250.0 - 125.0)) as f32
+        }));
+        for d in ds {
+            let hi = Rule::Round { d }.bound();
+            let mut ws = vec![hi, d * 0.5, 0.0, f32::from_bits(1)];
+            for base in [hi, d * 0.5] {
+                let (mut a, mut b) = (base, base);
+                for _ in 0..3 {
+                    a = a.next_up();
+                    b = b.next_down();
+                    ws.push(a);
+                    ws.push(b);
+                }
+            }
+            for w in ws.into_iter().flat_map(|w| [w, -w]) {
+                let q = w / d;
+                assert_eq!(q > 0.5, w > hi, "d {d:e} w {w:e} hi {hi:e}");
+                assert_eq!(q < -0.5, w < -hi, "d {d:e} w {w:e} hi {hi:e}");
+            }
+        }
+    }
+
+    /// Random weights with exact ties (`w / s == ±0.5` with `eps = 0`) and zeros.
+    fn tricky(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+        Array2::from_shape_fn((rows, cols), |(i, j)| {
+            let h = crate::rng::hash2(seed, (i * cols + j) as u64);
+            match h % 8 {
+                0 => 0.0,
+                1 => 0.5,
+                2 => -0.5,
+                3 => 1.0,
+                4 => -0.0,
+                _ => crate::rng::uniform_f32(seed, (i * cols + j) as u64) * 2.0 - 1.0,
+            }
+        })
+    }
+
+    #[test]
+    fn every_level_equals_the_scalar_reference() {
+        let levels = cpu::levels_for_test("quantize / quantize_pack_2bit / scales");
+        let sizes = [0usize, 1, 3, 4, 5, 31, 32, 33, 63, 64, 65, 255, 256, 257];
+        let grans = [
+            Granularity::PerTensor,
+            Granularity::PerRow,
+            Granularity::PerGroup(4),
+            Granularity::PerGroup(7),
+            Granularity::PerGroup(32),
+            Granularity::PerGroup(36),
+            Granularity::PerGroup(64),
+            Granularity::PerGroup(128),
+        ];
+        for &cols in &sizes {
+            for rows in [0usize, 1, 3] {
+                let w = tricky(rows, cols, (rows * 1000 + cols) as u64);
+                for g in grans {
+                    for m in [QuantMethod::AbsMean, QuantMethod::AbsMax] {
+                        for (thr, eps) in [(None, 0.0), (None, 1e-5), (Some(0.7), 1e-5)] {
+                            let c = QuantConfig {
+                                method: m,
+                                granularity: g,
+                                threshold: thr,
+                                eps,
+                            };
+                            let want = quantize_at(CpuLevel::Scalar, w.view(), &c).unwrap();
+                            let (wp, ws) =
+                                quantize_pack_2bit_at(CpuLevel::Scalar, w.view(), &c).unwrap();
+                            assert_eq!(wp, pack::pack_2bit(want.values.view()).unwrap());
+                            for &l in &levels {
+                                let tag = format!("{l} {rows}x{cols} {g:?} {m:?} {thr:?} {eps}");
+                                let got = quantize_at(l, w.view(), &c).unwrap();
+                                assert_eq!(got, want, "{tag}");
+                                let (p, s) = quantize_pack_2bit_at(l, w.view(), &c).unwrap();
+                                assert_eq!(p, wp, "{tag}");
+                                assert_eq!(s, ws, "{tag}");
+                                assert_eq!(
+                                    s,
+                                    compute_scales_at(l, w.as_slice().unwrap(), rows, cols, &c),
+                                    "{tag}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_level_abs_statistics_agree() {
+        let levels = cpu::levels_for_test("abs_sum / abs_max");
+        for n in (0..130).chain([255, 256, 257, 1000, 4097]) {
+            let xs: Vec<f32> = (0..n)
+                .map(|i| (crate::rng::uniform_f32(6, i as u64) - 0.5) * 1e3)
+                .collect();
+            for &l in &levels {
+                assert_eq!(abs_sum_at(l, &xs).to_bits(), abs_sum_scalar(&xs).to_bits());
+                assert_eq!(abs_max_at(l, &xs), abs_max(&xs), "n {n} {l}");
+                if n > 0 {
+                    let mut bad = xs.clone();
+                    bad[n / 2] = f32::NAN;
+                    assert!(abs_max_at(l, &bad).is_nan(), "n {n} {l}");
+                    bad[n / 2] = f32::NEG_INFINITY;
+                    assert!(abs_max_at(l, &bad).is_infinite(), "n {n} {l}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_level_reports_nonfinite_input() {
+        for l in cpu::levels_for_test("quantize_pack_2bit non-finite") {
+            for bad in [f32::NAN, f32::INFINITY] {
+                let mut w = tricky(3, 100, 4);
+                w[[2, 37]] = bad;
+                for g in [
+                    Granularity::PerTensor,
+                    Granularity::PerRow,
+                    Granularity::PerGroup(32),
+                ] {
+                    for m in [QuantMethod::AbsMean, QuantMethod::AbsMax] {
+                        let c = QuantConfig {
+                            method: m,
+                            granularity: g,
+                            ..QuantConfig::default()
+                        };
+                        let e = quantize_pack_2bit_at(l, w.view(), &c).unwrap_err();
+                        assert_eq!(
+                            e,
+                            Error::NonFinite {
+                                arg: "weights",
+                                index: 237
+                            }
+                        );
                     }
                 }
             }

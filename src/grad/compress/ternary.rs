@@ -16,6 +16,7 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::{self, CpuLevel};
 use crate::{rng, Error, Result};
 
 /// Default coordinates per scale (2.125 bits a coordinate: 15.06x).
@@ -144,8 +145,33 @@ fn pack_codes(codes: &[u8; 64], out: &mut [u8]) {
     }
 }
 
+/// The quantizer kernel run for a requested level (the best at or below it
+/// that the CPU supports; all give identical output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+fn kernel(level: CpuLevel) -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cpu::runs(CpuLevel::Avx512, level) {
+            return Kernel::Avx512;
+        }
+        if cpu::runs(CpuLevel::Avx2, level) {
+            return Kernel::Avx2;
+        }
+    }
+    let _ = level;
+    Kernel::Scalar
+}
+
 /// Quantizes `g` blockwise into `scales` (`num_blocks`) and `packed`
-/// (`packed_len`), seeded. Non-finite values are an error naming `arg`.
+/// (`packed_len`), seeded.
 fn quantize_blocks(
     g: &[f32],
     block: usize,
@@ -153,7 +179,7 @@ fn quantize_blocks(
     block0: usize,
     scales: &mut [f32],
     packed: &mut [u8],
-    level: Level,
+    k: Kernel,
 ) {
     for (b, ((gb, sb), pb)) in g
         .chunks(block)
@@ -162,14 +188,14 @@ fn quantize_blocks(
         .enumerate()
     {
         let key = block_key(seed, block0 + b);
-        *sb = match level {
+        *sb = match k {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: levels above Scalar are only produced after detection.
-            Level::Avx512 => unsafe { block_avx512(gb, key, pb) },
+            // SAFETY: the kernel is picked only after detection.
+            Kernel::Avx512 => unsafe { block_avx512(gb, key, pb) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            Level::Avx2 => unsafe { block_avx2(gb, key, pb) },
-            Level::Scalar => block_impl(gb, key, pb),
+            Kernel::Avx2 => unsafe { block_avx2(gb, key, pb) },
+            Kernel::Scalar => block_impl(gb, key, pb),
         };
     }
 }
@@ -178,8 +204,9 @@ fn quantize_blocks(
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi2")]
 unsafe fn block_avx512(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
     if !g.len().is_multiple_of(64) {
-        // only a short last block (or blocks under 64): the generic body
-        return block_impl(g, key, out);
+        // only a short last block (or blocks under 64): the AVX2 body
+        // SAFETY: AVX-512 implies AVX2; out holds ceil(g.len() / 4) bytes.
+        return unsafe { block_avx2(g, key, out) };
     }
     // SAFETY: the features are enabled; g.len() is a multiple of 64 and out
     // holds g.len() / 4 bytes (the caller's contract).
@@ -261,49 +288,196 @@ unsafe fn block_avx512_64(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
     }
 }
 
+/// [`block_impl`] with explicit AVX2, designed for it: the hash of 8 indices
+/// a vector (`j · golden` advanced by an add, two `vpmulld` per vector), the
+/// threshold compare and the sign as lane masks, and the 2-bit codes of 16
+/// elements read out with one `movemask` (no `pdep`, which is microcoded on
+/// AMD before Zen 3). Any block length; a partial last vector is loaded
+/// masked (zeros quantize to code 0).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2")]
 unsafe fn block_avx2(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
-    block_impl(g, key, out)
-}
-
-/// An instruction-set level for the quantizer (all give identical output).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    /// Portable Rust.
-    Scalar,
-    /// AVX2 (x86_64).
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    /// AVX-512 F/BW/DQ/VL with BMI2 (x86_64).
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-/// Levels this CPU supports, best last.
-pub fn levels() -> Vec<Level> {
-    #[allow(unused_mut)]
-    let mut v = vec![Level::Scalar];
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            v.push(Level::Avx2);
+    use std::arch::x86_64::*;
+    let n = g.len();
+    assert!(out.len() >= n.div_ceil(4));
+    let gp = g.as_ptr();
+    // SAFETY (whole body): full loads read gp[i..i + 8] with i + 8 <= n,
+    // masked loads only lanes inside g; stores write out[i / 4..] within
+    // ceil(n / 4) bytes.
+    unsafe {
+        let absm = _mm256_set1_epi32(0x7FFF_FFFF);
+        let mut mx = [_mm256_setzero_si256(); 2];
+        let mut i = 0;
+        while i + 16 <= n {
+            let a = _mm256_loadu_si256(gp.add(i) as *const __m256i);
+            let b = _mm256_loadu_si256(gp.add(i + 8) as *const __m256i);
+            mx[0] = _mm256_max_epu32(mx[0], _mm256_and_si256(a, absm));
+            mx[1] = _mm256_max_epu32(mx[1], _mm256_and_si256(b, absm));
+            i += 16;
         }
-        if std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx512dq")
-            && std::is_x86_feature_detected!("avx512vl")
-            && std::is_x86_feature_detected!("bmi2")
-            && std::is_x86_feature_detected!("fma")
-        {
-            v.push(Level::Avx512);
+        let m = _mm256_max_epu32(mx[0], mx[1]);
+        let m = _mm_max_epu32(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m));
+        let m = _mm_max_epu32(m, _mm_shuffle_epi32::<0x4E>(m));
+        let m = _mm_max_epu32(m, _mm_shuffle_epi32::<0xB1>(m));
+        let mut smax = _mm_cvtsi128_si32(m) as u32;
+        for v in &g[i..] {
+            smax = smax.max(v.to_bits() & 0x7FFF_FFFF);
+        }
+        let s = f32::from_bits(smax);
+        if !s.is_finite() {
+            return s;
+        }
+        if s == 0.0 {
+            out[..n.div_ceil(4)].fill(0);
+            return 0.0;
+        }
+        let pre = if (16_777_216.0f32 / s).is_finite() {
+            1.0f32
+        } else {
+            18_446_744_073_709_551_616.0f32
+        };
+        let inv = 16_777_216.0f32 / (s * pre);
+        if pre == 1.0 {
+            codes_avx2::<false>(g, key, 1.0, inv, out);
+        } else {
+            codes_avx2::<true>(g, key, pre, inv, out);
+        }
+        s
+    }
+}
+
+/// The codes of a block with scale inputs `pre`, `inv` (see [`block_impl`]);
+/// `SCALED` multiplies `|x|` by `pre` first (`pre = 1` is left out: exact).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn codes_avx2<const SCALED: bool>(g: &[f32], key: u32, pre: f32, inv: f32, out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let n = g.len();
+    let gp = g.as_ptr();
+    let k = Consts {
+        inv: _mm256_set1_ps(inv),
+        pre: _mm256_set1_ps(pre),
+        key: _mm256_set1_epi32(key as i32),
+        m1: _mm256_set1_epi32(0x85EB_CA6Bu32 as i32),
+        m2: _mm256_set1_epi32(0xC2B2_AE35u32 as i32),
+        absm: _mm256_set1_epi32(0x7FFF_FFFF),
+        lo16: _mm256_set1_epi32(0xFFFF),
+    };
+    let golden = 0x9E37_79B9u32;
+    // j · golden for the 8 lanes of the next vector; + 8 · golden a step.
+    let mut jg = _mm256_mullo_epi32(
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        _mm256_set1_epi32(golden as i32),
+    );
+    let step = _mm256_set1_epi32(golden.wrapping_mul(8) as i32);
+    let op = out.as_mut_ptr();
+    let mut i = 0;
+    // SAFETY: loads read gp[i..i + 16] with i + 16 <= n (masked past n in
+    // the tail); stores write out[i / 4..] within ceil(n / 4) bytes (the
+    // caller's contract).
+    unsafe {
+        while i + 16 <= n {
+            let x0 = _mm256_loadu_ps(gp.add(i));
+            let x1 = _mm256_loadu_ps(gp.add(i + 8));
+            let p0 = codes8::<SCALED>(x0, jg, &k);
+            jg = _mm256_add_epi32(jg, step);
+            let p1 = codes8::<SCALED>(x1, jg, &k);
+            jg = _mm256_add_epi32(jg, step);
+            std::ptr::write_unaligned(op.add(i / 4) as *mut u32, codes16(p0, p1).to_le());
+            i += 16;
+        }
+        if i < n {
+            let (x0, x1) = load16_masked(g, i);
+            let p0 = codes8::<SCALED>(x0, jg, &k);
+            jg = _mm256_add_epi32(jg, step);
+            let p1 = codes8::<SCALED>(x1, jg, &k);
+            let bits = codes16(p0, p1).to_le_bytes();
+            for (j, &byte) in bits[..(n - i).div_ceil(4)].iter().enumerate() {
+                *op.add(i / 4 + j) = byte;
+            }
         }
     }
-    v
 }
 
-fn best_level() -> Level {
-    *levels().last().expect("scalar is always there")
+/// Broadcast constants of [`codes8`].
+#[cfg(target_arch = "x86_64")]
+struct Consts {
+    inv: std::arch::x86_64::__m256,
+    pre: std::arch::x86_64::__m256,
+    key: std::arch::x86_64::__m256i,
+    m1: std::arch::x86_64::__m256i,
+    m2: std::arch::x86_64::__m256i,
+    absm: std::arch::x86_64::__m256i,
+    lo16: std::arch::x86_64::__m256i,
+}
+
+/// The 2-bit codes of 16 elements from two [`codes8`] results: a saturating
+/// pack leaves each element's `+1` and `-1` masks in adjacent bytes and
+/// `movemask` reads them out (element `e` at bits `2e`, `2e + 1`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn codes16(p0: std::arch::x86_64::__m256i, p1: std::arch::x86_64::__m256i) -> u32 {
+    use std::arch::x86_64::*;
+    // packs interleaves the halves: [e0-3, e8-11 | e4-7, e12-15].
+    let b = _mm256_permute4x64_epi64::<0xD8>(_mm256_packs_epi16(p0, p1));
+    _mm256_movemask_epi8(b) as u32
+}
+
+/// Loads elements `i..i + 16` of `g` (zeros past its end) as two vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn load16_masked(
+    g: &[f32],
+    i: usize,
+) -> (std::arch::x86_64::__m256, std::arch::x86_64::__m256) {
+    use std::arch::x86_64::*;
+    let n = g.len() - i;
+    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), idx);
+    let m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(n.saturating_sub(8) as i32), idx);
+    // SAFETY: only lanes < n past i (inside g) are read; a fully masked
+    // load reads nothing (and its address is at most one past the end + 7).
+    unsafe {
+        let p = g.as_ptr().add(i);
+        (
+            _mm256_maskload_ps(p, m0),
+            _mm256_maskload_ps(p.wrapping_add(8), m1),
+        )
+    }
+}
+
+/// Codes of 8 elements `x` (hash inputs `jg = j · golden`): per 32-bit
+/// lane, the `+1` mask in the low half and the `-1` mask in the high half
+/// (for [`codes16`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn codes8<const SCALED: bool>(
+    x: std::arch::x86_64::__m256,
+    jg: std::arch::x86_64::__m256i,
+    k: &Consts,
+) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    // uniform24(key, j) = fmix32(j · golden + key) >> 8
+    let mut h = _mm256_add_epi32(jg, k.key);
+    h = _mm256_xor_si256(h, _mm256_srli_epi32::<16>(h));
+    h = _mm256_mullo_epi32(h, k.m1);
+    h = _mm256_xor_si256(h, _mm256_srli_epi32::<13>(h));
+    h = _mm256_mullo_epi32(h, k.m2);
+    h = _mm256_xor_si256(h, _mm256_srli_epi32::<16>(h));
+    let r = _mm256_cvtepi32_ps(_mm256_srli_epi32::<8>(h));
+    // (|x| · pre) · inv, rounded as the scalar body rounds it
+    let xi = _mm256_castps_si256(x);
+    let mut a = _mm256_castsi256_ps(_mm256_and_si256(xi, k.absm));
+    if SCALED {
+        a = _mm256_mul_ps(a, k.pre);
+    }
+    let nz = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LT_OQ>(r, _mm256_mul_ps(a, k.inv)));
+    // low half: nz & !neg (+1); high half: nz & neg (-1)
+    let neg = _mm256_srai_epi32::<31>(xi);
+    _mm256_and_si256(nz, _mm256_xor_si256(neg, k.lo16))
 }
 
 /// Quantizes `g` into `scales` (`num_blocks(n, block)` floats) and `packed`
@@ -315,8 +489,9 @@ pub fn quantize_into_level(
     seed: u64,
     scales: &mut [f32],
     packed: &mut [u8],
-    level: Level,
+    level: CpuLevel,
 ) -> Result<()> {
+    let level = kernel(level);
     check_block(block)?;
     let n = g.len();
     if scales.len() != num_blocks(n, block) {
@@ -355,7 +530,7 @@ pub fn quantize_into_level(
     Ok(())
 }
 
-/// [`quantize_into_level`] at the best level of this CPU.
+/// [`quantize_into_level`] at the active CPU level ([`crate::cpu::active`]).
 pub fn quantize_into(
     g: &[f32],
     block: usize,
@@ -363,7 +538,7 @@ pub fn quantize_into(
     scales: &mut [f32],
     packed: &mut [u8],
 ) -> Result<()> {
-    quantize_into_level(g, block, seed, scales, packed, best_level())
+    quantize_into_level(g, block, seed, scales, packed, cpu::active())
 }
 
 /// Quantizes `g`; returns `(scales, packed)`.
@@ -514,13 +689,14 @@ mod tests {
 
     #[test]
     fn every_level_matches_reference_on_boundary_sizes() {
+        let levels = cpu::levels_for_test("ternary stochastic quantization");
         for n in [
             0usize, 1, 3, 4, 5, 31, 32, 33, 255, 256, 257, 1000, 70_001, 300_000,
         ] {
             for block in [4usize, 8, 256, 1024] {
                 let g = data(n, n as u64);
                 let (rs, rt) = reference(&g, block, 42);
-                for lv in levels() {
+                for &lv in &levels {
                     let mut s = vec![0.0; num_blocks(n, block)];
                     let mut p = vec![0u8; packed_len(n)];
                     quantize_into_level(&g, block, 42, &mut s, &mut p, lv).unwrap();
@@ -586,18 +762,19 @@ mod tests {
 
     #[test]
     fn every_level_matches_scalar_on_tiny_and_signed_scales() {
+        let levels = cpu::levels_for_test("ternary stochastic quantization (scales)");
         // whole 64-element groups (the explicit AVX-512 body), including the
         // pre-scaled path (2^24 / s overflows) and -0.0 / negative values
         for scale in [1e-35f32, 3e-39, 1.0, 7e30] {
-            for n in [64usize, 128, 256, 1024, 4096 + 64] {
+            for n in [5usize, 33, 64, 100, 128, 256, 1000, 1024, 4096 + 64] {
                 let mut g: Vec<f32> = data(n, 5).iter().map(|v| v * scale).collect();
                 g[1] = -0.0;
                 g[2] = 0.0;
-                for block in [64usize, 256, 1024] {
+                for block in [4usize, 12, 64, 100, 256, 1024] {
                     let mut s0 = vec![0.0; num_blocks(n, block)];
                     let mut p0 = vec![0u8; packed_len(n)];
-                    quantize_into_level(&g, block, 9, &mut s0, &mut p0, Level::Scalar).unwrap();
-                    for lv in levels() {
+                    quantize_into_level(&g, block, 9, &mut s0, &mut p0, CpuLevel::Scalar).unwrap();
+                    for &lv in &levels {
                         let mut s1 = vec![0.0; num_blocks(n, block)];
                         let mut p1 = vec![0u8; packed_len(n)];
                         quantize_into_level(&g, block, 9, &mut s1, &mut p1, lv).unwrap();

@@ -238,6 +238,53 @@ fn bench_stoch(r: &mut Report, g: &[f32]) {
     );
 }
 
+fn bench_sketch(r: &mut Report, g: &[f32]) {
+    use tritter_accel::grad::compress::CountSketch;
+    let n = g.len();
+    let bytes = (n * 4) as f64;
+    let mut last = 0.0;
+    for (rows, cols, what) in [
+        (1usize, 312_500usize, "1 row x 312,500 buckets (32x)"),
+        (3, n / 96, "3 rows x n/96 (32x)"),
+    ] {
+        let cs = CountSketch::new(n, rows, cols, 7).unwrap();
+        let table = cs.sketch(g).unwrap();
+        let mut vs = vec![variant("read floor (max of f32 bit patterns)", || {
+            std::hint::black_box(read_floor(std::hint::black_box(g)));
+        })];
+        for l in levels() {
+            let mut t = vec![0.0f32; cs.table_len()];
+            vs.push(variant(
+                format!("count sketch accumulate @{l}"),
+                move || {
+                    t.fill(0.0);
+                    cs.accumulate_level(g, &mut t, l).unwrap();
+                },
+            ));
+        }
+        for l in levels() {
+            let mut est = vec![0.0f32; n];
+            let table = &table;
+            vs.push(variant(
+                format!("count sketch estimate (unsketch) @{l}"),
+                move || {
+                    cs.estimate_level(table, &mut est, l).unwrap();
+                },
+            ));
+        }
+        let nl = levels().len();
+        let meds = r.run(&format!("count sketch, 10M f32, {what}"), bytes, 7, vs);
+        if rows == 1 {
+            last = bytes / meds[nl] / 1e9;
+        }
+    }
+    r.verdict(
+        "count sketch (1 row, 312,500 buckets) >= 2 GB/s",
+        last >= 2.0,
+        format!("{last:.2} GB/s"),
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut json = None;
@@ -276,6 +323,9 @@ fn main() {
     let g = rand_f32(GRAD_N, 1);
     if want("stoch") {
         bench_stoch(&mut r, &g);
+    }
+    if want("sketch") {
+        bench_sketch(&mut r, &g);
     }
     println!("\ntargets (one thread, level {}):", cpu::active());
     for v in &r.verdicts {

@@ -22,6 +22,17 @@ pub fn hash2(seed: u64, index: u64) -> u64 {
     mix64(mix64(seed.wrapping_mul(GOLDEN) ^ STREAM).wrapping_add(index.wrapping_mul(GOLDEN)))
 }
 
+/// The per-stream constant of [`hash2`]: `hash2(seed, index) ==
+/// mix64(stream_base(seed).wrapping_add(index.wrapping_mul(INDEX_STEP)))`,
+/// for SIMD kernels that hash many indices of one stream.
+#[inline]
+pub fn stream_base(seed: u64) -> u64 {
+    mix64(seed.wrapping_mul(GOLDEN) ^ STREAM)
+}
+
+/// The index multiplier of [`hash2`] (see [`stream_base`]).
+pub const INDEX_STEP: u64 = GOLDEN;
+
 /// Uniform `f32` in `[0, 1)` with 24 random bits, from `(seed, index)`.
 #[inline(always)]
 pub fn uniform_f32(seed: u64, index: u64) -> f32 {

@@ -18,6 +18,7 @@
 use rayon::prelude::*;
 
 use super::topk::top_k_indices;
+use crate::cpu::{self, CpuLevel};
 use crate::{rng, Error, Result};
 
 /// Coordinates per parallel chunk (fixed, so results never depend on threads).
@@ -143,22 +144,29 @@ impl CountSketch {
     }
 
     /// Sequential `table += S(g[off..])` for coordinates `off..off+g.len()`.
-    fn add_range(&self, g: &[f32], off: usize, table: &mut [f32]) {
+    fn add_range(&self, k: Kernel, g: &[f32], off: usize, table: &mut [f32]) {
         for r in 0..self.rows {
             let rs = self.row_seed(r);
             let row = &mut table[r * self.cols..(r + 1) * self.cols];
             let cols = self.cols;
-            add_row(rs, cols, g, off, row);
+            add_row(k, rs, cols, g, off, row);
         }
     }
 
     /// `table += S(g)`. Errors: wrong lengths, non-finite `g`.
     pub fn accumulate(&self, g: &[f32], table: &mut [f32]) -> Result<()> {
+        self.accumulate_level(g, table, cpu::active())
+    }
+
+    /// [`Self::accumulate`] with the kernels of `level` (identical tables at
+    /// every level).
+    pub fn accumulate_level(&self, g: &[f32], table: &mut [f32], level: CpuLevel) -> Result<()> {
+        let k = kernel(level);
         self.check_vec(g, "grad")?;
         self.check_table(table, "table")?;
         crate::check_finite(g, "grad")?;
         if g.len() <= CHUNK {
-            self.add_range(g, 0, table);
+            self.add_range(k, g, 0, table);
             return Ok(());
         }
         // The fixed chunks' partial tables, added to `table` in chunk order
@@ -174,7 +182,7 @@ impl CountSketch {
                 if w > 0 {
                     buf.fill(0.0);
                 }
-                self.add_range(gc, (w * nb + j) * CHUNK, buf);
+                self.add_range(k, gc, (w * nb + j) * CHUNK, buf);
             };
             if wave.len() == 1 {
                 bufs.iter_mut().zip(wave).enumerate().take(1).for_each(fill);
@@ -246,6 +254,12 @@ impl CountSketch {
 
     /// Dense estimate of every coordinate (median over rows) into `out`.
     pub fn estimate(&self, table: &[f32], out: &mut [f32]) -> Result<()> {
+        self.estimate_level(table, out, cpu::active())
+    }
+
+    /// [`Self::estimate`] with the kernels of `level` (identical at every level).
+    pub fn estimate_level(&self, table: &[f32], out: &mut [f32], level: CpuLevel) -> Result<()> {
+        let k = kernel(level);
         self.check_table(table, "table")?;
         self.check_vec(out, "out")?;
         let seeds: Vec<u64> = (0..self.rows).map(|r| self.row_seed(r)).collect();
@@ -253,7 +267,7 @@ impl CountSketch {
         crate::parallel::install(|| {
             out.par_chunks_mut(CHUNK)
                 .enumerate()
-                .for_each(|(c, oc)| estimate_range(&seeds[..rows], cols, table, c * CHUNK, oc))
+                .for_each(|(c, oc)| estimate_range(k, &seeds[..rows], cols, table, c * CHUNK, oc))
         });
         Ok(())
     }
@@ -296,28 +310,182 @@ unsafe fn add_row_avx512(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut 
     add_row_impl(rs, cols, g, off, row)
 }
 
+/// The kernels run for a requested level (the best at or below it that the
+/// CPU supports; all give identical tables and estimates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+fn kernel(level: CpuLevel) -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cpu::runs(CpuLevel::Avx512, level) {
+            return Kernel::Avx512;
+        }
+        if cpu::runs(CpuLevel::Avx2, level) {
+            return Kernel::Avx2;
+        }
+    }
+    let _ = level;
+    Kernel::Scalar
+}
+
+fn add_row(k: Kernel, rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
+    match k {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is picked only after detection.
+        Kernel::Avx512 => unsafe { add_row_avx512(rs, cols, g, off, row) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Kernel::Avx2 => unsafe { add_row_avx2(rs, cols, g, off, row) },
+        Kernel::Scalar => add_row_impl(rs, cols, g, off, row),
+    }
+}
+
+/// The count-sketch slot hash of 8 consecutive coordinates with explicit
+/// AVX2, 4 coordinates a register. AVX2 has no 64-bit multiply: each
+/// `mix64` product is three `vpmuludq`.
+#[cfg(target_arch = "x86_64")]
+mod slots {
+    use std::arch::x86_64::*;
+
+    /// Broadcast constants.
+    pub(super) struct Hash {
+        c1: __m256i,
+        c1h: __m256i,
+        c2: __m256i,
+        c2h: __m256i,
+        cols: __m256i,
+        step: __m256i,
+        order: __m256i,
+    }
+
+    impl Hash {
+        /// Constants for a table row of `cols` buckets.
+        #[target_feature(enable = "avx2")]
+        pub(super) fn new(cols: usize) -> Hash {
+            const C1: u64 = 0xBF58_476D_1CE4_E5B9;
+            const C2: u64 = 0x94D0_49BB_1331_11EB;
+            Hash {
+                c1: _mm256_set1_epi64x(C1 as i64),
+                c1h: _mm256_set1_epi64x(C1.rotate_left(32) as i64),
+                c2: _mm256_set1_epi64x(C2 as i64),
+                c2h: _mm256_set1_epi64x(C2.rotate_left(32) as i64),
+                cols: _mm256_set1_epi64x(cols as i64),
+                step: _mm256_set1_epi64x(crate::rng::INDEX_STEP.wrapping_mul(8) as i64),
+                order: _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7),
+            }
+        }
+
+        /// `z · c` (low 64 bits) per 64-bit lane; `cs` is `c` with the
+        /// dwords of each lane swapped. `z_lo c_lo` is one `vpmuludq`; the
+        /// cross terms only matter mod 2^32, so one `vpmulld` forms
+        /// `z_lo c_hi` and `z_hi c_lo` side by side, and a dword swap adds them.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        fn mul64(z: __m256i, c: __m256i, cs: __m256i) -> __m256i {
+            let lo = _mm256_mul_epu32(z, c);
+            let t = _mm256_mullo_epi32(z, cs);
+            let cross = _mm256_add_epi32(t, _mm256_shuffle_epi32::<0xB1>(t));
+            _mm256_add_epi64(lo, _mm256_slli_epi64::<32>(cross))
+        }
+
+        /// SplitMix64's finalizer ([`crate::rng::mix64`]) per 64-bit lane.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        fn mix64(&self, mut z: __m256i) -> __m256i {
+            z = _mm256_xor_si256(z, _mm256_srli_epi64::<30>(z));
+            z = Self::mul64(z, self.c1, self.c1h);
+            z = _mm256_xor_si256(z, _mm256_srli_epi64::<27>(z));
+            z = Self::mul64(z, self.c2, self.c2h);
+            _mm256_xor_si256(z, _mm256_srli_epi64::<31>(z))
+        }
+
+        /// Dwords `0, 2` (or `1, 3` with `HI`) of each 64-bit lane of `a`
+        /// then of `b`, in lane order: `[a0 a1 a2 a3 b0 b1 b2 b3]`.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        fn pick<const HI: bool>(&self, a: __m256i, b: __m256i) -> __m256i {
+            let (a, b) = (_mm256_castsi256_ps(a), _mm256_castsi256_ps(b));
+            let v = if HI {
+                _mm256_shuffle_ps::<0b11_01_11_01>(a, b)
+            } else {
+                _mm256_shuffle_ps::<0b10_00_10_00>(a, b)
+            };
+            // [a0 a1 b0 b1 | a2 a3 b2 b3] -> [a0 a1 a2 a3 b0 b1 b2 b3]
+            _mm256_permutevar8x32_epi32(_mm256_castps_si256(v), self.order)
+        }
+
+        /// Buckets and sign masks (bit 31) of the 8 coordinates whose hash
+        /// inputs are `z0` (coordinates 0..4) and `z1` (4..8), as u32 lanes
+        /// in coordinate order; advances `z0`, `z1` by 8 coordinates.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        pub(super) fn next8(&self, z0: &mut __m256i, z1: &mut __m256i) -> (__m256i, __m256i) {
+            let h0 = self.mix64(*z0);
+            let h1 = self.mix64(*z1);
+            *z0 = _mm256_add_epi64(*z0, self.step);
+            *z1 = _mm256_add_epi64(*z1, self.step);
+            // bucket = ((h >> 32) · cols) >> 32: the high dword of the product
+            let b0 = _mm256_mul_epu32(_mm256_srli_epi64::<32>(h0), self.cols);
+            let b1 = _mm256_mul_epu32(_mm256_srli_epi64::<32>(h1), self.cols);
+            // sign = bit 0 of h, moved to bit 31 of the low dword
+            let s0 = _mm256_slli_epi32::<31>(h0);
+            let s1 = _mm256_slli_epi32::<31>(h1);
+            (self.pick::<true>(b0, b1), self.pick::<false>(s0, s1))
+        }
+
+        /// The hash inputs `z0`, `z1` of coordinates `i..i + 8` of the stream
+        /// with [`crate::rng::stream_base`] `base`.
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        pub(super) fn start(base: u64, i: u64) -> (__m256i, __m256i) {
+            let z = |j: u64| base.wrapping_add((i + j).wrapping_mul(crate::rng::INDEX_STEP)) as i64;
+            (
+                _mm256_setr_epi64x(z(0), z(1), z(2), z(3)),
+                _mm256_setr_epi64x(z(4), z(5), z(6), z(7)),
+            )
+        }
+    }
+}
+
+/// [`add_row_impl`] with the slots from [`slots::Hash`]: the signed values
+/// and buckets of 256 coordinates into stack buffers, then the scatter-add in
+/// index order (the same additions in the same order: bit-identical).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn add_row_avx2(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
-    add_row_impl(rs, cols, g, off, row)
-}
-
-fn add_row(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512dq")
-            && std::is_x86_feature_detected!("avx512vl")
-        {
-            // SAFETY: the features were detected at run time.
-            return unsafe { add_row_avx512(rs, cols, g, off, row) };
+    use std::arch::x86_64::*;
+    const S: usize = 256;
+    let h = slots::Hash::new(cols);
+    let (mut z0, mut z1) = slots::Hash::start(rng::stream_base(rs), off as u64);
+    let mut bk = [0u32; S];
+    let mut sv = [0.0f32; S];
+    let full = g.len() / 8 * 8;
+    for gc in g[..full].chunks(S) {
+        for (j, x) in gc.chunks_exact(8).enumerate() {
+            let (b, sg) = h.next8(&mut z0, &mut z1);
+            // SAFETY: x holds 8 floats; 8 j + 8 <= S.
+            unsafe {
+                let v = _mm256_xor_si256(_mm256_loadu_si256(x.as_ptr() as *const __m256i), sg);
+                _mm256_storeu_si256(bk.as_mut_ptr().add(8 * j) as *mut __m256i, b);
+                _mm256_storeu_si256(sv.as_mut_ptr().add(8 * j) as *mut __m256i, v);
+            }
         }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { add_row_avx2(rs, cols, g, off, row) };
+        assert!(row.len() >= cols);
+        for (&b, &v) in bk.iter().zip(&sv).take(gc.len()) {
+            // SAFETY: a bucket is ((h >> 32) · cols) >> 32 < cols <= row.len().
+            // (Software prefetch of upcoming buckets measured slower.)
+            unsafe { *row.get_unchecked_mut(b as usize) += v };
         }
     }
-    add_row_impl(rs, cols, g, off, row)
+    // The last < 8 coordinates, scalar.
+    add_row_impl(rs, cols, &g[full..], off + full, row);
 }
 
 #[inline(always)]
@@ -338,23 +506,30 @@ fn estimate_impl(seeds: &[u64], cols: usize, table: &[f32], off: usize, out: &mu
                 *v = f32::from_bits(row[b].to_bits() ^ (((h & 1) as u32) << 31));
             }
         }
-        match rows {
-            1 => oc.copy_from_slice(&vals[0][..m]),
-            3 => {
-                let (v0, v1, v2) = (&vals[0], &vals[1], &vals[2]);
-                for (j, o) in oc.iter_mut().enumerate() {
-                    let (a, b, c) = (v0[j], v1[j], v2[j]);
-                    *o = a.max(b).min(a.min(b).max(c));
-                }
+        median_rows(&vals[..rows], oc);
+    }
+}
+
+/// `out[j]` = the median over rows of `vals[r][j]` (the first `out.len()`).
+#[inline(always)]
+fn median_rows(vals: &[[f32; 256]], out: &mut [f32]) {
+    let m = out.len();
+    match vals.len() {
+        1 => out.copy_from_slice(&vals[0][..m]),
+        3 => {
+            let (v0, v1, v2) = (&vals[0], &vals[1], &vals[2]);
+            for (j, o) in out.iter_mut().enumerate() {
+                let (a, b, c) = (v0[j], v1[j], v2[j]);
+                *o = a.max(b).min(a.min(b).max(c));
             }
-            _ => {
-                let mut v = [0.0f32; MAX_ROWS];
-                for (j, o) in oc.iter_mut().enumerate() {
-                    for r in 0..rows {
-                        v[r] = vals[r][j];
-                    }
-                    *o = median(&mut v[..rows]);
+        }
+        rows => {
+            let mut v = [0.0f32; MAX_ROWS];
+            for (j, o) in out.iter_mut().enumerate() {
+                for r in 0..rows {
+                    v[r] = vals[r][j];
                 }
+                *o = median(&mut v[..rows]);
             }
         }
     }
@@ -366,16 +541,62 @@ unsafe fn estimate_avx512(seeds: &[u64], cols: usize, table: &[f32], off: usize,
     estimate_impl(seeds, cols, table, off, out)
 }
 
-fn estimate_range(seeds: &[u64], cols: usize, table: &[f32], off: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx512f")
-        && std::is_x86_feature_detected!("avx512dq")
-        && std::is_x86_feature_detected!("avx512vl")
-    {
-        // SAFETY: the features were detected at run time.
-        return unsafe { estimate_avx512(seeds, cols, table, off, out) };
+/// [`estimate_impl`] with the slots from [`slots::Hash`] and the signed
+/// bucket values fetched by `vpgatherdd` (8 a step); the same values and
+/// the same median, so bit-identical.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn estimate_avx2(seeds: &[u64], cols: usize, table: &[f32], off: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    const S: usize = 256;
+    let rows = seeds.len();
+    let full = out.len() / 8 * 8;
+    if cols > i32::MAX as usize {
+        // The gather's indices are signed 32-bit.
+        return estimate_impl(seeds, cols, table, off, out);
     }
-    estimate_impl(seeds, cols, table, off, out)
+    let h = slots::Hash::new(cols);
+    let mut vals = [[0.0f32; S]; MAX_ROWS];
+    for (c, oc) in out[..full].chunks_mut(S).enumerate() {
+        let i0 = (off + c * S) as u64;
+        for (r, &rs) in seeds.iter().enumerate() {
+            let row = &table[r * cols..(r + 1) * cols];
+            let (mut z0, mut z1) = slots::Hash::start(rng::stream_base(rs), i0);
+            for j in (0..oc.len()).step_by(8) {
+                let (b, sg) = h.next8(&mut z0, &mut z1);
+                // SAFETY: every bucket is < cols = row.len() (multiply-shift
+                // of a 32-bit hash), and cols <= i32::MAX; j + 8 <= S.
+                unsafe {
+                    let v = _mm256_i32gather_epi32::<4>(row.as_ptr() as *const i32, b);
+                    _mm256_storeu_si256(
+                        vals[r].as_mut_ptr().add(j) as *mut __m256i,
+                        _mm256_xor_si256(v, sg),
+                    );
+                }
+            }
+        }
+        median_rows(&vals[..rows], oc);
+    }
+    estimate_impl(seeds, cols, table, off + full, &mut out[full..]);
+}
+
+fn estimate_range(
+    k: Kernel,
+    seeds: &[u64],
+    cols: usize,
+    table: &[f32],
+    off: usize,
+    out: &mut [f32],
+) {
+    match k {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is picked only after detection.
+        Kernel::Avx512 => unsafe { estimate_avx512(seeds, cols, table, off, out) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Kernel::Avx2 => unsafe { estimate_avx2(seeds, cols, table, off, out) },
+        Kernel::Scalar => estimate_impl(seeds, cols, table, off, out),
+    }
 }
 
 /// Median of a short slice (mean of the two middle values for even lengths).
@@ -593,7 +814,7 @@ mod tests {
         let g: Vec<f32> = (0..n).map(|i| ((i % 17) as f32) - 8.0).collect();
         let t = cs.sketch(&g).unwrap();
         let mut want = vec![0.0f32; cs.table_len()];
-        cs.add_range(&g, 0, &mut want);
+        cs.add_range(kernel(crate::cpu::active()), &g, 0, &mut want);
         assert_eq!(t, want); // integer sums: exact in any order
         for threads in [1, 2, 3] {
             crate::parallel::set_num_threads(threads);
@@ -612,7 +833,7 @@ mod tests {
         let mut want = vec![0.0f32; cs.table_len()];
         for (c, gc) in g.chunks(CHUNK).enumerate() {
             let mut t = vec![0.0f32; cs.table_len()];
-            cs.add_range(gc, c * CHUNK, &mut t);
+            cs.add_range(kernel(crate::cpu::active()), gc, c * CHUNK, &mut t);
             for (w, v) in want.iter_mut().zip(&t) {
                 *w += v;
             }

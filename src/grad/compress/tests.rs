@@ -247,3 +247,50 @@ fn config_errors_name_arguments() {
     .contains("rows"));
     assert!(Method::from_code(0).is_err() && Method::from_code(6).is_err());
 }
+
+/// Sizes on both sides of the kernels' 8-coordinate steps and 256-coordinate
+/// chunks.
+const SIZES: [usize; 13] = [1, 3, 4, 5, 7, 8, 9, 31, 32, 33, 255, 256, 257];
+
+#[test]
+fn count_sketch_every_level_equals_scalar() {
+    let levels = crate::cpu::levels_for_test("count sketch accumulate / estimate");
+    for n in SIZES.into_iter().chain([1000, 4099]) {
+        let g = randn(n, n as u64);
+        for (rows, cols) in [(1usize, 1usize), (1, 7), (3, 13), (5, 64), (2, 1000)] {
+            let cs = CountSketch::new(n, rows, cols, 9 + n as u64).unwrap();
+            let mut want = vec![0.5f32; cs.table_len()];
+            cs.accumulate_level(&g, &mut want, crate::cpu::CpuLevel::Scalar)
+                .unwrap();
+            let mut want_est = vec![0.0f32; n];
+            cs.estimate_level(&want, &mut want_est, crate::cpu::CpuLevel::Scalar)
+                .unwrap();
+            for &l in &levels {
+                let mut t = vec![0.5f32; cs.table_len()];
+                cs.accumulate_level(&g, &mut t, l).unwrap();
+                assert_eq!(t, want, "accumulate n {n} {rows}x{cols} {l}");
+                let mut est = vec![0.0f32; n];
+                cs.estimate_level(&want, &mut est, l).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&est),
+                    bits(&want_est),
+                    "estimate n {n} {rows}x{cols} {l}"
+                );
+            }
+            // The definition: bucket and sign of every coordinate.
+            for i in [0, n / 2, n - 1] {
+                let mut one = vec![0.0f32; n];
+                one[i] = 1.0;
+                for &l in &levels {
+                    let mut t = vec![0.0f32; cs.table_len()];
+                    cs.accumulate_level(&one, &mut t, l).unwrap();
+                    for r in 0..rows {
+                        let (b, s) = cs.bucket(r, i);
+                        assert_eq!(t[r * cols + b], s, "n {n} i {i} row {r} {l}");
+                    }
+                }
+            }
+        }
+    }
+}

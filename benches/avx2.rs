@@ -285,6 +285,58 @@ fn bench_sketch(r: &mut Report, g: &[f32]) {
     );
 }
 
+fn bench_qtopk(r: &mut Report, g: &[f32]) {
+    use tritter_accel::grad::compress::{qtopk, topk, Compressor, CompressorConfig, Method};
+    let n = g.len();
+    let bytes = (n * 4) as f64;
+    let (k, rice) = qtopk::params_for_ratio(n, 32.0, qtopk::DEFAULT_VALUE_BITS);
+    let mut vs = vec![variant("read floor (max of f32 bit patterns)", || {
+        std::hint::black_box(read_floor(std::hint::black_box(g)));
+    })];
+    for l in levels() {
+        vs.push(variant(
+            format!("qtopk encode 32x (k = n/{}, v = 2) @{l}", n / k),
+            move || {
+                std::hint::black_box(
+                    qtopk::compress_level(g, k, rice, qtopk::DEFAULT_VALUE_BITS, l).unwrap(),
+                );
+            },
+        ));
+    }
+    let kt = topk::k_for_ratio(n, 32.0);
+    for l in levels() {
+        vs.push(variant(
+            format!("top-k selection (k = n/64) @{l}"),
+            move || {
+                std::hint::black_box(topk::top_k_indices_level(g, kt, l).unwrap());
+            },
+        ));
+    }
+    let mut comp = Compressor::new(
+        n,
+        CompressorConfig {
+            method: Method::QTopK,
+            ratio: 32.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    vs.push(variant(
+        format!("Compressor qtopk 32x + error feedback @{}", cpu::active()),
+        move || {
+            std::hint::black_box(comp.compress(g).unwrap());
+        },
+    ));
+    let nl = levels().len();
+    let meds = r.run("quantized top-k, 10M f32", bytes, 7, vs);
+    let v = bytes / meds[nl] / 1e9;
+    r.verdict(
+        "qtopk encode (32x) >= 1 GB/s",
+        v >= 1.0,
+        format!("{v:.2} GB/s"),
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut json = None;
@@ -326,6 +378,9 @@ fn main() {
     }
     if want("sketch") {
         bench_sketch(&mut r, &g);
+    }
+    if want("qtopk") {
+        bench_qtopk(&mut r, &g);
     }
     println!("\ntargets (one thread, level {}):", cpu::active());
     for v in &r.verdicts {

@@ -437,7 +437,8 @@ impl Compressor {
             Method::QTopK => {
                 crate::check_finite(x, "grad")?;
                 let (r, v) = qtopk::unpack_b(self.b).expect("checked in new");
-                let (levels, stream, idx, codes) = qtopk::compress_kept(x, self.a, r, v)?;
+                let (levels, stream, idx, codes) =
+                    qtopk::compress_kept(x, self.a, r, v, crate::cpu::active())?;
                 kept = Some((idx, codes));
                 Body::QTopK {
                     k: self.a,

@@ -32,6 +32,7 @@
 //! bits are zero.
 
 use super::topk;
+use crate::cpu::{self, CpuLevel};
 use crate::{Error, Result};
 
 /// Largest magnitude-code width.
@@ -105,7 +106,18 @@ pub fn params_for_ratio(dim: usize, ratio: f64, v: usize) -> (usize, usize) {
 /// Compresses `x`: returns `(levels, stream)`; the kept indices are the
 /// top-k (ties broken by the lower index, as [`topk::top_k_indices`]).
 pub fn compress(x: &[f32], k: usize, r: usize, v: usize) -> Result<(Vec<f32>, Vec<u8>)> {
-    compress_kept(x, k, r, v).map(|(levels, stream, _, _)| (levels, stream))
+    compress_level(x, k, r, v, cpu::active())
+}
+
+/// [`compress`] with the kernels of `level` (the same bytes at every level).
+pub fn compress_level(
+    x: &[f32],
+    k: usize,
+    r: usize,
+    v: usize,
+    level: CpuLevel,
+) -> Result<(Vec<f32>, Vec<u8>)> {
+    compress_kept(x, k, r, v, level).map(|(levels, stream, _, _)| (levels, stream))
 }
 
 /// [`compress`], also returning the kept indices and their level codes (what
@@ -113,7 +125,13 @@ pub fn compress(x: &[f32], k: usize, r: usize, v: usize) -> Result<(Vec<f32>, Ve
 pub(crate) type Kept = (Vec<f32>, Vec<u8>, Vec<u32>, Vec<u8>);
 
 /// See [`Kept`].
-pub(crate) fn compress_kept(x: &[f32], k: usize, r: usize, v: usize) -> Result<Kept> {
+pub(crate) fn compress_kept(
+    x: &[f32],
+    k: usize,
+    r: usize,
+    v: usize,
+    level: CpuLevel,
+) -> Result<Kept> {
     if r > MAX_RICE {
         return Err(Error::invalid(
             "r",
@@ -126,7 +144,7 @@ pub(crate) fn compress_kept(x: &[f32], k: usize, r: usize, v: usize) -> Result<K
             format!("{v} > {MAX_VALUE_BITS}"),
         ));
     }
-    let idx = topk::top_k_indices(x, k)?;
+    let idx = topk::top_k_indices_level(x, k, level)?;
     let nl = 1usize << v;
     // Bin edges, log-uniform in [tau, m]: code = number of edges <= |x|.
     let (tau, m) = idx.iter().fold((f32::INFINITY, 0f32), |(lo, hi), &i| {
@@ -142,20 +160,17 @@ pub(crate) fn compress_kept(x: &[f32], k: usize, r: usize, v: usize) -> Result<K
             .map(|j| (lo * ratio.powf(j as f64 / nl as f64)) as f32)
             .collect()
     };
-    let code = |a: f32| edges.iter().take_while(|&&e| e <= a).count();
+    let len = stream_bytes(x.len(), k, r, v).ok_or_else(|| Error::invalid("k", "too large"))?;
+    let mut w = BitWriter::new(len);
+    // One pass over the kept entries: code, bin sums, the coded entry.
+    let (sum, cnt, codes) = match v {
+        0 => encode_entries::<1>(x, &idx, &edges, r, &mut w),
+        1 => encode_entries::<2>(x, &idx, &edges, r, &mut w),
+        2 => encode_entries::<4>(x, &idx, &edges, r, &mut w),
+        3 => encode_entries::<8>(x, &idx, &edges, r, &mut w),
+        _ => encode_entries::<16>(x, &idx, &edges, r, &mut w),
+    };
     // Levels: bin means (f64 sums), empty bins their geometric centre.
-    let mut sum = vec![0f64; nl];
-    let mut cnt = vec![0usize; nl];
-    let codes: Vec<u8> = idx
-        .iter()
-        .map(|&i| {
-            let a = x[i as usize].abs();
-            let c = code(a);
-            sum[c] += a as f64;
-            cnt[c] += 1;
-            c as u8
-        })
-        .collect();
     let levels: Vec<f32> = (0..nl)
         .map(|c| {
             if cnt[c] > 0 {
@@ -169,24 +184,73 @@ pub(crate) fn compress_kept(x: &[f32], k: usize, r: usize, v: usize) -> Result<K
             }
         })
         .collect();
-    let len = stream_bytes(x.len(), k, r, v).ok_or_else(|| Error::invalid("k", "too large"))?;
-    let mut w = BitWriter::new(len);
+    Ok((levels, w.finish(), idx, codes))
+}
+
+/// Codes the kept entries `idx` of `x` into `w` with `NL = 2^v` levels
+/// (`edges`: the `NL - 1` bin edges, or none when every code is 0); returns
+/// each bin's magnitude sum (f64, in index order) and count, and the codes.
+///
+/// Each entry goes out as one write of up to 32 bits when it fits
+/// (`q` ones, a zero, `r` low gap bits, the sign, `v` code bits), and the bin
+/// sums live in `NL` registers (adding 0.0 to the other bins leaves them
+/// exact), so consecutive entries of one bin do not wait on a store.
+#[inline(always)]
+fn encode_entries<const NL: usize>(
+    x: &[f32],
+    idx: &[u32],
+    edges: &[f32],
+    r: usize,
+    w: &mut BitWriter,
+) -> ([f64; 16], [usize; 16], Vec<u8>) {
+    let v = NL.trailing_zeros() as usize;
+    let mut e = [f32::INFINITY; 16];
+    e[..edges.len()].copy_from_slice(edges);
+    let mut sum = [0f64; NL];
+    let mut cnt = [0usize; NL];
+    let mut codes = Vec::with_capacity(idx.len());
+    let rmask = (1u64 << r) - 1;
     let mut prev: i64 = -1;
-    for (&i, &c) in idx.iter().zip(&codes) {
+    for &i in idx {
+        let xv = x[i as usize];
+        let a = xv.abs();
+        let mut c = 0usize;
+        for &ej in &e[..NL - 1] {
+            c += (ej <= a) as usize;
+        }
+        for j in 0..NL {
+            let hit = c == j;
+            sum[j] += if hit { a as f64 } else { 0.0 };
+            cnt[j] += hit as usize;
+        }
+        codes.push(c as u8);
         let g = (i as i64 - prev - 1) as u64;
         prev = i as i64;
-        w.ones(g >> r);
-        w.bits(0, 1);
-        if r > 0 {
-            w.bits(g & ((1u64 << r) - 1), r);
-        }
-        let xv = x[i as usize];
-        w.bits(xv.is_sign_negative() as u64, 1);
-        if v > 0 {
-            w.bits(c as u64, v);
+        let q = g >> r;
+        let neg = xv.is_sign_negative() as u64;
+        let bits = q as usize + r + 2 + v;
+        if bits <= 32 {
+            let word = ((1u64 << q) - 1)
+                | (g & rmask) << (q + 1)
+                | neg << (q as usize + 1 + r)
+                | (c as u64) << (q as usize + 2 + r);
+            w.bits(word, bits);
+        } else {
+            w.ones(q);
+            w.bits(0, 1);
+            if r > 0 {
+                w.bits(g & rmask, r);
+            }
+            w.bits(neg, 1);
+            if v > 0 {
+                w.bits(c as u64, v);
+            }
         }
     }
-    Ok((levels, w.finish(), idx, codes))
+    let (mut s16, mut c16) = ([0f64; 16], [0usize; 16]);
+    s16[..NL].copy_from_slice(&sum);
+    c16[..NL].copy_from_slice(&cnt);
+    (s16, c16, codes)
 }
 
 /// Calls `f(index, negative, code)` for each coded entry, after validating

@@ -294,3 +294,45 @@ fn count_sketch_every_level_equals_scalar() {
         }
     }
 }
+
+#[test]
+fn top_k_and_qtopk_every_level_equal_scalar() {
+    let levels = crate::cpu::levels_for_test("top-k selection / quantized top-k encode");
+    let sizes = SIZES.into_iter().chain([1000, 70_001, 140_000]);
+    for n in sizes {
+        // Ties (quantized values), zeros and signs.
+        let x: Vec<f32> = randn(n, 3 + n as u64)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if i % 5 == 0 {
+                    (v * 4.0).round() / 4.0
+                } else {
+                    *v
+                }
+            })
+            .collect();
+        for k in [0, 1, n / 64, n / 7, n / 2, n] {
+            let want = topk::top_k_indices_level(&x, k, crate::cpu::CpuLevel::Scalar).unwrap();
+            for &l in &levels {
+                assert_eq!(
+                    topk::top_k_indices_level(&x, k, l).unwrap(),
+                    want,
+                    "n {n} k {k} {l}"
+                );
+            }
+            for v in [0usize, 2, 4] {
+                let r = 2;
+                let want =
+                    qtopk::compress_level(&x, k, r, v, crate::cpu::CpuLevel::Scalar).unwrap();
+                for &l in &levels {
+                    assert_eq!(
+                        qtopk::compress_level(&x, k, r, v, l).unwrap(),
+                        want,
+                        "n {n} k {k} v {v} {l}"
+                    );
+                }
+            }
+        }
+    }
+}

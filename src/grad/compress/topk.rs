@@ -2,12 +2,37 @@
 //! `k` u32 indices plus `k` f32 values (8 bytes a coordinate, counted in the
 //! wire size).
 
+use crate::cpu::{self, CpuLevel};
 use crate::{Error, Result};
+
+/// The kernels run for a requested level (identical results at every level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+fn kernel(level: CpuLevel) -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    if cpu::runs(CpuLevel::Avx2, level) {
+        return Kernel::Avx2;
+    }
+    let _ = level;
+    Kernel::Scalar
+}
 
 /// Indices (ascending) of the `k` largest `|x_i|`; among equal magnitudes the
 /// lower index wins, so the choice is deterministic. O(n) expected
 /// (`select_nth_unstable`). Errors: `k > x.len()`, `x.len() > u32::MAX`.
 pub fn top_k_indices(x: &[f32], k: usize) -> Result<Vec<u32>> {
+    top_k_indices_level(x, k, cpu::active())
+}
+
+/// [`top_k_indices`] with the kernels of `level` (the same indices at every
+/// level).
+pub fn top_k_indices_level(x: &[f32], k: usize, level: CpuLevel) -> Result<Vec<u32>> {
+    let kern = kernel(level);
     let n = x.len();
     if k > n {
         return Err(Error::invalid("k", format!("k = {k} exceeds length {n}")));
@@ -26,26 +51,21 @@ pub fn top_k_indices(x: &[f32], k: usize) -> Result<Vec<u32>> {
     let mag = |v: &f32| v.to_bits() & 0x7FFF_FFFF;
     // tau = the k-th largest magnitude, with the counts of magnitudes above
     // it and equal to it (from the selection's candidates: no extra pass).
-    let Kth { tau, above, eq } = match sampled_floor(x, k) {
+    let Kth { tau, above, eq } = match sampled_floor(kern, x, k) {
         // Every coordinate with magnitude >= the k-th largest is a candidate:
         // select among the candidates only.
         Some(mut cand) => kth_of(&mut cand, k, 0),
-        None if n >= 1 << 16 => histogram_kth(x, k),
+        None if n >= 1 << 16 => histogram_kth(kern, x, k),
         None => {
             let mut mags: Vec<u32> = x.iter().map(mag).collect();
             kth_of(&mut mags, k, 0)
         }
     };
-    // Every index with magnitude >= tau, branch-free (the kept fraction is
-    // often 5-15%: a branch per element mispredicts), ...
-    let mut out = vec![0u32; above + eq + 1];
-    let mut w = 0usize;
-    for (i, v) in x.iter().enumerate() {
-        out[w] = i as u32;
-        w += (mag(v) >= tau) as usize;
-    }
-    debug_assert_eq!(w, above + eq);
-    out.truncate(w);
+    // Every index with magnitude >= tau (branch-free: the kept fraction is
+    // often 5-15%, a branch per element mispredicts), ...
+    let mut out = Vec::with_capacity(above + eq + PACK_SLACK);
+    select_ge(kern, x, tau, above + eq, &mut out);
+    debug_assert_eq!(out.len(), above + eq);
     // ... then only the first (k - above) ties at tau, by ascending index.
     let mut excess = above + eq - k;
     if excess > 0 {
@@ -91,7 +111,7 @@ fn kth_of(m: &mut [u32], r: usize, above0: usize) -> Kth {
 /// depend on the sample: the candidates are exactly the coordinates with
 /// magnitude >= the threshold, and there are at least `k` of them, so the
 /// k-th largest among them is the k-th largest overall.
-fn sampled_floor(x: &[f32], k: usize) -> Option<Vec<u32>> {
+fn sampled_floor(kern: Kernel, x: &[f32], k: usize) -> Option<Vec<u32>> {
     let n = x.len();
     const SAMPLE: usize = 8192;
     if n < 16 * SAMPLE || k > n / 16 {
@@ -108,11 +128,8 @@ fn sampled_floor(x: &[f32], k: usize) -> Option<Vec<u32>> {
     let want = ((2 * k + 64) as f64 / n as f64 * SAMPLE as f64).ceil() as usize;
     let r = want.clamp(1, SAMPLE - 1);
     let t = *s.select_nth_unstable(SAMPLE - r).1;
-    let cand: Vec<u32> = x
-        .iter()
-        .map(|v| v.to_bits() & 0x7FFF_FFFF)
-        .filter(|&m| m >= t)
-        .collect();
+    let mut cand = Vec::new();
+    collect_mags(kern, x, t, u32::MAX, &mut cand);
     (cand.len() >= k).then_some(cand)
 }
 
@@ -120,7 +137,7 @@ fn sampled_floor(x: &[f32], k: usize) -> Option<Vec<u32>> {
 /// histogram of the top 12 bits of every magnitude finds the bin holding the
 /// k-th largest, then a selection among that bin's members alone. Two reads
 /// of `x` and no O(n) buffer, for any `k` (1 <= k < n).
-fn histogram_kth(x: &[f32], k: usize) -> Kth {
+fn histogram_kth(kern: Kernel, x: &[f32], k: usize) -> Kth {
     const BITS: u32 = 12; // of the 31 magnitude bits: exponent + 4 mantissa bits
     const SHIFT: u32 = 31 - BITS;
     let mag = |v: &f32| v.to_bits() & 0x7FFF_FFFF;
@@ -146,13 +163,128 @@ fn histogram_kth(x: &[f32], k: usize) -> Kth {
         above += hist[bin];
         bin -= 1;
     }
-    let mut members: Vec<u32> = x
-        .iter()
-        .map(mag)
-        .filter(|&m| (m >> SHIFT) as usize == bin)
-        .collect();
+    let lo = (bin as u32) << SHIFT;
+    let mut members = Vec::with_capacity(hist[bin] + PACK_SLACK);
+    collect_mags(kern, x, lo, lo | ((1 << SHIFT) - 1), &mut members);
     // The k-th largest overall is the (k - above)-th largest in this bin.
     kth_of(&mut members, k - above, above)
+}
+
+/// Spare capacity the AVX2 left-pack stores need (each writes 8 lanes).
+const PACK_SLACK: usize = 8;
+
+/// Appends to `out` every index `i` with `|x_i|` bits `>= tau`, ascending;
+/// `count` is how many there are.
+fn select_ge(kern: Kernel, x: &[f32], tau: u32, count: usize, out: &mut Vec<u32>) {
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is picked only after AVX2 was detected.
+        Kernel::Avx2 => unsafe { pack_avx2::<true>(x, tau, u32::MAX, out) },
+        Kernel::Scalar => {
+            // Branch-free: write every index, advance only past kept ones.
+            let start = out.len();
+            out.resize(start + count + 1, 0);
+            let mut w = start;
+            for (i, v) in x.iter().enumerate() {
+                out[w] = i as u32;
+                w += ((v.to_bits() & 0x7FFF_FFFF) >= tau) as usize;
+            }
+            out.truncate(w);
+        }
+    }
+}
+
+/// Appends to `out` the magnitudes (`|x_i|` bits) in `lo..=hi`, in index order.
+fn collect_mags(kern: Kernel, x: &[f32], lo: u32, hi: u32, out: &mut Vec<u32>) {
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is picked only after AVX2 was detected.
+        Kernel::Avx2 => unsafe { pack_avx2::<false>(x, lo, hi, out) },
+        Kernel::Scalar => out.extend(
+            x.iter()
+                .map(|v| v.to_bits() & 0x7FFF_FFFF)
+                .filter(|&m| (lo..=hi).contains(&m)),
+        ),
+    }
+}
+
+/// For each 8-bit lane mask, the lanes that are set, packed low (8 lane
+/// numbers a mask, one byte each; unused lanes 0).
+#[cfg(target_arch = "x86_64")]
+static PACK_LUT: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut m = 0;
+    while m < 256 {
+        let (mut v, mut j, mut w) = (0u64, 0, 0);
+        while j < 8 {
+            if m & (1 << j) != 0 {
+                v |= (j as u64) << (8 * w);
+                w += 1;
+            }
+            j += 1;
+        }
+        t[m] = v;
+        m += 1;
+    }
+    t
+};
+
+/// The AVX2 left-pack behind [`select_ge`] (`INDICES`: append the indices
+/// of magnitudes `>= lo`) and [`collect_mags`] (append the magnitudes in
+/// `lo..=hi`): 8 elements a step, the kept lanes moved to the front by a
+/// `vpermd` from [`PACK_LUT`] and stored whole (the store runs past the kept
+/// lanes into spare capacity; the length advances by the kept count).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn pack_avx2<const INDICES: bool>(x: &[f32], lo: u32, hi: u32, out: &mut Vec<u32>) {
+    use std::arch::x86_64::*;
+    let n = x.len();
+    let full = n / 8 * 8;
+    out.reserve(PACK_SLACK);
+    let absm = _mm256_set1_epi32(0x7FFF_FFFF);
+    // Magnitudes are < 2^31, so signed compares order them; flip to compare
+    // against bounds up to u32::MAX.
+    let lo1 = _mm256_set1_epi32(lo as i32 ^ i32::MIN);
+    let hi1 = _mm256_set1_epi32(hi as i32 ^ i32::MIN);
+    let flip = _mm256_set1_epi32(i32::MIN);
+    let mut idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let eight = _mm256_set1_epi32(8);
+    let mut w = out.len();
+    let mut p = out.as_mut_ptr();
+    // SAFETY: loads read x[i..i + 8] with i + 8 <= full <= n; each store
+    // writes 8 u32 at w, and w + 8 <= capacity (checked before each step).
+    unsafe {
+        for i in (0..full).step_by(8) {
+            if w + 8 > out.capacity() {
+                out.set_len(w);
+                out.reserve(out.capacity().max(64));
+                p = out.as_mut_ptr();
+            }
+            let m = _mm256_and_si256(
+                _mm256_loadu_si256(x.as_ptr().add(i) as *const __m256i),
+                absm,
+            );
+            let mf = _mm256_xor_si256(m, flip);
+            // keep = m >= lo && m <= hi  ==  !(lo > m) && !(m > hi)
+            let out_of = _mm256_or_si256(_mm256_cmpgt_epi32(lo1, mf), _mm256_cmpgt_epi32(mf, hi1));
+            let keep = !(_mm256_movemask_ps(_mm256_castsi256_ps(out_of)) as u32) & 0xFF;
+            let perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(PACK_LUT[keep as usize] as i64));
+            let v = if INDICES { idx } else { m };
+            _mm256_storeu_si256(
+                p.add(w) as *mut __m256i,
+                _mm256_permutevar8x32_epi32(v, perm),
+            );
+            w += keep.count_ones() as usize;
+            idx = _mm256_add_epi32(idx, eight);
+        }
+        out.set_len(w);
+    }
+    for (i, v) in x.iter().enumerate().skip(full) {
+        let m = v.to_bits() & 0x7FFF_FFFF;
+        if (lo..=hi).contains(&m) {
+            out.push(if INDICES { i as u32 } else { m });
+        }
+    }
 }
 
 /// `k` for a target compression `ratio` over `n` f32 coordinates at 8 bytes a
@@ -203,7 +335,7 @@ mod tests {
                     }
                 })
                 .collect();
-            assert!(sampled_floor(&x, k).is_some(), "n {n} k {k}");
+            assert!(sampled_floor(Kernel::Scalar, &x, k).is_some(), "n {n} k {k}");
             assert_eq!(top_k_indices(&x, k).unwrap(), naive(&x, k), "n {n} k {k}");
         }
         // Large k: the histogram path (many ties, one dominant bin, signs mixed).
@@ -225,7 +357,7 @@ mod tests {
                     }
                 })
                 .collect();
-            assert!(sampled_floor(&x, k).is_none() || k <= n / 16);
+            assert!(sampled_floor(Kernel::Scalar, &x, k).is_none() || k <= n / 16);
             assert_eq!(top_k_indices(&x, k).unwrap(), naive(&x, k), "n {n} k {k}");
         }
         assert_eq!(k_for_ratio(1000, 32.0), 15);

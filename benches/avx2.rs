@@ -337,6 +337,113 @@ fn bench_qtopk(r: &mut Report, g: &[f32]) {
     );
 }
 
+fn bench_vsa(r: &mut Report) {
+    use tritter_accel::vsa::{bundle, dense, ops, Algebra, ItemMemory, Metric, PackedHv, TieRule};
+    const DIM: usize = 10_000;
+    let n = 10_000usize;
+    let mut top = [0.0; 2];
+    for (t, (name, density)) in [("bipolar", 1.0), ("ternary, density 0.5", 0.5)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut mem = ItemMemory::new(DIM).unwrap();
+        for i in 0..n {
+            mem.add(
+                &PackedHv::random(DIM, 10_000 + i as u64, density).unwrap(),
+                i as u64,
+            )
+            .unwrap();
+        }
+        let q = PackedHv::random(DIM, 7, density).unwrap();
+        let planes = if density == 1.0 { 1 } else { 2 };
+        let bytes = (n * DIM.div_ceil(64) * 8 * planes) as f64;
+        let mut vs = Vec::new();
+        for l in levels() {
+            let (mem, q) = (&mem, &q);
+            vs.push(variant(
+                format!("item memory top-10 cosine @{l}"),
+                move || {
+                    std::hint::black_box(mem.query_at(l, q, 10, Metric::Cosine).unwrap());
+                },
+            ));
+        }
+        let meds = r.run(
+            &format!("VSA top-10 of 10,000 x 10,000 trits, {name} (bytes = planes read)"),
+            bytes,
+            9,
+            vs,
+        );
+        top[t] = meds[meds.len() - 1];
+    }
+    r.verdict(
+        "VSA top-10 over 10,000 x 10,000 trits (bipolar) <= 1.0 ms",
+        top[0] <= 1e-3,
+        fmt_secs(top[0]),
+    );
+    r.verdict(
+        "VSA top-10 over 10,000 x 10,000 trits (ternary) <= 1.0 ms",
+        top[1] <= 1e-3,
+        fmt_secs(top[1]),
+    );
+
+    // Single operations at dim 10,000 against the dense i8 reference (the
+    // NumPy ratios come from benches/avx2_numpy.py on these medians).
+    let (a, b) = (
+        PackedHv::random(DIM, 1, 1.0).unwrap(),
+        PackedHv::random(DIM, 2, 1.0).unwrap(),
+    );
+    let (da, db) = (a.to_trits(), b.to_trits());
+    let vs100: Vec<PackedHv> = (0..100)
+        .map(|i| PackedHv::random(DIM, 100 + i, 1.0).unwrap())
+        .collect();
+    let refs: Vec<&PackedHv> = vs100.iter().collect();
+    let dv: Vec<Vec<i8>> = vs100.iter().map(|v| v.to_trits()).collect();
+    let dr: Vec<&[i8]> = dv.iter().map(|v| &v[..]).collect();
+    let mut out = vec![0u64; a.words().len()];
+    let groups: Vec<(&str, Vec<Variant>)> = vec![
+        (
+            "VSA bundle of 100 bipolar vectors, dim 10,000",
+            vec![
+                variant("bundle dense i8 reference", || {
+                    std::hint::black_box(dense::bundle(DIM, &dr, None, TieRule::Zero).unwrap());
+                }),
+                variant(format!("bundle packed @{}", cpu::active()), || {
+                    std::hint::black_box(bundle::bundle(DIM, &refs, None, TieRule::Zero).unwrap());
+                }),
+            ],
+        ),
+        (
+            "VSA cosine of two bipolar vectors, dim 10,000",
+            vec![
+                variant("cosine dense i8 reference", || {
+                    std::hint::black_box(dense::similarity(&da, &db, Metric::Cosine).unwrap());
+                }),
+                variant(format!("cosine packed @{}", cpu::active()), || {
+                    std::hint::black_box(ops::cosine(&a, &b).unwrap());
+                }),
+            ],
+        ),
+        (
+            "VSA bind (MAP) into a buffer, dim 10,000",
+            vec![
+                variant("bind dense i8 reference", || {
+                    std::hint::black_box(dense::bind(&da, &db, Algebra::Map).unwrap());
+                }),
+                variant(
+                    format!("bind packed into a buffer @{}", cpu::active()),
+                    || {
+                        ops::bind_words(a.words(), b.words(), Algebra::Map, &mut out);
+                        std::hint::black_box(&out);
+                    },
+                ),
+            ],
+        ),
+    ];
+    for (g, vs) in groups {
+        r.run(g, 0.0, 15, vs);
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut json = None;
@@ -381,6 +488,10 @@ fn main() {
     }
     if want("qtopk") {
         bench_qtopk(&mut r, &g);
+    }
+    drop(g);
+    if want("vsa") {
+        bench_vsa(&mut r);
     }
     println!("\ntargets (one thread, level {}):", cpu::active());
     for v in &r.verdicts {

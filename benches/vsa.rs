@@ -1,6 +1,7 @@
 //! VSA benches at dim 10,000, each against a named baseline in the same run:
 //! the dense `i8` scalar reference (`dense_ref`) for bind, bundle, cosine and
-//! permute; the portable scalar kernel (`scalar`) for the item-memory top-k.
+//! permute; the portable scalar kernel (`scalar`) for the item-memory top-k,
+//! which runs at every CPU level this machine has (`scalar`, `avx2`, ...).
 //! `scripts/bench-vsa.sh` runs this and the NumPy twin (`benches/vsa_numpy.py`)
 //! and prints the ratios.
 //!
@@ -14,7 +15,6 @@
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
-use tritter_accel::vsa::simd::{available_levels, Level};
 use tritter_accel::vsa::{bundle, dense, ops, Algebra, ItemMemory, Metric, PackedHv, TieRule};
 
 const DIM: usize = 10_000;
@@ -164,12 +164,13 @@ fn bench_topk(c: &mut C) {
         g.throughput(Throughput::Bytes(
             (n * DIM.div_ceil(64) * 8 * planes) as u64,
         ));
-        for &level in &available_levels() {
-            let id = match level {
-                Level::Scalar => "scalar",
-                Level::Popcnt => "popcnt",
-                Level::Avx512 => "avx512",
-            };
+        // (avx512vnni runs the avx512 kernels: not timed twice)
+        for level in tritter_accel::cpu::supported_levels()
+            .into_iter()
+            .filter(|l| l.allowed_under(tritter_accel::cpu::active()))
+            .filter(|&l| l != tritter_accel::cpu::CpuLevel::Avx512Vnni)
+        {
+            let id = level.name();
             tritter_accel::parallel::set_num_threads(1);
             g.bench_with_input(BenchmarkId::new(id, name), &level, |bn, &l| {
                 bn.iter(|| mem.query_at(l, black_box(&q), 10, Metric::Cosine).unwrap())

@@ -314,7 +314,7 @@ pub unsafe extern "C" fn tritter_hv_similarity(
         let a = unsafe { hv_in(a, words_len, dim, "a")? };
         let b = unsafe { hv_in(b, words_len, dim, "b")? };
         args::check_out(score_out, "score_out")?;
-        let s = ops::similarity_words_at(crate::vsa::simd::best_level(), a, b, m);
+        let s = ops::similarity_words_at(crate::cpu::active(), a, b, m);
         unsafe { args::write(score_out, s, "score_out") }
     })
 }

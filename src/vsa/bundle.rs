@@ -10,8 +10,8 @@
 //! with the dense reference bit for bit.
 
 use super::packed::{last_word_mask, packed_words, plane_words, validate_words, PackedHv};
-use super::simd::{available_levels, best_level, Level};
 use super::TieRule;
+use crate::cpu::{self, CpuLevel};
 use crate::{Error, Result};
 
 const LANES: usize = 8;
@@ -240,21 +240,35 @@ unsafe fn bundle_bitsliced_avx512(
     }
 }
 
-/// The unweighted bit-sliced bundle at `level` (`Avx512` compiles the same
-/// code with 512-bit vectors; lower levels run the portable build).
+/// The same algorithm compiled for AVX2: the 8-word lane groups become two
+/// 256-bit registers, each full adder five `vpxor`/`vpand`/`vpor`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bundle_bitsliced_avx2(dim: usize, rows: &[&[u64]], tv: Option<&[u64]>, out: &mut [u64]) {
+    bundle_bitsliced_generic(dim, rows, tv, out)
+}
+
+/// The unweighted bit-sliced bundle with the kernels of `level` (the best
+/// this CPU has at or below it; identical results at every level).
 pub fn bundle_bitsliced_at(
-    level: Level,
+    level: CpuLevel,
     dim: usize,
     rows: &[&[u64]],
     tv: Option<&[u64]>,
     out: &mut [u64],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx512 && available_levels().contains(&Level::Avx512) {
-        // SAFETY: the CPU reported AVX-512F.
-        return unsafe { bundle_bitsliced_avx512(dim, rows, tv, out) };
+    {
+        if cpu::runs(CpuLevel::Avx512, level) {
+            // SAFETY: the CPU reported AVX-512F.
+            return unsafe { bundle_bitsliced_avx512(dim, rows, tv, out) };
+        }
+        if cpu::runs(CpuLevel::Avx2, level) {
+            // SAFETY: the CPU reported AVX2.
+            return unsafe { bundle_bitsliced_avx2(dim, rows, tv, out) };
+        }
     }
-    let _ = (level, available_levels);
+    let _ = level;
     bundle_bitsliced_generic(dim, rows, tv, out)
 }
 
@@ -328,7 +342,7 @@ fn bundle_rows_unchecked(
     let mut out = vec![0u64; packed_words(dim)];
     match weights {
         None => bundle_bitsliced_at(
-            best_level(),
+            cpu::active(),
             dim,
             rows,
             tv.as_ref().map(|t| t.words()),
@@ -369,13 +383,25 @@ unsafe fn accumulate_avx512(counts: &mut [i64], words: &[u64], weight: i64) {
     accumulate_generic(counts, words, weight)
 }
 
-/// [`BundleAccumulator`]'s inner loop at `level` (`Avx512` compiles the same
-/// code with 512-bit vectors).
-pub fn accumulate_at(level: Level, counts: &mut [i64], words: &[u64], weight: i64) {
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn accumulate_avx2(counts: &mut [i64], words: &[u64], weight: i64) {
+    accumulate_generic(counts, words, weight)
+}
+
+/// [`BundleAccumulator`]'s inner loop with the kernels of `level` (the same
+/// code compiled for AVX-512 or AVX2 where the CPU has them).
+pub fn accumulate_at(level: CpuLevel, counts: &mut [i64], words: &[u64], weight: i64) {
     #[cfg(target_arch = "x86_64")]
-    if level == Level::Avx512 && available_levels().contains(&Level::Avx512) {
-        // SAFETY: the CPU reported AVX-512F.
-        return unsafe { accumulate_avx512(counts, words, weight) };
+    {
+        if cpu::runs(CpuLevel::Avx512, level) {
+            // SAFETY: the CPU reported AVX-512F.
+            return unsafe { accumulate_avx512(counts, words, weight) };
+        }
+        if cpu::runs(CpuLevel::Avx2, level) {
+            // SAFETY: the CPU reported AVX2.
+            return unsafe { accumulate_avx2(counts, words, weight) };
+        }
     }
     let _ = level;
     accumulate_generic(counts, words, weight)
@@ -457,7 +483,7 @@ impl BundleAccumulator {
             .ok_or_else(|| Error::invalid("weight", "the accumulated |weights| overflow i64"))?;
         self.total_abs = t;
         self.added += 1;
-        accumulate_at(best_level(), &mut self.counts, words, weight as i64);
+        accumulate_at(cpu::active(), &mut self.counts, words, weight as i64);
         Ok(())
     }
 

@@ -12,8 +12,9 @@
 //! result is the same for any thread count.
 
 use super::packed::{plane_words, validate_words, PackedHv};
-use super::simd::{self, Level};
+use super::simd;
 use super::Metric;
+use crate::cpu::{self, CpuLevel};
 use crate::{Error, Result};
 
 /// Rows per parallel block of a query.
@@ -186,7 +187,7 @@ impl ItemMemory {
     /// The score of `q` against every stored row, in insertion order.
     pub fn similarities(&self, q: &PackedHv, metric: Metric) -> Result<Vec<f64>> {
         self.check_query(q)?;
-        let level = simd::best_level();
+        let level = cpu::active();
         let (qp, qm) = (q.plus(), q.minus());
         let nq = q.nnz();
         let mut out = vec![0.0; self.len()];
@@ -213,13 +214,13 @@ impl ItemMemory {
     /// cosine, smallest Hamming distance), nearest first; ties go to the lower
     /// index. Returns `min(k, len)` hits. Errors: `q` of another dim.
     pub fn query(&self, q: &PackedHv, k: usize, metric: Metric) -> Result<Vec<Hit>> {
-        self.query_at(simd::best_level(), q, k, metric)
+        self.query_at(cpu::active(), q, k, metric)
     }
 
     /// [`ItemMemory::query`] with the kernels of `level` (for tests and benches).
     pub fn query_at(
         &self,
-        level: Level,
+        level: CpuLevel,
         q: &PackedHv,
         k: usize,
         metric: Metric,

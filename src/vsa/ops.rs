@@ -3,8 +3,9 @@
 //! reference exactly.
 
 use super::packed::{last_word_mask, packed_words, plane_words, validate_words, PackedHv};
-use super::simd::{self, Level};
+use super::simd;
 use super::{Algebra, Metric};
+use crate::cpu::{self, CpuLevel};
 use crate::{Error, Result};
 use std::mem::MaybeUninit;
 
@@ -84,7 +85,20 @@ unsafe fn bind_avx512(
     bind_generic(a, b, algebra, unbind, out)
 }
 
-/// Writes every one of the first `a.len()` words of `out`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bind_avx2(
+    a: &[u64],
+    b: &[u64],
+    algebra: Algebra,
+    unbind: bool,
+    out: &mut [MaybeUninit<u64>],
+) {
+    bind_generic(a, b, algebra, unbind, out)
+}
+
+/// Writes every one of the first `a.len()` words of `out`, with the plane
+/// logic compiled for the best vector width at or below the active level.
 fn bind_dispatch(
     a: &[u64],
     b: &[u64],
@@ -93,9 +107,16 @@ fn bind_dispatch(
     out: &mut [MaybeUninit<u64>],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if simd::best_level() == Level::Avx512 {
-        // SAFETY: best_level is Avx512 only if the CPU reported AVX-512F.
-        return unsafe { bind_avx512(a, b, algebra, unbind, out) };
+    {
+        let level = cpu::active();
+        if cpu::runs(CpuLevel::Avx512, level) {
+            // SAFETY: the CPU reported AVX-512F.
+            return unsafe { bind_avx512(a, b, algebra, unbind, out) };
+        }
+        if cpu::runs(CpuLevel::Avx2, level) {
+            // SAFETY: the CPU reported AVX2.
+            return unsafe { bind_avx2(a, b, algebra, unbind, out) };
+        }
     }
     bind_generic(a, b, algebra, unbind, out)
 }
@@ -267,18 +288,15 @@ pub fn inverse_permute(a: &PackedHv, k: i64) -> PackedHv {
 
 /// `(agree, disagree, nnz(a), nnz(b))` of two valid packed word buffers of the
 /// same dim, at `level`.
-pub fn pair_counts_at(level: Level, a: &[u64], b: &[u64]) -> (u64, u64, u64, u64) {
+pub fn pair_counts_at(level: CpuLevel, a: &[u64], b: &[u64]) -> (u64, u64, u64, u64) {
     let w = a.len() / 2;
     let (ap, am) = a.split_at(w);
     let (bp, bm) = b.split_at(w);
-    let (agree, dis) = simd::counts_at(level, ap, am, bp, bm);
-    let na = a.iter().map(|x| x.count_ones() as u64).sum();
-    let nb = b.iter().map(|x| x.count_ones() as u64).sum();
-    (agree, dis, na, nb)
+    simd::counts4_at(level, ap, am, bp, bm)
 }
 
 /// Similarity of raw words (validated, same dim) by `metric`, at `level`.
-pub fn similarity_words_at(level: Level, a: &[u64], b: &[u64], metric: Metric) -> f64 {
+pub fn similarity_words_at(level: CpuLevel, a: &[u64], b: &[u64], metric: Metric) -> f64 {
     let (agree, dis, na, nb) = pair_counts_at(level, a, b);
     metric.score(agree, dis, na, nb)
 }
@@ -287,7 +305,7 @@ pub fn similarity_words_at(level: Level, a: &[u64], b: &[u64], metric: Metric) -
 pub fn similarity(a: &PackedHv, b: &PackedHv, metric: Metric) -> Result<f64> {
     same_dim(a, b)?;
     Ok(similarity_words_at(
-        simd::best_level(),
+        cpu::active(),
         a.words(),
         b.words(),
         metric,
@@ -297,7 +315,7 @@ pub fn similarity(a: &PackedHv, b: &PackedHv, metric: Metric) -> Result<f64> {
 /// `Σ a_i b_i`. Errors: different dims.
 pub fn dot(a: &PackedHv, b: &PackedHv) -> Result<i64> {
     same_dim(a, b)?;
-    let (agree, dis, _, _) = pair_counts_at(simd::best_level(), a.words(), b.words());
+    let (agree, dis, _, _) = pair_counts_at(cpu::active(), a.words(), b.words());
     Ok(agree as i64 - dis as i64)
 }
 
@@ -352,7 +370,7 @@ pub fn similarity_many(
             e => e,
         })?;
     }
-    let level = simd::best_level();
+    let level = cpu::active();
     let q = query.words();
     use rayon::prelude::*;
     crate::parallel::install(|| {

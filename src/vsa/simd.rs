@@ -1,57 +1,44 @@
-//! Popcount kernels beside their scalar reference, picked at run time.
+//! Popcount kernels beside their scalar reference, picked at run time from
+//! the crate's one CPU level ([`crate::cpu`]; `TRITTER_CPU_LEVEL` caps it).
 //!
-//! * [`Level::Scalar`]: portable Rust (`count_ones`), the reference.
-//! * [`Level::Popcnt`]: the same code compiled with the `popcnt` feature
-//!   (x86-64 baseline has no popcount instruction).
-//! * [`Level::Avx512`]: AVX-512F + VPOPCNTDQ, 8 words per step with masked
-//!   tail loads.
+//! * Scalar (`CpuLevel::Scalar`): portable Rust (`count_ones`), the reference.
+//! * AVX2 (`CpuLevel::Avx2`): popcounts of 256-bit vectors by nibble table
+//!   lookup (`vpshufb`), byte counts summed by `vpsadbw` every 31 vectors;
+//!   an item-memory scan compares the query with 4 rows a pass (the query
+//!   vectors are loaded once for the 4), and a bipolar row needs one popcount
+//!   a vector (`disagree = nnz(query) - agree`). Short vectors (< 8 words)
+//!   use the `popcnt` instruction.
+//! * AVX-512 (`CpuLevel::Avx512` with VPOPCNTDQ): 8 words a step with masked
+//!   tail loads. Without VPOPCNTDQ an AVX-512 CPU runs the AVX2 kernels.
 //!
 //! Every level returns exactly the same integers; the tests run each level
 //! the machine has against the scalar code.
 
-use std::sync::OnceLock;
+use crate::cpu::{self, CpuLevel};
 
-/// A CPU feature level for the VSA kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Level {
-    /// Portable scalar code.
+/// The popcount kernels that run for a requested level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
     Scalar,
-    /// Scalar code with the hardware `popcnt` instruction.
-    Popcnt,
-    /// AVX-512F + AVX-512 VPOPCNTDQ.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
     Avx512,
 }
 
-/// Every level this CPU supports, lowest first (always starts with `Scalar`).
-pub fn available_levels() -> Vec<Level> {
-    #[allow(unused_mut)] // only x86_64 adds levels
-    let mut v = vec![Level::Scalar];
+/// The best kernel at or below `level` that this CPU runs.
+pub(crate) fn kernel(level: CpuLevel) -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("popcnt") {
-            v.push(Level::Popcnt);
+        if cpu::runs(CpuLevel::Avx512, level) && cpu::features().avx512vpopcntdq {
+            return Kernel::Avx512;
         }
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
-        {
-            v.push(Level::Avx512);
+        if cpu::runs(CpuLevel::Avx2, level) {
+            return Kernel::Avx2;
         }
     }
-    v
-}
-
-/// The best level of this CPU (detected once). `TRITTER_VSA_LEVEL=scalar|popcnt`
-/// caps it (for benchmarks and debugging; a level the CPU lacks is never used).
-pub fn best_level() -> Level {
-    static BEST: OnceLock<Level> = OnceLock::new();
-    *BEST.get_or_init(|| {
-        let best = *available_levels().last().expect("scalar is always there");
-        match std::env::var("TRITTER_VSA_LEVEL").as_deref() {
-            Ok("scalar") => Level::Scalar,
-            Ok("popcnt") => best.min(Level::Popcnt),
-            _ => best,
-        }
-    })
+    let _ = level;
+    Kernel::Scalar
 }
 
 /// Counts over a pair of packed vectors `a = (ap, am)`, `b = (bp, bm)` (all four
@@ -93,6 +80,284 @@ unsafe fn counts_popcnt(ap: &[u64], am: &[u64], bp: &[u64], bm: &[u64]) -> (u64,
 #[target_feature(enable = "popcnt")]
 unsafe fn counts_bipolar_popcnt(ap: &[u64], am: &[u64], bp: &[u64]) -> (u64, u64) {
     counts_bipolar_generic(ap, am, bp)
+}
+
+/// The AVX2 kernels: nibble-table popcounts over 256-bit vectors.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// Vectors whose byte counts (at most 8 a byte each) fit a byte: 31.
+    const FLUSH: usize = 31;
+
+    /// Constants of the nibble popcount.
+    #[derive(Clone, Copy)]
+    pub(super) struct Pop {
+        lut: __m256i,
+        low: __m256i,
+    }
+
+    impl Pop {
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        pub(super) fn new() -> Pop {
+            Pop {
+                lut: _mm256_setr_epi8(
+                    0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
+                    2, 3, 2, 3, 3, 4,
+                ),
+                low: _mm256_set1_epi8(0x0F),
+            }
+        }
+
+        /// Per-byte popcounts of `v` (each 0..=8).
+        #[target_feature(enable = "avx2")]
+        #[inline]
+        pub(super) fn bytes(self, v: __m256i) -> __m256i {
+            let lo = _mm256_and_si256(v, self.low);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), self.low);
+            _mm256_add_epi8(
+                _mm256_shuffle_epi8(self.lut, lo),
+                _mm256_shuffle_epi8(self.lut, hi),
+            )
+        }
+    }
+
+    /// Sum of the bytes of `acc` into the four u64 lanes of `tot`.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn flush(tot: __m256i, acc: __m256i) -> __m256i {
+        _mm256_add_epi64(tot, _mm256_sad_epu8(acc, _mm256_setzero_si256()))
+    }
+
+    /// Horizontal sum of four u64 lanes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn hsum(v: __m256i) -> u64 {
+        let s = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        (_mm_cvtsi128_si64(s) + _mm_extract_epi64::<1>(s)) as u64
+    }
+
+    /// Loads words `4j..4j + 4` at `p` (`FULL`), or the first of them
+    /// selected by `tail` (zeros elsewhere).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn load<const FULL: bool>(p: *const u64, j: usize, tail: __m256i) -> __m256i {
+        // SAFETY: the caller guarantees the words read exist.
+        unsafe {
+            if FULL {
+                _mm256_loadu_si256(p.add(4 * j) as *const __m256i)
+            } else {
+                _mm256_maskload_epi64(p.add(4 * j) as *const i64, tail)
+            }
+        }
+    }
+
+    /// Mask of the first `rem` (< 4) of 4 u64 lanes.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn tail_mask(rem: usize) -> __m256i {
+        _mm256_cmpgt_epi64(
+            _mm256_set1_epi64x(rem as i64),
+            _mm256_setr_epi64x(0, 1, 2, 3),
+        )
+    }
+
+    /// One vector step of [`agree_bipolar`]: words `4j..` (`FULL`) or the
+    /// last `w % 4` words (masked).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    unsafe fn bipolar_step<const R: usize, const FULL: bool>(
+        qp: &[u64],
+        qm: &[u64],
+        rows: &[&[u64]; R],
+        j: usize,
+        tail: __m256i,
+        pop: Pop,
+        acc: &mut [__m256i; R],
+    ) {
+        // SAFETY: the caller guarantees words 4j.. exist (all 4 if FULL).
+        unsafe {
+            let a = load::<FULL>(qp.as_ptr(), j, tail);
+            let m = load::<FULL>(qm.as_ptr(), j, tail);
+            for r in 0..R {
+                let b = load::<FULL>(rows[r].as_ptr(), j, tail);
+                let t = _mm256_or_si256(_mm256_and_si256(a, b), _mm256_andnot_si256(b, m));
+                acc[r] = _mm256_add_epi8(acc[r], pop.bytes(t));
+            }
+        }
+    }
+
+    /// `agree` of the query `(qp, qm)` against `R` bipolar rows given by
+    /// their plus planes (`(qp & b) | (qm & !b)` popcounts; `disagree` is
+    /// `nnz(q) - agree`). Every slice holds `w` words.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn agree_bipolar<const R: usize>(
+        qp: &[u64],
+        qm: &[u64],
+        rows: [&[u64]; R],
+    ) -> [u64; R] {
+        let w = qp.len();
+        assert!(qm.len() == w && rows.iter().all(|r| r.len() == w));
+        let pop = Pop::new();
+        let nv = w / 4;
+        let tail = tail_mask(w % 4);
+        let zero = _mm256_setzero_si256();
+        let mut tot = [zero; R];
+        let mut acc = [zero; R];
+        // SAFETY: whole vectors read words 4j..4j+4 <= w; the partial one
+        // masks the words past w.
+        unsafe {
+            let mut left = FLUSH;
+            for j in 0..nv {
+                bipolar_step::<R, true>(qp, qm, &rows, j, tail, pop, &mut acc);
+                left -= 1;
+                if left == 0 {
+                    for r in 0..R {
+                        tot[r] = flush(tot[r], acc[r]);
+                        acc[r] = zero;
+                    }
+                    left = FLUSH;
+                }
+            }
+            if !w.is_multiple_of(4) {
+                bipolar_step::<R, false>(qp, qm, &rows, nv, tail, pop, &mut acc);
+            }
+        }
+        let mut out = [0u64; R];
+        for r in 0..R {
+            out[r] = hsum(flush(tot[r], acc[r]));
+        }
+        out
+    }
+
+    /// One vector step of [`counts_rows`].
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn counts_step<const R: usize, const FULL: bool>(
+        qp: &[u64],
+        qm: &[u64],
+        rp: &[&[u64]; R],
+        rm: &[&[u64]; R],
+        j: usize,
+        tail: __m256i,
+        pop: Pop,
+        aa: &mut [__m256i; R],
+        ad: &mut [__m256i; R],
+    ) {
+        // SAFETY: the caller guarantees words 4j.. exist (all 4 if FULL).
+        unsafe {
+            let a = load::<FULL>(qp.as_ptr(), j, tail);
+            let m = load::<FULL>(qm.as_ptr(), j, tail);
+            for r in 0..R {
+                let bp = load::<FULL>(rp[r].as_ptr(), j, tail);
+                let bm = load::<FULL>(rm[r].as_ptr(), j, tail);
+                let same = _mm256_or_si256(_mm256_and_si256(a, bp), _mm256_and_si256(m, bm));
+                let opp = _mm256_or_si256(_mm256_and_si256(a, bm), _mm256_and_si256(m, bp));
+                aa[r] = _mm256_add_epi8(aa[r], pop.bytes(same));
+                ad[r] = _mm256_add_epi8(ad[r], pop.bytes(opp));
+            }
+        }
+    }
+
+    /// `(agree, disagree)` of the query `(qp, qm)` against `R` rows with
+    /// both planes. Every slice holds `w` words.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn counts_rows<const R: usize>(
+        qp: &[u64],
+        qm: &[u64],
+        rp: [&[u64]; R],
+        rm: [&[u64]; R],
+    ) -> [(u64, u64); R] {
+        let w = qp.len();
+        assert!(qm.len() == w && rp.iter().chain(&rm).all(|r| r.len() == w));
+        let pop = Pop::new();
+        let nv = w / 4;
+        let tail = tail_mask(w % 4);
+        let zero = _mm256_setzero_si256();
+        let (mut ta, mut td) = ([zero; R], [zero; R]);
+        let (mut aa, mut ad) = ([zero; R], [zero; R]);
+        // SAFETY: as in agree_bipolar.
+        unsafe {
+            let mut left = FLUSH;
+            for j in 0..nv {
+                counts_step::<R, true>(qp, qm, &rp, &rm, j, tail, pop, &mut aa, &mut ad);
+                left -= 1;
+                if left == 0 {
+                    for r in 0..R {
+                        ta[r] = flush(ta[r], aa[r]);
+                        td[r] = flush(td[r], ad[r]);
+                        aa[r] = zero;
+                        ad[r] = zero;
+                    }
+                    left = FLUSH;
+                }
+            }
+            if !w.is_multiple_of(4) {
+                counts_step::<R, false>(qp, qm, &rp, &rm, nv, tail, pop, &mut aa, &mut ad);
+            }
+        }
+        let mut out = [(0u64, 0u64); R];
+        for r in 0..R {
+            out[r] = (hsum(flush(ta[r], aa[r])), hsum(flush(td[r], ad[r])));
+        }
+        out
+    }
+
+    /// `(agree, disagree, nnz(a), nnz(b))` of one pair of vectors (`w`
+    /// words a plane): four popcounts a vector step.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn counts4(ap: &[u64], am: &[u64], bp: &[u64], bm: &[u64]) -> [u64; 4] {
+        let w = ap.len();
+        assert!(am.len() == w && bp.len() == w && bm.len() == w);
+        let pop = Pop::new();
+        let nv = w.div_ceil(4);
+        let tail = tail_mask(if w.is_multiple_of(4) { 4 } else { w % 4 });
+        let zero = _mm256_setzero_si256();
+        let (mut tot, mut acc) = ([zero; 4], [zero; 4]);
+        let mut left = FLUSH;
+        for j in 0..nv {
+            // SAFETY: whole vectors read words 4j..4j+4 <= w; the last one
+            // masks the words past w (all 4 lanes kept when w % 4 == 0).
+            let (a, m, b, c) = unsafe {
+                if 4 * j + 4 <= w {
+                    (
+                        load::<true>(ap.as_ptr(), j, tail),
+                        load::<true>(am.as_ptr(), j, tail),
+                        load::<true>(bp.as_ptr(), j, tail),
+                        load::<true>(bm.as_ptr(), j, tail),
+                    )
+                } else {
+                    (
+                        load::<false>(ap.as_ptr(), j, tail),
+                        load::<false>(am.as_ptr(), j, tail),
+                        load::<false>(bp.as_ptr(), j, tail),
+                        load::<false>(bm.as_ptr(), j, tail),
+                    )
+                }
+            };
+            let same = _mm256_or_si256(_mm256_and_si256(a, b), _mm256_and_si256(m, c));
+            let opp = _mm256_or_si256(_mm256_and_si256(a, c), _mm256_and_si256(m, b));
+            acc[0] = _mm256_add_epi8(acc[0], pop.bytes(same));
+            acc[1] = _mm256_add_epi8(acc[1], pop.bytes(opp));
+            acc[2] = _mm256_add_epi8(acc[2], pop.bytes(_mm256_or_si256(a, m)));
+            acc[3] = _mm256_add_epi8(acc[3], pop.bytes(_mm256_or_si256(b, c)));
+            left -= 1;
+            if left == 0 {
+                for r in 0..4 {
+                    tot[r] = flush(tot[r], acc[r]);
+                    acc[r] = zero;
+                }
+                left = FLUSH;
+            }
+        }
+        let mut out = [0u64; 4];
+        for r in 0..4 {
+            out[r] = hsum(flush(tot[r], acc[r]));
+        }
+        out
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -187,61 +452,77 @@ unsafe fn counts_bipolar_avx512(ap: &[u64], am: &[u64], bp: &[u64]) -> (u64, u64
     )
 }
 
-/// `(agree, disagree)` of `a = (ap, am)` and `b = (bp, bm)` at `level`
-/// (falls back to scalar for a level this CPU lacks). Slices must have equal
+/// Below this many words a plane, the AVX2 level uses `popcnt` (the vector
+/// kernels' setup and reductions cost more than they save).
+#[cfg(target_arch = "x86_64")]
+const AVX2_MIN_WORDS: usize = 8;
+
+/// `(agree, disagree)` of `a = (ap, am)` and `b = (bp, bm)` with the kernels
+/// of `level` (the best this CPU has at or below it). Slices must have equal
 /// lengths (panics otherwise).
-pub fn counts_at(level: Level, ap: &[u64], am: &[u64], bp: &[u64], bm: &[u64]) -> (u64, u64) {
+pub fn counts_at(level: CpuLevel, ap: &[u64], am: &[u64], bp: &[u64], bm: &[u64]) -> (u64, u64) {
     assert!(am.len() == ap.len() && bp.len() == ap.len() && bm.len() == ap.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avail = available_levels_cached();
-        // SAFETY: each kernel runs only if the CPU reported its features.
-        match level {
-            Level::Avx512 if avail >= Level::Avx512 => {
-                return unsafe { counts_avx512(ap, am, bp, bm) }
-            }
-            Level::Popcnt | Level::Avx512 if avail >= Level::Popcnt => {
-                return unsafe { counts_popcnt(ap, am, bp, bm) }
-            }
-            _ => {}
+    match kernel(level) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: each kernel is picked only if the CPU reported its features.
+        Kernel::Avx512 => unsafe { counts_avx512(ap, am, bp, bm) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 if ap.len() < AVX2_MIN_WORDS => unsafe { counts_popcnt(ap, am, bp, bm) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => {
+            let [c] = unsafe { avx2::counts_rows::<1>(ap, am, [bp], [bm]) };
+            c
         }
+        Kernel::Scalar => counts_generic(ap, am, bp, bm),
     }
-    let _ = level;
-    counts_generic(ap, am, bp, bm)
 }
 
 /// As [`counts_at`] for a bipolar `b` given by its plus plane `bp` only.
-pub fn counts_bipolar_at(level: Level, ap: &[u64], am: &[u64], bp: &[u64]) -> (u64, u64) {
+pub fn counts_bipolar_at(level: CpuLevel, ap: &[u64], am: &[u64], bp: &[u64]) -> (u64, u64) {
     assert!(am.len() == ap.len() && bp.len() == ap.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avail = available_levels_cached();
-        // SAFETY: as in counts_at.
-        match level {
-            Level::Avx512 if avail >= Level::Avx512 => {
-                return unsafe { counts_bipolar_avx512(ap, am, bp) }
-            }
-            Level::Popcnt | Level::Avx512 if avail >= Level::Popcnt => {
-                return unsafe { counts_bipolar_popcnt(ap, am, bp) }
-            }
-            _ => {}
+    match kernel(level) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: each kernel is picked only if the CPU reported its features.
+        Kernel::Avx512 => unsafe { counts_bipolar_avx512(ap, am, bp) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 if ap.len() < AVX2_MIN_WORDS => unsafe { counts_bipolar_popcnt(ap, am, bp) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => {
+            let [agree] = unsafe { avx2::agree_bipolar::<1>(ap, am, [bp]) };
+            (agree, nnz(ap) + nnz(am) - agree)
         }
+        Kernel::Scalar => counts_bipolar_generic(ap, am, bp),
     }
-    let _ = level;
-    counts_bipolar_generic(ap, am, bp)
 }
 
-/// The highest level the CPU supports (ignores `TRITTER_VSA_LEVEL`).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn available_levels_cached() -> Level {
-    static AVAIL: OnceLock<Level> = OnceLock::new();
-    *AVAIL.get_or_init(|| *available_levels().last().expect("scalar"))
+/// `(agree, disagree, nnz(a), nnz(b))` of `a = (ap, am)` and `b = (bp, bm)`
+/// with the kernels of `level` (`a`, `b` valid: planes disjoint).
+pub fn counts4_at(
+    level: CpuLevel,
+    ap: &[u64],
+    am: &[u64],
+    bp: &[u64],
+    bm: &[u64],
+) -> (u64, u64, u64, u64) {
+    assert!(am.len() == ap.len() && bp.len() == ap.len() && bm.len() == ap.len());
+    #[cfg(target_arch = "x86_64")]
+    if kernel(level) == Kernel::Avx2 && ap.len() >= AVX2_MIN_WORDS {
+        // SAFETY: the AVX2 kernel is picked only if the CPU has AVX2.
+        let [a, d, na, nb] = unsafe { avx2::counts4(ap, am, bp, bm) };
+        return (a, d, na, nb);
+    }
+    let (a, d) = counts_at(level, ap, am, bp, bm);
+    (a, d, nnz(ap) + nnz(am), nnz(bp) + nnz(bm))
 }
 
-/// `(agree, disagree)` at the best level.
+fn nnz(p: &[u64]) -> u64 {
+    p.iter().map(|x| x.count_ones() as u64).sum()
+}
+
+/// `(agree, disagree)` at the active level.
 #[inline]
 pub fn counts(ap: &[u64], am: &[u64], bp: &[u64], bm: &[u64]) -> (u64, u64) {
-    counts_at(best_level(), ap, am, bp, bm)
+    counts_at(cpu::active(), ap, am, bp, bm)
 }
 
 /// Row store of an item memory: `plus` and `minus` planes of every row back to
@@ -258,6 +539,15 @@ pub struct Rows<'a> {
     pub w: usize,
 }
 
+impl<'a> Rows<'a> {
+    fn plus(&self, i: usize) -> &'a [u64] {
+        &self.plus[i * self.w..(i + 1) * self.w]
+    }
+    fn minus(&self, i: usize) -> &'a [u64] {
+        &self.minus[i * self.w..(i + 1) * self.w]
+    }
+}
+
 #[inline(always)]
 fn scan_generic<F: FnMut(usize, u64, u64)>(
     qp: &[u64],
@@ -268,13 +558,11 @@ fn scan_generic<F: FnMut(usize, u64, u64)>(
     full: impl Fn(&[u64], &[u64], &[u64], &[u64]) -> (u64, u64),
     bip: impl Fn(&[u64], &[u64], &[u64]) -> (u64, u64),
 ) {
-    let w = rows.w;
     for i in range {
-        let rp = &rows.plus[i * w..(i + 1) * w];
         let (a, d) = if rows.bipolar[i] {
-            bip(qp, qm, rp)
+            bip(qp, qm, rows.plus(i))
         } else {
-            full(qp, qm, rp, &rows.minus[i * w..(i + 1) * w])
+            full(qp, qm, rows.plus(i), rows.minus(i))
         };
         f(i, a, d);
     }
@@ -321,10 +609,72 @@ unsafe fn scan_popcnt<F: FnMut(usize, u64, u64)>(
     )
 }
 
+/// The AVX2 scan: 4 bipolar rows a pass (one popcount a vector each), 2
+/// ternary rows a pass; rows left over one at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn scan_avx2<F: FnMut(usize, u64, u64)>(
+    qp: &[u64],
+    qm: &[u64],
+    rows: Rows,
+    range: std::ops::Range<usize>,
+    mut f: F,
+) {
+    let nq = nnz(qp) + nnz(qm);
+    let mode = std::env::var("VMODE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0);
+    let (b4, t2) = (mode & 1 == 0, mode & 2 == 0);
+    let mut i = range.start;
+    // SAFETY (every call): AVX2 and POPCNT are enabled here; every slice
+    // holds rows.w words (Rows::plus/minus).
+    unsafe {
+        while i < range.end {
+            let left = range.end - i;
+            if b4 && left >= 4 && rows.bipolar[i..i + 4].iter().all(|&b| b) {
+                let a = avx2::agree_bipolar::<4>(
+                    qp,
+                    qm,
+                    [
+                        rows.plus(i),
+                        rows.plus(i + 1),
+                        rows.plus(i + 2),
+                        rows.plus(i + 3),
+                    ],
+                );
+                for (r, &a) in a.iter().enumerate() {
+                    f(i + r, a, nq - a);
+                }
+                i += 4;
+            } else if t2 && left >= 2 && !rows.bipolar[i] && !rows.bipolar[i + 1] {
+                let c = avx2::counts_rows::<2>(
+                    qp,
+                    qm,
+                    [rows.plus(i), rows.plus(i + 1)],
+                    [rows.minus(i), rows.minus(i + 1)],
+                );
+                f(i, c[0].0, c[0].1);
+                f(i + 1, c[1].0, c[1].1);
+                i += 2;
+            } else if rows.bipolar[i] {
+                let [a] = avx2::agree_bipolar::<1>(qp, qm, [rows.plus(i)]);
+                f(i, a, nq - a);
+                i += 1;
+            } else {
+                let [c] = avx2::counts_rows::<1>(qp, qm, [rows.plus(i)], [rows.minus(i)]);
+                f(i, c.0, c.1);
+                i += 1;
+            }
+        }
+    }
+}
+
 /// Calls `f(i, agree, disagree)` for every row `i` in `range` against the query
-/// planes `(qp, qm)`, with the kernels of `level` (scalar if the CPU lacks it).
+/// planes `(qp, qm)`, with the kernels of `level` (the best this CPU has at
+/// or below it).
 pub fn scan_rows_at<F: FnMut(usize, u64, u64)>(
-    level: Level,
+    level: CpuLevel,
     qp: &[u64],
     qm: &[u64],
     rows: Rows,
@@ -334,28 +684,22 @@ pub fn scan_rows_at<F: FnMut(usize, u64, u64)>(
     assert!(qp.len() == rows.w && qm.len() == rows.w);
     assert!(range.end * rows.w <= rows.plus.len() && range.end * rows.w <= rows.minus.len());
     assert!(range.end <= rows.bipolar.len());
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avail = available_levels_cached();
-        // SAFETY: each kernel runs only if the CPU reported its features.
-        match level {
-            Level::Avx512 if avail >= Level::Avx512 => {
-                return unsafe { scan_avx512(qp, qm, rows, range, f) }
-            }
-            Level::Popcnt | Level::Avx512 if avail >= Level::Popcnt => {
-                return unsafe { scan_popcnt(qp, qm, rows, range, f) }
-            }
-            _ => {}
-        }
+    match kernel(level) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: each kernel is picked only if the CPU reported its features.
+        Kernel::Avx512 => unsafe { scan_avx512(qp, qm, rows, range, f) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 if rows.w < AVX2_MIN_WORDS => unsafe { scan_popcnt(qp, qm, rows, range, f) },
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => unsafe { scan_avx2(qp, qm, rows, range, f) },
+        Kernel::Scalar => scan_generic(
+            qp,
+            qm,
+            rows,
+            range,
+            f,
+            counts_generic,
+            counts_bipolar_generic,
+        ),
     }
-    let _ = level;
-    scan_generic(
-        qp,
-        qm,
-        rows,
-        range,
-        f,
-        counts_generic,
-        counts_bipolar_generic,
-    )
 }

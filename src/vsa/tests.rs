@@ -4,8 +4,8 @@
 
 use super::dense;
 use super::packed::{packed_words, validate_words};
-use super::simd::{available_levels, Level};
 use super::*;
+use crate::cpu::{levels_for_test, CpuLevel};
 use crate::rng;
 
 const SIZES: [usize; 14] = [1, 3, 4, 5, 31, 32, 33, 63, 64, 65, 255, 256, 257, 1000];
@@ -251,7 +251,7 @@ fn map_distributes_over_bundle_modular_does_not() {
 
 #[test]
 fn bundle_matches_dense_on_every_level() {
-    let levels = available_levels();
+    let levels = levels_for_test("vsa bundle");
     for &d in &SIZES {
         for &n in &[0usize, 1, 2, 3, 4, 7, 8, 100] {
             let vs: Vec<PackedHv> = (0..n)
@@ -320,15 +320,16 @@ fn bundle_matches_dense_on_every_level() {
 
 #[test]
 fn accumulate_levels_agree() {
+    let levels = levels_for_test("vsa accumulate");
     for &d in &SIZES {
         let v = rnd(d, 3, 0.6);
         for &wt in &[1i64, -3, i32::MIN as i64, i32::MAX as i64] {
             let mut want = vec![5i64; d];
-            bundle::accumulate_at(Level::Scalar, &mut want, v.words(), wt);
+            bundle::accumulate_at(CpuLevel::Scalar, &mut want, v.words(), wt);
             for (i, &t) in v.to_trits().iter().enumerate() {
                 assert_eq!(want[i], 5 + wt * t as i64);
             }
-            for &l in &available_levels() {
+            for &l in &levels {
                 let mut got = vec![5i64; d];
                 bundle::accumulate_at(l, &mut got, v.words(), wt);
                 assert_eq!(got, want, "{l:?} d {d}");
@@ -424,7 +425,8 @@ fn permute_every_shift_matches_dense() {
 
 #[test]
 fn similarity_matches_dense_on_every_level() {
-    for &d in &SIZES {
+    let levels = levels_for_test("vsa similarity");
+    for &d in SIZES.iter().chain(&[2000, 8191, 10_000]) {
         for (i, &ra) in DENSITIES.iter().enumerate() {
             let rb = DENSITIES[(i + 2) % 4];
             let (a, b) = (rnd(d, 31, ra), rnd(d, 32, rb));
@@ -432,7 +434,7 @@ fn similarity_matches_dense_on_every_level() {
             for m in [Metric::Dot, Metric::Cosine, Metric::Hamming] {
                 let want = dense::similarity(&ta, &tb, m).unwrap();
                 assert_eq!(ops::similarity(&a, &b, m).unwrap(), want);
-                for &l in &available_levels() {
+                for &l in &levels {
                     assert_eq!(ops::similarity_words_at(l, a.words(), b.words(), m), want);
                 }
             }
@@ -440,12 +442,12 @@ fn similarity_matches_dense_on_every_level() {
             // Bipolar-row kernel against the general one.
             let bb = bipolar(d, 33);
             let w = d.div_ceil(64);
-            for &l in &available_levels() {
+            for &l in &levels {
                 let (ap, am) = a.words().split_at(w);
                 let (bp, bm) = bb.words().split_at(w);
                 assert_eq!(
                     simd::counts_bipolar_at(l, ap, am, bp),
-                    simd::counts_at(Level::Scalar, ap, am, bp, bm),
+                    simd::counts_at(CpuLevel::Scalar, ap, am, bp, bm),
                     "{l:?} d {d}"
                 );
             }
@@ -520,6 +522,7 @@ fn item_memory_topk_matches_brute_force_any_level_any_threads() {
     // Exact duplicates at different indices.
     rows[2100] = rows[7].clone();
     rows[1500] = rows[7].clone();
+    let levels = levels_for_test("vsa item memory query");
     let mut mem = ItemMemory::new(d).unwrap();
     for (i, r) in rows.iter().enumerate() {
         assert_eq!(mem.add(r, 10_000 + i as u64).unwrap(), i);
@@ -539,7 +542,7 @@ fn item_memory_topk_matches_brute_force_any_level_any_threads() {
         for m in [Metric::Dot, Metric::Cosine, Metric::Hamming] {
             for &k in &[1usize, 10, 100, 5000] {
                 let want = brute_topk(&rows, q, k, m);
-                for &l in &available_levels() {
+                for &l in &levels {
                     for threads in [1, 3] {
                         crate::parallel::set_num_threads(threads);
                         let got = mem.query_at(l, q, k, m).unwrap();
@@ -697,4 +700,79 @@ fn dollar_of_mexico() {
         .bundle(&[&ops.permute(&hv[3], 2), &ops.permute(&hv[4], 1), &hv[5]])
         .unwrap();
     assert_eq!(ask(&ops.inverse_permute(&s, 2)), "usa");
+}
+
+#[test]
+fn item_memory_scan_every_level_equals_scalar() {
+    // Runs of bipolar rows (the 4-row kernel), ternary pairs (the 2-row
+    // kernel) and singles, at plane lengths below the popcnt cutoff, with
+    // every tail length, and past the 31-vector flush of the byte counters.
+    let levels = levels_for_test("vsa item memory scan");
+    for &d in &[
+        1usize, 63, 64, 65, 255, 256, 257, 449, 500, 1000, 8191, 10_000,
+    ] {
+        let n = 23;
+        let rows: Vec<PackedHv> = (0..n as u64)
+            .map(|i| {
+                let h = rng::hash2(d as u64, i) % 10;
+                rnd(
+                    d,
+                    900 + i,
+                    if h < 7 {
+                        1.0
+                    } else {
+                        [0.5, 0.1, 0.0][h as usize % 3]
+                    },
+                )
+            })
+            .collect();
+        let mut mem = ItemMemory::new(d).unwrap();
+        for (i, r) in rows.iter().enumerate() {
+            mem.add(r, i as u64).unwrap();
+        }
+        let w = d.div_ceil(64);
+        let plus: Vec<u64> = rows.iter().flat_map(|r| r.plus().to_vec()).collect();
+        let minus: Vec<u64> = rows.iter().flat_map(|r| r.minus().to_vec()).collect();
+        let bip: Vec<bool> = rows.iter().map(|r| r.is_bipolar()).collect();
+        let st = simd::Rows {
+            plus: &plus,
+            minus: &minus,
+            bipolar: &bip,
+            w,
+        };
+        for q in [rnd(d, 5, 1.0), rnd(d, 6, 0.5), PackedHv::zeros(d)] {
+            let mut want = vec![(0, 0); n];
+            simd::scan_rows_at(
+                CpuLevel::Scalar,
+                q.plus(),
+                q.minus(),
+                st,
+                0..n,
+                |i, a, dd| want[i] = (a, dd),
+            );
+            for (i, r) in rows.iter().enumerate() {
+                let (ta, tb) = (q.to_trits(), r.to_trits());
+                let agree = ta
+                    .iter()
+                    .zip(&tb)
+                    .filter(|(x, y)| **x != 0 && x == y)
+                    .count();
+                let dis = ta
+                    .iter()
+                    .zip(&tb)
+                    .filter(|(x, y)| **x != 0 && **x == -**y)
+                    .count();
+                assert_eq!(want[i], (agree as u64, dis as u64), "d {d} row {i}");
+            }
+            for &l in &levels {
+                for start in [0usize, 1, 3] {
+                    let mut got = vec![(0, 0); n];
+                    simd::scan_rows_at(l, q.plus(), q.minus(), st, start..n, |i, a, dd| {
+                        got[i] = (a, dd)
+                    });
+                    assert_eq!(&got[start..], &want[start..], "d {d} {l} start {start}");
+                }
+            }
+        }
+    }
 }

@@ -335,7 +335,10 @@ mod tests {
                     }
                 })
                 .collect();
-            assert!(sampled_floor(Kernel::Scalar, &x, k).is_some(), "n {n} k {k}");
+            assert!(
+                sampled_floor(Kernel::Scalar, &x, k).is_some(),
+                "n {n} k {k}"
+            );
             assert_eq!(top_k_indices(&x, k).unwrap(), naive(&x, k), "n {n} k {k}");
         }
         // Large k: the histogram path (many ties, one dominant bin, signs mixed).

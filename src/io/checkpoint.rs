@@ -142,6 +142,37 @@ impl Checkpoint {
         }
     }
 
+    /// A safetensors or GGUF file held in memory (by its first bytes), with
+    /// the same checks as [`Self::open`] (used by the fuzz targets).
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
+        if bytes.starts_with(b"GGUF") {
+            Ok(Checkpoint::Gguf(GgufFile::from_bytes(bytes, "<memory>")?))
+        } else {
+            let f = super::safetensors::SafetensorsFile::from_bytes(bytes, "<memory>")?;
+            Ok(Checkpoint::Hf(Box::new(HfCheckpoint::from_file(f))))
+        }
+    }
+
+    /// Reads every tensor of the checkpoint every way it can be read
+    /// (f32, and ternary where [`Self::is_ternary`]); the first error.
+    /// For fuzzing and tests: it must never panic.
+    pub fn read_all(&self) -> Result<()> {
+        let mut first = Ok(());
+        for n in self.names() {
+            let r = self.tensor_f32(&n).map(|_| ()).and_then(|_| {
+                if self.is_ternary(&n) {
+                    self.ternary(&n).map(|_| ())
+                } else {
+                    Ok(())
+                }
+            });
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
     /// Tensor names as stored (sorted for safetensors/HF, file order for GGUF).
     pub fn names(&self) -> Vec<String> {
         match self {

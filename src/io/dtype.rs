@@ -176,15 +176,20 @@ impl TensorInfo {
     }
 }
 
-/// The product of `shape`, or an error naming the tensor.
+/// The product of `shape`, or an error naming the tensor. The product of
+/// the non-zero dimensions must stay below `isize::MAX` too (ndarray's
+/// limit, which even an empty tensor must meet).
 pub(crate) fn checked_numel(shape: &[usize], name: &str) -> crate::Result<usize> {
-    shape
+    let nz = shape
         .iter()
+        .filter(|&&d| d != 0)
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| {
-            crate::Error::data(
-                "file",
-                format!("tensor `{name}`: shape {shape:?} has more elements than fit in usize"),
-            )
-        })
+        .filter(|&n| n <= isize::MAX as usize);
+    match nz {
+        Some(n) => Ok(if shape.contains(&0) { 0 } else { n }),
+        None => Err(crate::Error::data(
+            "file",
+            format!("tensor `{name}`: shape {shape:?} has more elements than fit in memory"),
+        )),
+    }
 }

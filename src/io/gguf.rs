@@ -754,6 +754,12 @@ impl GgufFile {
         Self::from_mapping(path, map)
     }
 
+    /// Parses a GGUF file held in memory (`path` only names it in errors);
+    /// same checks as [`Self::open`].
+    pub fn from_bytes(bytes: Vec<u8>, path: impl AsRef<Path>) -> Result<Self> {
+        Self::from_mapping(path.as_ref(), Mapping::Owned(bytes))
+    }
+
     pub(crate) fn from_mapping(path: &Path, map: Mapping) -> Result<Self> {
         let buf = map.bytes();
         let mut c = Cursor { buf, pos: 0, path };
@@ -839,10 +845,10 @@ impl GgufFile {
             }
             let numel = super::dtype::checked_numel(&shape, &name)?;
             let (be, _) = dtype.block();
-            if ne.first().copied().unwrap_or(1) % be as u64 != 0 {
+            let row = ne.first().copied().unwrap_or(1);
+            if row % be as u64 != 0 {
                 return Err(c.err(format!(
-                    "tensor `{name}`: row of {} elements is not a whole number of {be}-element {dtype} blocks",
-                    ne[0]
+                    "tensor `{name}`: row of {row} elements is not a whole number of {be}-element {dtype} blocks"
                 )));
             }
             let nbytes = dtype.nbytes(numel).ok_or_else(|| {

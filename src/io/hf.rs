@@ -377,6 +377,12 @@ impl HfCheckpoint {
         Self::assemble(path.to_path_buf(), config, vec![f], None)
     }
 
+    /// A checkpoint of one already-open safetensors file (no config).
+    pub fn from_file(f: SafetensorsFile) -> Self {
+        let path = f.path().to_path_buf();
+        Self::assemble(path, None, vec![f], None).expect("one file has no duplicates")
+    }
+
     fn assemble(
         root: PathBuf,
         config: Option<HfConfig>,

@@ -55,24 +55,35 @@ pub(crate) fn map_file(path: &std::path::Path) -> Result<Mapping> {
         .map_err(|e| Error::Io(format!("cannot stat {}: {e}", path.display())))?
         .len();
     if len == 0 {
-        return Ok(Mapping(None));
+        return Ok(Mapping::Empty);
     }
     // SAFETY: the mapping is read-only and private; the module docs state
     // that the file must not be truncated while it is open (as for every
     // mmap-based reader). All reads go through bounds-checked slices of it.
     let map = unsafe { memmap2::MmapOptions::new().map(&file) }
         .map_err(|e| Error::Io(format!("cannot map {}: {e}", path.display())))?;
-    Ok(Mapping(Some(map)))
+    Ok(Mapping::Map(map))
 }
 
-/// A read-only file mapping (or nothing, for an empty file).
+/// A read-only file mapping, or bytes held in memory (fuzzing, tests).
 #[derive(Debug)]
-pub(crate) struct Mapping(Option<memmap2::Mmap>);
+pub(crate) enum Mapping {
+    /// An empty file.
+    Empty,
+    /// A mapped file.
+    Map(memmap2::Mmap),
+    /// Bytes in memory.
+    Owned(Vec<u8>),
+}
 
 impl Mapping {
     /// The file's bytes.
     pub(crate) fn bytes(&self) -> &[u8] {
-        self.0.as_deref().unwrap_or(&[])
+        match self {
+            Mapping::Empty => &[],
+            Mapping::Map(m) => m,
+            Mapping::Owned(v) => v,
+        }
     }
 
     /// Tells the kernel that the pages of `range` are no longer needed by
@@ -80,7 +91,7 @@ impl Mapping {
     /// them). Used after a tensor has been converted into its own buffer.
     pub(crate) fn release(&self, range: std::ops::Range<usize>) {
         #[cfg(unix)]
-        if let Some(m) = &self.0 {
+        if let Mapping::Map(m) = self {
             let page = 4096;
             let start = range.start.div_ceil(page) * page;
             let end = (range.end.min(m.len()) / page) * page;

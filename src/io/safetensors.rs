@@ -57,6 +57,12 @@ impl SafetensorsFile {
         Self::from_mapping(path, map)
     }
 
+    /// Parses a safetensors file held in memory (`path` only names it in
+    /// errors); same checks as [`Self::open`].
+    pub fn from_bytes(bytes: Vec<u8>, path: impl AsRef<Path>) -> Result<Self> {
+        Self::from_mapping(path.as_ref(), Mapping::Owned(bytes))
+    }
+
     pub(crate) fn from_mapping(path: &Path, map: Mapping) -> Result<Self> {
         let (entries, metadata) = parse(path, map.bytes())?;
         let mut index = HashMap::with_capacity(entries.len());

@@ -77,10 +77,9 @@ pub struct tritter_tensor_info_t {
     pub dtype: u32,
     /// The ggml type number for GGUF tensors; `UINT32_MAX` otherwise.
     pub ggml_type: u32,
-    /// Number of dimensions (at most `TRITTER_MAX_DIMS`).
+    /// Number of dimensions (at most `TRITTER_MAX_DIMS`); the sizes come
+    /// from `tritter_checkpoint_tensor_shape`.
     pub ndim: usize,
-    /// Logical shape, outermost first (GGUF's `ne` reversed); `ndim` used.
-    pub shape: [usize; TRITTER_MAX_DIMS],
     /// Elements (product of the shape).
     pub numel: usize,
     /// Bytes stored.
@@ -260,8 +259,6 @@ fn info_safe(c: &tritter_checkpoint_t, name: &str) -> Result<tritter_tensor_info
             format!("`{name}` has {} dimensions", i.shape.len()),
         ));
     }
-    let mut shape = [0usize; TRITTER_MAX_DIMS];
-    shape[..i.shape.len()].copy_from_slice(&i.shape);
     Ok(tritter_tensor_info_t {
         dtype: i.dtype.code(),
         ggml_type: match &c.ck {
@@ -269,7 +266,6 @@ fn info_safe(c: &tritter_checkpoint_t, name: &str) -> Result<tritter_tensor_info
             Checkpoint::Hf(_) => u32::MAX,
         },
         ndim: i.shape.len(),
-        shape,
         numel: i.numel(),
         nbytes: i.nbytes,
         is_ternary: c.ck.is_ternary(name),
@@ -296,6 +292,32 @@ pub unsafe extern "C" fn tritter_checkpoint_tensor_info(
         args::check_out(info_out, "info_out")?;
         let i = info_safe(c, n)?;
         unsafe { args::write(info_out, i, "info_out") }
+    })
+}
+
+/// The logical shape of tensor `name` (outermost first; GGUF's `ne`
+/// reversed) into `shape_out`, which must hold at least `ndim` sizes.
+///
+/// # Safety
+/// `checkpoint` NULL or live; `name` NULL or NUL-terminated; `shape_out`
+/// NULL or valid for `shape_len` sizes.
+#[no_mangle]
+pub unsafe extern "C" fn tritter_checkpoint_tensor_shape(
+    checkpoint: *const tritter_checkpoint_t,
+    name: *const c_char,
+    shape_out: *mut usize,
+    shape_len: usize,
+) -> tritter_status_t {
+    guard(|| {
+        let c = unsafe { handle::get(checkpoint, "checkpoint")? };
+        let n = unsafe { c_str(name, "name")? };
+        let i = c
+            .ck
+            .info(n)
+            .ok_or_else(|| Error::invalid("name", format!("no tensor `{n}`")))?;
+        let o = unsafe { args::out_slice(shape_out, shape_len, i.shape.len(), "shape_out")? };
+        o.copy_from_slice(&i.shape);
+        Ok(())
     })
 }
 

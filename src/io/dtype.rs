@@ -46,7 +46,7 @@ pub enum Dtype {
 }
 
 /// Weights a TQ1_0/TQ2_0 block holds.
-pub const QK_K: usize = 256;
+pub(crate) const QK_K: usize = 256;
 
 impl Dtype {
     /// Every dtype with a C code, in code order (see [`Dtype::code`]).

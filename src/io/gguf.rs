@@ -46,32 +46,32 @@ pub const MAGIC: u32 = 0x4655_4747;
 /// Version written.
 pub const VERSION: u32 = 3;
 /// Alignment when `general.alignment` is absent.
-pub const DEFAULT_ALIGNMENT: usize = 32;
+pub(crate) const DEFAULT_ALIGNMENT: usize = 32;
 /// ggml's limit on tensor dimensions.
-pub const MAX_DIMS: usize = 4;
+pub(crate) const MAX_DIMS: usize = 4;
 
 /// ggml type numbers of the types this module converts.
-pub mod ggml_type {
+pub(crate) mod ggml_type {
     /// `GGML_TYPE_F32`.
-    pub const F32: u32 = 0;
+    pub(crate) const F32: u32 = 0;
     /// `GGML_TYPE_F16`.
-    pub const F16: u32 = 1;
+    pub(crate) const F16: u32 = 1;
     /// `GGML_TYPE_I8`.
-    pub const I8: u32 = 24;
+    pub(crate) const I8: u32 = 24;
     /// `GGML_TYPE_I16`.
-    pub const I16: u32 = 25;
+    pub(crate) const I16: u32 = 25;
     /// `GGML_TYPE_I32`.
-    pub const I32: u32 = 26;
+    pub(crate) const I32: u32 = 26;
     /// `GGML_TYPE_I64`.
-    pub const I64: u32 = 27;
+    pub(crate) const I64: u32 = 27;
     /// `GGML_TYPE_F64`.
-    pub const F64: u32 = 28;
+    pub(crate) const F64: u32 = 28;
     /// `GGML_TYPE_BF16`.
-    pub const BF16: u32 = 30;
+    pub(crate) const BF16: u32 = 30;
     /// `GGML_TYPE_TQ1_0`.
-    pub const TQ1_0: u32 = 34;
+    pub(crate) const TQ1_0: u32 = 34;
     /// `GGML_TYPE_TQ2_0`.
-    pub const TQ2_0: u32 = 35;
+    pub(crate) const TQ2_0: u32 = 35;
 }
 
 /// `(name, elements a block, bytes a block)` of every ggml type number
@@ -166,9 +166,9 @@ pub fn ggml_of_dtype(d: Dtype) -> Option<u32> {
 // ---------------------------------------------------------------------------
 
 /// Bytes of a TQ2_0 block.
-pub const TQ2_0_BYTES: usize = 66;
+pub(crate) const TQ2_0_BYTES: usize = 66;
 /// Bytes of a TQ1_0 block.
-pub const TQ1_0_BYTES: usize = 54;
+pub(crate) const TQ1_0_BYTES: usize = 54;
 
 /// Trit `n` (0..5) of a TQ1_0 byte, as a code 0..=2.
 #[inline(always)]

@@ -17,7 +17,7 @@ use super::Mapping;
 use crate::{Error, Result};
 
 /// Headers larger than this are refused (the `safetensors` crate's limit).
-pub const MAX_HEADER: usize = 100_000_000;
+pub(crate) const MAX_HEADER: usize = 100_000_000;
 
 #[derive(Debug)]
 struct Entry {

@@ -66,8 +66,12 @@ fn load(dir: &str, mapped: bool) -> (HfCheckpoint, Loaded) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let dir = args.get(1).expect("usage: load_checkpoint DIR [--floats f32|mapped] [--reps N]");
-    let mapped = args.windows(2).any(|w| w[0] == "--floats" && w[1] == "mapped");
+    let dir = args
+        .get(1)
+        .expect("usage: load_checkpoint DIR [--floats f32|mapped] [--reps N]");
+    let mapped = args
+        .windows(2)
+        .any(|w| w[0] == "--floats" && w[1] == "mapped");
     let reps: usize = args
         .windows(2)
         .find(|w| w[0] == "--reps")
@@ -111,10 +115,31 @@ fn main() {
         l.floats.iter().map(|a| a.len() * 4).sum()
     };
     let base = (l.packed_bytes + floats_as_loaded) as f64;
-    println!("checkpoint: {dir} ({:.3} GB in {} file(s), {} ternary matrices)", total as f64 / 1e9, files.len(), l.matrices.len());
-    println!("floats: {}", if mapped { "mapped (zero-copy, touched once)" } else { "converted to f32" });
-    println!("plain read (std::fs::read, warm cache): median {:.3} s = {:.2} GB/s", tr, total as f64 / tr / 1e9);
-    println!("load: median {:.3} s = {:.2} GB/s of file; load / plain read = {:.2}x", tl, total as f64 / tl / 1e9, tl / tr);
+    println!(
+        "checkpoint: {dir} ({:.3} GB in {} file(s), {} ternary matrices)",
+        total as f64 / 1e9,
+        files.len(),
+        l.matrices.len()
+    );
+    println!(
+        "floats: {}",
+        if mapped {
+            "mapped (zero-copy, touched once)"
+        } else {
+            "converted to f32"
+        }
+    );
+    println!(
+        "plain read (std::fs::read, warm cache): median {:.3} s = {:.2} GB/s",
+        tr,
+        total as f64 / tr / 1e9
+    );
+    println!(
+        "load: median {:.3} s = {:.2} GB/s of file; load / plain read = {:.2}x",
+        tl,
+        total as f64 / tl / 1e9,
+        tl / tr
+    );
     println!("packed ternary bytes {:.3} GB, floats as loaded {:.3} GB (stored {:.3} GB), held by the library {:.3} GB",
         l.packed_bytes as f64 / 1e9, floats_as_loaded as f64 / 1e9, l.float_bytes_stored as f64 / 1e9, held as f64 / 1e9);
     println!("RSS after load {:.3} GB = {:.3}x (packed + floats as loaded); peak RSS {:.3} GB (includes the plain-read buffers)",

@@ -34,7 +34,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::dtype::{Dtype, TensorInfo};
 use super::safetensors::SafetensorsFile;
-use crate::ternary::{Granularity, PackedLayout, QuantConfig, TernaryMatrix};
+use crate::ternary::{Granularity, QuantConfig, TernaryMatrix};
 use crate::{Error, Result};
 
 /// How a stored `weight_scale` turns into the library's scale.

@@ -8,6 +8,7 @@
 //! | [`ternary`] | quantization, packing layouts, ternary matmul, the [`ternary::TernaryMatrix`] |
 //! | [`vsa`] | vector-symbolic-architecture hypervectors and their algebra |
 //! | [`grad`] | gradient compression and gradient prediction |
+//! | [`infer`] | the BitNet b1.58 decoder: KV cache, sampling, sessions, generation |
 //! | [`precision`] | f32 <-> bf16/f16 conversion, stochastic rounding, loss scaling |
 //! | [`cpu`] | the one CPU capability module: detected and active instruction-set level for every domain |
 //! | [`cuda`] | the CUDA backend (a stub returning [`Error::CudaUnavailable`] without the `cuda` feature) |
@@ -31,6 +32,7 @@ pub mod cuda;
 pub mod error;
 pub mod ffi;
 pub mod grad;
+pub mod infer;
 pub mod parallel;
 pub mod precision;
 pub mod rng;

@@ -1,0 +1,149 @@
+//! [`TernaryLayer`]: a packed ternary linear layer with its bias and
+//! activation mode, `y = x · Wᵀ (+ b)`.
+//!
+//! With [`ActivationMode::Int8`] it is exactly transformers' `BitLinear`
+//! (offline mode): the input row is quantized per token,
+//! `s_x = 127 / max(max|x|, 1e-5)`, `q = clamp(round_half_even(x·s_x), -128, 127)`
+//! (torch's `round` is half-to-even too), the integer products are exact,
+//! and the result is scaled back. transformers computes
+//! `y_int / (weight_scale · s_x)` with `weight_scale` the *inverse* scale
+//! stored in the checkpoint; the matrix here holds `1 / weight_scale` as its
+//! per-tensor scale and computes `(y_int · (1/weight_scale)) / s_x`. The
+//! integer part is identical, so the two differ by at most a few f32
+//! rounding steps (relative 2⁻²²).
+
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
+
+use crate::ternary::{ActivationMode, TernaryMatrix};
+use crate::{Error, Result};
+
+/// A packed ternary linear layer `[out_features, in_features]`.
+#[derive(Debug, Clone)]
+pub struct TernaryLayer {
+    weight: TernaryMatrix,
+    bias: Option<Vec<f32>>,
+    act: ActivationMode,
+}
+
+impl TernaryLayer {
+    /// A layer over `weight` (immutable, packed once) with an optional bias
+    /// of `out_features` finite values.
+    pub fn new(weight: TernaryMatrix, bias: Option<Vec<f32>>, act: ActivationMode) -> Result<Self> {
+        if let Some(b) = &bias {
+            if b.len() != weight.rows() {
+                return Err(Error::shape(
+                    "bias",
+                    format!(
+                        "bias has {} values, the layer has {} outputs",
+                        b.len(),
+                        weight.rows()
+                    ),
+                ));
+            }
+            crate::check_finite(b, "bias")?;
+        }
+        Ok(TernaryLayer { weight, bias, act })
+    }
+
+    /// The weights.
+    pub fn weight(&self) -> &TernaryMatrix {
+        &self.weight
+    }
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+    /// The activation mode.
+    pub fn activation_mode(&self) -> ActivationMode {
+        self.act
+    }
+    /// Input width.
+    pub fn in_features(&self) -> usize {
+        self.weight.cols()
+    }
+    /// Output width.
+    pub fn out_features(&self) -> usize {
+        self.weight.rows()
+    }
+    /// Bytes held (weights, scales, bias).
+    pub fn memory_bytes(&self) -> usize {
+        self.weight.memory_bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len)
+    }
+
+    /// `y = x · Wᵀ (+ b)` for `x` `[batch, in]` into `y` `[batch, out]`
+    /// (batch 1 runs the GEMV kernels, larger batches the GEMM kernels).
+    pub fn forward_into(&self, x: ArrayView2<f32>, y: ArrayViewMut2<f32>) -> Result<()> {
+        let b = self.bias.as_deref().map(ArrayView1::from);
+        self.weight.matmul_into(x, b, self.act, y)
+    }
+
+    /// As [`Self::forward_into`] over row-major slices: `x` holds `rows · in`
+    /// values, `y` `rows · out`.
+    pub fn forward_slices(&self, x: &[f32], rows: usize, y: &mut [f32]) -> Result<()> {
+        let xv = ArrayView2::from_shape((rows, self.in_features()), x)
+            .map_err(|_| Error::shape("x", format!("{} values for {rows} rows", x.len())))?;
+        let yv = ArrayViewMut2::from_shape((rows, self.out_features()), y)
+            .map_err(|_| Error::shape("y", "wrong length"))?;
+        self.forward_into(xv, yv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ternary::Granularity;
+    use ndarray::Array2;
+
+    /// BitLinear's forward, written out in f64 from its definition.
+    fn bitlinear(t: &Array2<i8>, inv_scale: f32, x: &[f32], bias: &[f32]) -> Vec<f64> {
+        let amax = x.iter().fold(0f32, |a, v| a.max(v.abs())).max(1e-5);
+        let s = 127.0 / amax;
+        let q: Vec<f32> = x
+            .iter()
+            .map(|v| (v * s).round_ties_even().clamp(-128.0, 127.0))
+            .collect();
+        (0..t.nrows())
+            .map(|o| {
+                let yi: f64 = (0..t.ncols()).map(|k| t[[o, k]] as f64 * q[k] as f64).sum();
+                yi / (inv_scale as f64 * s as f64) + bias[o] as f64
+            })
+            .collect()
+    }
+
+    #[test]
+    fn int8_layer_is_bitlinear() {
+        for &(out, inp) in &[(1usize, 1usize), (4, 5), (33, 257), (12, 64)] {
+            let t = Array2::from_shape_fn((out, inp), |(i, j)| {
+                (crate::rng::hash2(9, (i * inp + j) as u64) % 3) as i8 - 1
+            });
+            let ws = 0.37f32; // transformers' weight_scale (inverse)
+            let m =
+                TernaryMatrix::from_ternary(t.view(), &[1.0 / ws], Granularity::PerTensor).unwrap();
+            let bias: Vec<f32> = (0..out).map(|i| i as f32 * 0.01).collect();
+            let layer = TernaryLayer::new(m, Some(bias.clone()), ActivationMode::Int8).unwrap();
+            let x: Vec<f32> = (0..inp)
+                .map(|i| crate::rng::uniform_f32(3, i as u64) * 6.0 - 3.0)
+                .collect();
+            let mut y = vec![0f32; out];
+            layer.forward_slices(&x, 1, &mut y).unwrap();
+            let want = bitlinear(&t, ws, &x, &bias);
+            for (a, b) in y.iter().zip(&want) {
+                // integer sums equal; a few f32 roundings in the scaling
+                assert!(
+                    (*a as f64 - b).abs() <= 4.0 * f32::EPSILON as f64 * b.abs() + 1e-6,
+                    "{out}x{inp}: {a} vs {b}"
+                );
+            }
+        }
+        let m = TernaryMatrix::from_ternary(
+            Array2::<i8>::zeros((3, 2)).view(),
+            &[1.0],
+            Granularity::PerTensor,
+        )
+        .unwrap();
+        assert!(matches!(
+            TernaryLayer::new(m, Some(vec![0.0; 2]), ActivationMode::Int8),
+            Err(Error::ShapeMismatch { arg: "bias", .. })
+        ));
+    }
+}

@@ -44,6 +44,7 @@ pub mod engine;
 pub mod kernels;
 pub mod kv_cache;
 pub mod layer;
+pub mod load;
 pub mod model;
 pub mod norm;
 pub mod rope;

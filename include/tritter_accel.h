@@ -138,6 +138,122 @@
 #define TRITTER_GRAD_PAYLOAD_OVERHEAD 44
 
 /**
+ * Most dimensions a [`tritter_tensor_info_t`] reports.
+ */
+#define TRITTER_MAX_DIMS 16
+
+/**
+ * `dtype`: boolean (1 byte).
+ */
+#define TRITTER_DTYPE_BOOL 0
+
+/**
+ * `dtype`: uint8.
+ */
+#define TRITTER_DTYPE_U8 1
+
+/**
+ * `dtype`: int8.
+ */
+#define TRITTER_DTYPE_I8 2
+
+/**
+ * `dtype`: int16.
+ */
+#define TRITTER_DTYPE_I16 3
+
+/**
+ * `dtype`: uint16.
+ */
+#define TRITTER_DTYPE_U16 4
+
+/**
+ * `dtype`: int32.
+ */
+#define TRITTER_DTYPE_I32 5
+
+/**
+ * `dtype`: uint32.
+ */
+#define TRITTER_DTYPE_U32 6
+
+/**
+ * `dtype`: int64.
+ */
+#define TRITTER_DTYPE_I64 7
+
+/**
+ * `dtype`: uint64.
+ */
+#define TRITTER_DTYPE_U64 8
+
+/**
+ * `dtype`: IEEE half.
+ */
+#define TRITTER_DTYPE_F16 9
+
+/**
+ * `dtype`: bfloat16.
+ */
+#define TRITTER_DTYPE_BF16 10
+
+/**
+ * `dtype`: IEEE single.
+ */
+#define TRITTER_DTYPE_F32 11
+
+/**
+ * `dtype`: IEEE double.
+ */
+#define TRITTER_DTYPE_F64 12
+
+/**
+ * `dtype`: ggml TQ1_0 (256 ternary weights in 54 bytes).
+ */
+#define TRITTER_DTYPE_TQ1_0 13
+
+/**
+ * `dtype`: ggml TQ2_0 (256 ternary weights in 66 bytes).
+ */
+#define TRITTER_DTYPE_TQ2_0 14
+
+/**
+ * `dtype`: another ggml type (listed, not converted; `ggml_type` says which).
+ */
+#define TRITTER_DTYPE_OTHER 255
+
+/**
+ * `format` of [`tritter_checkpoint_writer_save`]: safetensors with the
+ * library's `__metadata__`.
+ */
+#define TRITTER_SAVE_SAFETENSORS 0
+
+/**
+ * `format`: GGUF v3, ternary matrices as TQ2_0.
+ */
+#define TRITTER_SAVE_GGUF_TQ2_0 1
+
+/**
+ * `format`: GGUF v3, ternary matrices as TQ1_0.
+ */
+#define TRITTER_SAVE_GGUF_TQ1_0 2
+
+/**
+ * `kind` of [`tritter_checkpoint_kind`]: a single safetensors file.
+ */
+#define TRITTER_CHECKPOINT_SAFETENSORS 0
+
+/**
+ * `kind`: a Hugging Face checkpoint directory.
+ */
+#define TRITTER_CHECKPOINT_HF_DIR 1
+
+/**
+ * `kind`: a GGUF file.
+ */
+#define TRITTER_CHECKPOINT_GGUF 2
+
+/**
  * Phase code: warmup (backward pass).
  */
 #define TRITTER_PHASE_WARMUP 0
@@ -340,6 +456,22 @@ typedef uint32_t tritter_status_t;
 typedef struct tritter_bundle_accumulator_t tritter_bundle_accumulator_t;
 
 /**
+ * An open weight file or checkpoint directory (memory-mapped).
+ *
+ * Owns its mappings; free with [`tritter_checkpoint_free`]. Matrices and
+ * arrays read from it are copies and outlive it. Read-only after opening:
+ * one handle may be used by any number of threads at once. The files must
+ * not be truncated or rewritten while it is open.
+ */
+typedef struct tritter_checkpoint_t tritter_checkpoint_t;
+
+/**
+ * Named items collected for [`tritter_checkpoint_writer_save`].
+ * Not shareable across threads without a lock (it is mutated).
+ */
+typedef struct tritter_checkpoint_writer_t tritter_checkpoint_writer_t;
+
+/**
  * FetchSGD state (momentum and error tables in sketch space). Owns its
  * memory; free with [`tritter_fetchsgd_free`]. Mutated by step: not
  * shareable across threads without a lock.
@@ -460,6 +592,68 @@ typedef struct tritter_grad_payload_info_t {
    */
   size_t wire_bytes;
 } tritter_grad_payload_info_t;
+
+/**
+ * What a file says about one tensor.
+ */
+typedef struct tritter_tensor_info_t {
+  /**
+   * `TRITTER_DTYPE_*` of the stored elements.
+   */
+  uint32_t dtype;
+  /**
+   * The ggml type number for GGUF tensors; `UINT32_MAX` otherwise.
+   */
+  uint32_t ggml_type;
+  /**
+   * Number of dimensions (at most `TRITTER_MAX_DIMS`); the sizes come
+   * from `tritter_checkpoint_tensor_shape`.
+   */
+  size_t ndim;
+  /**
+   * Elements (product of the shape).
+   */
+  size_t numel;
+  /**
+   * Bytes stored.
+   */
+  size_t nbytes;
+  /**
+   * Whether `tritter_checkpoint_ternary` applies (HF packed weight with
+   * `weight_scale`, a matrix saved by this library, TQ1_0/TQ2_0).
+   */
+  bool is_ternary;
+} tritter_tensor_info_t;
+
+/**
+ * Quantization settings. Get defaults from [`tritter_quant_config_default`].
+ */
+typedef struct tritter_quant_config_t {
+  /**
+   * `TRITTER_QUANT_*`.
+   */
+  uint32_t method;
+  /**
+   * `TRITTER_GRANULARITY_*`.
+   */
+  uint32_t granularity;
+  /**
+   * Weights per group for `TRITTER_GRANULARITY_PER_GROUP` (> 0); ignored otherwise.
+   */
+  size_t group_size;
+  /**
+   * If true, `|w| <= threshold_factor * s` becomes 0 and the rest `sign(w)`.
+   */
+  bool use_threshold;
+  /**
+   * Threshold factor (finite, >= 0) when `use_threshold`.
+   */
+  float threshold_factor;
+  /**
+   * Added to the scale before dividing (finite, >= 0; default 1e-5).
+   */
+  float eps;
+} tritter_quant_config_t;
 
 /**
  * Loss-scaler settings; defaults (torch's) from [`tritter_loss_scaler_config_default`].
@@ -662,36 +856,6 @@ typedef struct tritter_phase_stats_t {
 } tritter_phase_stats_t;
 
 /**
- * Quantization settings. Get defaults from [`tritter_quant_config_default`].
- */
-typedef struct tritter_quant_config_t {
-  /**
-   * `TRITTER_QUANT_*`.
-   */
-  uint32_t method;
-  /**
-   * `TRITTER_GRANULARITY_*`.
-   */
-  uint32_t granularity;
-  /**
-   * Weights per group for `TRITTER_GRANULARITY_PER_GROUP` (> 0); ignored otherwise.
-   */
-  size_t group_size;
-  /**
-   * If true, `|w| <= threshold_factor * s` becomes 0 and the rest `sign(w)`.
-   */
-  bool use_threshold;
-  /**
-   * Threshold factor (finite, >= 0) when `use_threshold`.
-   */
-  float threshold_factor;
-  /**
-   * Added to the scale before dividing (finite, >= 0; default 1e-5).
-   */
-  float eps;
-} tritter_quant_config_t;
-
-/**
  * DLPack `DLDevice`.
  */
 typedef struct tritter_dl_device_t {
@@ -804,6 +968,8 @@ typedef struct tritter_matrix_info_t {
    */
   uint32_t compute_format;
 } tritter_matrix_info_t;
+
+
 
 
 
@@ -1181,6 +1347,211 @@ tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_a
  * A live handle.
  */
 tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumulator_t *accumulator);
+
+/**
+ * Opens `path`: a Hugging Face checkpoint directory (`config.json` +
+ * `model.safetensors` or `model.safetensors.index.json` shards), a
+ * `.safetensors` file, or a GGUF file (recognised by its magic).
+ *
+ * Errors: NULL or non-UTF-8 `path`; `TRITTER_ERR_IO` when a file cannot be
+ * opened; `TRITTER_ERR_INVALID_DATA` / `TRITTER_ERR_UNSUPPORTED_DTYPE` for a
+ * malformed file, with a message naming the file, tensor and problem.
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string; `checkpoint_out` valid for
+ * writing one pointer.
+ */
+tritter_status_t tritter_checkpoint_open(const char *path,
+                                         struct tritter_checkpoint_t **checkpoint_out);
+
+/**
+ * Closes a checkpoint (unmaps its files). NULL is a no-op.
+ *
+ * # Safety
+ * `checkpoint` must be NULL or a live handle not used again.
+ */
+void tritter_checkpoint_free(struct tritter_checkpoint_t *checkpoint);
+
+/**
+ * The kind of file opened (`TRITTER_CHECKPOINT_*`).
+ *
+ * # Safety
+ * `checkpoint` must be NULL or live; `kind_out` valid for writing.
+ */
+tritter_status_t tritter_checkpoint_kind(const struct tritter_checkpoint_t *checkpoint,
+                                         uint32_t *kind_out);
+
+/**
+ * Number of tensors stored.
+ *
+ * # Safety
+ * `checkpoint` must be NULL or live; `count_out` valid for writing.
+ */
+tritter_status_t tritter_checkpoint_num_tensors(const struct tritter_checkpoint_t *checkpoint,
+                                                size_t *count_out);
+
+/**
+ * The name of tensor `index` (`0 <= index < num_tensors`; sorted for
+ * safetensors and HF, file order for GGUF). The string is owned by the
+ * checkpoint and valid until it is freed.
+ *
+ * # Safety
+ * `checkpoint` must be NULL or live; `name_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_checkpoint_tensor_name(const struct tritter_checkpoint_t *checkpoint,
+                                                size_t index,
+                                                const char **name_out);
+
+/**
+ * The checkpoint's `config.json` as compact JSON text ("" when it has
+ * none). Owned by the checkpoint, valid until it is freed.
+ *
+ * # Safety
+ * `checkpoint` must be NULL or live; `json_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_checkpoint_config_json(const struct tritter_checkpoint_t *checkpoint,
+                                                const char **json_out);
+
+/**
+ * Dtype, shape and size of tensor `name`.
+ *
+ * Errors: NULL arguments; `TRITTER_ERR_INVALID_ARGUMENT` naming an unknown
+ * tensor.
+ *
+ * # Safety
+ * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `info_out` valid
+ * for writing one `tritter_tensor_info_t`.
+ */
+tritter_status_t tritter_checkpoint_tensor_info(const struct tritter_checkpoint_t *checkpoint,
+                                                const char *name,
+                                                struct tritter_tensor_info_t *info_out);
+
+/**
+ * The logical shape of tensor `name` (outermost first; GGUF's `ne`
+ * reversed) into `shape_out`, which must hold at least `ndim` sizes.
+ *
+ * # Safety
+ * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `shape_out`
+ * NULL or valid for `shape_len` sizes.
+ */
+tritter_status_t tritter_checkpoint_tensor_shape(const struct tritter_checkpoint_t *checkpoint,
+                                                 const char *name,
+                                                 size_t *shape_out,
+                                                 size_t shape_len);
+
+/**
+ * Tensor `name` converted to f32 (row-major, its `numel` elements; floats
+ * widened exactly, integers cast, TQ1_0/TQ2_0 dequantized as ggml does).
+ * `out_len` must be at least `numel` (else `TRITTER_ERR_BUFFER_TOO_SMALL`).
+ *
+ * # Safety
+ * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `out` NULL or
+ * valid for `out_len` floats.
+ */
+tritter_status_t tritter_checkpoint_tensor_f32(const struct tritter_checkpoint_t *checkpoint,
+                                               const char *name,
+                                               float *out,
+                                               size_t out_len);
+
+/**
+ * Tensor `name` as a new ternary matrix (an HF packed BitNet weight with
+ * its exact `1 / weight_scale`, a matrix saved by this library, or a
+ * TQ1_0/TQ2_0 tensor with group-256 scales). The matrix is a copy: it
+ * outlives the checkpoint.
+ *
+ * Errors name the tensor and the problem: unknown tensor, no scale tensor,
+ * invalid codes (`TRITTER_ERR_INVALID_DATA`), non-finite scales, a dtype
+ * that is not ternary (`TRITTER_ERR_UNSUPPORTED_DTYPE`).
+ *
+ * # Safety
+ * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `matrix_out`
+ * valid for writing one pointer.
+ */
+tritter_status_t tritter_checkpoint_ternary(const struct tritter_checkpoint_t *checkpoint,
+                                            const char *name,
+                                            struct tritter_ternary_matrix_t **matrix_out);
+
+/**
+ * A 2-D float tensor `name` quantized with `config` (NULL: defaults) into a
+ * new ternary matrix (for unquantized checkpoints).
+ *
+ * # Safety
+ * As [`tritter_checkpoint_ternary`]; `config` NULL or valid.
+ */
+tritter_status_t tritter_checkpoint_ternary_quantized(const struct tritter_checkpoint_t *checkpoint,
+                                                      const char *name,
+                                                      const struct tritter_quant_config_t *config,
+                                                      struct tritter_ternary_matrix_t **matrix_out);
+
+/**
+ * A new, empty writer.
+ *
+ * # Safety
+ * `writer_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_checkpoint_writer_new(struct tritter_checkpoint_writer_t **writer_out);
+
+/**
+ * Frees a writer. NULL is a no-op.
+ *
+ * # Safety
+ * `writer` NULL or a live handle not used again.
+ */
+void tritter_checkpoint_writer_free(struct tritter_checkpoint_writer_t *writer);
+
+/**
+ * Adds a copy of ternary `matrix` as `name`.
+ *
+ * # Safety
+ * `writer` NULL or live (not used by another thread meanwhile); `name` NULL
+ * or NUL-terminated; `matrix` NULL or live.
+ */
+tritter_status_t tritter_checkpoint_writer_add_ternary(struct tritter_checkpoint_writer_t *writer,
+                                                       const char *name,
+                                                       const struct tritter_ternary_matrix_t *matrix);
+
+/**
+ * Adds a copy of row-major f32 `data` with `shape` (`ndim` dimensions,
+ * at most 4 for GGUF), to be stored as `dtype` (`TRITTER_DTYPE_F32`, `F16`
+ * or `BF16`; round to nearest even).
+ *
+ * # Safety
+ * `writer` NULL or live; `name` NULL or NUL-terminated; `shape` NULL or
+ * `ndim` sizes; `data` NULL or the product of the shape floats.
+ */
+tritter_status_t tritter_checkpoint_writer_add_f32(struct tritter_checkpoint_writer_t *writer,
+                                                   const char *name,
+                                                   const float *data,
+                                                   const size_t *shape,
+                                                   size_t ndim,
+                                                   uint32_t dtype);
+
+/**
+ * Adds a metadata string (`__metadata__` in safetensors, a string key/value
+ * in GGUF).
+ *
+ * # Safety
+ * `writer` NULL or live; `key`, `value` NULL or NUL-terminated.
+ */
+tritter_status_t tritter_checkpoint_writer_add_metadata(struct tritter_checkpoint_writer_t *writer,
+                                                        const char *key,
+                                                        const char *value);
+
+/**
+ * Writes everything added so far to `path` in `format`
+ * (`TRITTER_SAVE_*`); the writer keeps its items. The file is written
+ * beside `path` and renamed into place.
+ *
+ * Errors: duplicate or empty names, a matrix GGUF cannot hold (columns not
+ * a multiple of 256, groups that are not whole 256-weight blocks, a scale
+ * beyond f16) naming it; `TRITTER_ERR_IO`.
+ *
+ * # Safety
+ * `writer` NULL or live; `path` NULL or NUL-terminated.
+ */
+tritter_status_t tritter_checkpoint_writer_save(const struct tritter_checkpoint_writer_t *writer,
+                                                const char *path,
+                                                uint32_t format);
 
 /**
  * Converts `n` f32 values to bf16 bit patterns, round to nearest even

@@ -9,6 +9,7 @@
 //! | [`vsa`] | vector-symbolic-architecture hypervectors and their algebra |
 //! | [`grad`] | gradient compression and gradient prediction |
 //! | [`infer`] | the BitNet b1.58 decoder: KV cache, sampling, sessions, generation |
+//! | [`io`] | safetensors, Hugging Face BitNet checkpoints and GGUF (TQ1_0/TQ2_0): read, write |
 //! | [`precision`] | f32 <-> bf16/f16 conversion, stochastic rounding, loss scaling |
 //! | [`cpu`] | the one CPU capability module: detected and active instruction-set level for every domain |
 //! | [`cuda`] | the CUDA backend (a stub returning [`Error::CudaUnavailable`] without the `cuda` feature) |
@@ -33,6 +34,7 @@ pub mod error;
 pub mod ffi;
 pub mod grad;
 pub mod infer;
+pub mod io;
 pub mod parallel;
 pub mod precision;
 pub mod rng;

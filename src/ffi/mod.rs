@@ -20,6 +20,7 @@ pub mod status;
 
 pub mod grad;
 pub mod infer;
+pub mod io;
 pub mod precision;
 pub mod predict;
 pub mod ternary;

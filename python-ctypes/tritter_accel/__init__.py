@@ -18,3 +18,4 @@ from .grad import *  # noqa: F401,F403,E402
 from .predict import *  # noqa: F401,F403,E402
 from .precision import *  # noqa: F401,F403,E402
 from .infer import *  # noqa: F401,F403,E402
+from .io import *  # noqa: F401,F403,E402

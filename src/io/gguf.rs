@@ -165,10 +165,6 @@ pub fn ggml_of_dtype(d: Dtype) -> Option<u32> {
 // TQ1_0 / TQ2_0 blocks
 // ---------------------------------------------------------------------------
 
-/// Bytes of a TQ2_0 block.
-pub(crate) const TQ2_0_BYTES: usize = 66;
-/// Bytes of a TQ1_0 block.
-pub(crate) const TQ1_0_BYTES: usize = 54;
 
 /// Trit `n` (0..5) of a TQ1_0 byte, as a code 0..=2.
 #[inline(always)]

@@ -440,7 +440,10 @@ pub unsafe extern "C" fn tritter_session_seq_len(
     guard(|| {
         let s = &unsafe { handle::get(session, "session")? }.0;
         if seq >= s.options().max_batch {
-            return Err(Error::invalid("seq", format!("sequence {seq} out of range")));
+            return Err(Error::invalid(
+                "seq",
+                format!("sequence {seq} out of range"),
+            ));
         }
         unsafe { args::write(len_out, s.seq_len(seq), "len_out") }
     })
@@ -469,7 +472,11 @@ pub unsafe extern "C" fn tritter_session_truncate(
     seq: usize,
     len: usize,
 ) -> tritter_status_t {
-    guard(|| unsafe { handle::get_mut(session, "session")? }.0.truncate(seq, len))
+    guard(|| {
+        unsafe { handle::get_mut(session, "session")? }
+            .0
+            .truncate(seq, len)
+    })
 }
 
 /// Writes the default sampling parameters (greedy).
@@ -579,7 +586,9 @@ pub unsafe extern "C" fn tritter_model_generate(
         if stride < need_stride {
             return Err(Error::invalid(
                 "stride",
-                format!("{stride} is less than the longest prompt + max_new_tokens = {need_stride}"),
+                format!(
+                    "{stride} is less than the longest prompt + max_new_tokens = {need_stride}"
+                ),
             ));
         }
         let out_n = args::elems(n_seqs, stride, "n_seqs * stride")?;
@@ -744,7 +753,10 @@ pub unsafe extern "C" fn tritter_kv_cache_len(
     guard(|| {
         let c = &unsafe { handle::get(cache, "cache")? }.0;
         if seq >= c.shape().batch {
-            return Err(Error::invalid("seq", format!("sequence {seq} out of range")));
+            return Err(Error::invalid(
+                "seq",
+                format!("sequence {seq} out of range"),
+            ));
         }
         unsafe { args::write(len_out, c.len(seq), "len_out") }
     })
@@ -760,5 +772,9 @@ pub unsafe extern "C" fn tritter_kv_cache_truncate(
     seq: usize,
     len: usize,
 ) -> tritter_status_t {
-    guard(|| unsafe { handle::get_mut(cache, "cache")? }.0.truncate(seq, len))
+    guard(|| {
+        unsafe { handle::get_mut(cache, "cache")? }
+            .0
+            .truncate(seq, len)
+    })
 }

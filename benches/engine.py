@@ -202,7 +202,7 @@ def main():
                         tok = ids[:, :1]
                         t0 = time.perf_counter()
                         for _ in range(a.decode_steps):
-                            out = hf(tok, past_key_values=cache, use_cache=True)
+                            out = hf(tok, cache=cache, use_cache=True)
                             tok = out.logits[:, -1:].argmax(-1)
                         ts.append((time.perf_counter() - t0) / a.decode_steps)
                     res[("hf-bf16", f"decode{ctx}", n)] = 1 / statistics.median(ts)

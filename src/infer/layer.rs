@@ -14,7 +14,7 @@
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
-use crate::ternary::{ActivationMode, TernaryMatrix};
+use crate::ternary::{ActivationMode, Granularity, PackedLayout, TernaryMatrix};
 use crate::{Error, Result};
 
 /// A packed ternary linear layer `[out_features, in_features]`.
@@ -68,6 +68,65 @@ impl TernaryLayer {
     /// Bytes held (weights, scales, bias).
     pub fn memory_bytes(&self) -> usize {
         self.weight.memory_bytes() + 4 * self.bias.as_ref().map_or(0, Vec::len)
+    }
+
+    /// One layer whose outputs are those of `layers` side by side (q, k and v
+    /// of one input, or gate and up): one product, one quantization of the
+    /// input. Per-tensor or per-row scales become per-row scales, so every
+    /// output is bit-identical to its own layer's (the int8 result of a row
+    /// is `s_row · Σ t·q / s_x` either way). `None` if the layers cannot be
+    /// joined (different input widths or modes, per-group scales of
+    /// different group sizes or mixed with others).
+    pub fn concat(layers: &[&TernaryLayer]) -> Result<Option<TernaryLayer>> {
+        let Some(first) = layers.first() else {
+            return Ok(None);
+        };
+        let cols = first.in_features();
+        if layers
+            .iter()
+            .any(|l| l.in_features() != cols || l.act != first.act)
+        {
+            return Ok(None);
+        }
+        let grans: Vec<Granularity> = layers.iter().map(|l| l.weight.granularity()).collect();
+        let gran = match grans[0] {
+            Granularity::PerGroup(g) => {
+                if grans.iter().any(|x| *x != Granularity::PerGroup(g)) {
+                    return Ok(None);
+                }
+                Granularity::PerGroup(g)
+            }
+            _ => {
+                if grans.iter().any(|x| matches!(x, Granularity::PerGroup(_))) {
+                    return Ok(None);
+                }
+                Granularity::PerRow
+            }
+        };
+        let rows: usize = layers.iter().map(|l| l.out_features()).sum();
+        let mut packed = Vec::new();
+        let mut scales = Vec::new();
+        let any_bias = layers.iter().any(|l| l.bias.is_some());
+        let mut bias = Vec::new();
+        for l in layers {
+            packed.extend_from_slice(&l.weight.packed_2bit());
+            match l.weight.granularity() {
+                Granularity::PerTensor => {
+                    scales.extend(std::iter::repeat_n(l.weight.scales()[0], l.out_features()))
+                }
+                _ => scales.extend_from_slice(l.weight.scales()),
+            }
+            if any_bias {
+                match &l.bias {
+                    Some(b) => bias.extend_from_slice(b),
+                    None => bias.extend(std::iter::repeat_n(0.0, l.out_features())),
+                }
+            }
+        }
+        let m =
+            TernaryMatrix::from_packed(&packed, rows, cols, PackedLayout::TwoBit, &scales, gran)?
+                .with_compute_format(first.weight.compute_format());
+        TernaryLayer::new(m, any_bias.then_some(bias), first.act).map(Some)
     }
 
     /// `y = x · Wᵀ (+ b)` for `x` `[batch, in]` into `y` `[batch, out]`
@@ -145,5 +204,61 @@ mod tests {
             TernaryLayer::new(m, Some(vec![0.0; 2]), ActivationMode::Int8),
             Err(Error::ShapeMismatch { arg: "bias", .. })
         ));
+    }
+
+    #[test]
+    fn concat_is_bit_identical_to_the_parts() {
+        let mk = |rows: usize, cols: usize, seed: u64, g: Granularity, bias: bool| {
+            let t = Array2::from_shape_fn((rows, cols), |(i, j)| {
+                (crate::rng::hash2(seed, (i * cols + j) as u64) % 3) as i8 - 1
+            });
+            let n = g.num_scales(rows, cols);
+            let sc: Vec<f32> = (0..n)
+                .map(|i| 0.3 + crate::rng::uniform_f32(seed, i as u64))
+                .collect();
+            let m = TernaryMatrix::from_ternary(t.view(), &sc, g).unwrap();
+            let b = bias.then(|| (0..rows).map(|i| i as f32 * 0.1).collect());
+            TernaryLayer::new(m, b, ActivationMode::Int8).unwrap()
+        };
+        let cols = 70;
+        let parts = [
+            mk(12, cols, 1, Granularity::PerTensor, false),
+            mk(4, cols, 2, Granularity::PerRow, true),
+            mk(5, cols, 3, Granularity::PerTensor, false),
+        ];
+        let refs: Vec<&TernaryLayer> = parts.iter().collect();
+        let j = TernaryLayer::concat(&refs).unwrap().unwrap();
+        assert_eq!(j.out_features(), 21);
+        for batch in [1usize, 3] {
+            let x: Vec<f32> = (0..batch * cols)
+                .map(|i| crate::rng::uniform_f32(7, i as u64) * 2.0 - 1.0)
+                .collect();
+            let mut y = vec![0f32; batch * 21];
+            j.forward_slices(&x, batch, &mut y).unwrap();
+            let mut col = 0;
+            for p in &parts {
+                let mut yp = vec![0f32; batch * p.out_features()];
+                p.forward_slices(&x, batch, &mut yp).unwrap();
+                for b in 0..batch {
+                    for o in 0..p.out_features() {
+                        assert_eq!(
+                            y[b * 21 + col + o].to_bits(),
+                            yp[b * p.out_features() + o].to_bits()
+                        );
+                    }
+                }
+                col += p.out_features();
+            }
+        }
+        let g = [
+            mk(8, cols, 4, Granularity::PerGroup(16), false),
+            mk(8, cols, 5, Granularity::PerGroup(16), false),
+        ];
+        assert!(TernaryLayer::concat(&[&g[0], &g[1]]).unwrap().is_some());
+        assert!(TernaryLayer::concat(&[&g[0], &parts[0]]).unwrap().is_none());
+        let other = mk(3, cols + 1, 6, Granularity::PerTensor, false);
+        assert!(TernaryLayer::concat(&[&parts[0], &other])
+            .unwrap()
+            .is_none());
     }
 }

@@ -29,6 +29,7 @@ use super::config::ModelConfig;
 use super::dense::DenseMatrix;
 use super::kernels::{self, Row};
 use super::kv_cache::KvCache;
+use super::layer::TernaryLayer;
 use super::norm::{rms_norm, rms_norm_inplace};
 use super::rope::Rope;
 use super::weights::{ModelWeights, TensorStore};
@@ -39,8 +40,71 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct Model {
     config: ModelConfig,
-    weights: ModelWeights,
+    embed_tokens: DenseMatrix,
+    lm_head: Option<DenseMatrix>,
+    norm: Vec<f32>,
+    layers: Vec<ExecLayer>,
     rope: Rope,
+}
+
+/// Projections that read the same input, joined into one product when their
+/// scales allow ([`TernaryLayer::concat`]): outputs side by side.
+#[derive(Debug)]
+enum Joined {
+    One(TernaryLayer),
+    Parts(Vec<TernaryLayer>),
+}
+
+impl Joined {
+    fn new(parts: Vec<TernaryLayer>) -> Result<Self> {
+        let refs: Vec<&TernaryLayer> = parts.iter().collect();
+        Ok(match TernaryLayer::concat(&refs)? {
+            Some(j) => Joined::One(j),
+            None => Joined::Parts(parts),
+        })
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Joined::One(l) => l.memory_bytes(),
+            Joined::Parts(p) => p.iter().map(TernaryLayer::memory_bytes).sum(),
+        }
+    }
+
+    /// `out` `[rows, Σ out_features]` = the parts' outputs side by side.
+    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
+        match self {
+            Joined::One(l) => l.forward_slices(x, rows, out),
+            Joined::Parts(parts) => {
+                let width: usize = parts.iter().map(|p| p.out_features()).sum();
+                let mut col = 0;
+                for p in parts {
+                    let w = p.out_features();
+                    let mut tmp = super::try_zeroed::<f32>(rows * w, "activations")?;
+                    p.forward_slices(x, rows, &mut tmp)?;
+                    for r in 0..rows {
+                        out[r * width + col..r * width + col + w]
+                            .copy_from_slice(&tmp[r * w..(r + 1) * w]);
+                    }
+                    col += w;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One decoder layer as the step runs it.
+#[derive(Debug)]
+struct ExecLayer {
+    input_layernorm: Vec<f32>,
+    qkv: Joined,
+    attn_sub_norm: Vec<f32>,
+    o_proj: TernaryLayer,
+    post_attention_layernorm: Vec<f32>,
+    gate_up: Joined,
+    ffn_sub_norm: Vec<f32>,
+    down_proj: TernaryLayer,
 }
 
 /// One input row of a step.
@@ -57,12 +121,12 @@ pub(crate) struct Scratch {
     cap: usize,
     x: Vec<f32>,
     h: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+    /// q, k, v side by side: `[rows, hidden + 2·kv_dim]`.
+    qkv: Vec<f32>,
     a: Vec<f32>,
     gate: Vec<f32>,
-    up: Vec<f32>,
+    /// gate and up side by side: `[rows, 2·intermediate]`.
+    gu: Vec<f32>,
     cos: Vec<f32>,
     sin: Vec<f32>,
 }
@@ -70,7 +134,7 @@ pub(crate) struct Scratch {
 impl Scratch {
     /// f32 values a scratch for `cap` rows holds.
     pub fn values(cfg: &ModelConfig, cap: usize) -> Result<usize> {
-        let per = 5 * cfg.hidden_size + 2 * cfg.kv_dim() + 2 * cfg.intermediate_size + cfg.head_dim;
+        let per = 4 * cfg.hidden_size + 2 * cfg.kv_dim() + 3 * cfg.intermediate_size + cfg.head_dim;
         crate::checked_mul(cap, per, "activation buffer size")
     }
 
@@ -81,12 +145,10 @@ impl Scratch {
             cap,
             x: z(cfg.hidden_size)?,
             h: z(cfg.hidden_size)?,
-            q: z(cfg.hidden_size)?,
-            k: z(cfg.kv_dim())?,
-            v: z(cfg.kv_dim())?,
+            qkv: z(cfg.hidden_size + 2 * cfg.kv_dim())?,
             a: z(cfg.hidden_size)?,
             gate: z(cfg.intermediate_size)?,
-            up: z(cfg.intermediate_size)?,
+            gu: z(2 * cfg.intermediate_size)?,
             cos: z(cfg.head_dim / 2)?,
             sin: z(cfg.head_dim / 2)?,
         })
@@ -203,9 +265,33 @@ impl Model {
             return Err(bad("final norm has the wrong length".into()));
         }
         let rope = Rope::new(c.head_dim, c.rope_theta, c.rope_scaling);
+        let ModelWeights {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+        } = weights;
+        let layers = layers
+            .into_iter()
+            .map(|w| {
+                Ok(ExecLayer {
+                    input_layernorm: w.input_layernorm,
+                    qkv: Joined::new(vec![w.q_proj, w.k_proj, w.v_proj])?,
+                    attn_sub_norm: w.attn_sub_norm,
+                    o_proj: w.o_proj,
+                    post_attention_layernorm: w.post_attention_layernorm,
+                    gate_up: Joined::new(vec![w.gate_proj, w.up_proj])?,
+                    ffn_sub_norm: w.ffn_sub_norm,
+                    down_proj: w.down_proj,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Model {
             config,
-            weights,
+            embed_tokens,
+            lm_head,
+            norm,
+            layers,
             rope,
         })
     }
@@ -221,20 +307,30 @@ impl Model {
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
-    /// The weights.
-    pub fn weights(&self) -> &ModelWeights {
-        &self.weights
-    }
-    /// Bytes of weights held.
+    /// Bytes of weights held (q/k/v and gate/up are held joined, as one
+    /// matrix each, not twice).
     pub fn weight_bytes(&self) -> usize {
-        self.weights.memory_bytes()
+        let l: usize = self
+            .layers
+            .iter()
+            .map(|w| {
+                w.qkv.memory_bytes()
+                    + w.gate_up.memory_bytes()
+                    + w.o_proj.memory_bytes()
+                    + w.down_proj.memory_bytes()
+                    + 4 * (w.input_layernorm.len()
+                        + w.attn_sub_norm.len()
+                        + w.post_attention_layernorm.len()
+                        + w.ffn_sub_norm.len())
+            })
+            .sum();
+        l + self.embed_tokens.memory_bytes()
+            + 4 * self.norm.len()
+            + self.lm_head.as_ref().map_or(0, DenseMatrix::memory_bytes)
     }
     /// The matrix producing logits (`lm_head`, or the embedding when tied).
     pub fn head(&self) -> &DenseMatrix {
-        self.weights
-            .lm_head
-            .as_ref()
-            .unwrap_or(&self.weights.embed_tokens)
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens)
     }
 
     /// Replaces `lm_head` by an int8 copy with one scale per row (halves its
@@ -242,7 +338,7 @@ impl Model {
     /// embedding stays as it was.
     pub fn quantize_lm_head_int8(&mut self) -> Result<()> {
         let q = self.head().to_int8()?;
-        self.weights.lm_head = Some(q);
+        self.lm_head = Some(q);
         self.config.tie_word_embeddings = false;
         Ok(())
     }
@@ -276,8 +372,7 @@ impl Model {
         let scale = (hd as f64).powf(-0.5) as f32;
         let eps = c.rms_norm_eps;
         for (r, row) in rows.iter().enumerate() {
-            self.weights
-                .embed_tokens
+            self.embed_tokens
                 .row_f32(row.token as usize, &mut s.x[r * h..(r + 1) * h]);
             self.rope.cos_sin(
                 row.pos,
@@ -287,42 +382,35 @@ impl Model {
         }
         let x = &mut s.x[..t * h];
         let hb = &mut s.h[..t * h];
-        let q = &mut s.q[..t * h];
-        let k = &mut s.k[..t * kvd];
-        let v = &mut s.v[..t * kvd];
+        let qw = h + 2 * kvd;
+        let qkv = &mut s.qkv[..t * qw];
         let a = &mut s.a[..t * h];
         let gate = &mut s.gate[..t * inter];
-        let up = &mut s.up[..t * inter];
-        for (li, w) in self.weights.layers.iter().enumerate() {
+        let gu = &mut s.gu[..t * 2 * inter];
+        for (li, w) in self.layers.iter().enumerate() {
             rms_norm(x, &w.input_layernorm, eps, hb);
-            w.q_proj.forward_slices(hb, t, q)?;
-            w.k_proj.forward_slices(hb, t, k)?;
-            w.v_proj.forward_slices(hb, t, v)?;
+            w.qkv.forward(hb, t, qkv)?;
             for (r, row) in rows.iter().enumerate() {
                 let (cs, sn) = (
                     &s.cos[r * half..(r + 1) * half],
                     &s.sin[r * half..(r + 1) * half],
                 );
-                Rope::apply(&mut q[r * h..(r + 1) * h], hd, cs, sn);
-                Rope::apply(&mut k[r * kvd..(r + 1) * kvd], hd, cs, sn);
-                cache.write(
-                    li,
-                    row.seq,
-                    row.pos,
-                    &k[r * kvd..(r + 1) * kvd],
-                    &v[r * kvd..(r + 1) * kvd],
-                );
+                let (q, kv) = qkv[r * qw..(r + 1) * qw].split_at_mut(h);
+                Rope::apply(q, hd, cs, sn);
+                let (k, v) = kv.split_at_mut(kvd);
+                Rope::apply(k, hd, cs, sn);
+                cache.write(li, row.seq, row.pos, k, v);
             }
             {
                 let cache = &*cache;
-                let q = &*q;
+                let q = &*qkv;
                 crate::parallel::for_each_chunk_mut(a, hd, |i, out| {
                     let (r, head) = (i / nh, i % nh);
                     let row = rows[r];
                     let kvh = head / groups;
                     let len = row.pos + 1;
                     attend(
-                        &q[r * h + head * hd..r * h + (head + 1) * hd],
+                        &q[r * qw + head * hd..r * qw + (head + 1) * hd],
                         cache.keys(li, row.seq, kvh, len),
                         cache.values(li, row.seq, kvh, len),
                         len,
@@ -337,11 +425,13 @@ impl Model {
                 *xv += o;
             }
             rms_norm(x, &w.post_attention_layernorm, eps, hb);
-            w.gate_proj.forward_slices(hb, t, gate)?;
-            w.up_proj.forward_slices(hb, t, up)?;
+            w.gate_up.forward(hb, t, gu)?;
             let act = c.hidden_act;
-            for (g, &u) in gate.iter_mut().zip(up.iter()) {
-                *g = act.apply(*g) * u;
+            for (gr, gur) in gate.chunks_exact_mut(inter).zip(gu.chunks_exact(2 * inter)) {
+                let (g, u) = gur.split_at(inter);
+                for ((o, &gv), &uv) in gr.iter_mut().zip(g).zip(u) {
+                    *o = act.apply(gv) * uv;
+                }
             }
             rms_norm_inplace(gate, &w.ffn_sub_norm, eps);
             w.down_proj.forward_slices(gate, t, hb)?;
@@ -355,7 +445,7 @@ impl Model {
         for (j, &r) in want.iter().enumerate() {
             rms_norm(
                 &x[r * h..(r + 1) * h],
-                &self.weights.norm,
+                &self.norm,
                 eps,
                 &mut hb[j * h..(j + 1) * h],
             );

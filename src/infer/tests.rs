@@ -372,3 +372,31 @@ fn int8_lm_head_agrees_at_the_top() {
         .count();
     assert!(agree >= 27, "top-1 agreement {agree}/30");
 }
+
+#[test]
+fn unjoinable_projections_run_separately_with_the_same_results() {
+    // q_proj with per-group scales all equal to its per-tensor scale: the
+    // projections cannot be joined with k/v, and the logits stay the same.
+    let cfg = tiny_config(false, 4, 2, 8);
+    let st = random_store(&cfg, 31);
+    let mut st2 = st.clone();
+    for l in 0..cfg.num_layers {
+        let name = format!("model.layers.{l}.self_attn.q_proj.weight");
+        let m = &st.ternary[&name];
+        let g = Granularity::PerGroup(16);
+        let n = g.num_scales(m.rows(), m.cols());
+        let q =
+            TernaryMatrix::from_ternary(m.to_ternary().view(), &vec![m.scales()[0]; n], g).unwrap();
+        st2.ternary.insert(name, q);
+    }
+    let a = InferenceEngine::from_shared(Arc::new(Model::from_store(cfg.clone(), &st).unwrap()));
+    let b = InferenceEngine::from_shared(Arc::new(Model::from_store(cfg, &st2).unwrap()));
+    let v = a.model().config().vocab_size;
+    let toks = tokens(12, 3, v);
+    let (la, lb) = (a.forward(&[&toks]).unwrap(), b.forward(&[&toks]).unwrap());
+    close(&la, &lb, 1e-4, "joined vs separate");
+    assert!(
+        b.model().weight_bytes() > a.model().weight_bytes(),
+        "per-group scales cost bytes"
+    );
+}

@@ -60,6 +60,8 @@ struct Deleter {
 };
 }  // namespace detail
 
+class Checkpoint;
+
 /// An owned tritter_ternary_matrix_t. Immutable: const methods may be called
 /// from several threads at once.
 class TernaryMatrix {
@@ -135,6 +137,7 @@ class TernaryMatrix {
     tritter_ternary_matrix_t *get() const noexcept { return ptr_.get(); }
 
   private:
+    friend class Checkpoint;
     explicit TernaryMatrix(tritter_ternary_matrix_t *m) : ptr_(m) {}
     std::unique_ptr<tritter_ternary_matrix_t, detail::Deleter<tritter_ternary_matrix_t, tritter_ternary_matrix_free>> ptr_;
 };
@@ -233,6 +236,109 @@ inline uint32_t sample(const std::vector<float> &logits, const tritter_sampling_
 }
 
 // ---- end of inference engine -------------------------------------------------------------
+
+/// What a checkpoint says about one tensor.
+struct TensorInfo {
+    uint32_t dtype;                  ///< TRITTER_DTYPE_*
+    std::vector<std::size_t> shape;  ///< outermost first
+    std::size_t nbytes;              ///< bytes stored
+    bool is_ternary;                 ///< ternary() applies
+};
+
+/// An open checkpoint (tritter_checkpoint_t): a Hugging Face checkpoint
+/// directory, a .safetensors file or a .gguf file, memory-mapped. Move-only;
+/// closes on destruction. Matrices and vectors read from it are copies that
+/// outlive it. Const methods may be called from several threads at once.
+class Checkpoint {
+  public:
+    explicit Checkpoint(const std::string &path) {
+        tritter_checkpoint_t *c = nullptr;
+        check(tritter_checkpoint_open(path.c_str(), &c));
+        ptr_.reset(c);
+    }
+    /// Tensor names (sorted for safetensors/HF, file order for GGUF).
+    std::vector<std::string> names() const {
+        std::size_t n = 0;
+        check(tritter_checkpoint_num_tensors(get(), &n));
+        std::vector<std::string> out;
+        for (std::size_t i = 0; i < n; i++) {
+            const char *s = nullptr;
+            check(tritter_checkpoint_tensor_name(get(), i, &s));
+            out.emplace_back(s);
+        }
+        return out;
+    }
+    /// config.json as JSON text ("" when absent).
+    std::string config_json() const {
+        const char *s = nullptr;
+        check(tritter_checkpoint_config_json(get(), &s));
+        return s;
+    }
+    TensorInfo info(const std::string &name) const {
+        tritter_tensor_info_t i;
+        check(tritter_checkpoint_tensor_info(get(), name.c_str(), &i));
+        std::vector<std::size_t> shape(i.ndim);
+        check(tritter_checkpoint_tensor_shape(get(), name.c_str(), shape.data(), shape.size()));
+        return TensorInfo{i.dtype, shape, i.nbytes, i.is_ternary};
+    }
+    /// The tensor as f32, row-major.
+    std::vector<float> tensor_f32(const std::string &name) const {
+        tritter_tensor_info_t i;
+        check(tritter_checkpoint_tensor_info(get(), name.c_str(), &i));
+        std::vector<float> v(i.numel);
+        check(tritter_checkpoint_tensor_f32(get(), name.c_str(), v.data(), v.size()));
+        return v;
+    }
+    /// A ternary matrix (HF packed weight, TQ1_0/TQ2_0, or saved by this library).
+    TernaryMatrix ternary(const std::string &name) const {
+        tritter_ternary_matrix_t *m = nullptr;
+        check(tritter_checkpoint_ternary(get(), name.c_str(), &m));
+        return TernaryMatrix(m);
+    }
+    /// A 2-D float tensor quantized on load (config NULL: defaults).
+    TernaryMatrix ternary_quantized(const std::string &name, const tritter_quant_config_t *config = nullptr) const {
+        tritter_ternary_matrix_t *m = nullptr;
+        check(tritter_checkpoint_ternary_quantized(get(), name.c_str(), config, &m));
+        return TernaryMatrix(m);
+    }
+    tritter_checkpoint_t *get() const noexcept { return ptr_.get(); }
+
+  private:
+    std::unique_ptr<tritter_checkpoint_t, detail::Deleter<tritter_checkpoint_t, tritter_checkpoint_free>> ptr_;
+};
+
+/// Collects named matrices and arrays, then saves them
+/// (TRITTER_SAVE_SAFETENSORS, TRITTER_SAVE_GGUF_TQ2_0, TRITTER_SAVE_GGUF_TQ1_0).
+class CheckpointWriter {
+  public:
+    CheckpointWriter() {
+        tritter_checkpoint_writer_t *w = nullptr;
+        check(tritter_checkpoint_writer_new(&w));
+        ptr_.reset(w);
+    }
+    CheckpointWriter &add(const std::string &name, const TernaryMatrix &m) {
+        check(tritter_checkpoint_writer_add_ternary(get(), name.c_str(), m.get()));
+        return *this;
+    }
+    CheckpointWriter &add(const std::string &name, const std::vector<float> &data,
+                          const std::vector<std::size_t> &shape, uint32_t dtype = TRITTER_DTYPE_F32) {
+        check(tritter_checkpoint_writer_add_f32(get(), name.c_str(), data.data(), shape.data(), shape.size(), dtype));
+        return *this;
+    }
+    CheckpointWriter &metadata(const std::string &key, const std::string &value) {
+        check(tritter_checkpoint_writer_add_metadata(get(), key.c_str(), value.c_str()));
+        return *this;
+    }
+    void save(const std::string &path, uint32_t format = TRITTER_SAVE_SAFETENSORS) const {
+        check(tritter_checkpoint_writer_save(get(), path.c_str(), format));
+    }
+    tritter_checkpoint_writer_t *get() const noexcept { return ptr_.get(); }
+
+  private:
+    std::unique_ptr<tritter_checkpoint_writer_t,
+                    detail::Deleter<tritter_checkpoint_writer_t, tritter_checkpoint_writer_free>>
+        ptr_;
+};
 
 }  // namespace tritter
 

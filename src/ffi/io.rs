@@ -311,10 +311,9 @@ pub unsafe extern "C" fn tritter_checkpoint_tensor_shape(
     guard(|| {
         let c = unsafe { handle::get(checkpoint, "checkpoint")? };
         let n = unsafe { c_str(name, "name")? };
-        let i = c
-            .ck
-            .info(n)
-            .ok_or_else(|| Error::invalid("name", format!("no tensor `{n}`")))?;
+        let i =
+            c.ck.info(n)
+                .ok_or_else(|| Error::invalid("name", format!("no tensor `{n}`")))?;
         let o = unsafe { args::out_slice(shape_out, shape_len, i.shape.len(), "shape_out")? };
         o.copy_from_slice(&i.shape);
         Ok(())

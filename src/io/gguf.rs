@@ -165,7 +165,6 @@ pub fn ggml_of_dtype(d: Dtype) -> Option<u32> {
 // TQ1_0 / TQ2_0 blocks
 // ---------------------------------------------------------------------------
 
-
 /// Trit `n` (0..5) of a TQ1_0 byte, as a code 0..=2.
 #[inline(always)]
 fn tq1_digit(b: u8, n: u32) -> u8 {

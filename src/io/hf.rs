@@ -34,7 +34,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use super::dtype::{Dtype, TensorInfo};
 use super::safetensors::SafetensorsFile;
-use crate::ternary::{Granularity, PackedLayout, QuantConfig, TernaryMatrix};
+use crate::ternary::{Granularity, QuantConfig, TernaryMatrix};
 use crate::{Error, Result};
 
 /// How a stored `weight_scale` turns into the library's scale.
@@ -557,15 +557,16 @@ impl HfCheckpoint {
                     Error::overflow("name", format!("tensor `{name}`: 4 x {r} rows overflow"))
                 })?;
                 let scales = self.scales(&sname, raw_scales.as_slice().expect("fresh"), rows)?;
-                let packed = hf_to_2bit(data, r, c, name)?;
-                TernaryMatrix::from_packed(
-                    &packed,
-                    rows,
-                    c,
-                    PackedLayout::TwoBit,
-                    &scales.0,
-                    scales.1,
-                )?
+                check_hf_codes(data, r, c, name)?;
+                // transformers' codes are `t + 1`, the kernels' codes: build
+                // the compute layout straight from the mapped bytes (one pass).
+                TernaryMatrix::from_code_rows(rows, c, scales.0, scales.1, |o, out| {
+                    let row = &data[(o % r) * c..(o % r + 1) * c];
+                    let sh = 2 * (o / r);
+                    for (v, &b) in out.iter_mut().zip(row) {
+                        *v = (b >> sh) & 3;
+                    }
+                })?
             }
             d if d.is_float() => {
                 let (rows, cols) = (info.shape[0], info.shape[1]);
@@ -690,32 +691,7 @@ fn hf_fields_to_canonical(x: u8) -> u8 {
 /// transformers' packed `[r, c]` bytes -> the canonical 2-bit layout of
 /// `[4r, c]`, validating every code (`3` is invalid).
 pub fn hf_to_2bit(src: &[u8], r: usize, c: usize, name: &str) -> Result<Vec<u8>> {
-    let need = r.checked_mul(c);
-    if need != Some(src.len()) {
-        return Err(Error::shape(
-            "name",
-            format!(
-                "tensor `{name}`: {} bytes for a [{r}, {c}] packed weight",
-                src.len()
-            ),
-        ));
-    }
-    if let Some(i) = src.iter().position(|&b| b & (b >> 1) & 0x55 != 0) {
-        let b = src[i];
-        let j = (0..4).find(|j| (b >> (2 * j)) & 3 == 3).unwrap_or(0);
-        return Err(Error::data(
-            "name",
-            format!(
-                "tensor `{name}`: invalid code 3 in byte [{}, {}] bits {}..{} (weight row {}, column {})",
-                i / c,
-                i % c,
-                2 * j,
-                2 * j + 1,
-                j * r + i / c,
-                i % c
-            ),
-        ));
-    }
+    check_hf_codes(src, r, c, name)?;
     let rb = c.div_ceil(4);
     let rows = 4 * r;
     let mut out = super::try_alloc(rows * rb, 0u8, "tensor")?;
@@ -745,4 +721,36 @@ pub fn hf_to_2bit(src: &[u8], r: usize, c: usize, name: &str) -> Result<Vec<u8>>
         });
     });
     Ok(out)
+}
+
+/// Checks the length of a transformers-packed `[r, c]` weight and that no
+/// 2-bit field holds the invalid code 3 (the error names row and column).
+fn check_hf_codes(src: &[u8], r: usize, c: usize, name: &str) -> Result<()> {
+    let need = r.checked_mul(c);
+    if need != Some(src.len()) {
+        return Err(Error::shape(
+            "name",
+            format!(
+                "tensor `{name}`: {} bytes for a [{r}, {c}] packed weight",
+                src.len()
+            ),
+        ));
+    }
+    if let Some(i) = src.iter().position(|&b| b & (b >> 1) & 0x55 != 0) {
+        let b = src[i];
+        let j = (0..4).find(|j| (b >> (2 * j)) & 3 == 3).unwrap_or(0);
+        return Err(Error::data(
+            "name",
+            format!(
+                "tensor `{name}`: invalid code 3 in byte [{}, {}] bits {}..{} (weight row {}, column {})",
+                i / c,
+                i % c,
+                2 * j,
+                2 * j + 1,
+                j * r + i / c,
+                i % c
+            ),
+        ));
+    }
+    Ok(())
 }

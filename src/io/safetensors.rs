@@ -46,7 +46,7 @@ impl SafetensorsFile {
     /// Maps and validates `path`.
     ///
     /// Errors ([`Error::InvalidData`] naming the file and tensor): truncated
-    /// file, header length beyond the file or above [`MAX_HEADER`], header
+    /// file, header length beyond the file or above 100 MB, header
     /// not UTF-8 JSON, an entry without a known dtype, shape or offsets,
     /// offsets outside the data, overlapping or leaving gaps, a size that
     /// disagrees with dtype x shape, bytes after the last tensor.

@@ -150,6 +150,12 @@ fn hf_packed_weights_equal_unpack_over_weight_scale_on_boundary_shapes() {
         for (a, &b) in f.iter().zip(t.iter()) {
             assert_eq!(a.to_bits(), (b as f32 / ws).to_bits(), "{name}");
         }
+        // The canonical-layout converter agrees with the library's packer.
+        let (r, c) = (t.nrows() / 4, t.ncols());
+        assert_eq!(
+            hf::hf_to_2bit(ck.bytes(name).unwrap(), r, c, name).unwrap(),
+            crate::ternary::pack::pack_2bit(t.view()).unwrap()
+        );
         // The raw tensor reads back as its codes.
         let raw = ck.tensor_f32(name).unwrap();
         assert_eq!(raw.shape(), &[t.nrows() / 4, t.ncols()]);

@@ -138,6 +138,36 @@
 #define TRITTER_GRAD_PAYLOAD_OVERHEAD 44
 
 /**
+ * `cache_dtype`: f32 (4 bytes a value).
+ */
+#define TRITTER_CACHE_F32 0
+
+/**
+ * `cache_dtype`: IEEE half (2 bytes a value).
+ */
+#define TRITTER_CACHE_F16 1
+
+/**
+ * `cache_dtype`: bfloat16 (2 bytes a value).
+ */
+#define TRITTER_CACHE_BF16 2
+
+/**
+ * `logits_mode`: no logits (fill the cache only).
+ */
+#define TRITTER_LOGITS_NONE 0
+
+/**
+ * `logits_mode`: the last token of each input.
+ */
+#define TRITTER_LOGITS_LAST 1
+
+/**
+ * `logits_mode`: every token.
+ */
+#define TRITTER_LOGITS_ALL 2
+
+/**
  * Most dimensions a [`tritter_tensor_info_t`] reports.
  */
 #define TRITTER_MAX_DIMS 16
@@ -494,11 +524,23 @@ typedef struct tritter_grad_compressor_t tritter_grad_compressor_t;
 typedef struct tritter_item_memory_t tritter_item_memory_t;
 
 /**
+ * A standalone KV cache (for decoders of your own). One call at a time.
+ */
+typedef struct tritter_kv_cache_t tritter_kv_cache_t;
+
+/**
  * A dynamic loss scaler with `torch.amp.GradScaler` semantics (scale,
  * growth tracker). Owns its state; free with [`tritter_loss_scaler_free`].
  * Mutated by `update`/`set_scale`: not shareable across threads without a lock.
  */
 typedef struct tritter_loss_scaler_t tritter_loss_scaler_t;
+
+/**
+ * A loaded BitNet b1.58 model (weights, configuration). Immutable: one
+ * handle may be used by any number of threads and sessions at once.
+ * Sessions keep the model alive, so it may be freed before them.
+ */
+typedef struct tritter_model_t tritter_model_t;
 
 /**
  * A phase trainer: registered parameters, their gradient history (f32 or
@@ -507,6 +549,13 @@ typedef struct tritter_loss_scaler_t tritter_loss_scaler_t;
  * across threads without a lock.
  */
 typedef struct tritter_phase_trainer_t tritter_phase_trainer_t;
+
+/**
+ * A session: a KV cache and activation buffers over a model. One call at a
+ * time per session (not shareable across threads without a lock); any
+ * number of sessions may share a model.
+ */
+typedef struct tritter_session_t tritter_session_t;
 
 /**
  * A packed ternary gradient accumulator. Owns its memory; free with
@@ -592,6 +641,132 @@ typedef struct tritter_grad_payload_info_t {
    */
   size_t wire_bytes;
 } tritter_grad_payload_info_t;
+
+/**
+ * Options of [`tritter_model_load`]. Get defaults from
+ * [`tritter_load_options_default`].
+ */
+typedef struct tritter_load_options_t {
+  /**
+   * Keep `lm_head` as int8 with one scale per row (half the bytes of
+   * bf16 read per token; logits change slightly).
+   */
+  bool lm_head_int8;
+} tritter_load_options_t;
+
+/**
+ * Facts about a model.
+ */
+typedef struct tritter_model_info_t {
+  /**
+   * Vocabulary size (token ids are `< vocab_size`; logits rows have this many values).
+   */
+  size_t vocab_size;
+  /**
+   * Model width.
+   */
+  size_t hidden_size;
+  /**
+   * MLP width.
+   */
+  size_t intermediate_size;
+  /**
+   * Decoder layers.
+   */
+  size_t num_layers;
+  /**
+   * Query heads.
+   */
+  size_t num_heads;
+  /**
+   * Key/value heads.
+   */
+  size_t num_kv_heads;
+  /**
+   * Width of a head.
+   */
+  size_t head_dim;
+  /**
+   * The configured context length (default session length).
+   */
+  size_t max_position_embeddings;
+  /**
+   * `lm_head` is the embedding matrix.
+   */
+  bool tie_word_embeddings;
+  /**
+   * First end-of-sequence id of the config, or `UINT32_MAX` if none.
+   */
+  uint32_t eos_token_id;
+  /**
+   * Beginning-of-sequence id of the config, or `UINT32_MAX` if none.
+   */
+  uint32_t bos_token_id;
+  /**
+   * Bytes of weights held.
+   */
+  size_t weight_bytes;
+} tritter_model_info_t;
+
+/**
+ * Sizes of a session. Get defaults from [`tritter_session_options_default`].
+ */
+typedef struct tritter_session_options_t {
+  /**
+   * Sequences held side by side (> 0).
+   */
+  size_t max_batch;
+  /**
+   * Positions per sequence: prompt + generated tokens (> 0).
+   */
+  size_t max_seq_len;
+  /**
+   * `TRITTER_CACHE_*`.
+   */
+  uint32_t cache_dtype;
+  /**
+   * Tokens one pass through the layers takes (> 0); longer prompts run in
+   * chunks of this many, with the same results. Sets the activation memory.
+   */
+  size_t max_step_tokens;
+} tritter_session_options_t;
+
+/**
+ * Bytes a model and one session take.
+ */
+typedef struct tritter_memory_report_t {
+  /**
+   * The model's weights (shared by sessions).
+   */
+  size_t weights;
+  /**
+   * The session's KV cache.
+   */
+  size_t kv_cache;
+  /**
+   * The session's activation buffers.
+   */
+  size_t activations;
+} tritter_memory_report_t;
+
+/**
+ * How to choose a token. Get defaults (greedy) from
+ * [`tritter_sampling_params_default`].
+ */
+typedef struct tritter_sampling_params_t {
+  /**
+   * 0 = greedy (argmax); > 0 = softmax(logits / temperature).
+   */
+  float temperature;
+  /**
+   * Keep the `top_k` largest logits (0 = all).
+   */
+  size_t top_k;
+  /**
+   * Nucleus mass in (0, 1] (1 = all).
+   */
+  float top_p;
+} tritter_sampling_params_t;
 
 /**
  * What a file says about one tensor.
@@ -1347,6 +1522,310 @@ tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_a
  * A live handle.
  */
 tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumulator_t *accumulator);
+
+/**
+ * Writes the default load options (bf16/f16/f32 `lm_head` as stored).
+ *
+ * # Safety
+ * `options_out` must be valid for writing one `tritter_load_options_t`.
+ */
+tritter_status_t tritter_load_options_default(struct tritter_load_options_t *options_out);
+
+/**
+ * Loads a Hugging Face BitNet checkpoint directory (`config.json`,
+ * `model.safetensors` or shards with `model.safetensors.index.json`) as
+ * transformers' `BitNetForCausalLM` defines it. `options` may be NULL.
+ * Errors: unreadable files (`TRITTER_ERR_IO`), a corrupt file, a missing
+ * or misshapen tensor (`TRITTER_ERR_INVALID_DATA`, naming the tensor), an
+ * unsupported configuration (`TRITTER_ERR_INVALID_ARGUMENT`, naming the field).
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string; `options` NULL or valid;
+ * `model_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_model_load(const char *path,
+                                    const struct tritter_load_options_t *options,
+                                    struct tritter_model_t **model_out);
+
+/**
+ * Releases a model handle (sessions made from it stay valid). NULL is a no-op.
+ *
+ * # Safety
+ * `model` must be NULL or a live handle not used afterwards.
+ */
+void tritter_model_free(struct tritter_model_t *model);
+
+/**
+ * Writes facts about `model` into `info_out`.
+ *
+ * # Safety
+ * `model` must be NULL or a live handle; `info_out` valid for writing.
+ */
+tritter_status_t tritter_model_info(const struct tritter_model_t *model,
+                                    struct tritter_model_info_t *info_out);
+
+/**
+ * Writes the default session options for `model`: one sequence of
+ * `max_position_embeddings` positions, f32 cache, 256-token steps.
+ *
+ * # Safety
+ * `model` must be NULL or a live handle; `options_out` valid for writing.
+ */
+tritter_status_t tritter_session_options_default(const struct tritter_model_t *model,
+                                                 struct tritter_session_options_t *options_out);
+
+/**
+ * The exact memory a session with `options` would take (weights, KV
+ * cache, activation buffers), computed without allocating.
+ *
+ * # Safety
+ * `model` NULL or live; `options` NULL or valid; `report_out` valid for writing.
+ */
+tritter_status_t tritter_session_memory(const struct tritter_model_t *model,
+                                        const struct tritter_session_options_t *options,
+                                        struct tritter_memory_report_t *report_out);
+
+/**
+ * Creates a session (allocates its KV cache and buffers; a size that cannot
+ * be allocated is `TRITTER_ERR_SIZE_OVERFLOW`, never an abort).
+ *
+ * # Safety
+ * `model` NULL or live; `options` NULL or valid; `session_out` valid for writing.
+ */
+tritter_status_t tritter_session_new(const struct tritter_model_t *model,
+                                     const struct tritter_session_options_t *options,
+                                     struct tritter_session_t **session_out);
+
+/**
+ * Releases a session. NULL is a no-op.
+ *
+ * # Safety
+ * `session` must be NULL or a live handle not used afterwards.
+ */
+void tritter_session_free(struct tritter_session_t *session);
+
+/**
+ * Appends tokens to several sequences at once and runs them: `n_seqs`
+ * inputs, input `i` appending `lengths[i]` tokens to sequence `seqs[i]`;
+ * `tokens` holds them back to back (`Σ lengths` ids). `logits_mode`
+ * (`TRITTER_LOGITS_*`) picks the rows of logits written to `logits_out`
+ * (`rows · vocab_size` floats, input by input): none, the last token of
+ * each input, or all. Errors leave the session as it was: unknown or
+ * repeated sequences, empty inputs, ids >= vocab, a sequence that would
+ * outgrow `max_seq_len`, a small `logits_out`.
+ *
+ * # Safety
+ * `session` NULL or live; every array NULL or valid for its stated length.
+ */
+tritter_status_t tritter_session_forward(struct tritter_session_t *session,
+                                         const size_t *seqs,
+                                         const size_t *lengths,
+                                         size_t n_seqs,
+                                         const uint32_t *tokens,
+                                         size_t n_tokens,
+                                         uint32_t logits_mode,
+                                         float *logits_out,
+                                         size_t logits_len);
+
+/**
+ * Runs a prompt of `n_tokens` ids for sequence `seq` (appended to what it
+ * holds) and writes the logits of its last token (`vocab_size` floats).
+ * Errors as [`tritter_session_forward`].
+ *
+ * # Safety
+ * `session` NULL or live; arrays NULL or valid for their lengths.
+ */
+tritter_status_t tritter_session_prefill(struct tritter_session_t *session,
+                                         size_t seq,
+                                         const uint32_t *tokens,
+                                         size_t n_tokens,
+                                         float *logits_out,
+                                         size_t logits_len);
+
+/**
+ * One decode step: token `tokens[i]` appended to sequence `seqs[i]` for
+ * `n` sequences; logits `[n, vocab_size]` into `logits_out`.
+ *
+ * # Safety
+ * `session` NULL or live; arrays NULL or valid for their lengths.
+ */
+tritter_status_t tritter_session_decode(struct tritter_session_t *session,
+                                        const size_t *seqs,
+                                        const uint32_t *tokens,
+                                        size_t n,
+                                        float *logits_out,
+                                        size_t logits_len);
+
+/**
+ * Positions held by sequence `seq`.
+ *
+ * # Safety
+ * `session` NULL or live; `len_out` valid for writing.
+ */
+tritter_status_t tritter_session_seq_len(const struct tritter_session_t *session,
+                                         size_t seq,
+                                         size_t *len_out);
+
+/**
+ * Empties sequence `seq`.
+ *
+ * # Safety
+ * `session` NULL or live.
+ */
+tritter_status_t tritter_session_reset(struct tritter_session_t *session, size_t seq);
+
+/**
+ * Keeps the first `len` positions of sequence `seq` (prefix reuse); `len`
+ * may not exceed what it holds.
+ *
+ * # Safety
+ * `session` NULL or live.
+ */
+tritter_status_t tritter_session_truncate(struct tritter_session_t *session,
+                                          size_t seq,
+                                          size_t len);
+
+/**
+ * Writes the default sampling parameters (greedy).
+ *
+ * # Safety
+ * `params_out` valid for writing.
+ */
+tritter_status_t tritter_sampling_params_default(struct tritter_sampling_params_t *params_out);
+
+/**
+ * Chooses a token from `vocab` logits: greedy when `temperature == 0`,
+ * else a draw from the (top-k, top-p filtered) softmax of `logits /
+ * temperature` with the uniform number `(seed, index)`: the same inputs
+ * always give the same token. `params` may be NULL (greedy). Errors:
+ * empty or non-finite logits, `temperature < 0`, `top_p` outside (0, 1].
+ *
+ * # Safety
+ * `logits` NULL or valid for `vocab` floats; `params` NULL or valid;
+ * `token_out` valid for writing.
+ */
+tritter_status_t tritter_sample(const float *logits,
+                                size_t vocab,
+                                const struct tritter_sampling_params_t *params,
+                                uint64_t seed,
+                                uint64_t index,
+                                uint32_t *token_out);
+
+/**
+ * Generates continuations of `n_seqs` prompts (lengths `lengths[i]`, ids
+ * back to back in `tokens`) in one call: prefill, then up to
+ * `max_new_tokens` decode steps, each sequence stopping after one of the
+ * `n_stop` ids in `stop`. Sequence `i`'s `j`-th new token is drawn with
+ * `tritter_sample(.., derive(seed, i), j)`. Writes prompt + new tokens of
+ * sequence `i` at `tokens_out[i · stride]` and its length to
+ * `lengths_out[i]`; `stride` must be at least the longest prompt +
+ * `max_new_tokens`. `params` may be NULL (greedy).
+ *
+ * # Safety
+ * `model` NULL or live; arrays NULL or valid for their stated lengths
+ * (`tokens_out`: `n_seqs · stride`).
+ */
+tritter_status_t tritter_model_generate(const struct tritter_model_t *model,
+                                        const uint32_t *tokens,
+                                        size_t n_tokens,
+                                        const size_t *lengths,
+                                        size_t n_seqs,
+                                        size_t max_new_tokens,
+                                        const struct tritter_sampling_params_t *params,
+                                        uint64_t seed,
+                                        const uint32_t *stop,
+                                        size_t n_stop,
+                                        uint32_t cache_dtype,
+                                        uint32_t *tokens_out,
+                                        size_t stride,
+                                        size_t *lengths_out);
+
+/**
+ * Exact bytes a KV cache of this shape and `dtype` (`TRITTER_CACHE_*`)
+ * allocates, without allocating.
+ *
+ * # Safety
+ * `bytes_out` valid for writing.
+ */
+tritter_status_t tritter_kv_cache_memory(size_t layers,
+                                         size_t batch,
+                                         size_t kv_heads,
+                                         size_t max_seq_len,
+                                         size_t head_dim,
+                                         uint32_t dtype,
+                                         size_t *bytes_out);
+
+/**
+ * Allocates an empty KV cache `[layers][batch][kv_heads][max_seq_len][head_dim]`
+ * for keys and for values.
+ *
+ * # Safety
+ * `cache_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_kv_cache_new(size_t layers,
+                                      size_t batch,
+                                      size_t kv_heads,
+                                      size_t max_seq_len,
+                                      size_t head_dim,
+                                      uint32_t dtype,
+                                      struct tritter_kv_cache_t **cache_out);
+
+/**
+ * Releases a KV cache. NULL is a no-op.
+ *
+ * # Safety
+ * `cache` NULL or a live handle not used afterwards.
+ */
+void tritter_kv_cache_free(struct tritter_kv_cache_t *cache);
+
+/**
+ * Appends one position to sequence `seq` in every layer: `k` and `v` hold
+ * `layers · kv_heads · head_dim` floats each, layer-major. O(1); nothing
+ * stored moves. A full sequence is `TRITTER_ERR_INVALID_STATE`.
+ *
+ * # Safety
+ * `cache` NULL or live; `k`, `v` NULL or valid for `len` floats.
+ */
+tritter_status_t tritter_kv_cache_append(struct tritter_kv_cache_t *cache,
+                                         size_t seq,
+                                         const float *k,
+                                         const float *v,
+                                         size_t len);
+
+/**
+ * Reads position `pos` of `(layer, seq)` back as f32 (`kv_heads · head_dim`
+ * floats each into `k_out`, `v_out`).
+ *
+ * # Safety
+ * `cache` NULL or live; outputs NULL or valid for `len` floats.
+ */
+tritter_status_t tritter_kv_cache_read(const struct tritter_kv_cache_t *cache,
+                                       size_t layer,
+                                       size_t seq,
+                                       size_t pos,
+                                       float *k_out,
+                                       float *v_out,
+                                       size_t len);
+
+/**
+ * Positions held by sequence `seq`.
+ *
+ * # Safety
+ * `cache` NULL or live; `len_out` valid for writing.
+ */
+tritter_status_t tritter_kv_cache_len(const struct tritter_kv_cache_t *cache,
+                                      size_t seq,
+                                      size_t *len_out);
+
+/**
+ * Keeps the first `len` positions of `seq` (`len` = 0 empties it).
+ *
+ * # Safety
+ * `cache` NULL or live.
+ */
+tritter_status_t tritter_kv_cache_truncate(struct tritter_kv_cache_t *cache,
+                                           size_t seq,
+                                           size_t len);
 
 /**
  * Opens `path`: a Hugging Face checkpoint directory (`config.json` +

@@ -142,6 +142,100 @@ class TernaryMatrix {
     std::unique_ptr<tritter_ternary_matrix_t, detail::Deleter<tritter_ternary_matrix_t, tritter_ternary_matrix_free>> ptr_;
 };
 
+// ---- inference engine (src/ffi/infer.rs) -------------------------------------------------
+
+/// An owned, shareable BitNet b1.58 model (tritter_model_t): const methods and
+/// sessions may be used from several threads at once.
+class Model {
+  public:
+    /// Loads a Hugging Face BitNet checkpoint directory.
+    static Model load(const std::string &dir, bool lm_head_int8 = false) {
+        tritter_load_options_t o;
+        check(tritter_load_options_default(&o));
+        o.lm_head_int8 = lm_head_int8;
+        tritter_model_t *m = nullptr;
+        check(tritter_model_load(dir.c_str(), &o, &m));
+        return Model(m);
+    }
+    tritter_model_info_t info() const {
+        tritter_model_info_t i;
+        check(tritter_model_info(p_.get(), &i));
+        return i;
+    }
+    /// Default session options (one sequence of max_position_embeddings, f32 cache).
+    tritter_session_options_t session_options() const {
+        tritter_session_options_t o;
+        check(tritter_session_options_default(p_.get(), &o));
+        return o;
+    }
+    /// Bytes of weights, KV cache and activations a session would take (nothing allocated).
+    tritter_memory_report_t memory(const tritter_session_options_t &o) const {
+        tritter_memory_report_t r;
+        check(tritter_session_memory(p_.get(), &o, &r));
+        return r;
+    }
+    /// Prompt + up to max_new_tokens tokens (greedy unless params say otherwise).
+    std::vector<uint32_t> generate(const std::vector<uint32_t> &prompt, std::size_t max_new_tokens,
+                                   const tritter_sampling_params_t *params = nullptr, uint64_t seed = 0,
+                                   const std::vector<uint32_t> &stop = {}) const {
+        std::size_t stride = prompt.size() + max_new_tokens, len = 0, n = prompt.size();
+        std::vector<uint32_t> out(stride ? stride : 1);
+        check(tritter_model_generate(p_.get(), prompt.data(), n, &n, 1, max_new_tokens, params, seed, stop.data(),
+                                     stop.size(), TRITTER_CACHE_F32, out.data(), out.size(), &len));
+        out.resize(len);
+        return out;
+    }
+    const tritter_model_t *get() const noexcept { return p_.get(); }
+
+  private:
+    explicit Model(tritter_model_t *m) : p_(m) {}
+    std::unique_ptr<tritter_model_t, detail::Deleter<tritter_model_t, tritter_model_free>> p_;
+};
+
+/// An owned session (tritter_session_t): a KV cache over a model (which it
+/// keeps alive). One call at a time.
+class Session {
+  public:
+    Session(const Model &model, const tritter_session_options_t &o) : vocab_(model.info().vocab_size) {
+        tritter_session_t *s = nullptr;
+        check(tritter_session_new(model.get(), &o, &s));
+        p_.reset(s);
+    }
+    /// Runs a prompt for sequence `seq`; returns the logits of its last token.
+    std::vector<float> prefill(const std::vector<uint32_t> &tokens, std::size_t seq = 0) {
+        std::vector<float> l(vocab_);
+        check(tritter_session_prefill(p_.get(), seq, tokens.data(), tokens.size(), l.data(), l.size()));
+        return l;
+    }
+    /// One token for sequence `seq`; returns its logits.
+    std::vector<float> decode(uint32_t token, std::size_t seq = 0) {
+        std::vector<float> l(vocab_);
+        check(tritter_session_decode(p_.get(), &seq, &token, 1, l.data(), l.size()));
+        return l;
+    }
+    std::size_t seq_len(std::size_t seq = 0) const {
+        std::size_t n = 0;
+        check(tritter_session_seq_len(p_.get(), seq, &n));
+        return n;
+    }
+    void reset(std::size_t seq = 0) { check(tritter_session_reset(p_.get(), seq)); }
+    void truncate(std::size_t seq, std::size_t len) { check(tritter_session_truncate(p_.get(), seq, len)); }
+    tritter_session_t *get() noexcept { return p_.get(); }
+
+  private:
+    std::size_t vocab_;
+    std::unique_ptr<tritter_session_t, detail::Deleter<tritter_session_t, tritter_session_free>> p_;
+};
+
+/// A token from logits (greedy by default; see tritter_sample).
+inline uint32_t sample(const std::vector<float> &logits, const tritter_sampling_params_t *params = nullptr,
+                       uint64_t seed = 0, uint64_t index = 0) {
+    uint32_t t = 0;
+    check(tritter_sample(logits.data(), logits.size(), params, seed, index, &t));
+    return t;
+}
+
+// ---- end of inference engine -------------------------------------------------------------
 
 /// What a checkpoint says about one tensor.
 struct TensorInfo {

@@ -8,6 +8,7 @@
 //! | [`ternary`] | quantization, packing layouts, ternary matmul, the [`ternary::TernaryMatrix`] |
 //! | [`vsa`] | vector-symbolic-architecture hypervectors and their algebra |
 //! | [`grad`] | gradient compression and gradient prediction |
+//! | [`infer`] | the BitNet b1.58 decoder: KV cache, sampling, sessions, generation |
 //! | [`io`] | safetensors, Hugging Face BitNet checkpoints and GGUF (TQ1_0/TQ2_0): read, write |
 //! | [`precision`] | f32 <-> bf16/f16 conversion, stochastic rounding, loss scaling |
 //! | [`core`] | the seeds' Rust API (`core::{quantization, ternary, vsa, training, device}`), a facade over the modules below |
@@ -34,6 +35,7 @@ pub mod cuda;
 pub mod error;
 pub mod ffi;
 pub mod grad;
+pub mod infer;
 pub mod io;
 pub mod parallel;
 pub mod precision;

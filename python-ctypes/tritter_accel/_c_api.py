@@ -27,6 +27,12 @@ TRITTER_GRAD_TOPK = 3
 TRITTER_GRAD_PROJECTION = 4
 TRITTER_GRAD_QTOPK = 5
 TRITTER_GRAD_PAYLOAD_OVERHEAD = 44
+TRITTER_CACHE_F32 = 0
+TRITTER_CACHE_F16 = 1
+TRITTER_CACHE_BF16 = 2
+TRITTER_LOGITS_NONE = 0
+TRITTER_LOGITS_LAST = 1
+TRITTER_LOGITS_ALL = 2
 TRITTER_MAX_DIMS = 16
 TRITTER_DTYPE_BOOL = 0
 TRITTER_DTYPE_U8 = 1
@@ -129,6 +135,54 @@ class tritter_grad_payload_info_t(ctypes.Structure):
         ('param_a', ctypes.c_size_t),
         ('param_b', ctypes.c_size_t),
         ('wire_bytes', ctypes.c_size_t),
+    ]
+
+
+class tritter_load_options_t(ctypes.Structure):
+    _fields_ = [
+        ('lm_head_int8', ctypes.c_bool),
+    ]
+
+
+class tritter_model_info_t(ctypes.Structure):
+    _fields_ = [
+        ('vocab_size', ctypes.c_size_t),
+        ('hidden_size', ctypes.c_size_t),
+        ('intermediate_size', ctypes.c_size_t),
+        ('num_layers', ctypes.c_size_t),
+        ('num_heads', ctypes.c_size_t),
+        ('num_kv_heads', ctypes.c_size_t),
+        ('head_dim', ctypes.c_size_t),
+        ('max_position_embeddings', ctypes.c_size_t),
+        ('tie_word_embeddings', ctypes.c_bool),
+        ('eos_token_id', ctypes.c_uint32),
+        ('bos_token_id', ctypes.c_uint32),
+        ('weight_bytes', ctypes.c_size_t),
+    ]
+
+
+class tritter_session_options_t(ctypes.Structure):
+    _fields_ = [
+        ('max_batch', ctypes.c_size_t),
+        ('max_seq_len', ctypes.c_size_t),
+        ('cache_dtype', ctypes.c_uint32),
+        ('max_step_tokens', ctypes.c_size_t),
+    ]
+
+
+class tritter_memory_report_t(ctypes.Structure):
+    _fields_ = [
+        ('weights', ctypes.c_size_t),
+        ('kv_cache', ctypes.c_size_t),
+        ('activations', ctypes.c_size_t),
+    ]
+
+
+class tritter_sampling_params_t(ctypes.Structure):
+    _fields_ = [
+        ('temperature', ctypes.c_float),
+        ('top_k', ctypes.c_size_t),
+        ('top_p', ctypes.c_float),
     ]
 
 
@@ -299,6 +353,30 @@ FUNCTIONS = {
     'tritter_ternary_accumulator_read': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_bool]),
     'tritter_ternary_accumulator_info': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_ternary_accumulator_reset': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_load_options_default': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_model_load': (ctypes.c_uint32, [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_model_free': (None, [ctypes.c_void_p]),
+    'tritter_model_info': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_session_options_default': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_session_memory': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_session_new': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_session_free': (None, [ctypes.c_void_p]),
+    'tritter_session_forward': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_session_prefill': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_session_decode': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_session_seq_len': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_session_reset': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_session_truncate': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]),
+    'tritter_sampling_params_default': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_sample': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p]),
+    'tritter_model_generate': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_kv_cache_memory': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p]),
+    'tritter_kv_cache_new': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p]),
+    'tritter_kv_cache_free': (None, [ctypes.c_void_p]),
+    'tritter_kv_cache_append': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_kv_cache_read': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_kv_cache_len': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_kv_cache_truncate': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]),
     'tritter_checkpoint_open': (ctypes.c_uint32, [ctypes.c_char_p, ctypes.c_void_p]),
     'tritter_checkpoint_free': (None, [ctypes.c_void_p]),
     'tritter_checkpoint_kind': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),

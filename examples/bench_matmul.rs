@@ -12,7 +12,8 @@
 use std::time::Instant;
 
 use ndarray::Array2;
-use tritter_accel::ternary::matmul::{gemm_with_level, ComputeFormat, Level};
+use tritter_accel::cpu::CpuLevel;
+use tritter_accel::ternary::matmul::{gemm_with_level, ComputeFormat};
 use tritter_accel::ternary::{ActivationMode, Granularity, TernaryMatrix};
 
 const COLD_BYTES: usize = 64 << 20;
@@ -111,7 +112,7 @@ fn main() {
     } else {
         vec![1, 64]
     };
-    let level = Level::best();
+    let level = tritter_accel::cpu::active();
     eprintln!("level {level:?}; shapes {shapes:?}; batches {batches:?}");
 
     for &(rows, cols) in &shapes {
@@ -216,7 +217,7 @@ fn main() {
                                 None,
                                 ActivationMode::Int8,
                                 y.view_mut(),
-                                Level::Scalar,
+                                CpuLevel::Scalar,
                             )
                             .unwrap()
                         },

@@ -17,3 +17,4 @@ from .vsa import *  # noqa: F401,F403,E402
 from .grad import *  # noqa: F401,F403,E402
 from .predict import *  # noqa: F401,F403,E402
 from .precision import *  # noqa: F401,F403,E402
+from .cpu import *  # noqa: F401,F403,E402

@@ -1,5 +1,5 @@
 //! The fast matmul driver: prepares activations, splits the work over row
-//! tiles (rayon, the crate pool) and batch blocks, and calls one [`Level`]'s
+//! tiles (rayon, the crate pool) and batch blocks, and calls one [`CpuLevel`]'s
 //! kernels. Every output element is computed by one task in a fixed order,
 //! so results do not depend on the thread count.
 
@@ -7,7 +7,8 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
 use super::layout::{Aligned, ComputeFormat, ComputeLayout, BLOCK_BYTES, TILE_ROWS};
-use super::{reference, ActivationMode, Level};
+use super::{reference, ActivationMode};
+use crate::cpu::CpuLevel;
 use crate::ternary::quant;
 use crate::ternary::TernaryMatrix;
 
@@ -104,11 +105,11 @@ unsafe fn decode_scalar<const BASE3: bool>(w: *const u8, nkb: usize, out: *mut u
     }
 }
 
-fn kernels(level: Level) -> Option<Kernels> {
+fn kernels(level: CpuLevel) -> Option<Kernels> {
     match level {
-        Level::Scalar => None,
+        CpuLevel::Scalar => None,
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => {
+        CpuLevel::Avx2 => {
             use super::x86::*;
             Some(Kernels {
                 gemv_i8_2bit: Some(i8_gemv_2bit_avx2),
@@ -127,7 +128,7 @@ fn kernels(level: Level) -> Option<Kernels> {
             })
         }
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => {
+        CpuLevel::Avx512 => {
             use super::x86::*;
             Some(Kernels {
                 gemv_i8_2bit: Some(i8_gemv_2bit_avx512),
@@ -146,7 +147,7 @@ fn kernels(level: Level) -> Option<Kernels> {
             })
         }
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512Vnni => {
+        CpuLevel::Avx512Vnni => {
             use super::x86::*;
             Some(Kernels {
                 gemv_i8_2bit: Some(i8_gemv_2bit_vnni),
@@ -165,7 +166,7 @@ fn kernels(level: Level) -> Option<Kernels> {
             })
         }
         #[cfg(target_arch = "aarch64")]
-        Level::Neon => Some(Kernels {
+        CpuLevel::Neon => Some(Kernels {
             gemv_i8_2bit: None,
             gemv_i8_base3: None,
             gemv_i8_2bit_tiles: None,
@@ -263,7 +264,7 @@ fn build_lut_2bit(src: &[f32], dst: &mut [f32]) {
 /// `max_chunk` (clamped to `1..=MAX_CHUNK_BLOCKS`) bounds the K blocks of one
 /// kernel call; tests lower it to exercise the chunk-combining path.
 pub(crate) fn gemm(
-    level: Level,
+    level: CpuLevel,
     m: &TernaryMatrix,
     x: ArrayView2<f32>,
     bias: Option<ArrayView1<f32>>,

@@ -5,9 +5,10 @@
 //!   row tiles, padded K) built once per matrix.
 //! * `x86` (AVX2, AVX-512BW, AVX-512 VNNI) and `neon` kernels, driven by
 //!   `fast` (rayon over row tiles, cache blocks over the batch).
-//! * [`gemm`]: the dispatcher the [`TernaryMatrix`] uses;
-//!   it picks the best [`Level`] the CPU has at run time (`TRITTER_CPU_LEVEL`
-//!   = `scalar`/`avx2`/`avx512`/`avx512vnni` forces a supported one).
+//! * [`gemm`]: the dispatcher the [`TernaryMatrix`] uses; it runs the
+//!   kernels of the crate's active [`CpuLevel`] ([`crate::cpu::active`]:
+//!   the best level the CPU has, or the lower one `TRITTER_CPU_LEVEL` =
+//!   `scalar`/`avx2`/`avx512`/`avx512vnni` names).
 //!
 //! The SIMD kernels cover every shape, both activation modes and every scale
 //! granularity. Per-group scales whose group length is not a multiple of the
@@ -58,6 +59,7 @@ pub use layout::ComputeFormat;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use super::TernaryMatrix;
+use crate::cpu::CpuLevel;
 use crate::{Error, Result};
 
 /// How activations enter the product.
@@ -122,85 +124,8 @@ pub fn check_shapes(
     Ok(())
 }
 
-/// A CPU instruction-set level with its own kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Level {
-    /// The scalar reference kernel (always available).
-    Scalar,
-    /// AVX2 (`maddubs` for int8).
-    Avx2,
-    /// AVX-512 F + BW (`maddubs` for int8, mask registers for f32).
-    Avx512,
-    /// AVX-512 F + BW + VNNI (`vpdpbusd` for int8).
-    Avx512Vnni,
-    /// aarch64 NEON.
-    Neon,
-}
-
-impl Level {
-    /// Every level, slowest first.
-    pub const ALL: [Level; 5] = [
-        Level::Scalar,
-        Level::Avx2,
-        Level::Avx512,
-        Level::Avx512Vnni,
-        Level::Neon,
-    ];
-
-    /// Whether this CPU can run the level.
-    pub fn is_supported(self) -> bool {
-        match self {
-            Level::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => is_x86_feature_detected!("avx2"),
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => {
-                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512Vnni => {
-                Level::Avx512.is_supported() && is_x86_feature_detected!("avx512vnni")
-            }
-            #[cfg(target_arch = "aarch64")]
-            Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-
-    /// The level's name (`scalar`, `avx2`, `avx512`, `avx512vnni`, `neon`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Scalar => "scalar",
-            Level::Avx2 => "avx2",
-            Level::Avx512 => "avx512",
-            Level::Avx512Vnni => "avx512vnni",
-            Level::Neon => "neon",
-        }
-    }
-
-    /// The best supported level, or the one named by `TRITTER_CPU_LEVEL` if
-    /// set and supported (read once).
-    pub fn best() -> Level {
-        static BEST: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| {
-            let forced = std::env::var("TRITTER_CPU_LEVEL").ok().and_then(|v| {
-                Level::ALL
-                    .into_iter()
-                    .find(|l| l.name() == v.trim() && l.is_supported())
-            });
-            forced.unwrap_or_else(|| {
-                Level::ALL
-                    .into_iter()
-                    .rev()
-                    .find(|l| l.is_supported())
-                    .unwrap_or(Level::Scalar)
-            })
-        })
-    }
-}
-
-/// `y = x · Wᵀ (+ bias)` with the fastest kernel available ([`Level::best`]).
+/// `y = x · Wᵀ (+ bias)` with the kernels of the crate's active CPU level
+/// ([`crate::cpu::active`]; `TRITTER_CPU_LEVEL` caps it).
 pub fn gemm(
     m: &TernaryMatrix,
     x: ArrayView2<f32>,
@@ -208,10 +133,12 @@ pub fn gemm(
     mode: ActivationMode,
     y: ArrayViewMut2<f32>,
 ) -> Result<()> {
-    gemm_with_level(m, x, bias, mode, y, Level::best())
+    gemm_with_level(m, x, bias, mode, y, crate::cpu::active())
 }
 
 /// As [`gemm`] with the kernels of a given `level` (for tests and benches).
+/// A level without matmul kernels of its own (none today) would run the
+/// best kernels below it.
 ///
 /// Errors: shape mismatches, non-finite `x`, and [`Error::InvalidArgument`]
 /// (naming `level`) if this CPU lacks the level.
@@ -221,7 +148,7 @@ pub fn gemm_with_level(
     bias: Option<ArrayView1<f32>>,
     mode: ActivationMode,
     y: ArrayViewMut2<f32>,
-    level: Level,
+    level: CpuLevel,
 ) -> Result<()> {
     check_shapes(m, &x, bias.as_ref(), &y)?;
     crate::check_finite_view(&x, "x")?;

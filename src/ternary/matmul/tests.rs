@@ -5,17 +5,31 @@
 use ndarray::{Array1, Array2};
 
 use super::layout::ComputeFormat;
-use super::{fast, gemm_with_level, reference, ActivationMode, Level};
+use super::{fast, gemm_with_level, reference, ActivationMode};
+use crate::cpu::CpuLevel;
 use crate::ternary::{Granularity, TernaryMatrix};
 
 const BOUNDARY: [usize; 14] = [0, 1, 3, 4, 5, 31, 32, 33, 127, 128, 129, 255, 256, 257];
 const FORMATS: [ComputeFormat; 2] = [ComputeFormat::TwoBit, ComputeFormat::Base3];
 
-fn levels() -> Vec<Level> {
-    Level::ALL
-        .into_iter()
-        .filter(|l| l.is_supported())
-        .collect()
+/// Every level this CPU supports (each test runs all of them); prints, once
+/// per test binary, which levels ran and which this CPU cannot run.
+fn levels() -> Vec<CpuLevel> {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let names = |v: Vec<CpuLevel>| v.iter().map(|l| l.name()).collect::<Vec<_>>().join(" ");
+        let skipped = names(crate::cpu::unsupported_levels());
+        eprintln!(
+            "matmul kernels tested at levels: {} | skipped (not on this CPU): {}",
+            names(crate::cpu::supported_levels()),
+            if skipped.is_empty() {
+                "none".into()
+            } else {
+                skipped
+            }
+        );
+    });
+    crate::cpu::supported_levels()
 }
 
 fn trits(rows: usize, cols: usize, seed: u64) -> Array2<i8> {
@@ -86,9 +100,9 @@ fn check(m: &TernaryMatrix, x: &Array2<f32>, bias: &Array1<f32>, what: &str) {
 #[test]
 fn levels_include_the_best_and_scalar() {
     let l = levels();
-    assert!(l.contains(&Level::Scalar));
-    assert!(l.contains(&Level::best()));
-    eprintln!("levels on this CPU: {l:?}");
+    assert!(l.contains(&CpuLevel::Scalar));
+    assert!(l.contains(&crate::cpu::active()));
+    println!("{}", crate::cpu::describe());
 }
 
 #[test]
@@ -319,13 +333,13 @@ fn raw_int8_kernels_exact_on_extremes() {
                 // SAFETY: features checked per level below; sizes as documented.
                 unsafe {
                     let mut gemv: Vec<(&str, fast::GemvI8Ptr)> = Vec::new();
-                    if Level::Avx2.is_supported() && fmt == ComputeFormat::TwoBit {
+                    if CpuLevel::Avx2.is_supported() && fmt == ComputeFormat::TwoBit {
                         gemv.push(("avx2", x86::i8_gemv_2bit_avx2));
                     }
-                    if Level::Avx512.is_supported() && fmt == ComputeFormat::TwoBit {
+                    if CpuLevel::Avx512.is_supported() && fmt == ComputeFormat::TwoBit {
                         gemv.push(("avx512", x86::i8_gemv_2bit_avx512));
                     }
-                    if Level::Avx512Vnni.is_supported() {
+                    if CpuLevel::Avx512Vnni.is_supported() {
                         gemv.push(match fmt {
                             ComputeFormat::TwoBit => ("vnni", x86::i8_gemv_2bit_vnni),
                             ComputeFormat::Base3 => ("vnni3", x86::i8_gemv_base3_vnni),
@@ -336,7 +350,7 @@ fn raw_int8_kernels_exact_on_extremes() {
                     }
                     let mut dec = vec![0u8; TILE_ROWS * kp];
                     let mut gemm: Vec<(&str, fast::GemmI8Ptr)> = Vec::new();
-                    if Level::Avx2.is_supported() {
+                    if CpuLevel::Avx2.is_supported() {
                         let d: fast::DecodePtr = match fmt {
                             ComputeFormat::TwoBit => x86::decode_2bit_avx2,
                             ComputeFormat::Base3 => x86::decode_base3_avx2,
@@ -345,7 +359,7 @@ fn raw_int8_kernels_exact_on_extremes() {
                         assert!(dec.iter().all(|&c| c as i8 == tv + 1), "avx2 decode");
                         gemm.push(("avx2", x86::i8_gemm_avx2));
                     }
-                    if Level::Avx512.is_supported() {
+                    if CpuLevel::Avx512.is_supported() {
                         dec.fill(9);
                         let d: fast::DecodePtr = match fmt {
                             ComputeFormat::TwoBit => x86::decode_2bit_avx512,
@@ -355,7 +369,7 @@ fn raw_int8_kernels_exact_on_extremes() {
                         assert!(dec.iter().all(|&c| c as i8 == tv + 1), "avx512 decode");
                         gemm.push(("avx512", x86::i8_gemm_avx512));
                     }
-                    if Level::Avx512Vnni.is_supported() {
+                    if CpuLevel::Avx512Vnni.is_supported() {
                         gemm.push(("vnni", x86::i8_gemm_vnni));
                     }
                     for (name, f) in gemm {

@@ -4,7 +4,8 @@
 //! * [`layout`]: the compute layout (2-bit bit planes or base-3 fixed point,
 //!   row tiles, padded K) built once per matrix.
 //! * `x86` (AVX2, AVX-512BW, AVX-512 VNNI) and `neon` kernels, driven by
-//!   `fast` (rayon over row tiles, cache blocks over the batch).
+//!   the `driver` (plan, strategy, prepared activations, execution,
+//!   epilogue; rayon or the low-latency fork-join over row tiles).
 //! * [`gemm`]: the dispatcher the [`TernaryMatrix`] uses; it runs the
 //!   kernels of the crate's active [`CpuLevel`] ([`crate::cpu::active`]:
 //!   the best level the CPU has, or the lower one `TRITTER_CPU_LEVEL` =
@@ -44,10 +45,18 @@
 //!   the inner sums exact in i32 and the group sum in f32 in group order,
 //!   so every kernel is bit-identical to the reference.
 
-mod fast;
+mod acts;
+mod decoded;
+mod direct;
+mod driver;
+mod epilogue;
+mod gemv;
+mod kernels;
 pub mod layout;
+mod lut;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+mod plan;
 pub mod reference;
 #[cfg(test)]
 mod tests;
@@ -158,7 +167,7 @@ pub fn gemm_with_level(
             format!("this CPU does not support {}", level.name()),
         ));
     }
-    fast::gemm(level, m, x, bias, mode, y, fast::MAX_CHUNK_BLOCKS);
+    driver::gemm(level, m, x, bias, mode, y, driver::MAX_CHUNK_BLOCKS);
     Ok(())
 }
 
@@ -169,5 +178,5 @@ pub fn gemm_with_level(
 /// the same matrices, instead of assuming a bandwidth.
 #[doc(hidden)]
 pub fn read_floor_probe(m: &TernaryMatrix) -> u64 {
-    fast::read_floor_probe(m)
+    driver::read_floor_probe(m)
 }

@@ -5,7 +5,7 @@
 use ndarray::{Array1, Array2};
 
 use super::layout::ComputeFormat;
-use super::{fast, gemm_with_level, reference, ActivationMode};
+use super::{driver, gemm_with_level, kernels, reference, ActivationMode};
 use crate::cpu::CpuLevel;
 use crate::ternary::{Granularity, TernaryMatrix};
 
@@ -274,7 +274,7 @@ fn chunked_k_ranges_stay_bit_identical() {
                 for level in levels() {
                     for chunk in [1usize, 2, 3] {
                         let mut got = Array2::zeros((batch, 9));
-                        fast::gemm(
+                        driver::gemm(
                             level,
                             &m,
                             x.view(),
@@ -317,7 +317,7 @@ fn compute_format_does_not_change_equality_or_results() {
 fn raw_int8_kernels_exact_on_extremes() {
     use super::layout::{ComputeLayout, TILE_ROWS};
     use super::x86;
-    let nkb = fast::MAX_CHUNK_BLOCKS;
+    let nkb = driver::MAX_CHUNK_BLOCKS;
     for fmt in FORMATS {
         let bk = fmt.block_k();
         let kp = nkb * bk;
@@ -332,7 +332,7 @@ fn raw_int8_kernels_exact_on_extremes() {
                 let tile = lay.tile(0).as_ptr();
                 // SAFETY: features checked per level below; sizes as documented.
                 unsafe {
-                    let mut gemv: Vec<(&str, fast::GemvI8Ptr)> = Vec::new();
+                    let mut gemv: Vec<(&str, kernels::GemvI8)> = Vec::new();
                     if CpuLevel::Avx2.is_supported() && fmt == ComputeFormat::TwoBit {
                         gemv.push(("avx2", x86::i8_gemv_2bit_avx2));
                     }
@@ -349,9 +349,9 @@ fn raw_int8_kernels_exact_on_extremes() {
                         assert_eq!(f(tile, q.as_ptr(), nkb), [want; 4], "{name} w{wi} q{qv}");
                     }
                     let mut dec = vec![0u8; TILE_ROWS * kp];
-                    let mut gemm: Vec<(&str, fast::GemmI8Ptr)> = Vec::new();
+                    let mut gemm: Vec<(&str, kernels::GemmI8)> = Vec::new();
                     if CpuLevel::Avx2.is_supported() {
-                        let d: fast::DecodePtr = match fmt {
+                        let d: kernels::Decode = match fmt {
                             ComputeFormat::TwoBit => x86::decode_2bit_avx2,
                             ComputeFormat::Base3 => x86::decode_base3_avx2,
                         };
@@ -361,7 +361,7 @@ fn raw_int8_kernels_exact_on_extremes() {
                     }
                     if CpuLevel::Avx512.is_supported() {
                         dec.fill(9);
-                        let d: fast::DecodePtr = match fmt {
+                        let d: kernels::Decode = match fmt {
                             ComputeFormat::TwoBit => x86::decode_2bit_avx512,
                             ComputeFormat::Base3 => x86::decode_base3_avx512,
                         };

@@ -12,7 +12,7 @@
 //!
 //! # Safety
 //! Every function requires the CPU features it is compiled for, and pointers
-//! valid for the lengths documented on it (the driver in `fast.rs` guarantees
+//! valid for the lengths documented on it (the strategies the `driver` runs guarantee
 //! both).
 
 #![allow(clippy::missing_safety_doc)]
@@ -549,7 +549,7 @@ pub unsafe fn i8_gemm_avx2(
 /// Direct f32 kernels: `Σ_k t[r,k] · x[b,k]` for the 4 rows of a packed tile
 /// and `nb` (1 or 2) batch rows, adds and subtracts only, over `nkb` K blocks.
 ///
-/// The activations are permuted per K block (see `fast::permute_f32`):
+/// The activations are permuted per K block (see `acts::permute_f32`):
 /// position `(4 i + m) · 16 + L` holds `x[64 i + 4 L + m]`, so that dword lane
 /// `L` of a row's 64 block bytes holds, at bit offset `8 m`, the code (2-bit:
 /// bits `8 m + 2 i ..`, plane `i`; base-3: digit `i` decoded to a byte) of the
@@ -896,7 +896,7 @@ unsafe fn transpose16(r: &[__m512i; 16]) -> [__m512i; 16] {
 /// of codes `(c[64·2h + 4j + m], c[64·(2h+1) + 4j + m])`, and `vpermps`
 /// picks `t₁·x₁ + t₂·x₂` from the pair's 16-entry table
 /// (`lut + ((kb · 16 + j) · 8 + n) · 16`, entry `c₁ + 4 c₂`; see
-/// `fast::build_lut_2bit`). Four running sums a lane (by `n mod 4`), added
+/// `acts::build_lut_2bit`). Four running sums a lane (by `n mod 4`), added
 /// in a fixed order at the end.
 #[target_feature(enable = "avx512f,avx512bw")]
 pub unsafe fn f32_lut_2bit_avx512(

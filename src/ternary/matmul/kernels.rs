@@ -97,16 +97,16 @@ pub(crate) fn kernels(level: CpuLevel) -> Option<Kernels> {
         CpuLevel::Avx2 => {
             use super::x86::*;
             Some(Kernels {
-                gemv_tiles_2bit: Some(i8_gemv_2bit_avx2_tiles),
+                gemv_tiles_2bit: None,
                 gemv_tiles_base3: None,
-                gemv_n_2bit: None,
-                gemv_n_base3: None,
+                gemv_n_2bit: Some(super::avx2::i8_gemv_n_2bit),
+                gemv_n_base3: Some(super::avx2::i8_gemv_n_base3),
                 gemv_f32_2bit: Some(f32_gemv_2bit_avx2),
                 gemv_f32_base3: Some(f32_gemv_base3_avx2),
                 lut_f32_2bit: None,
                 decode_2bit: decode_2bit_avx2,
                 decode_base3: decode_base3_avx2,
-                gemm_i8: i8_gemm_avx2,
+                gemm_i8: super::avx2::i8_gemm,
                 bytes_f32: f32_bytes_avx2,
                 abs_max: abs_max_scalar,
                 quantize: quant::quantize_act_row,

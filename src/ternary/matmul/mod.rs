@@ -46,6 +46,8 @@
 //!   so every kernel is bit-identical to the reference.
 
 mod acts;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod decoded;
 mod direct;
 mod driver;

@@ -316,7 +316,7 @@ fn compute_format_does_not_change_equality_or_results() {
 #[test]
 fn raw_int8_kernels_exact_on_extremes() {
     use super::layout::{ComputeLayout, TILE_ROWS};
-    use super::x86;
+    use super::{avx2, x86};
     let nkb = driver::MAX_CHUNK_BLOCKS;
     for fmt in FORMATS {
         let bk = fmt.block_k();
@@ -332,10 +332,25 @@ fn raw_int8_kernels_exact_on_extremes() {
                 let tile = lay.tile(0).as_ptr();
                 // SAFETY: features checked per level below; sizes as documented.
                 unsafe {
-                    let mut gemv: Vec<(&str, kernels::GemvI8)> = Vec::new();
-                    if CpuLevel::Avx2.is_supported() && fmt == ComputeFormat::TwoBit {
-                        gemv.push(("avx2", x86::i8_gemv_2bit_avx2));
+                    if CpuLevel::Avx2.is_supported() {
+                        // 1..=3 activation rows: q, then the other extreme, then q
+                        let q2 = vec![if qv == 127 { -128i8 } else { 127 }; kp];
+                        let want2 = ((*tv as i64 + 1) * q2[0] as i64 * kp as i64) as i32;
+                        let f = match fmt {
+                            ComputeFormat::TwoBit => avx2::i8_gemv_n_2bit,
+                            ComputeFormat::Base3 => avx2::i8_gemv_n_base3,
+                        };
+                        for na in 1..=3 {
+                            let mut out = vec![0i32; TILE_ROWS * na];
+                            let qs = [q.as_ptr(), q2.as_ptr(), q.as_ptr()];
+                            f(tile, lay.tile_bytes(), &qs, na, nkb, 1, out.as_mut_ptr());
+                            for (i, &v) in out.iter().enumerate() {
+                                let w = if i % na == 1 { want2 } else { want };
+                                assert_eq!(v, w, "avx2 gemv_n {fmt:?} na{na} w{wi} q{qv}");
+                            }
+                        }
                     }
+                    let mut gemv: Vec<(&str, kernels::GemvI8)> = Vec::new();
                     if CpuLevel::Avx512.is_supported() && fmt == ComputeFormat::TwoBit {
                         gemv.push(("avx512", x86::i8_gemv_2bit_avx512));
                     }
@@ -357,7 +372,7 @@ fn raw_int8_kernels_exact_on_extremes() {
                         };
                         d(tile, nkb, dec.as_mut_ptr(), kp);
                         assert!(dec.iter().all(|&c| c as i8 == tv + 1), "avx2 decode");
-                        gemm.push(("avx2", x86::i8_gemm_avx2));
+                        gemm.push(("avx2", avx2::i8_gemm));
                     }
                     if CpuLevel::Avx512.is_supported() {
                         dec.fill(9);

@@ -28,17 +28,44 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Runs `f(i)` (i = call index) until about `budget_s` seconds or `max`
 /// calls, at least `min`, after `warm` warm-up calls; returns the median µs.
+/// Microseconds of process CPU time (all threads).
+fn cpu_us() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+}
+
+/// Whether `TRITTER_BENCH_CLOCK=cpu`: time calls by process CPU time
+/// instead of wall time. On a loaded machine a call longer than a scheduler
+/// slice is preempted, inflating its wall time; its CPU time is not. With
+/// more than one thread it is the sum over the threads (spinning included),
+/// so use it for one-thread comparisons.
+fn cpu_clock() -> bool {
+    std::env::var("TRITTER_BENCH_CLOCK").is_ok_and(|v| v == "cpu")
+}
+
 fn time(mut f: impl FnMut(usize), warm: usize, min: usize, max: usize, budget_s: f64) -> f64 {
     for i in 0..warm {
         f(i);
     }
+    let cpu = cpu_clock();
     let start = Instant::now();
     let mut t = Vec::new();
     let mut i = warm;
     while t.len() < min || (t.len() < max && start.elapsed().as_secs_f64() < budget_s) {
-        let t0 = Instant::now();
-        f(i);
-        t.push(t0.elapsed().as_secs_f64() * 1e6);
+        if cpu {
+            let c0 = cpu_us();
+            f(i);
+            t.push(cpu_us() - c0);
+        } else {
+            let t0 = Instant::now();
+            f(i);
+            t.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
         i += 1;
     }
     median(t)

@@ -43,6 +43,16 @@ unsafe fn ldq(p: *const i8) -> __m256i {
     _mm256_loadu_si256(p as *const __m256i)
 }
 
+/// `v`, hidden from the optimizer (no instruction is emitted): keeps LLVM
+/// from folding the digit recurrence `s·3, s·9, ...` of the base-3 kernels
+/// into byte multiplies, which x86 lacks (5 ops each instead of 2 adds).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn opaque(mut v: __m256i) -> __m256i {
+    std::arch::asm!("/* {0} */", inout(ymm_reg) v, options(pure, nomem, nostack, preserves_flags));
+    v
+}
+
 /// Sums of the lanes of `N` vectors.
 #[inline(always)]
 unsafe fn hsums<const N: usize>(v: &[__m256i; N]) -> [i32; N] {
@@ -125,13 +135,62 @@ unsafe fn rows_2bit<const R: usize, const NA: usize>(
     }
 }
 
-/// One 2-bit tile: all 4 rows at once for one activation row, two rows at
-/// a time for 2 or 3 (16 ymm registers).
+/// `Σ c·q` of the 4 rows of one 2-bit tile against one activation row; the
+/// four activation vectors of a half block are loaded once into registers
+/// and used by all 4 rows (2 loads a row vector instead of 5: about 10%
+/// faster than [`rows_2bit`] on Zen 3).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn tile_2bit_1(w: *const u8, q: *const i8, nkb: usize, out: *mut i32) {
+    let m3 = _mm256_set1_epi8(3);
+    let ones = _mm256_set1_epi16(1);
+    let z = _mm256_setzero_si256();
+    let mut acc = [z; 4];
+    let mut k0 = 0;
+    while k0 < nkb {
+        let k1 = (k0 + FLUSH_2BIT).min(nkb);
+        let mut a16 = [z; 4];
+        for kb in k0..k1 {
+            for h in 0..2 {
+                let qb = q.add(kb * 256 + 32 * h);
+                let a = [ldq(qb), ldq(qb.add(64)), ldq(qb.add(128)), ldq(qb.add(192))];
+                let wb = w.add(kb * TB + 32 * h);
+                for (r, a16r) in a16.iter_mut().enumerate() {
+                    let v = ld(wb.add(r * BLOCK_BYTES));
+                    let c0 = _mm256_and_si256(v, m3);
+                    let c1 = _mm256_and_si256(_mm256_srli_epi16::<2>(v), m3);
+                    let c2 = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m3);
+                    let c3 = _mm256_and_si256(_mm256_srli_epi16::<6>(v), m3);
+                    let p = _mm256_add_epi16(
+                        _mm256_add_epi16(
+                            _mm256_maddubs_epi16(c0, a[0]),
+                            _mm256_maddubs_epi16(c1, a[1]),
+                        ),
+                        _mm256_add_epi16(
+                            _mm256_maddubs_epi16(c2, a[2]),
+                            _mm256_maddubs_epi16(c3, a[3]),
+                        ),
+                    );
+                    *a16r = _mm256_add_epi16(*a16r, p);
+                }
+            }
+        }
+        for (x, y) in acc.iter_mut().zip(a16.iter()) {
+            *x = _mm256_add_epi32(*x, _mm256_madd_epi16(*y, ones));
+        }
+        k0 = k1;
+    }
+    let s = hsums(&acc);
+    std::ptr::copy_nonoverlapping(s.as_ptr(), out, 4);
+}
+
+/// One 2-bit tile: [`tile_2bit_1`] for one activation row, two rows at a
+/// time for 2 or 3 (16 ymm registers).
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn tile_2bit<const NA: usize>(w: *const u8, q: &[*const i8; 3], nkb: usize, out: *mut i32) {
     if NA == 1 {
-        rows_2bit::<4, NA>(w, q, nkb, 0, out);
+        tile_2bit_1(w, q[0], nkb, out);
     } else {
         rows_2bit::<2, NA>(w, q, nkb, 0, out);
         rows_2bit::<2, NA>(w, q, nkb, 2, out);
@@ -204,7 +263,7 @@ unsafe fn rows_base3<const R: usize, const NA: usize>(
                             *acc16 = _mm256_add_epi16(*acc16, _mm256_maddubs_epi16(c, ldq(qb)));
                         }
                         if d < 4 {
-                            s = _mm256_add_epi8(_mm256_add_epi8(s, s), s);
+                            s = opaque(_mm256_add_epi8(_mm256_add_epi8(s, s), s));
                         }
                     }
                 }
@@ -225,11 +284,61 @@ unsafe fn rows_base3<const R: usize, const NA: usize>(
     }
 }
 
+/// `Σ c·q` of the 4 rows of one base-3 tile against one activation row,
+/// the five activation vectors of a half block in registers (see
+/// [`tile_2bit_1`]).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn tile_base3_1(w: *const u8, q: *const i8, nkb: usize, out: *mut i32) {
+    let lo = _mm256_set1_epi8(-43);
+    let hi = _mm256_set1_epi8(42);
+    let flip = _mm256_set1_epi8(-128);
+    let ones = _mm256_set1_epi16(1);
+    let z = _mm256_setzero_si256();
+    let mut acc = [z; 4];
+    let mut k0 = 0;
+    while k0 < nkb {
+        let k1 = (k0 + FLUSH_BASE3).min(nkb);
+        let mut a16 = [z; 4];
+        for kb in k0..k1 {
+            for h in 0..2 {
+                let qb = q.add(kb * 320 + 32 * h);
+                let a = [
+                    ldq(qb),
+                    ldq(qb.add(64)),
+                    ldq(qb.add(128)),
+                    ldq(qb.add(192)),
+                    ldq(qb.add(256)),
+                ];
+                let wb = w.add(kb * TB + 32 * h);
+                for (r, a16r) in a16.iter_mut().enumerate() {
+                    let mut s = _mm256_xor_si256(ld(wb.add(r * BLOCK_BYTES)), flip);
+                    let mut p = z;
+                    for (d, ad) in a.iter().enumerate() {
+                        let m = _mm256_add_epi8(_mm256_cmpgt_epi8(s, lo), _mm256_cmpgt_epi8(s, hi));
+                        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(_mm256_abs_epi8(m), *ad));
+                        if d < 4 {
+                            s = opaque(_mm256_add_epi8(_mm256_add_epi8(s, s), s));
+                        }
+                    }
+                    *a16r = _mm256_add_epi16(*a16r, p);
+                }
+            }
+        }
+        for (x, y) in acc.iter_mut().zip(a16.iter()) {
+            *x = _mm256_add_epi32(*x, _mm256_madd_epi16(*y, ones));
+        }
+        k0 = k1;
+    }
+    let s = hsums(&acc);
+    std::ptr::copy_nonoverlapping(s.as_ptr(), out, 4);
+}
+
 #[target_feature(enable = "avx2")]
 #[inline]
 unsafe fn tile_base3<const NA: usize>(w: *const u8, q: &[*const i8; 3], nkb: usize, out: *mut i32) {
     if NA == 1 {
-        rows_base3::<4, NA>(w, q, nkb, 0, out);
+        tile_base3_1(w, q[0], nkb, out);
     } else {
         rows_base3::<2, NA>(w, q, nkb, 0, out);
         rows_base3::<2, NA>(w, q, nkb, 2, out);
@@ -335,4 +444,59 @@ pub unsafe fn i8_gemm(
         }
     }
     out
+}
+
+// ---------------------------------------------------------------- activation quantization
+
+/// `max |x|` (exact: max does not depend on order).
+#[target_feature(enable = "avx2")]
+pub unsafe fn abs_max(x: &[f32]) -> f32 {
+    let mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let mut m = [_mm256_setzero_ps(); 4];
+    let mut ch = x.chunks_exact(32);
+    for c in &mut ch {
+        for (j, mj) in m.iter_mut().enumerate() {
+            *mj = _mm256_max_ps(
+                *mj,
+                _mm256_and_ps(_mm256_loadu_ps(c.as_ptr().add(8 * j)), mask),
+            );
+        }
+    }
+    let v = _mm256_max_ps(_mm256_max_ps(m[0], m[1]), _mm256_max_ps(m[2], m[3]));
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+    let mut r = lanes.iter().fold(0f32, |a, &b| a.max(b));
+    for v in ch.remainder() {
+        r = r.max(v.abs());
+    }
+    r
+}
+
+/// `q = clamp(round_half_even(x * s), -128, 127)`, bit-identical to
+/// [`quantize_act_row`](crate::ternary::quant::quantize_act_row) (the same
+/// single-precision product and rounding; the scalar version calls libm's
+/// `rintf` once a value).
+#[target_feature(enable = "avx2")]
+pub unsafe fn quantize_act(x: &[f32], s: f32, q: &mut [i8]) {
+    let sv = _mm256_set1_ps(s);
+    let lo = _mm256_set1_ps(-128.0);
+    let hi = _mm256_set1_ps(127.0);
+    // packs interleave the 128-bit lanes; this puts the dwords back in order
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let n = x.len().min(q.len()) / 32 * 32;
+    let mut i = 0;
+    while i < n {
+        let mut v = [_mm256_setzero_si256(); 4];
+        for (j, vj) in v.iter_mut().enumerate() {
+            let p = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8 * j)), sv);
+            let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(p);
+            *vj = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+        }
+        let a = _mm256_packs_epi32(v[0], v[1]);
+        let b = _mm256_packs_epi32(v[2], v[3]);
+        let c = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), order);
+        _mm256_storeu_si256(q.as_mut_ptr().add(i) as *mut __m256i, c);
+        i += 32;
+    }
+    crate::ternary::quant::quantize_act_row(&x[n..], s, &mut q[n..x.len()]);
 }

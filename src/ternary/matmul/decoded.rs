@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::acts::Acts;
 use super::layout::TILE_ROWS;
-use super::plan::Plan;
+use super::plan::{Plan, KPAD};
 
 /// Batch rows per cache block (int8: 64 x 4096 codes = 256 KiB, fits L2).
 const BATCH_BLOCK_I8: usize = 64;
@@ -21,7 +21,9 @@ pub(crate) fn run(p: &Plan, acts: &Acts, acc: &mut [f32]) {
         _ => BATCH_BLOCK_F32,
     };
     let decode = p.k.decode(p.format);
-    let (kp, kx, bk, ng, nkb) = (p.kp, p.kx, p.bk, p.ngroups, p.nkb);
+    let (kx, bk, ng, nkb) = (p.kx, p.bk, p.ngroups, p.nkb);
+    // row stride of the decoded codes (padded like the activations)
+    let kp = p.kp + KPAD;
     let tile_out = p.tile_out();
     let mut b0 = 0;
     while b0 < p.batch {

@@ -43,13 +43,28 @@ pub(crate) fn write(
         return;
     }
     let tile_out = p.tile_out();
+    let bias = bias.map(|bv| bv.to_vec());
+    let mut row = vec![0f32; rows];
     for b in 0..batch {
-        for o in 0..rows {
-            let mut v = acc[(o / TILE_ROWS) * tile_out + b * TILE_ROWS + o % TILE_ROWS];
-            if let Some(a) = a {
-                v /= a[b];
+        // gather row b from the tiles, then the same two roundings as the
+        // reference: (Σ_g s·part) [/ a] + bias
+        for (t, ro) in row.chunks_mut(TILE_ROWS).enumerate() {
+            let src = &acc[t * tile_out + b * TILE_ROWS..][..ro.len()];
+            ro.copy_from_slice(src);
+        }
+        if let Some(a) = a {
+            for v in row.iter_mut() {
+                *v /= a[b];
             }
-            y[[b, o]] = v + bias.as_ref().map_or(0.0, |bv| bv[o]);
+        }
+        match &bias {
+            Some(bv) => row.iter_mut().zip(bv).for_each(|(v, &c)| *v += c),
+            None => row.iter_mut().for_each(|v| *v += 0.0),
+        }
+        let mut yr = y.row_mut(b);
+        match yr.as_slice_mut() {
+            Some(ys) => ys.copy_from_slice(&row),
+            None => yr.iter_mut().zip(&row).for_each(|(yo, &v)| *yo = v),
         }
     }
 }

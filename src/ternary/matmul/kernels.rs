@@ -48,10 +48,21 @@ pub(crate) struct Kernels {
     pub quantize: fn(&[f32], f32, &mut [i8]),
 }
 
+#[cfg(not(target_arch = "x86_64"))]
 fn abs_max_scalar(x: &[f32]) -> f32 {
     quant::abs_max(x)
 }
 
+#[cfg(target_arch = "x86_64")]
+fn abs_max_avx2_(x: &[f32]) -> f32 {
+    // SAFETY: only installed for levels that checked avx2.
+    unsafe { super::avx2::abs_max(x) }
+}
+#[cfg(target_arch = "x86_64")]
+fn quantize_avx2_(x: &[f32], s: f32, q: &mut [i8]) {
+    // SAFETY: only installed for levels that checked avx2.
+    unsafe { super::avx2::quantize_act(x, s, q) }
+}
 #[cfg(target_arch = "x86_64")]
 fn abs_max_avx512_(x: &[f32]) -> f32 {
     // SAFETY: only installed for levels that checked avx512f.
@@ -108,8 +119,8 @@ pub(crate) fn kernels(level: CpuLevel) -> Option<Kernels> {
                 decode_base3: decode_base3_avx2,
                 gemm_i8: super::avx2::i8_gemm,
                 bytes_f32: f32_bytes_avx2,
-                abs_max: abs_max_scalar,
-                quantize: quant::quantize_act_row,
+                abs_max: abs_max_avx2_,
+                quantize: quantize_avx2_,
             })
         }
         #[cfg(target_arch = "x86_64")]

@@ -13,6 +13,9 @@ use crate::ternary::TernaryMatrix;
 /// of every kernel exact (see the bounds in the kernel docs).
 pub(crate) const MAX_CHUNK_BLOCKS: usize = 1024;
 
+/// Elements added to every row stride of activations and decoded codes.
+pub(crate) const KPAD: usize = 64;
+
 /// One kernel call's K range: blocks `kb0..kb0 + n` of scale group `g`
 /// (`last`: the group's last range), reading activations at `xo` of each
 /// batch row of the prepared activations.
@@ -51,7 +54,7 @@ pub(crate) struct Plan<'a> {
     /// the activations are used in place (`xo = kb0 * bk`).
     pub aligned: bool,
     /// Row stride of the prepared activations (`kp` when aligned, else the
-    /// total length of the ranges).
+    /// total length of the ranges; plus [`KPAD`]).
     pub kx: usize,
     /// The crate pool's thread count.
     pub threads: usize,
@@ -109,7 +112,9 @@ impl<'a> Plan<'a> {
                 kb += n;
             }
         }
-        let kx = if aligned { kp } else { xo };
+        // + 64: rows of a power-of-two length would all map to the same L1
+        // sets (the 4 KiB aliasing that made batch-64 int8 10x slower)
+        let kx = if aligned { kp } else { xo } + KPAD;
         let threads = crate::parallel::num_threads();
         let inline = threads == 1 || (rows * kp * batch) < (1 << 18);
         Some(Plan {

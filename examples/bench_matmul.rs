@@ -100,6 +100,10 @@ fn main() {
     let full = args.iter().any(|a| a == "--full");
     let no_ref = args.iter().any(|a| a == "--no-ref");
     let no_nd = args.iter().any(|a| a == "--no-ndarray");
+    if args.iter().any(|a| a == "--describe") {
+        eprintln!("{}", tritter_accel::cpu::describe());
+        return;
+    }
     if args.iter().any(|a| a == "--quant") {
         return bench_quant();
     }

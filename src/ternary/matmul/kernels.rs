@@ -4,6 +4,7 @@
 
 use super::layout::{ComputeFormat, BLOCK_BYTES, TILE_ROWS};
 use crate::cpu::CpuLevel;
+#[cfg(not(target_arch = "x86_64"))]
 use crate::ternary::quant;
 
 /// Int8, one tile (4 rows), one activation row: `Σ c·q` per row.

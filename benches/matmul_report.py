@@ -60,7 +60,29 @@ def bitnet_table(paths):
         print("| " + " | ".join(cells) + " |")
 
 
+def threads_table(path):
+    """scripts/bench-matmul.sh --threads: lines `busy impl rows cols batch
+    threads us`; the 2-thread speed-up over 1 thread at each number of busy
+    loops the script ran beside the bench (> 1: two threads faster)."""
+    t = defaultdict(dict)
+    for line in open(path):
+        p = line.split()
+        if len(p) != 7:
+            continue
+        busy, name, r, c, b, th, us = int(p[0]), p[1], int(p[2]), int(p[3]), int(p[4]), int(p[5]), float(p[6])
+        t[(name, r, c, busy)][th] = us
+    head = ["impl", "rows x cols", "busy loops", "1 thread µs", "2 threads µs", "2T speed-up"]
+    print("Batch 1, weights cold, medians:\n")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for (name, r, c, busy), v in sorted(t.items()):
+        if 1 in v and 2 in v:
+            print(f"| {name} | {r}x{c} | {busy} | {v[1]:.1f} | {v[2]:.1f} | {v[1] / v[2]:.2f} |")
+
+
 def main():
+    if sys.argv[1:2] == ["--threads"]:
+        return threads_table(sys.argv[2])
     if sys.argv[1:2] == ["--bitnet"]:
         return bitnet_table(sys.argv[2:])
     t = defaultdict(dict)

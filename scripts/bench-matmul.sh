@@ -5,6 +5,8 @@
 # kernel timed in one process beside ours; prints medians and ratios.
 #
 #   scripts/bench-matmul.sh [--full]
+#   scripts/bench-matmul.sh --threads   # batch-1 scaling: 1 vs 2 threads, idle and
+#                                       # beside 1 and 2 busy loops it starts
 #
 # Environment:
 #   PYTHON        interpreter with NumPy (and optionally torch); default python3
@@ -22,6 +24,24 @@
 # The default run takes a few minutes; --full sweeps every shape, batch 1/8/64/256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ "${1:-}" == "--threads" ]]; then
+  cargo build --release --example bench_matmul >&2
+  echo "# $(date -u '+%Y-%m-%d %H:%M UTC'); $(target/release/examples/bench_matmul --describe 2>&1); $(uptime | sed 's/.*load/load/')"
+  for busy in 0 1 2; do
+    pids=()
+    for _ in $(seq 1 $busy); do
+      sh -c 'while :; do :; done' &
+      pids+=($!)
+    done
+    sleep 0.5
+    target/release/examples/bench_matmul --shapes 4096x4096,2048x2048 --batches 1 --no-ref \
+      --no-ndarray --impls i8,f32 | sed "s/^/$busy\t/"
+    for p in "${pids[@]}"; do kill "$p"; done
+    wait 2>/dev/null || true
+  done > "${TMPDIR:-/tmp}/tritter-threads.tsv"
+  python3 benches/matmul_report.py --threads "${TMPDIR:-/tmp}/tritter-threads.tsv"
+  exit 0
+fi
 FULL=""
 if [[ "${1:-}" == "--full" ]]; then FULL="--full"; fi
 PY="${PYTHON:-python3}"

@@ -3,9 +3,11 @@
 //! * [`reference`](mod@reference): the scalar definition every fast kernel must equal.
 //! * [`layout`]: the compute layout (2-bit bit planes or base-3 fixed point,
 //!   row tiles, padded K) built once per matrix.
-//! * `x86` (AVX2, AVX-512BW, AVX-512 VNNI) and `neon` kernels, driven by
-//!   the `driver` (plan, strategy, prepared activations, execution,
-//!   epilogue; rayon or the low-latency fork-join over row tiles).
+//! * `avx2` (int8 kernels designed for AVX2), `x86` (AVX-512BW, AVX-512
+//!   VNNI, and AVX2 f32/decoder kernels) and `neon` kernels, driven by the
+//!   `driver`: a plan, a strategy chosen from the mode, the batch and the
+//!   level's kernels, activations prepared once, the strategy's execution
+//!   (rayon or the low-latency fork-join over row tiles) and an epilogue.
 //! * [`gemm`]: the dispatcher the [`TernaryMatrix`] uses; it runs the
 //!   kernels of the crate's active [`CpuLevel`] ([`crate::cpu::active`]:
 //!   the best level the CPU has, or the lower one `TRITTER_CPU_LEVEL` =
@@ -17,17 +19,21 @@
 //! copies of the activations masked to each group, so a K block that two
 //! groups share is multiplied once per group (about `1 + block / group_len`
 //! times the work of aligned groups).
-//! f32 activations use direct kernels on the packed tiles at every batch size
-//! (AVX2, AVX-512; both compute formats); int8 uses direct kernels at batch 1
-//! and decoded codes otherwise. The f32 kernels never multiply a weight:
-//! 2-bit on AVX-512 looks up `t₁·x₁ + t₂·x₂` for each pair of weights in a
-//! 16-entry table built per call from the activations (`vpermps`, 16 output
-//! rows a register); the others add or subtract each activation under a mask
-//! (AVX-512) or a blend (AVX2). Cost at 4096², batch 1, one thread on the
-//! AVX-512 development machine: about 4x the int8 kernel for 2-bit, 11x for
-//! base-3 (see BENCHMARKS.md); int8 stays the fast mode.
-//! On aarch64 the NEON kernels work on codes decoded by scalar code (no
-//! direct kernels yet).
+//!
+//! Strategies by level (batch 1 / batch > 1):
+//!
+//! | | int8 | f32 activations |
+//! |---|---|---|
+//! | AVX2 | multi-tile GEMV on the packed tiles / GEMM on decoded codes (`vpmaddubsw`, i16 sums) | three int8 digits through the int8 GEMV / direct add-or-subtract kernels |
+//! | AVX-512 | multi-tile GEMV (VNNI: both formats; BW: 2-bit) / decoded codes | pair tables + `vpermps` (2-bit), direct masked adds (base-3) |
+//!
+//! The f32 kernels never multiply a weight by an activation in floating
+//! point. The AVX2 batch-1 path splits each scale group's activations into
+//! three int8 digits, `x ≈ (65536 h + 256 m + l) / scale` with `scale =
+//! 8355711 / max_g |x|` (24-bit fixed point relative to the group's largest
+//! value), sums `t · digit` exactly in integers and rounds once; about 2x the
+//! int8 GEMV's time. On aarch64 the NEON kernels work on codes decoded by
+//! scalar code (no direct kernels yet).
 //!
 //! # Definition
 //!
@@ -37,7 +43,11 @@
 //! * **F32 activations**: `y[b,o] = Σ_g s[o,g] · (Σ_{k∈g} t[o,k] · x[b,k]) + bias[o]`;
 //!   the inner sum uses only additions and subtractions. Fast kernels may sum
 //!   in another order; they match the reference within
-//!   `cols · 2⁻²³ · Σ_g |s[o,g]| Σ_{k∈g} |x[b,k]|` (f32 summation bound).
+//!   `(cols + cols/256 + 3) · 2⁻²³ · (Σ_g |s[o,g]| Σ_{k∈g} |x[b,k]| + |bias[o]|)`:
+//!   twice the f32 summation bound `cols · 2⁻²⁴ · Σ` (one for the
+//!   reference's order, one for the kernel's), a few final roundings, and
+//!   `cols/256` for the AVX2 digits, whose rounding moves each `x` by at most
+//!   `max_g |x| / (2 · 8355711) = 1.004 · 2⁻²⁴ · max_g |x|`.
 //! * **Int8 activations** (W1.58A8): each row of `X` is quantized with
 //!   [`quantize_activations_i8`](super::quant::quantize_activations_i8) to
 //!   `(q[b,·], a[b])`; then

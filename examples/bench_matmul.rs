@@ -7,6 +7,16 @@
 //! ```text
 //! cargo run --release --example bench_matmul [-- --full] [--no-ref] [--no-ndarray]
 //!     [--shapes 4096x4096,2048x2048] [--batches 1,64] [--impls i8,i8_base3,f32]
+//!     [--rounds R] [--describe]
+//! ```
+//!
+//! `--rounds R` interleaves: R rounds, each timing every implementation at
+//! 1 and 2 threads in turn, and prints the median of the round medians (on a
+//! shared machine this compares 1 and 2 threads under the same load).
+//! Environment: `TRITTER_BENCH_COLD_MIB` (rotation size, 0 = one matrix),
+//! `TRITTER_BENCH_CLOCK=cpu` (process CPU time instead of wall time).
+//!
+//! ```text
 //! ```
 
 use std::time::Instant;
@@ -144,6 +154,9 @@ fn main() {
         vec![1, 64]
     };
     let level = tritter_accel::cpu::active();
+    let rounds: usize = list("--rounds")
+        .map_or(1, |v| v[0].parse().expect("--rounds: an integer"))
+        .max(1);
     eprintln!("level {level:?}; shapes {shapes:?}; batches {batches:?}");
 
     for &(rows, cols) in &shapes {
@@ -194,71 +207,95 @@ fn main() {
             let x = rand_f32(batch, cols, 7);
             let mut y = Array2::<f32>::zeros((batch, rows));
             let (min, max) = if batch == 1 { (30, 400) } else { (7, 60) };
-            for threads in [1usize, 2] {
-                tritter_accel::parallel::set_num_threads(threads);
-                let mut run = |name: &str, ms: &[TernaryMatrix], mode: ActivationMode| {
-                    let us = time(
-                        |i| {
-                            gemm_with_level(
-                                &ms[i % nmat],
-                                x.view(),
-                                None,
-                                mode,
-                                y.view_mut(),
-                                level,
-                            )
-                            .unwrap()
-                        },
-                        nmat,
-                        min,
-                        max,
-                        0.6,
-                    );
-                    emit(name, rows, cols, batch, threads, us);
-                };
-                if batch == 1 && !args.iter().any(|a| a == "--no-floor") {
-                    // the same run's floor: just reading each matrix's weights
-                    let us = time(
-                        |i| {
-                            std::hint::black_box(tritter_accel::ternary::matmul::read_floor_probe(
-                                &mats[i % nmat],
-                            ));
-                        },
-                        nmat,
-                        min,
-                        max,
-                        0.6,
-                    );
-                    emit("read_floor_2bit", rows, cols, batch, threads, us);
-                }
-                for imp in &impls {
-                    match imp.as_str() {
-                        "i8" => run("tritter_i8", &mats, ActivationMode::Int8),
-                        "i8_base3" => run("tritter_i8_base3", &mats3, ActivationMode::Int8),
-                        "f32" => run("tritter_f32", &mats, ActivationMode::F32),
-                        other => panic!("--impls: unknown {other} (i8, i8_base3, f32)"),
+            // `--rounds R`: R rounds, each timing every (threads, impl) in
+            // turn (1 and 2 threads interleaved), median of the round medians
+            let (rmin, rmax, budget) = (
+                (min / rounds).max(5),
+                (max / rounds).max(5),
+                0.6 / rounds as f64,
+            );
+            let mut res: Vec<(String, usize, Vec<f64>)> = Vec::new();
+            let mut record = |name: &str, threads: usize, us: f64| match res
+                .iter_mut()
+                .find(|(n, t, _)| n == name && *t == threads)
+            {
+                Some(e) => e.2.push(us),
+                None => res.push((name.to_string(), threads, vec![us])),
+            };
+            for _round in 0..rounds {
+                for threads in [1usize, 2] {
+                    tritter_accel::parallel::set_num_threads(threads);
+                    let mut run = |ms: &[TernaryMatrix], mode: ActivationMode| {
+                        time(
+                            |i| {
+                                gemm_with_level(
+                                    &ms[i % nmat],
+                                    x.view(),
+                                    None,
+                                    mode,
+                                    y.view_mut(),
+                                    level,
+                                )
+                                .unwrap()
+                            },
+                            nmat,
+                            rmin,
+                            rmax,
+                            budget,
+                        )
+                    };
+                    if batch == 1 && !args.iter().any(|a| a == "--no-floor") {
+                        // the same run's floor: just reading each matrix's weights
+                        let us = time(
+                            |i| {
+                                std::hint::black_box(
+                                    tritter_accel::ternary::matmul::read_floor_probe(
+                                        &mats[i % nmat],
+                                    ),
+                                );
+                            },
+                            nmat,
+                            rmin,
+                            rmax,
+                            budget,
+                        );
+                        record("read_floor_2bit", threads, us);
+                    }
+                    for imp in &impls {
+                        let (name, us) = match imp.as_str() {
+                            "i8" => ("tritter_i8", run(&mats, ActivationMode::Int8)),
+                            "i8_base3" => ("tritter_i8_base3", run(&mats3, ActivationMode::Int8)),
+                            "f32" => ("tritter_f32", run(&mats, ActivationMode::F32)),
+                            other => panic!("--impls: unknown {other} (i8, i8_base3, f32)"),
+                        };
+                        record(name, threads, us);
                     }
                 }
-                if !no_ref && batch <= 8 && threads == 1 {
-                    let us = time(
-                        |i| {
-                            gemm_with_level(
-                                &mats[i % nmat],
-                                x.view(),
-                                None,
-                                ActivationMode::Int8,
-                                y.view_mut(),
-                                CpuLevel::Scalar,
-                            )
-                            .unwrap()
-                        },
-                        1,
-                        3,
-                        3,
-                        0.0,
-                    );
-                    emit("scalar_reference_i8", rows, cols, batch, threads, us);
-                }
+            }
+            for (name, threads, v) in res {
+                let us = if v.len() == 1 { v[0] } else { median(v) };
+                emit(&name, rows, cols, batch, threads, us);
+            }
+            if !no_ref && batch <= 8 {
+                tritter_accel::parallel::set_num_threads(1);
+                let us = time(
+                    |i| {
+                        gemm_with_level(
+                            &mats[i % nmat],
+                            x.view(),
+                            None,
+                            ActivationMode::Int8,
+                            y.view_mut(),
+                            CpuLevel::Scalar,
+                        )
+                        .unwrap()
+                    },
+                    1,
+                    3,
+                    3,
+                    0.0,
+                );
+                emit("scalar_reference_i8", rows, cols, batch, 1, us);
             }
             if !no_nd {
                 // ndarray (matrixmultiply, one thread) f32 x · Wᵀ.

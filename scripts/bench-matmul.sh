@@ -35,7 +35,7 @@ if [[ "${1:-}" == "--threads" ]]; then
     done
     sleep 0.5
     target/release/examples/bench_matmul --shapes 4096x4096,2048x2048 --batches 1 --no-ref \
-      --no-ndarray --impls i8,f32 | sed "s/^/$busy\t/"
+      --no-ndarray --impls i8,f32 --rounds 9 | sed "s/^/$busy\t/"
     for p in "${pids[@]}"; do kill "$p"; done
     wait 2>/dev/null || true
   done > "${TMPDIR:-/tmp}/tritter-threads.tsv"

@@ -32,7 +32,9 @@ def test_cpu_level_names_and_order():
 
 
 def _active_with(level):
-    env = dict(os.environ, TRITTER_CPU_LEVEL=level)
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(ta.__file__)))
+    path = os.pathsep.join(p for p in (pkg_parent, os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, TRITTER_CPU_LEVEL=level, PYTHONPATH=path)
     out = subprocess.run([sys.executable, "-c", "import tritter_accel as t; print(*t.cpu_level())"],
                          env=env, capture_output=True, text=True, check=True)
     return out.stdout.split()

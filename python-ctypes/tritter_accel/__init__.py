@@ -19,3 +19,4 @@ from .predict import *  # noqa: F401,F403,E402
 from .precision import *  # noqa: F401,F403,E402
 from .infer import *  # noqa: F401,F403,E402
 from .io import *  # noqa: F401,F403,E402
+from .cpu import *  # noqa: F401,F403,E402

@@ -1148,8 +1148,6 @@ typedef struct tritter_matrix_info_t {
 
 
 
-
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

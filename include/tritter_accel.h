@@ -320,6 +320,12 @@ enum tritter_status_t
    */
   TRITTER_ERR_IO = 13,
   /**
+   * An allocation the call needed was refused (the size came from the
+   * caller: a dimension, a shape, a capacity, a payload header). Nothing
+   * was changed; the process is intact and other calls still work.
+   */
+  TRITTER_ERR_OUT_OF_MEMORY = 14,
+  /**
    * A bug in the library (a caught panic); please report it.
    */
   TRITTER_ERR_INTERNAL = 255,
@@ -805,10 +811,6 @@ typedef struct tritter_matrix_info_t {
   uint32_t compute_format;
 } tritter_matrix_info_t;
 
-
-
-
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -833,7 +835,7 @@ bool tritter_cuda_available(void);
  * `TRITTER_NUM_THREADS` or the available parallelism). Results never depend
  * on it. Thread-safe; calls in progress finish on the previous pool.
  */
-tritter_status_t tritter_set_num_threads(size_t num_threads);
+TRITTER_MUST_USE tritter_status_t tritter_set_num_threads(size_t num_threads);
 
 /**
  * Writes the number of worker threads to `*num_threads_out`.
@@ -841,7 +843,7 @@ tritter_status_t tritter_set_num_threads(size_t num_threads);
  * # Safety
  * `num_threads_out` must be valid for writing one `size_t`.
  */
-tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
+TRITTER_MUST_USE tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
 
 /**
  * Writes the CPU instruction-set level this CPU supports (`*detected_out`)
@@ -853,7 +855,7 @@ tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
  * # Safety
  * Each non-NULL pointer must be valid for writing one `uint32_t`.
  */
-tritter_status_t tritter_cpu_level(uint32_t *detected_out, uint32_t *active_out);
+TRITTER_MUST_USE tritter_status_t tritter_cpu_level(uint32_t *detected_out, uint32_t *active_out);
 
 /**
  * The name of a CPU level code (`"scalar"`, `"avx2"`, `"avx512"`,
@@ -885,6 +887,7 @@ const char *tritter_status_name(uint32_t status);
  * # Safety
  * `config_out` must be valid for writing one `tritter_grad_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_config_default(struct tritter_grad_config_t *config_out);
 
 /**
@@ -896,6 +899,7 @@ tritter_status_t tritter_grad_config_default(struct tritter_grad_config_t *confi
  * `config` must point to a valid config; `compressor_out` must be valid for
  * writing one pointer. The caller owns the new handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_new(size_t dim,
                                              const struct tritter_grad_config_t *config,
                                              struct tritter_grad_compressor_t **compressor_out);
@@ -914,6 +918,7 @@ void tritter_grad_compressor_free(struct tritter_grad_compressor_t *compressor);
  * # Safety
  * `compressor` must be a live handle; `bytes_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_wire_bytes(const struct tritter_grad_compressor_t *compressor,
                                                     size_t *bytes_out);
 
@@ -928,6 +933,7 @@ tritter_status_t tritter_grad_compressor_wire_bytes(const struct tritter_grad_co
  * # Safety
  * Pointers valid for their lengths; `payload_out` must not overlap `grad`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_compress(struct tritter_grad_compressor_t *compressor,
                                                   const float *grad,
                                                   size_t n,
@@ -942,6 +948,7 @@ tritter_status_t tritter_grad_compressor_compress(struct tritter_grad_compressor
  * # Safety
  * `residual_out` valid for `out_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_residual(const struct tritter_grad_compressor_t *compressor,
                                                   float *residual_out,
                                                   size_t out_len);
@@ -952,6 +959,7 @@ tritter_status_t tritter_grad_compressor_residual(const struct tritter_grad_comp
  * # Safety
  * `compressor` must be a live handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_reset(struct tritter_grad_compressor_t *compressor);
 
 /**
@@ -960,6 +968,7 @@ tritter_status_t tritter_grad_compressor_reset(struct tritter_grad_compressor_t 
  * # Safety
  * `compressor` must be a live handle; `step_out` valid for one `uint64_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_step(const struct tritter_grad_compressor_t *compressor,
                                               uint64_t *step_out);
 
@@ -970,6 +979,7 @@ tritter_status_t tritter_grad_compressor_step(const struct tritter_grad_compress
  * # Safety
  * `payload` valid for `payload_len` bytes; `info_out` for one struct.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_payload_info(const uint8_t *payload,
                                            size_t payload_len,
                                            struct tritter_grad_payload_info_t *info_out);
@@ -982,6 +992,7 @@ tritter_status_t tritter_grad_payload_info(const uint8_t *payload,
  * # Safety
  * `payload` valid for `payload_len` bytes; `out` for `out_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_decompress(const uint8_t *payload,
                                          size_t payload_len,
                                          float *out,
@@ -998,6 +1009,7 @@ tritter_status_t tritter_grad_decompress(const uint8_t *payload,
  * Inputs valid for their lengths; `sum_out` for `sum_cap` bytes and not
  * overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_payload_sum(const uint8_t *a,
                                           size_t a_len,
                                           const uint8_t *b,
@@ -1015,6 +1027,7 @@ tritter_status_t tritter_grad_payload_sum(const uint8_t *a,
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_count_sketch(const float *grad,
                                       size_t n,
                                       size_t rows,
@@ -1029,6 +1042,7 @@ tritter_status_t tritter_count_sketch(const float *grad,
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_count_sketch_estimate(const float *table,
                                                size_t table_len,
                                                size_t rows,
@@ -1046,6 +1060,7 @@ tritter_status_t tritter_count_sketch_estimate(const float *table,
  * # Safety
  * `fetchsgd_out` valid for writing one pointer; the caller owns the handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_fetchsgd_new(size_t dim,
                                       size_t rows,
                                       size_t cols,
@@ -1071,6 +1086,7 @@ void tritter_fetchsgd_free(struct tritter_fetchsgd_t *fetchsgd);
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_fetchsgd_step(struct tritter_fetchsgd_t *fetchsgd,
                                        const float *summed,
                                        size_t summed_len,
@@ -1083,7 +1099,7 @@ tritter_status_t tritter_fetchsgd_step(struct tritter_fetchsgd_t *fetchsgd,
  * # Safety
  * A live handle.
  */
-tritter_status_t tritter_fetchsgd_reset(struct tritter_fetchsgd_t *fetchsgd);
+TRITTER_MUST_USE tritter_status_t tritter_fetchsgd_reset(struct tritter_fetchsgd_t *fetchsgd);
 
 /**
  * Output length of the random projection of `dim` floats keeping the
@@ -1092,7 +1108,10 @@ tritter_status_t tritter_fetchsgd_reset(struct tritter_fetchsgd_t *fetchsgd);
  * # Safety
  * `m_out` valid for one `size_t`.
  */
-tritter_status_t tritter_grad_projection_len(size_t dim, double ratio, size_t *m_out);
+TRITTER_MUST_USE
+tritter_status_t tritter_grad_projection_len(size_t dim,
+                                             double ratio,
+                                             size_t *m_out);
 
 /**
  * `y = P grad`: the sparse ternary random projection of `n` floats into `m`
@@ -1101,6 +1120,7 @@ tritter_status_t tritter_grad_projection_len(size_t dim, double ratio, size_t *m
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_project(const float *grad,
                                       size_t n,
                                       uint64_t seed,
@@ -1113,6 +1133,7 @@ tritter_status_t tritter_grad_project(const float *grad,
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_unproject(const float *compressed,
                                         size_t m,
                                         uint64_t seed,
@@ -1126,6 +1147,7 @@ tritter_status_t tritter_grad_unproject(const float *compressed,
  * # Safety
  * `accumulator_out` valid for writing one pointer; the caller owns it.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_new(size_t dim,
                                                  size_t block,
                                                  uint64_t seed,
@@ -1147,6 +1169,7 @@ void tritter_ternary_accumulator_free(struct tritter_ternary_accumulator_t *accu
  * # Safety
  * `grad` valid for `n` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_add(struct tritter_ternary_accumulator_t *accumulator,
                                                  const float *grad,
                                                  size_t n,
@@ -1159,6 +1182,7 @@ tritter_status_t tritter_ternary_accumulator_add(struct tritter_ternary_accumula
  * # Safety
  * `out` valid for `n` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_read(const struct tritter_ternary_accumulator_t *accumulator,
                                                   float *out,
                                                   size_t n,
@@ -1170,6 +1194,7 @@ tritter_status_t tritter_ternary_accumulator_read(const struct tritter_ternary_a
  * # Safety
  * Out-pointers valid for one value each.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_accumulator_t *accumulator,
                                                   size_t *memory_bytes_out,
                                                   uint64_t *count_out);
@@ -1180,6 +1205,7 @@ tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_a
  * # Safety
  * A live handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumulator_t *accumulator);
 
 /**
@@ -1194,7 +1220,11 @@ tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumu
  * `src` must be valid for `n` reads and `dst` for `dst_len` writes; they
  * must not overlap.
  */
-tritter_status_t tritter_f32_to_bf16(const float *src, size_t n, uint16_t *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_f32_to_bf16(const float *src,
+                                     size_t n,
+                                     uint16_t *dst,
+                                     size_t dst_len);
 
 /**
  * Converts `n` bf16 bit patterns to f32 (exact, NaN payloads kept).
@@ -1203,7 +1233,11 @@ tritter_status_t tritter_f32_to_bf16(const float *src, size_t n, uint16_t *dst, 
  * # Safety
  * As [`tritter_f32_to_bf16`].
  */
-tritter_status_t tritter_bf16_to_f32(const uint16_t *src, size_t n, float *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_bf16_to_f32(const uint16_t *src,
+                                     size_t n,
+                                     float *dst,
+                                     size_t dst_len);
 
 /**
  * Converts `n` f32 values to IEEE binary16 bit patterns, round to nearest
@@ -1213,7 +1247,11 @@ tritter_status_t tritter_bf16_to_f32(const uint16_t *src, size_t n, float *dst, 
  * # Safety
  * As [`tritter_f32_to_bf16`].
  */
-tritter_status_t tritter_f32_to_f16(const float *src, size_t n, uint16_t *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_f32_to_f16(const float *src,
+                                    size_t n,
+                                    uint16_t *dst,
+                                    size_t dst_len);
 
 /**
  * Converts `n` IEEE binary16 bit patterns to f32 (exact; NaNs keep sign and
@@ -1222,7 +1260,11 @@ tritter_status_t tritter_f32_to_f16(const float *src, size_t n, uint16_t *dst, s
  * # Safety
  * As [`tritter_f32_to_bf16`].
  */
-tritter_status_t tritter_f16_to_f32(const uint16_t *src, size_t n, float *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_f16_to_f32(const uint16_t *src,
+                                    size_t n,
+                                    float *dst,
+                                    size_t dst_len);
 
 /**
  * Rounds `n` f32 values to bf16 stochastically: unbiased, a pure function of
@@ -1237,6 +1279,7 @@ tritter_status_t tritter_f16_to_f32(const uint16_t *src, size_t n, float *dst, s
  * # Safety
  * As `tritter_f32_to_bf16`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_f32_to_bf16_stochastic(const float *src,
                                                 size_t n,
                                                 uint64_t seed,
@@ -1250,6 +1293,7 @@ tritter_status_t tritter_f32_to_bf16_stochastic(const float *src,
  * # Safety
  * `config_out` must be valid for writing one `tritter_loss_scaler_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_config_default(struct tritter_loss_scaler_config_t *config_out);
 
 /**
@@ -1259,6 +1303,7 @@ tritter_status_t tritter_loss_scaler_config_default(struct tritter_loss_scaler_c
  * # Safety
  * `config` must be NULL or valid; `scaler_out` valid for writing a pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_new(const struct tritter_loss_scaler_config_t *config,
                                          struct tritter_loss_scaler_t **scaler_out);
 
@@ -1276,6 +1321,7 @@ void tritter_loss_scaler_free(struct tritter_loss_scaler_t *scaler);
  * # Safety
  * `scaler` must be a live handle; `state_out` valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_state(const struct tritter_loss_scaler_t *scaler,
                                            struct tritter_loss_scaler_state_t *state_out);
 
@@ -1293,6 +1339,7 @@ tritter_status_t tritter_loss_scaler_state(const struct tritter_loss_scaler_t *s
  * `buffers` and `lens` must hold `count` entries; each buffer must be valid
  * for `lens[i]` reads and writes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_unscale(const struct tritter_loss_scaler_t *scaler,
                                              float *const *buffers,
                                              const size_t *lens,
@@ -1305,6 +1352,7 @@ tritter_status_t tritter_loss_scaler_unscale(const struct tritter_loss_scaler_t 
  * # Safety
  * As [`tritter_loss_scaler_unscale`] (the buffers are only read).
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_found_inf(const float *const *buffers,
                                    const size_t *lens,
                                    size_t count,
@@ -1319,6 +1367,7 @@ tritter_status_t tritter_found_inf(const float *const *buffers,
  * `scaler` must be a live handle not used concurrently; `new_scale_out`
  * NULL or valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_update(struct tritter_loss_scaler_t *scaler,
                                             bool found_inf,
                                             float *new_scale_out);
@@ -1330,7 +1379,9 @@ tritter_status_t tritter_loss_scaler_update(struct tritter_loss_scaler_t *scaler
  * # Safety
  * `scaler` must be a live handle not used concurrently.
  */
-tritter_status_t tritter_loss_scaler_set_scale(struct tritter_loss_scaler_t *scaler, float scale);
+TRITTER_MUST_USE
+tritter_status_t tritter_loss_scaler_set_scale(struct tritter_loss_scaler_t *scaler,
+                                               float scale);
 
 /**
  * Writes the default settings (the seed's: 10/5/20/5, adaptive, 0.1, 8, 1, 0.95, 0.1, f32 history).
@@ -1338,6 +1389,7 @@ tritter_status_t tritter_loss_scaler_set_scale(struct tritter_loss_scaler_t *sca
  * # Safety
  * `config_out` must be valid for writing one `tritter_phase_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_config_default(struct tritter_phase_config_t *config_out);
 
 /**
@@ -1347,6 +1399,7 @@ tritter_status_t tritter_phase_config_default(struct tritter_phase_config_t *con
  * # Safety
  * `config_out` must be valid for writing one `tritter_phase_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_config_conservative(struct tritter_phase_config_t *config_out);
 
 /**
@@ -1356,6 +1409,7 @@ tritter_status_t tritter_phase_config_conservative(struct tritter_phase_config_t
  * # Safety
  * `config` must be NULL or valid; `trainer_out` valid for writing a pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_new(const struct tritter_phase_config_t *config,
                                            struct tritter_phase_trainer_t **trainer_out);
 
@@ -1379,6 +1433,7 @@ void tritter_phase_trainer_free(struct tritter_phase_trainer_t *trainer);
  * `trainer` must be a live handle; `shape` valid for `ndim` reads;
  * `id_out` valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_add_param(struct tritter_phase_trainer_t *trainer,
                                                  const size_t *shape,
                                                  size_t ndim,
@@ -1390,6 +1445,7 @@ tritter_status_t tritter_phase_trainer_add_param(struct tritter_phase_trainer_t 
  * # Safety
  * `trainer` must be a live handle; `numel_out` valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_param_numel(const struct tritter_phase_trainer_t *trainer,
                                                    size_t param,
                                                    size_t *numel_out);
@@ -1403,6 +1459,7 @@ tritter_status_t tritter_phase_trainer_param_numel(const struct tritter_phase_tr
  * # Safety
  * `trainer` must be a live handle; `info_out` valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_begin_step(struct tritter_phase_trainer_t *trainer,
                                                   struct tritter_step_info_t *info_out);
 
@@ -1418,6 +1475,7 @@ tritter_status_t tritter_phase_trainer_begin_step(struct tritter_phase_trainer_t
  * # Safety
  * `trainer` must be a live handle; `grad` valid for `len` reads.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_record(struct tritter_phase_trainer_t *trainer,
                                               size_t param,
                                               const float *grad,
@@ -1433,6 +1491,7 @@ tritter_status_t tritter_phase_trainer_record(struct tritter_phase_trainer_t *tr
  * # Safety
  * `trainer` must be a live handle; `out` valid for `out_len` writes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_predict(const struct tritter_phase_trainer_t *trainer,
                                                size_t param,
                                                float *out,
@@ -1450,6 +1509,7 @@ tritter_status_t tritter_phase_trainer_predict(const struct tritter_phase_traine
  * # Safety
  * `trainer` must be a live handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_end_step(struct tritter_phase_trainer_t *trainer,
                                                 float loss,
                                                 double seconds);
@@ -1460,6 +1520,7 @@ tritter_status_t tritter_phase_trainer_end_step(struct tritter_phase_trainer_t *
  * # Safety
  * `trainer` must be a live handle; `stats_out` valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_stats(const struct tritter_phase_trainer_t *trainer,
                                              struct tritter_phase_stats_t *stats_out);
 
@@ -1469,6 +1530,7 @@ tritter_status_t tritter_phase_trainer_stats(const struct tritter_phase_trainer_
  * # Safety
  * `config_out` must be valid for writing one `tritter_quant_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_quant_config_default(struct tritter_quant_config_t *config_out);
 
 /**
@@ -1477,6 +1539,7 @@ tritter_status_t tritter_quant_config_default(struct tritter_quant_config_t *con
  * # Safety
  * `num_scales_out` must be valid for writing one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_num_scales(uint32_t granularity,
                                     size_t group_size,
                                     size_t rows,
@@ -1489,7 +1552,11 @@ tritter_status_t tritter_num_scales(uint32_t granularity,
  * # Safety
  * `size_out` must be valid for writing one `size_t`.
  */
-tritter_status_t tritter_packed_size(size_t rows, size_t cols, uint32_t layout, size_t *size_out);
+TRITTER_MUST_USE
+tritter_status_t tritter_packed_size(size_t rows,
+                                     size_t cols,
+                                     uint32_t layout,
+                                     size_t *size_out);
 
 /**
  * Quantizes row-major f32 `weights` `[rows, cols]` to ternary values and scales.
@@ -1503,6 +1570,7 @@ tritter_status_t tritter_packed_size(size_t rows, size_t cols, uint32_t layout, 
  * Each pointer must be NULL or valid for its stated length; outputs must not
  * overlap inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_quantize_f32(const float *weights,
                                       size_t rows,
                                       size_t cols,
@@ -1519,6 +1587,7 @@ tritter_status_t tritter_quantize_f32(const float *weights,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_pack(const int8_t *ternary,
                               size_t rows,
                               size_t cols,
@@ -1534,6 +1603,7 @@ tritter_status_t tritter_pack(const int8_t *ternary,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_unpack(const uint8_t *packed,
                                 size_t packed_len,
                                 size_t rows,
@@ -1550,6 +1620,7 @@ tritter_status_t tritter_unpack(const uint8_t *packed,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_quantize_activations_i8(const float *x,
                                                  size_t batch,
                                                  size_t dim,
@@ -1566,6 +1637,7 @@ tritter_status_t tritter_quantize_activations_i8(const float *x,
  * `weights` must be NULL or valid for `rows * cols` floats; `matrix_out` valid
  * for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_f32(const float *weights,
                                                  size_t rows,
                                                  size_t cols,
@@ -1579,6 +1651,7 @@ tritter_status_t tritter_ternary_matrix_from_f32(const float *weights,
  * # Safety
  * `weights` must be NULL or a valid tensor; `matrix_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_dlpack(const struct tritter_dl_tensor_t *weights,
                                                     const struct tritter_quant_config_t *config,
                                                     struct tritter_ternary_matrix_t **matrix_out);
@@ -1591,6 +1664,7 @@ tritter_status_t tritter_ternary_matrix_from_dlpack(const struct tritter_dl_tens
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_ternary(const int8_t *ternary,
                                                      size_t rows,
                                                      size_t cols,
@@ -1607,6 +1681,7 @@ tritter_status_t tritter_ternary_matrix_from_ternary(const int8_t *ternary,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_packed(const uint8_t *packed,
                                                     size_t packed_len,
                                                     size_t rows,
@@ -1628,6 +1703,7 @@ tritter_status_t tritter_ternary_matrix_from_packed(const uint8_t *packed,
  * # Safety
  * `matrix` must be NULL or live; `matrix_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_with_compute_format(const struct tritter_ternary_matrix_t *matrix,
                                                             uint32_t compute_format,
                                                             struct tritter_ternary_matrix_t **matrix_out);
@@ -1646,6 +1722,7 @@ void tritter_ternary_matrix_free(struct tritter_ternary_matrix_t *matrix);
  * # Safety
  * `matrix` must be NULL or live; `info_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_info(const struct tritter_ternary_matrix_t *matrix,
                                              struct tritter_matrix_info_t *info_out);
 
@@ -1655,6 +1732,7 @@ tritter_status_t tritter_ternary_matrix_info(const struct tritter_ternary_matrix
  * # Safety
  * `matrix` must be NULL or live; `packed_out` valid for `packed_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_export_packed(const struct tritter_ternary_matrix_t *matrix,
                                                       uint32_t layout,
                                                       uint8_t *packed_out,
@@ -1666,6 +1744,7 @@ tritter_status_t tritter_ternary_matrix_export_packed(const struct tritter_terna
  * # Safety
  * `matrix` must be NULL or live; `scales_out` valid for `scales_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_scales(const struct tritter_ternary_matrix_t *matrix,
                                                float *scales_out,
                                                size_t scales_len);
@@ -1676,6 +1755,7 @@ tritter_status_t tritter_ternary_matrix_scales(const struct tritter_ternary_matr
  * # Safety
  * `matrix` must be NULL or live; `ternary_out` valid for `ternary_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_to_ternary(const struct tritter_ternary_matrix_t *matrix,
                                                    int8_t *ternary_out,
                                                    size_t ternary_len);
@@ -1686,6 +1766,7 @@ tritter_status_t tritter_ternary_matrix_to_ternary(const struct tritter_ternary_
  * # Safety
  * `matrix` must be NULL or live; `weights_out` valid for `weights_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_to_f32(const struct tritter_ternary_matrix_t *matrix,
                                                float *weights_out,
                                                size_t weights_len);
@@ -1700,6 +1781,7 @@ tritter_status_t tritter_ternary_matrix_to_f32(const struct tritter_ternary_matr
  * `matrix` must be NULL or live; pointers valid for their lengths; `y` must
  * not overlap the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_matmul(const struct tritter_ternary_matrix_t *matrix,
                                                const float *x,
                                                size_t batch,
@@ -1719,6 +1801,7 @@ tritter_status_t tritter_ternary_matrix_matmul(const struct tritter_ternary_matr
  * # Safety
  * `matrix` must be NULL or live; tensors NULL or valid; `y` must not overlap inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_ternary_matrix_t *matrix,
                                                       const struct tritter_dl_tensor_t *x,
                                                       const struct tritter_dl_tensor_t *bias,
@@ -1731,7 +1814,7 @@ tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_terna
  * # Safety
  * `words_out` must be valid for writing one `size_t`.
  */
-tritter_status_t tritter_hv_packed_words(size_t dim, size_t *words_out);
+TRITTER_MUST_USE tritter_status_t tritter_hv_packed_words(size_t dim, size_t *words_out);
 
 /**
  * Writes `random(dim, seed, density)` packed: trit `i` is non-zero iff
@@ -1742,6 +1825,7 @@ tritter_status_t tritter_hv_packed_words(size_t dim, size_t *words_out);
  * # Safety
  * `words_out` must be NULL or valid for `words_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_random(size_t dim,
                                    uint64_t seed,
                                    double density,
@@ -1755,6 +1839,7 @@ tritter_status_t tritter_hv_random(size_t dim,
  * # Safety
  * `trits_out` must be NULL or valid for `trits_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_random_dense(size_t dim,
                                          uint64_t seed,
                                          double density,
@@ -1768,6 +1853,7 @@ tritter_status_t tritter_hv_random_dense(size_t dim,
  * # Safety
  * `trits` NULL or valid for `dim` bytes; `words_out` NULL or valid for `words_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_pack(const int8_t *trits,
                                  size_t dim,
                                  uint64_t *words_out,
@@ -1779,6 +1865,7 @@ tritter_status_t tritter_hv_pack(const int8_t *trits,
  * # Safety
  * `words` NULL or valid for `words_len` words; `trits_out` NULL or valid for `trits_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_unpack(const uint64_t *words,
                                    size_t words_len,
                                    size_t dim,
@@ -1794,6 +1881,7 @@ tritter_status_t tritter_hv_unpack(const uint64_t *words,
  * Inputs NULL or valid for `words_len` words; `out` NULL or valid for
  * `out_len` words and not overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_bind(const uint64_t *a,
                                  const uint64_t *b,
                                  size_t words_len,
@@ -1809,6 +1897,7 @@ tritter_status_t tritter_hv_bind(const uint64_t *a,
  * # Safety
  * As [`tritter_hv_bind`].
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_unbind(const uint64_t *c,
                                    const uint64_t *b,
                                    size_t words_len,
@@ -1828,6 +1917,7 @@ tritter_status_t tritter_hv_unbind(const uint64_t *c,
  * # Safety
  * Pointers NULL or valid for their lengths; `out` not overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_bundle(const uint64_t *vectors,
                                    size_t vectors_len,
                                    size_t n,
@@ -1846,6 +1936,7 @@ tritter_status_t tritter_hv_bundle(const uint64_t *vectors,
  * # Safety
  * As [`tritter_hv_bind`].
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_permute(const uint64_t *a,
                                     size_t words_len,
                                     size_t dim,
@@ -1860,6 +1951,7 @@ tritter_status_t tritter_hv_permute(const uint64_t *a,
  * # Safety
  * Inputs NULL or valid for `words_len` words; `score_out` valid for one double.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_similarity(const uint64_t *a,
                                        const uint64_t *b,
                                        size_t words_len,
@@ -1875,6 +1967,7 @@ tritter_status_t tritter_hv_similarity(const uint64_t *a,
  * # Safety
  * Pointers NULL or valid for their lengths; `scores_out` not overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_similarity_many(const uint64_t *query,
                                             size_t query_len,
                                             const uint64_t *rows,
@@ -1891,6 +1984,7 @@ tritter_status_t tritter_hv_similarity_many(const uint64_t *query,
  * # Safety
  * `acc_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_new(size_t dim,
                                                 struct tritter_bundle_accumulator_t **acc_out);
 
@@ -1902,6 +1996,7 @@ tritter_status_t tritter_bundle_accumulator_new(size_t dim,
  * `acc` NULL or live (not used by another thread meanwhile); `vector` NULL or
  * valid for `words_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_add(struct tritter_bundle_accumulator_t *acc,
                                                 const uint64_t *vector,
                                                 size_t words_len,
@@ -1914,6 +2009,7 @@ tritter_status_t tritter_bundle_accumulator_add(struct tritter_bundle_accumulato
  * # Safety
  * `acc` NULL or live; `out` NULL or valid for `out_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_finish(const struct tritter_bundle_accumulator_t *acc,
                                                    uint32_t tie_rule,
                                                    uint64_t tie_seed,
@@ -1926,6 +2022,7 @@ tritter_status_t tritter_bundle_accumulator_finish(const struct tritter_bundle_a
  * # Safety
  * `acc` NULL or live; `len_out` valid for writing one `uint64_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_len(const struct tritter_bundle_accumulator_t *acc,
                                                 uint64_t *len_out);
 
@@ -1935,6 +2032,7 @@ tritter_status_t tritter_bundle_accumulator_len(const struct tritter_bundle_accu
  * # Safety
  * `acc` NULL or live (not used by another thread meanwhile).
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_reset(struct tritter_bundle_accumulator_t *acc);
 
 /**
@@ -1951,7 +2049,9 @@ void tritter_bundle_accumulator_free(struct tritter_bundle_accumulator_t *acc);
  * # Safety
  * `memory_out` valid for writing one pointer.
  */
-tritter_status_t tritter_item_memory_new(size_t dim, struct tritter_item_memory_t **memory_out);
+TRITTER_MUST_USE
+tritter_status_t tritter_item_memory_new(size_t dim,
+                                         struct tritter_item_memory_t **memory_out);
 
 /**
  * Stores a packed vector (validated) with `label`; writes its 0-based index
@@ -1961,6 +2061,7 @@ tritter_status_t tritter_item_memory_new(size_t dim, struct tritter_item_memory_
  * `memory` NULL or live (exclusive access); `vector` NULL or valid for
  * `words_len` words; `index_out` NULL or valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_add(struct tritter_item_memory_t *memory,
                                          const uint64_t *vector,
                                          size_t words_len,
@@ -1973,6 +2074,7 @@ tritter_status_t tritter_item_memory_add(struct tritter_item_memory_t *memory,
  * # Safety
  * `memory` NULL or live; `len_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_len(const struct tritter_item_memory_t *memory,
                                          size_t *len_out);
 
@@ -1982,6 +2084,7 @@ tritter_status_t tritter_item_memory_len(const struct tritter_item_memory_t *mem
  * # Safety
  * `memory` NULL or live; `dim_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_dim(const struct tritter_item_memory_t *memory,
                                          size_t *dim_out);
 
@@ -1992,6 +2095,7 @@ tritter_status_t tritter_item_memory_dim(const struct tritter_item_memory_t *mem
  * # Safety
  * `memory` NULL or live; `out` NULL or valid for `out_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_get(const struct tritter_item_memory_t *memory,
                                          size_t index,
                                          uint64_t *out,
@@ -2009,6 +2113,7 @@ tritter_status_t tritter_item_memory_get(const struct tritter_item_memory_t *mem
  * `memory` NULL or live; `query` NULL or valid for `query_len` words;
  * outputs valid for `capacity` elements; `found_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_query_topk(const struct tritter_item_memory_t *memory,
                                                 const uint64_t *query,
                                                 size_t query_len,
@@ -2027,6 +2132,7 @@ tritter_status_t tritter_item_memory_query_topk(const struct tritter_item_memory
  * `memory` NULL or live; `query` NULL or valid for `query_len` words;
  * `scores_out` NULL or valid for `scores_len` doubles.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_similarities(const struct tritter_item_memory_t *memory,
                                                   const uint64_t *query,
                                                   size_t query_len,

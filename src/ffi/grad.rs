@@ -120,6 +120,7 @@ pub struct tritter_ternary_accumulator_t(TernaryAccumulator);
 ///
 /// # Safety
 /// `config_out` must be valid for writing one `tritter_grad_config_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_config_default(
     config_out: *mut tritter_grad_config_t,
@@ -140,6 +141,7 @@ pub unsafe extern "C" fn tritter_grad_config_default(
 /// # Safety
 /// `config` must point to a valid config; `compressor_out` must be valid for
 /// writing one pointer. The caller owns the new handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_new(
     dim: usize,
@@ -173,6 +175,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_free(compressor: *mut tritter_g
 ///
 /// # Safety
 /// `compressor` must be a live handle; `bytes_out` valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_wire_bytes(
     compressor: *const tritter_grad_compressor_t,
@@ -193,6 +196,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_wire_bytes(
 ///
 /// # Safety
 /// Pointers valid for their lengths; `payload_out` must not overlap `grad`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_compress(
     compressor: *mut tritter_grad_compressor_t,
@@ -225,6 +229,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_compress(
 ///
 /// # Safety
 /// `residual_out` valid for `out_len` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_residual(
     compressor: *const tritter_grad_compressor_t,
@@ -248,6 +253,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_residual(
 ///
 /// # Safety
 /// `compressor` must be a live handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_reset(
     compressor: *mut tritter_grad_compressor_t,
@@ -264,6 +270,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_reset(
 ///
 /// # Safety
 /// `compressor` must be a live handle; `step_out` valid for one `uint64_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_step(
     compressor: *const tritter_grad_compressor_t,
@@ -280,6 +287,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_step(
 ///
 /// # Safety
 /// `payload` valid for `payload_len` bytes; `info_out` for one struct.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_payload_info(
     payload: *const u8,
@@ -309,6 +317,7 @@ pub unsafe extern "C" fn tritter_grad_payload_info(
 ///
 /// # Safety
 /// `payload` valid for `payload_len` bytes; `out` for `out_len` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_decompress(
     payload: *const u8,
@@ -333,6 +342,7 @@ pub unsafe extern "C" fn tritter_grad_decompress(
 /// # Safety
 /// Inputs valid for their lengths; `sum_out` for `sum_cap` bytes and not
 /// overlapping the inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_payload_sum(
     a: *const u8,
@@ -362,6 +372,7 @@ pub unsafe extern "C" fn tritter_grad_payload_sum(
 ///
 /// # Safety
 /// Pointers valid for their lengths; no overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_count_sketch(
     grad: *const f32,
@@ -385,6 +396,7 @@ pub unsafe extern "C" fn tritter_count_sketch(
 ///
 /// # Safety
 /// Pointers valid for their lengths; no overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_count_sketch_estimate(
     table: *const f32,
@@ -421,6 +433,7 @@ pub unsafe extern "C" fn tritter_count_sketch_estimate(
 ///
 /// # Safety
 /// `fetchsgd_out` valid for writing one pointer; the caller owns the handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_fetchsgd_new(
     dim: usize,
@@ -457,6 +470,7 @@ pub unsafe extern "C" fn tritter_fetchsgd_free(fetchsgd: *mut tritter_fetchsgd_t
 ///
 /// # Safety
 /// Pointers valid for their lengths; no overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_fetchsgd_step(
     fetchsgd: *mut tritter_fetchsgd_t,
@@ -483,6 +497,7 @@ pub unsafe extern "C" fn tritter_fetchsgd_step(
 ///
 /// # Safety
 /// A live handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_fetchsgd_reset(
     fetchsgd: *mut tritter_fetchsgd_t,
@@ -498,6 +513,7 @@ pub unsafe extern "C" fn tritter_fetchsgd_reset(
 ///
 /// # Safety
 /// `m_out` valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_projection_len(
     dim: usize,
@@ -518,6 +534,7 @@ pub unsafe extern "C" fn tritter_grad_projection_len(
 ///
 /// # Safety
 /// Pointers valid for their lengths; no overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_project(
     grad: *const f32,
@@ -538,6 +555,7 @@ pub unsafe extern "C" fn tritter_grad_project(
 ///
 /// # Safety
 /// Pointers valid for their lengths; no overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_unproject(
     compressed: *const f32,
@@ -559,6 +577,7 @@ pub unsafe extern "C" fn tritter_grad_unproject(
 ///
 /// # Safety
 /// `accumulator_out` valid for writing one pointer; the caller owns it.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_accumulator_new(
     dim: usize,
@@ -596,6 +615,7 @@ pub unsafe extern "C" fn tritter_ternary_accumulator_free(
 ///
 /// # Safety
 /// `grad` valid for `n` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_accumulator_add(
     accumulator: *mut tritter_ternary_accumulator_t,
@@ -615,6 +635,7 @@ pub unsafe extern "C" fn tritter_ternary_accumulator_add(
 ///
 /// # Safety
 /// `out` valid for `n` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_accumulator_read(
     accumulator: *const tritter_ternary_accumulator_t,
@@ -633,6 +654,7 @@ pub unsafe extern "C" fn tritter_ternary_accumulator_read(
 ///
 /// # Safety
 /// Out-pointers valid for one value each.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_accumulator_info(
     accumulator: *const tritter_ternary_accumulator_t,
@@ -651,6 +673,7 @@ pub unsafe extern "C" fn tritter_ternary_accumulator_info(
 ///
 /// # Safety
 /// A live handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_accumulator_reset(
     accumulator: *mut tritter_ternary_accumulator_t,

@@ -37,6 +37,7 @@ unsafe fn convert_slices<S, D>(
 /// # Safety
 /// `src` must be valid for `n` reads and `dst` for `dst_len` writes; they
 /// must not overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_f32_to_bf16(
     src: *const f32,
@@ -52,6 +53,7 @@ pub unsafe extern "C" fn tritter_f32_to_bf16(
 ///
 /// # Safety
 /// As [`tritter_f32_to_bf16`].
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bf16_to_f32(
     src: *const u16,
@@ -68,6 +70,7 @@ pub unsafe extern "C" fn tritter_bf16_to_f32(
 ///
 /// # Safety
 /// As [`tritter_f32_to_bf16`].
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_f32_to_f16(
     src: *const f32,
@@ -83,6 +86,7 @@ pub unsafe extern "C" fn tritter_f32_to_f16(
 ///
 /// # Safety
 /// As [`tritter_f32_to_bf16`].
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_f16_to_f32(
     src: *const u16,
@@ -104,6 +108,7 @@ pub unsafe extern "C" fn tritter_f16_to_f32(
 ///
 /// # Safety
 /// As `tritter_f32_to_bf16`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_f32_to_bf16_stochastic(
     src: *const f32,
@@ -187,6 +192,7 @@ pub struct tritter_loss_scaler_t(LossScaler);
 ///
 /// # Safety
 /// `config_out` must be valid for writing one `tritter_loss_scaler_config_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_config_default(
     config_out: *mut tritter_loss_scaler_config_t,
@@ -199,6 +205,7 @@ pub unsafe extern "C" fn tritter_loss_scaler_config_default(
 ///
 /// # Safety
 /// `config` must be NULL or valid; `scaler_out` valid for writing a pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_new(
     config: *const tritter_loss_scaler_config_t,
@@ -228,6 +235,7 @@ pub unsafe extern "C" fn tritter_loss_scaler_free(scaler: *mut tritter_loss_scal
 ///
 /// # Safety
 /// `scaler` must be a live handle; `state_out` valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_state(
     scaler: *const tritter_loss_scaler_t,
@@ -285,6 +293,7 @@ unsafe fn buffers<'a>(
 /// # Safety
 /// `buffers` and `lens` must hold `count` entries; each buffer must be valid
 /// for `lens[i]` reads and writes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_unscale(
     scaler: *const tritter_loss_scaler_t,
@@ -306,6 +315,7 @@ pub unsafe extern "C" fn tritter_loss_scaler_unscale(
 ///
 /// # Safety
 /// As [`tritter_loss_scaler_unscale`] (the buffers are only read).
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_found_inf(
     buffers: *const *const f32,
@@ -333,6 +343,7 @@ pub unsafe extern "C" fn tritter_found_inf(
 /// # Safety
 /// `scaler` must be a live handle not used concurrently; `new_scale_out`
 /// NULL or valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_update(
     scaler: *mut tritter_loss_scaler_t,
@@ -354,6 +365,7 @@ pub unsafe extern "C" fn tritter_loss_scaler_update(
 ///
 /// # Safety
 /// `scaler` must be a live handle not used concurrently.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_set_scale(
     scaler: *mut tritter_loss_scaler_t,

@@ -180,6 +180,7 @@ pub struct tritter_phase_trainer_t(PhaseTrainer);
 ///
 /// # Safety
 /// `config_out` must be valid for writing one `tritter_phase_config_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_config_default(
     config_out: *mut tritter_phase_config_t,
@@ -192,6 +193,7 @@ pub unsafe extern "C" fn tritter_phase_config_default(
 ///
 /// # Safety
 /// `config_out` must be valid for writing one `tritter_phase_config_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_config_conservative(
     config_out: *mut tritter_phase_config_t,
@@ -204,6 +206,7 @@ pub unsafe extern "C" fn tritter_phase_config_conservative(
 ///
 /// # Safety
 /// `config` must be NULL or valid; `trainer_out` valid for writing a pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_new(
     config: *const tritter_phase_config_t,
@@ -239,6 +242,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_free(trainer: *mut tritter_phase_
 /// # Safety
 /// `trainer` must be a live handle; `shape` valid for `ndim` reads;
 /// `id_out` valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_add_param(
     trainer: *mut tritter_phase_trainer_t,
@@ -265,6 +269,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_add_param(
 ///
 /// # Safety
 /// `trainer` must be a live handle; `numel_out` valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_param_numel(
     trainer: *const tritter_phase_trainer_t,
@@ -285,6 +290,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_param_numel(
 ///
 /// # Safety
 /// `trainer` must be a live handle; `info_out` valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_begin_step(
     trainer: *mut tritter_phase_trainer_t,
@@ -313,6 +319,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_begin_step(
 ///
 /// # Safety
 /// `trainer` must be a live handle; `grad` valid for `len` reads.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_record(
     trainer: *mut tritter_phase_trainer_t,
@@ -335,6 +342,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_record(
 ///
 /// # Safety
 /// `trainer` must be a live handle; `out` valid for `out_len` writes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_predict(
     trainer: *const tritter_phase_trainer_t,
@@ -360,6 +368,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_predict(
 ///
 /// # Safety
 /// `trainer` must be a live handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_end_step(
     trainer: *mut tritter_phase_trainer_t,
@@ -377,6 +386,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_end_step(
 ///
 /// # Safety
 /// `trainer` must be a live handle; `stats_out` valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_stats(
     trainer: *const tritter_phase_trainer_t,

@@ -37,6 +37,7 @@ pub extern "C" fn tritter_cuda_available() -> bool {
 /// Sets the number of worker threads the library's kernels use (0 = default:
 /// `TRITTER_NUM_THREADS` or the available parallelism). Results never depend
 /// on it. Thread-safe; calls in progress finish on the previous pool.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn tritter_set_num_threads(num_threads: usize) -> tritter_status_t {
     guard(|| {
@@ -55,6 +56,7 @@ pub extern "C" fn tritter_set_num_threads(num_threads: usize) -> tritter_status_
 ///
 /// # Safety
 /// `num_threads_out` must be valid for writing one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_get_num_threads(num_threads_out: *mut usize) -> tritter_status_t {
     guard(|| unsafe {
@@ -85,6 +87,7 @@ pub const TRITTER_CPU_LEVEL_NEON: u32 = 16;
 ///
 /// # Safety
 /// Each non-NULL pointer must be valid for writing one `uint32_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_cpu_level(
     detected_out: *mut u32,

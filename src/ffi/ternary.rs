@@ -129,6 +129,7 @@ fn to_config(c: Option<&tritter_quant_config_t>) -> Result<QuantConfig> {
 ///
 /// # Safety
 /// `config_out` must be valid for writing one `tritter_quant_config_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_quant_config_default(
     config_out: *mut tritter_quant_config_t,
@@ -140,6 +141,7 @@ pub unsafe extern "C" fn tritter_quant_config_default(
 ///
 /// # Safety
 /// `num_scales_out` must be valid for writing one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_num_scales(
     granularity: u32,
@@ -159,6 +161,7 @@ pub unsafe extern "C" fn tritter_num_scales(
 ///
 /// # Safety
 /// `size_out` must be valid for writing one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_packed_size(
     rows: usize,
@@ -183,6 +186,7 @@ pub unsafe extern "C" fn tritter_packed_size(
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length; outputs must not
 /// overlap inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_quantize_f32(
     weights: *const f32,
@@ -216,6 +220,7 @@ pub unsafe extern "C" fn tritter_quantize_f32(
 ///
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_pack(
     ternary: *const i8,
@@ -247,6 +252,7 @@ pub unsafe extern "C" fn tritter_pack(
 ///
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_unpack(
     packed: *const u8,
@@ -277,6 +283,7 @@ pub unsafe extern "C" fn tritter_unpack(
 ///
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_quantize_activations_i8(
     x: *const f32,
@@ -307,6 +314,7 @@ pub unsafe extern "C" fn tritter_quantize_activations_i8(
 /// # Safety
 /// `weights` must be NULL or valid for `rows * cols` floats; `matrix_out` valid
 /// for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_from_f32(
     weights: *const f32,
@@ -333,6 +341,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_f32(
 ///
 /// # Safety
 /// `weights` must be NULL or a valid tensor; `matrix_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_from_dlpack(
     weights: *const tritter_dl_tensor_t,
@@ -354,6 +363,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_dlpack(
 ///
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_from_ternary(
     ternary: *const i8,
@@ -385,6 +395,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_ternary(
 ///
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_from_packed(
     packed: *const u8,
@@ -418,6 +429,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_packed(
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `matrix_out` valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_with_compute_format(
     matrix: *const tritter_ternary_matrix_t,
@@ -446,6 +458,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_free(matrix: *mut tritter_ternar
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `info_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_info(
     matrix: *const tritter_ternary_matrix_t,
@@ -477,6 +490,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_info(
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `packed_out` valid for `packed_len` bytes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_export_packed(
     matrix: *const tritter_ternary_matrix_t,
@@ -497,6 +511,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_export_packed(
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `scales_out` valid for `scales_len` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_scales(
     matrix: *const tritter_ternary_matrix_t,
@@ -516,6 +531,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_scales(
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `ternary_out` valid for `ternary_len` bytes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_to_ternary(
     matrix: *const tritter_ternary_matrix_t,
@@ -535,6 +551,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_to_ternary(
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `weights_out` valid for `weights_len` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_to_f32(
     matrix: *const tritter_ternary_matrix_t,
@@ -559,6 +576,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_to_f32(
 /// # Safety
 /// `matrix` must be NULL or live; pointers valid for their lengths; `y` must
 /// not overlap the inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_matmul(
     matrix: *const tritter_ternary_matrix_t,
@@ -610,6 +628,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_matmul(
 ///
 /// # Safety
 /// `matrix` must be NULL or live; tensors NULL or valid; `y` must not overlap inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_matmul_dlpack(
     matrix: *const tritter_ternary_matrix_t,

@@ -76,6 +76,7 @@ unsafe fn hv_out<'a>(
 ///
 /// # Safety
 /// `words_out` must be valid for writing one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_packed_words(
     dim: usize,
@@ -91,6 +92,7 @@ pub unsafe extern "C" fn tritter_hv_packed_words(
 ///
 /// # Safety
 /// `words_out` must be NULL or valid for `words_len` words.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_random(
     dim: usize,
@@ -111,6 +113,7 @@ pub unsafe extern "C" fn tritter_hv_random(
 ///
 /// # Safety
 /// `trits_out` must be NULL or valid for `trits_len` bytes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_random_dense(
     dim: usize,
@@ -131,6 +134,7 @@ pub unsafe extern "C" fn tritter_hv_random_dense(
 ///
 /// # Safety
 /// `trits` NULL or valid for `dim` bytes; `words_out` NULL or valid for `words_len` words.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_pack(
     trits: *const i8,
@@ -150,6 +154,7 @@ pub unsafe extern "C" fn tritter_hv_pack(
 ///
 /// # Safety
 /// `words` NULL or valid for `words_len` words; `trits_out` NULL or valid for `trits_len` bytes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_unpack(
     words: *const u64,
@@ -173,6 +178,7 @@ pub unsafe extern "C" fn tritter_hv_unpack(
 /// # Safety
 /// Inputs NULL or valid for `words_len` words; `out` NULL or valid for
 /// `out_len` words and not overlapping the inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_bind(
     a: *const u64,
@@ -198,6 +204,7 @@ pub unsafe extern "C" fn tritter_hv_bind(
 ///
 /// # Safety
 /// As [`tritter_hv_bind`].
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_unbind(
     c: *const u64,
@@ -227,6 +234,7 @@ pub unsafe extern "C" fn tritter_hv_unbind(
 ///
 /// # Safety
 /// Pointers NULL or valid for their lengths; `out` not overlapping the inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_bundle(
     vectors: *const u64,
@@ -278,6 +286,7 @@ pub unsafe extern "C" fn tritter_hv_bundle(
 ///
 /// # Safety
 /// As [`tritter_hv_bind`].
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_permute(
     a: *const u64,
@@ -300,6 +309,7 @@ pub unsafe extern "C" fn tritter_hv_permute(
 ///
 /// # Safety
 /// Inputs NULL or valid for `words_len` words; `score_out` valid for one double.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_similarity(
     a: *const u64,
@@ -325,6 +335,7 @@ pub unsafe extern "C" fn tritter_hv_similarity(
 ///
 /// # Safety
 /// Pointers NULL or valid for their lengths; `scores_out` not overlapping the inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_similarity_many(
     query: *const u64,
@@ -358,6 +369,7 @@ pub unsafe extern "C" fn tritter_hv_similarity_many(
 ///
 /// # Safety
 /// `acc_out` valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bundle_accumulator_new(
     dim: usize,
@@ -382,6 +394,7 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_new(
 /// # Safety
 /// `acc` NULL or live (not used by another thread meanwhile); `vector` NULL or
 /// valid for `words_len` words.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bundle_accumulator_add(
     acc: *mut tritter_bundle_accumulator_t,
@@ -401,6 +414,7 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_add(
 ///
 /// # Safety
 /// `acc` NULL or live; `out` NULL or valid for `out_len` words.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bundle_accumulator_finish(
     acc: *const tritter_bundle_accumulator_t,
@@ -422,6 +436,7 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_finish(
 ///
 /// # Safety
 /// `acc` NULL or live; `len_out` valid for writing one `uint64_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bundle_accumulator_len(
     acc: *const tritter_bundle_accumulator_t,
@@ -437,6 +452,7 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_len(
 ///
 /// # Safety
 /// `acc` NULL or live (not used by another thread meanwhile).
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bundle_accumulator_reset(
     acc: *mut tritter_bundle_accumulator_t,
@@ -460,6 +476,7 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_free(acc: *mut tritter_bundl
 ///
 /// # Safety
 /// `memory_out` valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_new(
     dim: usize,
@@ -478,6 +495,7 @@ pub unsafe extern "C" fn tritter_item_memory_new(
 /// # Safety
 /// `memory` NULL or live (exclusive access); `vector` NULL or valid for
 /// `words_len` words; `index_out` NULL or valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_add(
     memory: *mut tritter_item_memory_t,
@@ -501,6 +519,7 @@ pub unsafe extern "C" fn tritter_item_memory_add(
 ///
 /// # Safety
 /// `memory` NULL or live; `len_out` valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_len(
     memory: *const tritter_item_memory_t,
@@ -516,6 +535,7 @@ pub unsafe extern "C" fn tritter_item_memory_len(
 ///
 /// # Safety
 /// `memory` NULL or live; `dim_out` valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_dim(
     memory: *const tritter_item_memory_t,
@@ -532,6 +552,7 @@ pub unsafe extern "C" fn tritter_item_memory_dim(
 ///
 /// # Safety
 /// `memory` NULL or live; `out` NULL or valid for `out_len` words.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_get(
     memory: *const tritter_item_memory_t,
@@ -561,6 +582,7 @@ pub unsafe extern "C" fn tritter_item_memory_get(
 /// # Safety
 /// `memory` NULL or live; `query` NULL or valid for `query_len` words;
 /// outputs valid for `capacity` elements; `found_out` valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_query_topk(
     memory: *const tritter_item_memory_t,
@@ -605,6 +627,7 @@ pub unsafe extern "C" fn tritter_item_memory_query_topk(
 /// # Safety
 /// `memory` NULL or live; `query` NULL or valid for `query_len` words;
 /// `scores_out` NULL or valid for `scores_len` doubles.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_similarities(
     memory: *const tritter_item_memory_t,

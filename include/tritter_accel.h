@@ -468,7 +468,10 @@ typedef struct tritter_grad_payload_info_t {
 } tritter_grad_payload_info_t;
 
 /**
- * Loss-scaler settings; defaults (torch's) from [`tritter_loss_scaler_config_default`].
+ * Loss-scaler settings; defaults (torch's, plus a floor) from
+ * [`tritter_loss_scaler_config_default`]. Above `min_scale` the scale
+ * follows `torch.amp.GradScaler` step for step; the floor keeps a long run
+ * of overflows from driving it to 0, where torch's would stay for good.
  */
 typedef struct tritter_loss_scaler_config_t {
   /**
@@ -488,7 +491,8 @@ typedef struct tritter_loss_scaler_config_t {
    */
   uint32_t growth_interval;
   /**
-   * Lower bound of the scale (finite, >= 0; default 0).
+   * Lower bound of the scale (finite, >= FLT_MIN = 2^-126 so that 1/scale
+   * is finite; default 2^-24, the smallest positive f16).
    */
   float min_scale;
   /**
@@ -1003,11 +1007,20 @@ tritter_status_t tritter_grad_decompress(const uint8_t *payload,
  * dim, seed and geometry into `sum_out` (`sum_cap >= a_len`); the result
  * decodes the sum of the two gradients. Errors: invalid payloads, non-linear
  * method or mismatch (`TRITTER_ERR_INVALID_ARGUMENT` naming `other`), buffer
- * too small.
+ * too small, and `TRITTER_ERR_NON_FINITE` naming `sum` when the sum leaves
+ * the range a payload may hold (an element overflows to ±inf, or a
+ * projection value exceeds ±f32::MAX/2): every payload this returns
+ * validates and decodes to finite values.
+ *
+ * Aliasing: `sum_out` may be the same buffer as `a` or `b` (an in-place
+ * sum, e.g. `tritter_grad_payload_sum(acc, n, p, n, acc, n)`): both inputs
+ * are read and validated completely before anything is written. Any other
+ * partial overlap is undefined. Nothing is written on error.
  *
  * # Safety
- * Inputs valid for their lengths; `sum_out` for `sum_cap` bytes and not
- * overlapping the inputs.
+ * Inputs valid for their lengths; `sum_out` valid for `sum_cap` bytes and
+ * either disjoint from the inputs or starting at the same address as one
+ * of them.
  */
 TRITTER_MUST_USE
 tritter_status_t tritter_grad_payload_sum(const uint8_t *a,
@@ -1022,7 +1035,9 @@ tritter_status_t tritter_grad_payload_sum(const uint8_t *a,
  * floats, row-major, overwritten). Linear: tables of several workers made
  * with the same `(rows, cols, seed)` may be summed before decoding.
  * Errors: NULL, `n` zero, rows not in 1..=15, cols zero, table length,
- * non-finite gradient.
+ * non-finite gradient, and a table that overflows f32 (finite values too
+ * large; `TRITTER_ERR_INVALID_ARGUMENT` naming `grad`, the table's content
+ * is then unspecified).
  *
  * # Safety
  * Pointers valid for their lengths; no overlap.

@@ -141,6 +141,60 @@ pub fn checked_mul(a: usize, b: usize, arg: &'static str) -> Result<usize> {
         .ok_or_else(|| Error::overflow(arg, format!("{a} * {b} overflows usize")))
 }
 
+/// Gives a field-less enum its C codes from one list: `ALL`, `code()` (a
+/// `const fn` with an exhaustive `match`, so a variant without a code does
+/// not compile) and `from_code()` (the same list read the other way, so the
+/// two cannot disagree; a repeated code fails a compile-time assertion).
+/// `src/ffi` ties each `TRITTER_*` constant to `code()` with a compile-time
+/// assertion (`ffi::status::c_constants!`).
+///
+/// ```ignore
+/// c_codes!(Algebra, "algebra", "algebra code" { Map = 0 => "MAP", Modular = 1 => "modular" });
+/// ```
+#[macro_export]
+#[doc(hidden)]
+macro_rules! c_codes {
+    ($ty:ident, $arg:literal, $what:literal { $($v:ident = $c:literal => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every variant, in the order of the code table.
+            pub const ALL: &'static [$ty] = &[$($ty::$v),+];
+            /// The C code of the variant.
+            pub const fn code(self) -> u32 {
+                match self {
+                    $($ty::$v => $c,)+
+                }
+            }
+            /// The variant with C code `code`; [`Error::InvalidArgument`](crate::Error)
+            /// naming the argument otherwise.
+            pub fn from_code(code: u32) -> $crate::Result<Self> {
+                match code {
+                    $($c => Ok($ty::$v),)+
+                    _ => Err($crate::Error::invalid(
+                        $arg,
+                        format!(
+                            "unknown {} {code} ({})",
+                            $what,
+                            [$(concat!(stringify!($c), " = ", $name)),+].join(", ")
+                        ),
+                    )),
+                }
+            }
+        }
+        const _: () = {
+            let codes: &[u32] = &[$($c),+];
+            let mut i = 0;
+            while i < codes.len() {
+                let mut j = i + 1;
+                while j < codes.len() {
+                    assert!(codes[i] != codes[j], "two variants share a C code");
+                    j += 1;
+                }
+                i += 1;
+            }
+        };
+    };
+}
+
 /// Element types whose all-zero bit pattern is a valid value (so a zeroed
 /// allocation is an initialized buffer of zeros).
 ///
@@ -207,7 +261,8 @@ pub fn try_with_capacity<T>(n: usize, arg: &'static str) -> Result<Vec<T>> {
 pub fn try_reserve<T>(v: &mut Vec<T>, additional: usize, arg: &'static str) -> Result<()> {
     let total = v.len().saturating_add(additional);
     let bytes = alloc_bytes::<T>(total, arg)?;
-    v.try_reserve_exact(additional)
+    // amortized (doubling) growth, so a push loop stays linear
+    v.try_reserve(additional)
         .map_err(|_| Error::OutOfMemory { arg, bytes })
 }
 

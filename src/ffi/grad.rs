@@ -27,6 +27,13 @@ pub const TRITTER_GRAD_PROJECTION: u32 = 4;
 /// coordinates kept at 32x with 2-bit codes, where top-k keeps 1 in 64); use
 /// it with error feedback.
 pub const TRITTER_GRAD_QTOPK: u32 = 5;
+super::status::c_constants!(Method, Method::ALL, {
+    Method::CountSketch => TRITTER_GRAD_SKETCH,
+    Method::Ternary => TRITTER_GRAD_TERNARY,
+    Method::TopK => TRITTER_GRAD_TOPK,
+    Method::Projection => TRITTER_GRAD_PROJECTION,
+    Method::QTopK => TRITTER_GRAD_QTOPK,
+});
 /// Bytes of payload header plus checksum.
 pub const TRITTER_GRAD_PAYLOAD_OVERHEAD: usize = 44;
 const _: () = assert!(TRITTER_GRAD_PAYLOAD_OVERHEAD == payload::OVERHEAD);
@@ -218,9 +225,9 @@ pub unsafe extern "C" fn tritter_grad_compressor_compress(
                 format!("expected {} elements, got {n}", c.0.dim()),
             ));
         }
-        let p = c.0.compress(g)?.to_bytes();
-        out.copy_from_slice(&p);
-        unsafe { args::write(written_out, p.len(), "written_out") }
+        let p = c.0.compress(g)?;
+        payload::encode_into(&p, out)?;
+        unsafe { args::write(written_out, need, "written_out") }
     })
 }
 
@@ -337,11 +344,20 @@ pub unsafe extern "C" fn tritter_grad_decompress(
 /// dim, seed and geometry into `sum_out` (`sum_cap >= a_len`); the result
 /// decodes the sum of the two gradients. Errors: invalid payloads, non-linear
 /// method or mismatch (`TRITTER_ERR_INVALID_ARGUMENT` naming `other`), buffer
-/// too small.
+/// too small, and `TRITTER_ERR_NON_FINITE` naming `sum` when the sum leaves
+/// the range a payload may hold (an element overflows to ±inf, or a
+/// projection value exceeds ±f32::MAX/2): every payload this returns
+/// validates and decodes to finite values.
+///
+/// Aliasing: `sum_out` may be the same buffer as `a` or `b` (an in-place
+/// sum, e.g. `tritter_grad_payload_sum(acc, n, p, n, acc, n)`): both inputs
+/// are read and validated completely before anything is written. Any other
+/// partial overlap is undefined. Nothing is written on error.
 ///
 /// # Safety
-/// Inputs valid for their lengths; `sum_out` for `sum_cap` bytes and not
-/// overlapping the inputs.
+/// Inputs valid for their lengths; `sum_out` valid for `sum_cap` bytes and
+/// either disjoint from the inputs or starting at the same address as one
+/// of them.
 #[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_payload_sum(
@@ -353,14 +369,18 @@ pub unsafe extern "C" fn tritter_grad_payload_sum(
     sum_cap: usize,
 ) -> tritter_status_t {
     guard(|| {
-        let pa = unsafe { args::slice(a, a_len, "a")? };
-        let pb = unsafe { args::slice(b, b_len, "b")? };
-        let mut ca = Compressed::from_bytes(pa)?;
-        let cb = Compressed::from_bytes(pb)?;
-        ca.add_assign(&cb)?;
-        let out = unsafe { args::out_slice(sum_out, sum_cap, ca.wire_bytes(), "sum_out")? };
-        out.copy_from_slice(&ca.to_bytes());
-        Ok(())
+        // Decode (copying) both inputs in a scope of their own: their borrows
+        // end before the output, which may alias one of them, is borrowed.
+        let sum = {
+            let pa = unsafe { args::slice(a, a_len, "a")? };
+            let pb = unsafe { args::slice(b, b_len, "b")? };
+            let mut ca = Compressed::from_bytes(pa)?;
+            let cb = Compressed::from_bytes(pb)?;
+            ca.add_assign(&cb)?;
+            ca
+        };
+        let out = unsafe { args::out_slice(sum_out, sum_cap, sum.wire_bytes(), "sum_out")? };
+        payload::encode_into(&sum, out)
     })
 }
 
@@ -368,7 +388,9 @@ pub unsafe extern "C" fn tritter_grad_payload_sum(
 /// floats, row-major, overwritten). Linear: tables of several workers made
 /// with the same `(rows, cols, seed)` may be summed before decoding.
 /// Errors: NULL, `n` zero, rows not in 1..=15, cols zero, table length,
-/// non-finite gradient.
+/// non-finite gradient, and a table that overflows f32 (finite values too
+/// large; `TRITTER_ERR_INVALID_ARGUMENT` naming `grad`, the table's content
+/// is then unspecified).
 ///
 /// # Safety
 /// Pointers valid for their lengths; no overlap.
@@ -388,7 +410,14 @@ pub unsafe extern "C" fn tritter_count_sketch(
         let g = unsafe { args::slice(grad, n, "grad")? };
         let t = unsafe { args::out_slice(table_out, table_len, cs.table_len(), "table_out")? };
         t.fill(0.0);
-        cs.accumulate(g, t)
+        cs.accumulate(g, t)?;
+        if let Some(i) = t.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                "grad",
+                format!("its sketch overflows f32 at table element {i} (values too large)"),
+            ));
+        }
+        Ok(())
     })
 }
 

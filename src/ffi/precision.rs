@@ -125,7 +125,10 @@ pub unsafe extern "C" fn tritter_f32_to_bf16_stochastic(
     })
 }
 
-/// Loss-scaler settings; defaults (torch's) from [`tritter_loss_scaler_config_default`].
+/// Loss-scaler settings; defaults (torch's, plus a floor) from
+/// [`tritter_loss_scaler_config_default`]. Above `min_scale` the scale
+/// follows `torch.amp.GradScaler` step for step; the floor keeps a long run
+/// of overflows from driving it to 0, where torch's would stay for good.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct tritter_loss_scaler_config_t {
@@ -137,7 +140,8 @@ pub struct tritter_loss_scaler_config_t {
     pub backoff_factor: f32,
     /// Overflow-free steps between growths (>= 1; default 2000).
     pub growth_interval: u32,
-    /// Lower bound of the scale (finite, >= 0; default 0).
+    /// Lower bound of the scale (finite, >= FLT_MIN = 2^-126 so that 1/scale
+    /// is finite; default 2^-24, the smallest positive f16).
     pub min_scale: f32,
     /// Upper bound of the scale (>= min_scale, may be INFINITY; default INFINITY).
     pub max_scale: f32,

@@ -25,6 +25,13 @@ pub const TRITTER_PHASE_CORRECT: u32 = 3;
 /// Largest rank `tritter_phase_trainer_add_param` accepts.
 pub const TRITTER_PHASE_MAX_NDIM: usize = 32;
 
+super::status::c_constants!(Phase, Phase::ALL, {
+    Phase::Warmup => TRITTER_PHASE_WARMUP,
+    Phase::Full => TRITTER_PHASE_FULL,
+    Phase::Predict => TRITTER_PHASE_PREDICT,
+    Phase::Correct => TRITTER_PHASE_CORRECT,
+});
+
 /// Phase-trainer settings. Get defaults from [`tritter_phase_config_default`]
 /// (or [`tritter_phase_config_conservative`]); the fields are documented in
 /// `docs/predict.md`.

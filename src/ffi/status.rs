@@ -86,7 +86,10 @@ pub fn set_last_error(msg: &str) {
 }
 
 /// Runs `f` inside the panic boundary; maps its error to a status and records
-/// the message. Every export's body goes through here.
+/// the message. Every export's body goes through here. A panic whose payload
+/// is an [`Error`] (how infallible internal helpers report a refused
+/// allocation, `std::panic::panic_any(Error::OutOfMemory { .. })`) becomes
+/// that error's status; any other panic is `TRITTER_ERR_INTERNAL`.
 pub fn guard<F>(f: F) -> tritter_status_t
 where
     F: FnOnce() -> crate::Result<()>,
@@ -98,6 +101,10 @@ where
             tritter_status_t::from(&e)
         }
         Err(p) => {
+            if let Some(e) = p.downcast_ref::<Error>() {
+                set_last_error(&e.to_string());
+                return tritter_status_t::from(e);
+            }
             let what = p
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
@@ -127,6 +134,33 @@ pub extern "C" fn tritter_last_error() -> *const c_char {
         LAST_ERROR.with(|e| e.borrow().as_ptr())
     })
 }
+
+/// Ties `TRITTER_*` constants to the core enum's `code()` at compile time:
+/// the `match` is exhaustive (a core variant without a C constant does not
+/// compile) and every listed value is asserted equal to the core's code (a
+/// constant that drifts does not compile). The header needs the literal
+/// values; this makes them the same numbers as the core's one table.
+macro_rules! c_constants {
+    ($ty:ty, $all:expr, { $($p:pat => $c:ident),+ $(,)? }) => {
+        const _: () = {
+            const fn c_constant(v: $ty) -> u32 {
+                match v {
+                    $($p => $c,)+
+                }
+            }
+            let all: &[$ty] = $all;
+            let mut i = 0;
+            while i < all.len() {
+                assert!(
+                    c_constant(all[i]) as u32 == all[i].code(),
+                    "a TRITTER_* constant differs from the core code"
+                );
+                i += 1;
+            }
+        };
+    };
+}
+pub(crate) use c_constants;
 
 /// The one table of status names: an exhaustive `match` over
 /// [`tritter_status_t`] (a new variant that is not listed here does not

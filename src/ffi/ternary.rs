@@ -35,6 +35,32 @@ pub const TRITTER_ACT_F32: u32 = 0;
 /// `act_mode`: int8 per-token absmax activations (W1.58A8).
 pub const TRITTER_ACT_INT8: u32 = 1;
 
+super::status::c_constants!(QuantMethod, QuantMethod::ALL, {
+    QuantMethod::AbsMean => TRITTER_QUANT_ABSMEAN,
+    QuantMethod::AbsMax => TRITTER_QUANT_ABSMAX,
+});
+super::status::c_constants!(
+    Granularity,
+    &[Granularity::PerTensor, Granularity::PerRow, Granularity::PerGroup(1)],
+    {
+        Granularity::PerTensor => TRITTER_GRANULARITY_PER_TENSOR,
+        Granularity::PerRow => TRITTER_GRANULARITY_PER_ROW,
+        Granularity::PerGroup(_) => TRITTER_GRANULARITY_PER_GROUP,
+    }
+);
+super::status::c_constants!(PackedLayout, PackedLayout::ALL, {
+    PackedLayout::TwoBit => TRITTER_LAYOUT_2BIT,
+    PackedLayout::Base3 => TRITTER_LAYOUT_BASE3,
+});
+super::status::c_constants!(ComputeFormat, ComputeFormat::ALL, {
+    ComputeFormat::TwoBit => TRITTER_COMPUTE_2BIT,
+    ComputeFormat::Base3 => TRITTER_COMPUTE_BASE3,
+});
+super::status::c_constants!(ActivationMode, ActivationMode::ALL, {
+    ActivationMode::F32 => TRITTER_ACT_F32,
+    ActivationMode::Int8 => TRITTER_ACT_INT8,
+});
+
 /// Quantization settings. Get defaults from [`tritter_quant_config_default`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -91,10 +117,7 @@ pub struct tritter_ternary_matrix_t(TernaryMatrix);
 impl From<&QuantConfig> for tritter_quant_config_t {
     fn from(c: &QuantConfig) -> Self {
         tritter_quant_config_t {
-            method: match c.method {
-                QuantMethod::AbsMean => TRITTER_QUANT_ABSMEAN,
-                QuantMethod::AbsMax => TRITTER_QUANT_ABSMAX,
-            },
+            method: c.method.code(),
             granularity: c.granularity.code(),
             group_size: match c.granularity {
                 Granularity::PerGroup(g) => g,
@@ -440,7 +463,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_with_compute_format(
         args::check_out(matrix_out, "matrix_out")?;
         let m = &unsafe { handle::get(matrix, "matrix")? }.0;
         let f = ComputeFormat::from_code(compute_format)?;
-        let copy = m.clone().with_compute_format(f);
+        let copy = m.try_with_compute_format(f)?;
         unsafe { handle::store(matrix_out, tritter_ternary_matrix_t(copy), "matrix_out") }
     })
 }
@@ -477,10 +500,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_info(
             packed_bytes_2bit: pack::packed_len(m.rows(), m.cols(), PackedLayout::TwoBit)?,
             packed_bytes_base3: pack::packed_len(m.rows(), m.cols(), PackedLayout::Base3)?,
             memory_bytes: m.memory_bytes(),
-            compute_format: match m.compute_format() {
-                ComputeFormat::TwoBit => TRITTER_COMPUTE_2BIT,
-                ComputeFormat::Base3 => TRITTER_COMPUTE_BASE3,
-            },
+            compute_format: m.compute_format().code(),
         };
         unsafe { args::write(info_out, info, "info_out") }
     })
@@ -563,8 +583,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_to_f32(
         let out = unsafe {
             args::out_slice(weights_out, weights_len, m.rows() * m.cols(), "weights_out")?
         };
-        out.copy_from_slice(m.to_f32().as_slice().expect("contiguous"));
-        Ok(())
+        m.write_f32(out)
     })
 }
 

@@ -32,6 +32,20 @@ pub const TRITTER_VSA_TIE_ZERO: u32 = 0;
 /// `tie_rule`: a zero sum at trit `i` gives trit `i` of `random(dim, tie_seed, 1)` (bipolar result).
 pub const TRITTER_VSA_TIE_RANDOM: u32 = 1;
 
+super::status::c_constants!(Algebra, Algebra::ALL, {
+    Algebra::Map => TRITTER_VSA_ALGEBRA_MAP,
+    Algebra::Modular => TRITTER_VSA_ALGEBRA_MODULAR,
+});
+super::status::c_constants!(Metric, Metric::ALL, {
+    Metric::Dot => TRITTER_VSA_METRIC_DOT,
+    Metric::Cosine => TRITTER_VSA_METRIC_COSINE,
+    Metric::Hamming => TRITTER_VSA_METRIC_HAMMING,
+});
+super::status::c_constants!(TieRule, &[TieRule::Zero, TieRule::Random(0)], {
+    TieRule::Zero => TRITTER_VSA_TIE_ZERO,
+    TieRule::Random(_) => TRITTER_VSA_TIE_RANDOM,
+});
+
 /// A streaming bundle: `int64` counters per trit, fed one vector at a time.
 /// Owns its memory; free with [`tritter_bundle_accumulator_free`]. Adding
 /// mutates it: do not share one accumulator across threads without a lock.
@@ -377,14 +391,8 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_new(
 ) -> tritter_status_t {
     guard(|| {
         args::check_out(acc_out, "acc_out")?;
-        elems(dim, 8, "dim")?;
-        unsafe {
-            handle::store(
-                acc_out,
-                tritter_bundle_accumulator_t(BundleAccumulator::new(dim)),
-                "acc_out",
-            )
-        }
+        let a = BundleAccumulator::new(dim)?;
+        unsafe { handle::store(acc_out, tritter_bundle_accumulator_t(a), "acc_out") }
     })
 }
 

@@ -335,7 +335,7 @@ fn bundle_rows_unchecked(
             &mut out,
         ),
         Some(w) => {
-            let mut acc = BundleAccumulator::new(dim);
+            let mut acc = BundleAccumulator::new(dim)?;
             for (r, &wk) in rows.iter().zip(w) {
                 acc.add_words_unchecked(r, wk)?;
             }
@@ -394,14 +394,16 @@ pub struct BundleAccumulator {
 }
 
 impl BundleAccumulator {
-    /// An empty accumulator for `dim` trits.
-    pub fn new(dim: usize) -> Self {
-        BundleAccumulator {
+    /// An empty accumulator for `dim` trits (8 bytes a trit). Errors:
+    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) /
+    /// [`Error::SizeOverflow`](crate::Error::SizeOverflow) naming `dim`.
+    pub fn new(dim: usize) -> Result<Self> {
+        Ok(BundleAccumulator {
             dim,
-            counts: vec![0; dim],
+            counts: crate::try_zeroed(dim, "dim")?,
             total_abs: 0,
             added: 0,
-        }
+        })
     }
 
     /// Number of trits.

@@ -10,6 +10,58 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/*
+ * Conventions of every export (tested from C in ffi-tests/, under ASan+UBSan
+ * and valgrind; the rules are decided once, here).
+ *
+ * Status. Every fallible export returns tritter_status_t (TRITTER_OK = 0) and
+ *   is TRITTER_MUST_USE; tritter_last_error() names the argument at fault.
+ *   Out-parameters and handles are left untouched on error unless an export
+ *   says otherwise. A panic inside the library is TRITTER_ERR_INTERNAL.
+ *
+ * Memory. Every allocation whose size comes from a number the caller passes
+ *   (a dimension, a shape, a capacity, the logical size of a DLPack view, the
+ *   dim in a payload header) is fallible: TRITTER_ERR_OUT_OF_MEMORY when the
+ *   allocator refuses (the call changes nothing; the process carries on),
+ *   TRITTER_ERR_SIZE_OVERFLOW when the byte count exceeds PTRDIFF_MAX. Never an
+ *   abort. (The scratch of the top-k and quantized top-k encoders, at most a
+ *   few bytes per gradient element, is the one exception left.)
+ *
+ * Size limits. No buffer or allocation above PTRDIFF_MAX bytes; DLPack views
+ *   of at most PTRDIFF_MAX elements; gradient compressors and FetchSGD: dim <=
+ *   2^32 - 1 (u32 indices); count sketch rows 1..15, cols 1..2^32 - 1; ternary
+ *   blocks a multiple of 4 in 4..2^20; phase-trainer parameters <=
+ *   TRITTER_PHASE_MAX_NDIM dimensions; <= 4096 threads.
+ *
+ * Buffers. (NULL, 0) is an empty buffer; NULL with a non-zero length is
+ *   TRITTER_ERR_NULL_POINTER. An optional input (a bias, bundle weights) is
+ *   absent only as (NULL, 0). Outputs may be larger than needed; smaller is
+ *   TRITTER_ERR_BUFFER_TOO_SMALL. Outputs must not overlap inputs, except where
+ *   an export allows it (tritter_grad_payload_sum may write over a or b).
+ *
+ * Zero sizes. Empty buffers, a batch of 0, matrices with 0 rows or 0 columns
+ *   and hypervectors of 0 trits are valid and give empty results. A gradient
+ *   length of 0 is not (the payload format has no empty gradient): compressors,
+ *   sketches, projections, accumulators, FetchSGD and phase-trainer parameters
+ *   with a zero dimension give TRITTER_ERR_INVALID_ARGUMENT naming it.
+ *
+ * Floats. Every float array a call reads as data (weights, x, bias, scales,
+ *   gradients, sketch tables, projections) must be finite:
+ *   TRITTER_ERR_NON_FINITE names the array and the flat index. By design the
+ *   precision conversions carry inf/NaN through, the loss scaler's unscale and
+ *   found_inf detect them, and a non-finite loss given to
+ *   tritter_phase_trainer_end_step marks a diverged step. Other scalar float
+ *   parameters have documented ranges that exclude NaN
+ *   (TRITTER_ERR_INVALID_ARGUMENT). Scales, in matrices and in payloads, are
+ *   magnitudes: finite and >= 0.
+ *
+ * Payloads. A payload that tritter_grad_payload_info accepts decodes to finite
+ *   values (projection values are at most FLT_MAX / 2 in magnitude; the median
+ *   of two sketch rows is taken as a/2 + b/2). Compressors, tritter_count_sketch,
+ *   tritter_grad_project and tritter_grad_payload_sum never produce values
+ *   outside that range: they return an error instead.
+ */
+
 /** Marks a function whose status result must be checked. */
 #if defined(__GNUC__) || defined(__clang__)
 #define TRITTER_MUST_USE __attribute__((warn_unused_result))
@@ -897,7 +949,9 @@ tritter_status_t tritter_grad_config_default(struct tritter_grad_config_t *confi
 /**
  * Creates a compressor for gradients of `dim` floats.
  * Errors: NULL `config`/`compressor_out`, `dim` zero or >= 2^32, invalid
- * method code, ratio < 1 or non-finite, bad rows/block.
+ * method code, ratio < 1 or non-finite, bad rows/block;
+ * `TRITTER_ERR_OUT_OF_MEMORY` naming `dim` when the error-feedback residual
+ * (`4 dim` bytes) cannot be allocated.
  *
  * # Safety
  * `config` must point to a valid config; `compressor_out` must be valid for
@@ -1069,8 +1123,9 @@ tritter_status_t tritter_count_sketch_estimate(const float *table,
 /**
  * Creates FetchSGD state for `dim`-gradients sketched into `rows x cols`
  * with `seed`, applying `k` coordinates per step, with momentum in
- * `[0, 1)`. Errors: as [`tritter_count_sketch`], `k` not in 1..=dim,
- * momentum out of range.
+ * `[0, 1)`. Errors: as [`tritter_count_sketch`], `dim` >= 2^32, `k` not in
+ * 1..=dim, momentum out of range; `TRITTER_ERR_OUT_OF_MEMORY` naming `cols`
+ * when the two `rows * cols` f32 tables cannot be allocated.
  *
  * # Safety
  * `fetchsgd_out` valid for writing one pointer; the caller owns the handle.
@@ -1157,7 +1212,8 @@ tritter_status_t tritter_grad_unproject(const float *compressed,
 
 /**
  * Creates a packed ternary accumulator for `dim`-gradients (2 bits a
- * coordinate + one f32 scale per `block`). Errors: `dim` zero, bad block.
+ * coordinate + one f32 scale per `block`). Errors: `dim` zero, bad block,
+ * `TRITTER_ERR_OUT_OF_MEMORY` naming `dim` when the state cannot be allocated.
  *
  * # Safety
  * `accumulator_out` valid for writing one pointer; the caller owns it.
@@ -1442,7 +1498,9 @@ void tritter_phase_trainer_free(struct tritter_phase_trainer_t *trainer);
  * (0, 1, ... in order). Gradients cross flattened row-major.
  *
  * Errors: after the first step (`TRITTER_ERR_INVALID_STATE`); a zero
- * dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes.
+ * dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes;
+ * `TRITTER_ERR_OUT_OF_MEMORY` naming `shape` when its history cannot be
+ * allocated (nothing is registered then).
  *
  * # Safety
  * `trainer` must be a live handle; `shape` valid for `ndim` reads;
@@ -1661,7 +1719,10 @@ tritter_status_t tritter_ternary_matrix_from_f32(const float *weights,
 
 /**
  * Like [`tritter_ternary_matrix_from_f32`] from a 2-D float32 DLPack tensor
- * (any non-negative strides, CPU memory).
+ * (any non-negative strides, CPU memory). A strided or broadcast (stride 0)
+ * view is copied: its logical size, not the memory behind it, sets the
+ * allocation (`TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
+ * naming `weights` when refused).
  *
  * # Safety
  * `weights` must be NULL or a valid tensor; `matrix_out` valid for writing.
@@ -1788,8 +1849,11 @@ tritter_status_t tritter_ternary_matrix_to_f32(const struct tritter_ternary_matr
 
 /**
  * `y = x · Wᵀ (+ bias)` on row-major buffers: `x` is `[batch, in_features]`
- * (`in_features` must equal the matrix's `cols`), `bias` is NULL or
- * `bias_len == rows` floats, `y` receives `[batch, rows]`.
+ * (`in_features` must equal the matrix's `cols`), `y` receives
+ * `[batch, rows]`. No bias is `(bias, bias_len) = (NULL, 0)`; otherwise
+ * `bias_len` must equal `rows` (`TRITTER_ERR_SHAPE_MISMATCH` naming
+ * `bias_len`) and `bias` be non-NULL (`TRITTER_ERR_NULL_POINTER`). `x` and
+ * `bias` must be finite (`TRITTER_ERR_NON_FINITE` naming them).
  * `act_mode` is `TRITTER_ACT_F32` or `TRITTER_ACT_INT8`.
  *
  * # Safety
@@ -1809,7 +1873,8 @@ tritter_status_t tritter_ternary_matrix_matmul(const struct tritter_ternary_matr
 
 /**
  * `y = x · Wᵀ (+ bias)` on DLPack tensors: `x` float32 `[batch, cols]`,
- * `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written).
+ * `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written);
+ * `x` and `bias` finite (`TRITTER_ERR_NON_FINITE`).
  * Any non-negative strides; CPU memory (CUDA tensors report
  * `TRITTER_ERR_CUDA_UNAVAILABLE` until the CUDA backend lands).
  *
@@ -1994,7 +2059,9 @@ tritter_status_t tritter_hv_similarity_many(const uint64_t *query,
                                             size_t scores_len);
 
 /**
- * Creates an empty bundle accumulator for `dim` trits in `*acc_out`.
+ * Creates an empty bundle accumulator for `dim` trits in `*acc_out` (8
+ * bytes a trit; `TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
+ * naming `dim` when that cannot be allocated).
  *
  * # Safety
  * `acc_out` valid for writing one pointer.
@@ -2059,7 +2126,9 @@ tritter_status_t tritter_bundle_accumulator_reset(struct tritter_bundle_accumula
 void tritter_bundle_accumulator_free(struct tritter_bundle_accumulator_t *acc);
 
 /**
- * Creates an empty item memory for vectors of `dim` trits (`dim > 0`).
+ * Creates an empty item memory for vectors of `dim` trits (`dim == 0` is
+ * valid, as for every VSA call). Storage grows with each add; a refused
+ * allocation is `TRITTER_ERR_OUT_OF_MEMORY` and leaves the memory unchanged.
  *
  * # Safety
  * `memory_out` valid for writing one pointer.

@@ -143,7 +143,9 @@ pub unsafe extern "C" fn tritter_grad_config_default(
 
 /// Creates a compressor for gradients of `dim` floats.
 /// Errors: NULL `config`/`compressor_out`, `dim` zero or >= 2^32, invalid
-/// method code, ratio < 1 or non-finite, bad rows/block.
+/// method code, ratio < 1 or non-finite, bad rows/block;
+/// `TRITTER_ERR_OUT_OF_MEMORY` naming `dim` when the error-feedback residual
+/// (`4 dim` bytes) cannot be allocated.
 ///
 /// # Safety
 /// `config` must point to a valid config; `compressor_out` must be valid for
@@ -457,8 +459,9 @@ pub unsafe extern "C" fn tritter_count_sketch_estimate(
 
 /// Creates FetchSGD state for `dim`-gradients sketched into `rows x cols`
 /// with `seed`, applying `k` coordinates per step, with momentum in
-/// `[0, 1)`. Errors: as [`tritter_count_sketch`], `k` not in 1..=dim,
-/// momentum out of range.
+/// `[0, 1)`. Errors: as [`tritter_count_sketch`], `dim` >= 2^32, `k` not in
+/// 1..=dim, momentum out of range; `TRITTER_ERR_OUT_OF_MEMORY` naming `cols`
+/// when the two `rows * cols` f32 tables cannot be allocated.
 ///
 /// # Safety
 /// `fetchsgd_out` valid for writing one pointer; the caller owns the handle.
@@ -602,7 +605,8 @@ pub unsafe extern "C" fn tritter_grad_unproject(
 }
 
 /// Creates a packed ternary accumulator for `dim`-gradients (2 bits a
-/// coordinate + one f32 scale per `block`). Errors: `dim` zero, bad block.
+/// coordinate + one f32 scale per `block`). Errors: `dim` zero, bad block,
+/// `TRITTER_ERR_OUT_OF_MEMORY` naming `dim` when the state cannot be allocated.
 ///
 /// # Safety
 /// `accumulator_out` valid for writing one pointer; the caller owns it.

@@ -244,7 +244,9 @@ pub unsafe extern "C" fn tritter_phase_trainer_free(trainer: *mut tritter_phase_
 /// (0, 1, ... in order). Gradients cross flattened row-major.
 ///
 /// Errors: after the first step (`TRITTER_ERR_INVALID_STATE`); a zero
-/// dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes.
+/// dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes;
+/// `TRITTER_ERR_OUT_OF_MEMORY` naming `shape` when its history cannot be
+/// allocated (nothing is registered then).
 ///
 /// # Safety
 /// `trainer` must be a live handle; `shape` valid for `ndim` reads;

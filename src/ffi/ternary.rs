@@ -360,7 +360,10 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_f32(
 }
 
 /// Like [`tritter_ternary_matrix_from_f32`] from a 2-D float32 DLPack tensor
-/// (any non-negative strides, CPU memory).
+/// (any non-negative strides, CPU memory). A strided or broadcast (stride 0)
+/// view is copied: its logical size, not the memory behind it, sets the
+/// allocation (`TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
+/// naming `weights` when refused).
 ///
 /// # Safety
 /// `weights` must be NULL or a valid tensor; `matrix_out` valid for writing.
@@ -588,8 +591,11 @@ pub unsafe extern "C" fn tritter_ternary_matrix_to_f32(
 }
 
 /// `y = x · Wᵀ (+ bias)` on row-major buffers: `x` is `[batch, in_features]`
-/// (`in_features` must equal the matrix's `cols`), `bias` is NULL or
-/// `bias_len == rows` floats, `y` receives `[batch, rows]`.
+/// (`in_features` must equal the matrix's `cols`), `y` receives
+/// `[batch, rows]`. No bias is `(bias, bias_len) = (NULL, 0)`; otherwise
+/// `bias_len` must equal `rows` (`TRITTER_ERR_SHAPE_MISMATCH` naming
+/// `bias_len`) and `bias` be non-NULL (`TRITTER_ERR_NULL_POINTER`). `x` and
+/// `bias` must be finite (`TRITTER_ERR_NON_FINITE` naming them).
 /// `act_mode` is `TRITTER_ACT_F32` or `TRITTER_ACT_INT8`.
 ///
 /// # Safety
@@ -641,7 +647,8 @@ pub unsafe extern "C" fn tritter_ternary_matrix_matmul(
 }
 
 /// `y = x · Wᵀ (+ bias)` on DLPack tensors: `x` float32 `[batch, cols]`,
-/// `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written).
+/// `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written);
+/// `x` and `bias` finite (`TRITTER_ERR_NON_FINITE`).
 /// Any non-negative strides; CPU memory (CUDA tensors report
 /// `TRITTER_ERR_CUDA_UNAVAILABLE` until the CUDA backend lands).
 ///

@@ -379,7 +379,9 @@ pub unsafe extern "C" fn tritter_hv_similarity_many(
     })
 }
 
-/// Creates an empty bundle accumulator for `dim` trits in `*acc_out`.
+/// Creates an empty bundle accumulator for `dim` trits in `*acc_out` (8
+/// bytes a trit; `TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
+/// naming `dim` when that cannot be allocated).
 ///
 /// # Safety
 /// `acc_out` valid for writing one pointer.
@@ -480,7 +482,9 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_free(acc: *mut tritter_bundl
     guard_value((), || unsafe { handle::free(acc) })
 }
 
-/// Creates an empty item memory for vectors of `dim` trits (`dim > 0`).
+/// Creates an empty item memory for vectors of `dim` trits (`dim == 0` is
+/// valid, as for every VSA call). Storage grows with each add; a refused
+/// allocation is `TRITTER_ERR_OUT_OF_MEMORY` and leaves the memory unchanged.
 ///
 /// # Safety
 /// `memory_out` valid for writing one pointer.

@@ -395,8 +395,8 @@ pub struct BundleAccumulator {
 
 impl BundleAccumulator {
     /// An empty accumulator for `dim` trits (8 bytes a trit). Errors:
-    /// [`Error::OutOfMemory`](crate::Error::OutOfMemory) /
-    /// [`Error::SizeOverflow`](crate::Error::SizeOverflow) naming `dim`.
+    /// [`Error::OutOfMemory`] /
+    /// [`Error::SizeOverflow`] naming `dim`.
     pub fn new(dim: usize) -> Result<Self> {
         Ok(BundleAccumulator {
             dim,

@@ -168,7 +168,10 @@ impl CountSketch {
         let threads = crate::parallel::num_threads().max(1);
         let chunks: Vec<&[f32]> = g.chunks(CHUNK).collect();
         let nb = threads.min(chunks.len());
-        let mut bufs = vec![vec![0.0f32; self.table_len()]; nb];
+        let mut bufs = crate::try_with_capacity(nb, "table")?;
+        for _ in 0..nb {
+            bufs.push(crate::try_zeroed::<f32>(self.table_len(), "table")?);
+        }
         for (w, wave) in chunks.chunks(nb).enumerate() {
             let fill = |(j, (buf, gc)): (usize, (&mut Vec<f32>, &&[f32]))| {
                 if w > 0 {

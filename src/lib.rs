@@ -9,6 +9,7 @@
 //! | [`vsa`] | vector-symbolic-architecture hypervectors and their algebra |
 //! | [`grad`] | gradient compression and gradient prediction |
 //! | [`precision`] | f32 <-> bf16/f16 conversion, stochastic rounding, loss scaling |
+//! | [`core`] | the seeds' Rust API (`core::{quantization, ternary, vsa, training, device}`), a facade over the modules below |
 //! | [`cpu`] | the one CPU capability module: detected and active instruction-set level for every domain |
 //! | [`cuda`] | the CUDA backend (a stub returning [`Error::CudaUnavailable`] without the `cuda` feature) |
 //! | [`ffi`] | the C ABI: handles, status codes, last error, DLPack views |
@@ -26,6 +27,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod core;
 pub mod cpu;
 pub mod cuda;
 pub mod error;

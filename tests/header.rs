@@ -20,7 +20,8 @@ fn generate() -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// Function prototypes of a header: (text before the name, name), comments removed.
+/// Function prototypes of a header: (text before the name, name), with
+/// comments, preprocessor lines and `extern "C" {` removed.
 fn prototypes(h: &str) -> Vec<(String, String)> {
     let mut text = String::new();
     let mut rest = h;
@@ -29,22 +30,44 @@ fn prototypes(h: &str) -> Vec<(String, String)> {
         rest = &rest[i + rest[i..].find("*/").expect("closed comment") + 2..];
     }
     text.push_str(rest);
+    let text: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("extern \"C\" {", "");
     let mut v = Vec::new();
     for stmt in text.split(';') {
-        let s = stmt.trim();
+        let s = stmt.trim().trim_start_matches('}').trim();
         let Some(open) = s.find('(') else { continue };
         let head = &s[..open];
-        if head.contains('#') || head.contains('{') || head.contains('=') {
+        // struct and enum bodies, initializers
+        if head.contains('{') || head.contains('}') || head.contains('=') {
             continue;
         }
         let mut words: Vec<&str> = head.split_whitespace().collect();
         let Some(name) = words.pop() else { continue };
-        let name = name.trim_start_matches('*');
-        if name.starts_with("tritter_") {
-            v.push((words.join(" "), name.to_string()));
-        }
+        v.push((words.join(" "), name.trim_start_matches('*').to_string()));
     }
     v
+}
+
+/// Number of `#[no_mangle]` items under src/ffi (every one is a function).
+fn exports_in_sources() -> usize {
+    let mut n = 0;
+    let mut dirs = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/ffi")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let s = std::fs::read_to_string(&p).unwrap();
+                n += s.lines().filter(|l| l.trim() == "#[no_mangle]").count();
+            }
+        }
+    }
+    n
 }
 
 #[test]
@@ -124,6 +147,8 @@ fn every_exported_name_is_prefixed() {
 #[test]
 fn every_status_returning_export_is_must_use() {
     let protos = prototypes(&generate());
+    // the parser sees every export (so none can slip past the checks below)
+    assert_eq!(protos.len(), exports_in_sources(), "prototypes: {protos:?}");
     let status: Vec<_> = protos
         .iter()
         .filter(|(ret, _)| ret.split_whitespace().any(|w| w == "tritter_status_t"))

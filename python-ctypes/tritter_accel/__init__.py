@@ -6,6 +6,7 @@ the repository's target/{release,debug}. PyTorch integration lives in
 """
 from ._lib import (CudaUnavailableError, InvalidArgumentError, InvalidDataError, NonFiniteError,  # noqa: F401
                    NullPointerError, ShapeMismatchError, TritterError, library_path)
+from ._lib import OutOfMemoryError  # noqa: F401,E402
 from .ternary import (TernaryMatrix, cuda_available, get_num_threads, pack, pack_ternary_weights,  # noqa: F401
                       packed_size, quant_config, quantize, quantize_activations_i8, quantize_weights_absmean,
                       set_num_threads, ternary_matmul, unpack, unpack_ternary_weights, version)
@@ -17,3 +18,6 @@ from .vsa import *  # noqa: F401,F403,E402
 from .grad import *  # noqa: F401,F403,E402
 from .predict import *  # noqa: F401,F403,E402
 from .precision import *  # noqa: F401,F403,E402
+from .infer import *  # noqa: F401,F403,E402
+from .io import *  # noqa: F401,F403,E402
+from .cpu import *  # noqa: F401,F403,E402

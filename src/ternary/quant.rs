@@ -38,19 +38,10 @@ pub enum QuantMethod {
     AbsMax,
 }
 
-impl QuantMethod {
-    /// From the C code (0 AbsMean, 1 AbsMax).
-    pub fn from_code(code: u32) -> Result<Self> {
-        match code {
-            0 => Ok(QuantMethod::AbsMean),
-            1 => Ok(QuantMethod::AbsMax),
-            c => Err(Error::invalid(
-                "method",
-                format!("unknown quantization method {c} (0 absmean, 1 absmax)"),
-            )),
-        }
-    }
-}
+crate::c_codes!(QuantMethod, "method", "quantization method" {
+    AbsMean = 0 => "absmean",
+    AbsMax = 1 => "absmax",
+});
 
 /// Quantization settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -323,7 +314,9 @@ fn group_scale(k: Kernel, grp: &[f32], method: QuantMethod) -> f32 {
 
 /// Computes the scales of a contiguous row-major `rows x cols` matrix.
 /// Returns `scale_rows * groups_per_row` values.
-pub fn compute_scales(w: &[f32], rows: usize, cols: usize, cfg: &QuantConfig) -> Vec<f32> {
+/// Errors: [`Error::OutOfMemory`] naming `weights` when the scales cannot
+/// be allocated.
+pub fn compute_scales(w: &[f32], rows: usize, cols: usize, cfg: &QuantConfig) -> Result<Vec<f32>> {
     compute_scales_at(cpu::active(), w, rows, cols, cfg)
 }
 
@@ -334,12 +327,12 @@ pub fn compute_scales_at(
     rows: usize,
     cols: usize,
     cfg: &QuantConfig,
-) -> Vec<f32> {
+) -> Result<Vec<f32>> {
     let k = kernel(level);
     let g = cfg.granularity;
     let (srows, ngroups) = g.scale_shape(rows, cols);
     if cols == 0 || rows == 0 {
-        return vec![0.0; srows * ngroups];
+        return crate::try_zeroed(srows * ngroups, "weights");
     }
     match g {
         Granularity::PerTensor => {
@@ -362,17 +355,17 @@ pub fn compute_scales_at(
                         .unwrap_or(0),
                 ),
             };
-            vec![s]
+            Ok(vec![s])
         }
         Granularity::PerRow | Granularity::PerGroup(_) => {
             let glen = g.group_len(cols);
-            let mut out = vec![0f32; srows * ngroups];
+            let mut out = crate::try_zeroed(srows * ngroups, "weights")?;
             crate::parallel::install(|| {
                 out.par_chunks_mut(ngroups)
                     .zip(w.par_chunks(cols))
                     .for_each(|(s, r)| row_scales(k, r, s, cfg.method, glen))
             });
-            out
+            Ok(out)
         }
     }
 }
@@ -442,12 +435,15 @@ fn scale_for(scales: &[f32], g: Granularity, ngroups: usize, row: usize, group: 
     }
 }
 
-fn contiguous<'a>(w: &ArrayView2<'a, f32>) -> std::borrow::Cow<'a, [f32]> {
+/// The weights as one row-major slice: borrowed when contiguous, else a
+/// copy allocated fallibly (a strided or broadcast view's logical size may
+/// be far more than the memory behind it).
+fn contiguous<'a>(w: &ArrayView2<'a, f32>) -> Result<std::borrow::Cow<'a, [f32]>> {
     let w = *w;
-    match w.to_slice() {
+    Ok(match w.to_slice() {
         Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(w.iter().copied().collect()),
-    }
+        None => std::borrow::Cow::Owned(crate::try_collect(w.len(), w.iter().copied(), "weights")?),
+    })
 }
 
 /// Quantizes `w` (`[rows, cols]`, any strides) to ternary values and scales.
@@ -463,12 +459,12 @@ pub fn quantize_at(level: CpuLevel, w: ArrayView2<f32>, cfg: &QuantConfig) -> Re
     cfg.validate()?;
     let k = kernel(level);
     let (rows, cols) = w.dim();
-    let data = contiguous(&w);
+    let data = contiguous(&w)?;
     check_finite(&data, "weights")?;
-    let scales = compute_scales_at(level, &data, rows, cols, cfg);
+    let scales = compute_scales_at(level, &data, rows, cols, cfg)?;
     let (srows, ngroups) = cfg.granularity.scale_shape(rows, cols);
     let glen = cfg.granularity.group_len(cols);
-    let mut values = Array2::<i8>::zeros((rows, cols));
+    let mut values = pack::zeros(rows, cols)?;
     if cols > 0 {
         let vs = values.as_slice_mut().expect("fresh array is contiguous");
         crate::parallel::install(|| {
@@ -529,15 +525,15 @@ pub fn quantize_pack_2bit_at(
     cfg.validate()?;
     let k = kernel(level);
     let (rows, cols) = w.dim();
-    let data = contiguous(&w);
+    let data = contiguous(&w)?;
     let g = cfg.granularity;
     let (srows, ngroups) = g.scale_shape(rows, cols);
     let glen = g.group_len(cols);
     let rb = pack::row_bytes(cols, pack::PackedLayout::TwoBit);
-    let mut packed = vec![0u8; rows * rb];
+    let mut packed = crate::try_zeroed(crate::checked_mul(rows, rb, "weights")?, "weights")?;
     let mut scales = match g {
-        Granularity::PerTensor => compute_scales_at(level, &data, rows, cols, cfg),
-        _ => vec![0f32; srows * ngroups],
+        Granularity::PerTensor => compute_scales_at(level, &data, rows, cols, cfg)?,
+        _ => crate::try_zeroed(srows * ngroups, "weights")?,
     };
     if cols > 0 && rows > 0 {
         crate::parallel::install(|| match g {
@@ -853,8 +849,8 @@ fn quantize_span_rule(src: &[f32], dst: &mut [i8], rule: Rule) {
 /// `(q, s)` with `s` of length `batch`; dequantize with `x ≈ q / s`.
 pub fn quantize_activations_i8(x: ArrayView2<f32>) -> Result<(Array2<i8>, Array1<f32>)> {
     let (b, d) = x.dim();
-    let mut q = Array2::<i8>::zeros((b, d));
-    let mut s = Array1::<f32>::zeros(b);
+    let mut q = pack::zeros(b, d)?;
+    let mut s = Array1::from_vec(crate::try_zeroed(b, "batch")?);
     for (bi, row) in x.axis_iter(Axis(0)).enumerate() {
         let data = contiguous_row(&row);
         check_finite(&data, "activations").map_err(|e| match e {
@@ -1181,7 +1177,8 @@ mod tests {
                                 assert_eq!(s, ws, "{tag}");
                                 assert_eq!(
                                     s,
-                                    compute_scales_at(l, w.as_slice().unwrap(), rows, cols, &c),
+                                    compute_scales_at(l, w.as_slice().unwrap(), rows, cols, &c)
+                                        .unwrap(),
                                     "{tag}"
                                 );
                             }

@@ -9,7 +9,9 @@
 //!
 //! Groups: `quant` (from_float / quantize + pack, 4096x4096), `stoch`
 //! (ternary stochastic quantization, 10M f32), `sketch` (count sketch, 10M
-//! f32), `qtopk` (quantized top-k encode, 10M f32), `vsa` (item-memory top-10
+//! f32), `qtopk` (quantized top-k encode and decode, 10M f32), `prec`
+//! (bf16/f16 conversion, stochastic bf16, phase trainer record/predict, 1 Mi
+//! f32), `vsa` (item-memory top-10
 //! over 10,000 x 10,000 trits; bundle, bind, cosine at dim 10,000).
 //!
 //! Method: variants of one group are timed interleaved (round-robin, one
@@ -327,6 +329,21 @@ fn bench_qtopk(r: &mut Report, g: &[f32]) {
             std::hint::black_box(comp.compress(g).unwrap());
         },
     ));
+    let (_, stream) = qtopk::compress(g, k, rice, qtopk::DEFAULT_VALUE_BITS).unwrap();
+    let lv: Vec<f32> = (0..1usize << qtopk::DEFAULT_VALUE_BITS)
+        .map(|i| 0.1 * (i + 1) as f32)
+        .collect();
+    let mut dec = vec![0.0f32; n];
+    vs.push(variant(
+        format!(
+            "qtopk decode into 10M f32 (k = n/{}, scalar bit reader)",
+            n / k
+        ),
+        move || {
+            qtopk::decompress_into(&lv, k, rice, &stream, &mut dec).unwrap();
+            std::hint::black_box(&dec);
+        },
+    ));
     let nl = levels().len();
     let meds = r.run("quantized top-k, 10M f32", bytes, 7, vs);
     let v = bytes / meds[nl] / 1e9;
@@ -444,6 +461,82 @@ fn bench_vsa(r: &mut Report) {
     }
 }
 
+/// Precision loops (1 Mi f32, as benches/precision.rs): conversions at each
+/// kernel level, stochastic bf16 rounding at each CPU level, and the phase
+/// trainer's record / predict step against copying the gradient.
+fn bench_prec(r: &mut Report) {
+    use tritter_accel::grad::predict::{PhaseConfig, PhaseTrainer};
+    use tritter_accel::precision::convert::{self, Level};
+    use tritter_accel::precision::stochastic;
+    const N: usize = 1 << 20;
+    let x: Vec<f32> = rand_f32(N, 11).iter().map(|v| v * 500.0).collect();
+    let bytes = (N * 4) as f64;
+    let mut vs = vec![variant("copy 1 Mi f32 (baseline)", {
+        let mut o = vec![0f32; N];
+        let x = &x;
+        move || {
+            o.copy_from_slice(std::hint::black_box(x));
+            std::hint::black_box(&o);
+        }
+    })];
+    for l in Level::available() {
+        let (x, mut h) = (&x, vec![0u16; N]);
+        vs.push(variant(format!("f32 -> bf16 RNE @{l:?}"), move || {
+            convert::f32_to_bf16_with(l, x, &mut h).unwrap()
+        }));
+        let (x, mut h) = (&x, vec![0u16; N]);
+        vs.push(variant(format!("f32 -> f16 RNE @{l:?}"), move || {
+            convert::f32_to_f16_with(l, x, &mut h).unwrap()
+        }));
+    }
+    for l in levels() {
+        let (x, mut h) = (&x, vec![0u16; N]);
+        vs.push(variant(format!("f32 -> bf16 stochastic @{l}"), move || {
+            stochastic::f32_to_bf16_stochastic_level(x, &mut h, 7, 0, l).unwrap()
+        }));
+    }
+    let warm = |cfg: PhaseConfig| {
+        let mut tr = PhaseTrainer::new(cfg).unwrap();
+        tr.add_parameter(&[N]).unwrap();
+        for _ in 0..8 {
+            tr.begin_step().unwrap();
+            tr.record_gradient(0, &x).unwrap();
+            tr.end_step(1.0, None).unwrap();
+        }
+        tr
+    };
+    let mut rec = warm(PhaseConfig {
+        warmup_steps: 1_000_000,
+        ..Default::default()
+    });
+    vs.push(variant("phase trainer record (f32 history, window 8)", {
+        let x = &x;
+        move || {
+            rec.begin_step().unwrap();
+            rec.record_gradient(0, x).unwrap();
+            rec.end_step(1.0, None).unwrap();
+        }
+    }));
+    let mut pred = warm(PhaseConfig {
+        warmup_steps: 8,
+        full_steps: 0,
+        predict_steps: 1_000_000,
+        correct_every: 0,
+        adaptive_phases: false,
+        ..Default::default()
+    });
+    pred.begin_step().unwrap();
+    let mut out = vec![0f32; N];
+    vs.push(variant(
+        "phase trainer predict (f32 history, window 8)",
+        move || {
+            pred.predict_gradient(0, &mut out).unwrap();
+            std::hint::black_box(&out);
+        },
+    ));
+    r.run("precision and phase trainer, 1 Mi f32", bytes, 9, vs);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut json = None;
@@ -478,6 +571,9 @@ fn main() {
     };
     if want("quant") {
         bench_quant(&mut r);
+    }
+    if want("prec") {
+        bench_prec(&mut r);
     }
     let g = rand_f32(GRAD_N, 1);
     if want("stoch") {

@@ -87,6 +87,7 @@ def main():
     t_ta = median_time(lambda: f.step(table))
     rows.append(("FetchSGD step (3 rows, 32x, k = cols/4)", None, t_ta))
 
+    print(f"# tritter_accel.cpu_level() = {ta.cpu_level()}, load average {os.getloadavg()[0]:.1f}")
     print(f"n = {N} f32 ({gb * 1e3:.0f} MB), TRITTER_NUM_THREADS={os.environ['TRITTER_NUM_THREADS']}, "
           f"NumPy {np.__version__}, medians of {REPS}")
     print(f"| operation | NumPy GB/s | tritter_accel GB/s | ratio |")

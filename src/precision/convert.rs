@@ -26,12 +26,15 @@
 //! bound; equal to the scalar reference bit for bit including NaNs) and F16C
 //! (`vcvtps2ph` / `vcvtph2ps`) for f16. Long slices are split into fixed
 //! blocks on the crate's thread pool; results do not depend on the thread count.
+//! The SIMD kernels belong to the `avx2` level of [`crate::cpu`]: a cap of
+//! `TRITTER_CPU_LEVEL=scalar` selects the scalar reference.
 
 use rayon::prelude::*;
 
+use crate::cpu::{self, CpuLevel};
 use crate::{Error, Result};
 
-/// A conversion kernel. [`Level::best`] is the fastest the CPU supports.
+/// A conversion kernel. [`Level::best`] is the one the active CPU level allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     /// Portable scalar reference.
@@ -41,21 +44,22 @@ pub enum Level {
 }
 
 impl Level {
-    /// The fastest kernel available on this CPU.
+    /// The kernel the crate's active CPU level allows ([`crate::cpu::active`],
+    /// capped by `TRITTER_CPU_LEVEL`): [`Level::Avx2`] from the `avx2` level
+    /// up (x86-64-v3 includes F16C), else [`Level::Scalar`].
     pub fn best() -> Level {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
-                return Level::Avx2;
-            }
+        if cpu::runs(CpuLevel::Avx2, cpu::active()) {
+            Level::Avx2
+        } else {
+            Level::Scalar
         }
-        Level::Scalar
     }
 
-    /// Every kernel this CPU can run (for tests and benches).
+    /// Every kernel this CPU can run (for tests and benches), whatever the
+    /// active level.
     pub fn available() -> Vec<Level> {
         let mut v = vec![Level::Scalar];
-        if Level::best() == Level::Avx2 {
+        if CpuLevel::Avx2.is_supported() {
             v.push(Level::Avx2);
         }
         v
@@ -272,7 +276,7 @@ fn check_len(src: usize, dst: usize) -> Result<()> {
 }
 
 fn check_level(level: Level) -> Result<()> {
-    if level == Level::Avx2 && Level::best() != Level::Avx2 {
+    if level == Level::Avx2 && !CpuLevel::Avx2.is_supported() {
         return Err(Error::invalid(
             "level",
             "AVX2/F16C is not available on this CPU",
@@ -539,6 +543,12 @@ mod tests {
         let sizes = [
             0usize, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 255, 256, 257,
         ];
+        // the `avx2` crate level names these kernels; print what ran
+        let ran = cpu::levels_for_test("precision f32 <-> bf16/f16");
+        assert_eq!(
+            Level::available().len(),
+            1 + ran.contains(&CpuLevel::Avx2) as usize
+        );
         for &n in sizes.iter().chain([3 * BLOCK + 5].iter()) {
             let src = patterns(n, n as u64);
             let halfs: Vec<u16> = (0..n as u64).map(|i| hash2(9, i) as u16).collect();

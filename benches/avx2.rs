@@ -10,8 +10,7 @@
 //! Groups: `quant` (from_float / quantize + pack, 4096x4096), `stoch`
 //! (ternary stochastic quantization, 10M f32), `sketch` (count sketch, 10M
 //! f32), `qtopk` (quantized top-k encode and decode, 10M f32), `prec`
-//! (bf16/f16 conversion, stochastic bf16, phase trainer record/predict, 1 Mi
-//! f32), `vsa` (item-memory top-10
+//! (bf16/f16 conversion and stochastic bf16 rounding, 1 Mi f32), `vsa` (item-memory top-10
 //! over 10,000 x 10,000 trits; bundle, bind, cosine at dim 10,000).
 //!
 //! Method: variants of one group are timed interleaved (round-robin, one
@@ -462,10 +461,9 @@ fn bench_vsa(r: &mut Report) {
 }
 
 /// Precision loops (1 Mi f32, as benches/precision.rs): conversions at each
-/// kernel level, stochastic bf16 rounding at each CPU level, and the phase
-/// trainer's record / predict step against copying the gradient.
+/// kernel level and stochastic bf16 rounding at each CPU level, against
+/// copying the input.
 fn bench_prec(r: &mut Report) {
-    use tritter_accel::grad::predict::{PhaseConfig, PhaseTrainer};
     use tritter_accel::precision::convert::{self, Level};
     use tritter_accel::precision::stochastic;
     const N: usize = 1 << 20;
@@ -495,46 +493,7 @@ fn bench_prec(r: &mut Report) {
             stochastic::f32_to_bf16_stochastic_level(x, &mut h, 7, 0, l).unwrap()
         }));
     }
-    let warm = |cfg: PhaseConfig| {
-        let mut tr = PhaseTrainer::new(cfg).unwrap();
-        tr.add_parameter(&[N]).unwrap();
-        for _ in 0..8 {
-            tr.begin_step().unwrap();
-            tr.record_gradient(0, &x).unwrap();
-            tr.end_step(1.0, None).unwrap();
-        }
-        tr
-    };
-    let mut rec = warm(PhaseConfig {
-        warmup_steps: 1_000_000,
-        ..Default::default()
-    });
-    vs.push(variant("phase trainer record (f32 history, window 8)", {
-        let x = &x;
-        move || {
-            rec.begin_step().unwrap();
-            rec.record_gradient(0, x).unwrap();
-            rec.end_step(1.0, None).unwrap();
-        }
-    }));
-    let mut pred = warm(PhaseConfig {
-        warmup_steps: 8,
-        full_steps: 0,
-        predict_steps: 1_000_000,
-        correct_every: 0,
-        adaptive_phases: false,
-        ..Default::default()
-    });
-    pred.begin_step().unwrap();
-    let mut out = vec![0f32; N];
-    vs.push(variant(
-        "phase trainer predict (f32 history, window 8)",
-        move || {
-            pred.predict_gradient(0, &mut out).unwrap();
-            std::hint::black_box(&out);
-        },
-    ));
-    r.run("precision and phase trainer, 1 Mi f32", bytes, 9, vs);
+    r.run("precision, 1 Mi f32", bytes, 9, vs);
 }
 
 fn main() {

@@ -70,7 +70,6 @@ use std::collections::VecDeque;
 
 use rayon::prelude::*;
 
-use crate::cpu::{self, CpuLevel};
 use crate::precision::convert::{bf16_bits_to_f32, f32_to_bf16_bits};
 use crate::{check_finite, Error, Result};
 
@@ -320,10 +319,6 @@ pub fn wls_coefficients(times: &[u64], target: u64, decay: f64, horizon: u64) ->
 /// Elements per block for parallel work and for the fixed-order norm sums.
 const BLOCK: usize = 4096;
 
-/// Elements whose predictions the record kernel computes ahead of updating
-/// them (a multiple of 4).
-const DOTS: usize = 256;
-
 /// History storage of one parameter, element-major: `[numel, window]`.
 #[derive(Debug, Clone)]
 enum History {
@@ -334,14 +329,6 @@ enum History {
 trait Slot: Copy + Send + Sync {
     fn load(self) -> f64;
     fn store(x: f32) -> Self;
-    /// The window-8 predictions `Σ_i c[i] · h[8 e + i]` (summed in slot
-    /// order, as the scalar loop does) of the 4 elements whose histories are
-    /// `h` (32 values), with AVX2.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2; `h.len() == 32`.
-    #[cfg(target_arch = "x86_64")]
-    unsafe fn dots4_avx2(h: &[Self], c: &[f64; 8]) -> [f64; 4];
 }
 impl Slot for f32 {
     #[inline(always)]
@@ -352,12 +339,6 @@ impl Slot for f32 {
     fn store(x: f32) -> Self {
         x
     }
-    #[cfg(target_arch = "x86_64")]
-    #[inline]
-    unsafe fn dots4_avx2(h: &[f32], c: &[f64; 8]) -> [f64; 4] {
-        // SAFETY: as the caller promises.
-        unsafe { dots_avx2::f32_rows(h, c) }
-    }
 }
 impl Slot for u16 {
     #[inline(always)]
@@ -367,111 +348,6 @@ impl Slot for u16 {
     #[inline(always)]
     fn store(x: f32) -> Self {
         f32_to_bf16_bits(x)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[inline]
-    unsafe fn dots4_avx2(h: &[u16], c: &[f64; 8]) -> [f64; 4] {
-        // SAFETY: as the caller promises.
-        unsafe { dots_avx2::bf16_rows(h, c) }
-    }
-}
-
-/// The history dot products of window 8 with explicit AVX2: 4 elements a
-/// step, their 4 x 8 history transposed so that each f64 lane runs one
-/// element's chain. Products and sums are the scalar loop's (`p = p + c·h`,
-/// no fused multiply-add, slot order), so results are bit-identical; the
-/// gain is 4 independent chains a register where the scalar loop waits on
-/// one dependent chain per element.
-#[cfg(target_arch = "x86_64")]
-mod dots_avx2 {
-    use std::arch::x86_64::*;
-
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn dots(r: [__m256; 4], c: &[f64; 8]) -> [f64; 4] {
-        // 4x4 transposes in each 128-bit half: s_j = slot j | slot j + 4
-        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        let s = [
-            _mm256_shuffle_ps::<0x44>(t0, t2),
-            _mm256_shuffle_ps::<0xEE>(t0, t2),
-            _mm256_shuffle_ps::<0x44>(t1, t3),
-            _mm256_shuffle_ps::<0xEE>(t1, t3),
-        ];
-        let mut p = _mm256_setzero_pd();
-        for (i, &ci) in c.iter().enumerate() {
-            let half = if i < 4 {
-                _mm256_castps256_ps128(s[i])
-            } else {
-                _mm256_extractf128_ps::<1>(s[i - 4])
-            };
-            let h = _mm256_cvtps_pd(half);
-            p = _mm256_add_pd(p, _mm256_mul_pd(_mm256_set1_pd(ci), h));
-        }
-        let mut out = [0f64; 4];
-        // SAFETY: out holds 4 f64.
-        unsafe { _mm256_storeu_pd(out.as_mut_ptr(), p) };
-        out
-    }
-
-    /// # Safety
-    /// AVX2; `h.len() == 32`.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn f32_rows(h: &[f32], c: &[f64; 8]) -> [f64; 4] {
-        debug_assert_eq!(h.len(), 32);
-        // SAFETY: 4 rows of 8 f32 inside h.
-        let r = std::array::from_fn(|e| unsafe { _mm256_loadu_ps(h.as_ptr().add(8 * e)) });
-        dots(r, c)
-    }
-
-    /// # Safety
-    /// AVX2; `h.len() == 32`.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn bf16_rows(h: &[u16], c: &[f64; 8]) -> [f64; 4] {
-        debug_assert_eq!(h.len(), 32);
-        let r = std::array::from_fn(|e| {
-            // SAFETY: 4 rows of 8 u16 inside h; bf16 -> f32 is a 16-bit shift.
-            let v = unsafe { _mm_loadu_si128(h.as_ptr().add(8 * e) as *const __m128i) };
-            _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(v)))
-        });
-        dots(r, c)
-    }
-}
-
-/// The predictions of the elements of `h` (`w` values each) with window
-/// coefficients `by_slot`: 4 at a time with AVX2 where `level` allows it and
-/// the window is 8, else one at a time; `f(element, p)` sees them in order.
-#[inline]
-fn for_each_dot<T: Slot>(
-    level: CpuLevel,
-    h: &[T],
-    w: usize,
-    by_slot: &[f64],
-    n: usize,
-    mut f: impl FnMut(usize, f64),
-) {
-    let mut e = 0;
-    #[cfg(target_arch = "x86_64")]
-    if w == 8 && cpu::runs(CpuLevel::Avx2, level) {
-        let c: &[f64; 8] = by_slot.try_into().expect("window 8");
-        while e + 4 <= n {
-            // SAFETY: AVX2 checked above; 32 values from element e.
-            let p = unsafe { T::dots4_avx2(&h[e * 8..e * 8 + 32], c) };
-            for (j, &pj) in p.iter().enumerate() {
-                f(e + j, pj);
-            }
-            e += 4;
-        }
-    }
-    let _ = level;
-    for e in e..n {
-        let mut p = 0.0f64;
-        for (ci, hv) in by_slot.iter().zip(&h[e * w..(e + 1) * w]) {
-            p += ci * hv.load();
-        }
-        f(e, p);
     }
 }
 
@@ -523,8 +399,6 @@ pub struct PhaseTrainer {
     stats: PhaseStats,
     err_sum: f64,
     last_err_sum: f64,
-    /// The CPU level of the history kernels.
-    level: CpuLevel,
 }
 
 impl PhaseTrainer {
@@ -552,14 +426,7 @@ impl PhaseTrainer {
             },
             err_sum: 0.0,
             last_err_sum: 0.0,
-            level: cpu::active(),
         })
-    }
-
-    /// Runs the history kernels of `level` (default: [`cpu::active`]); the
-    /// results are bit-identical at every level. For tests and benches.
-    pub fn set_cpu_level(&mut self, level: CpuLevel) {
-        self.level = level;
     }
 
     /// The settings.
@@ -774,7 +641,6 @@ impl PhaseTrainer {
         let old_bias = 1.0 - (decay as f64).powi(p.residual_updates as i32);
         let apply = p.apply_residual && p.residual_updates > 0 && old_bias > 0.0;
         let ctx = RecordCtx {
-            level: self.level,
             w,
             by_slot: &by_slot,
             newest,
@@ -830,7 +696,6 @@ impl PhaseTrainer {
         let coeff = self.coefficients(info.step);
         let slots: Vec<usize> = self.slots.iter().copied().collect();
         let w = self.cfg.history_window;
-        let lv = self.level;
         let by_slot = coefficients_by_slot(&coeff, &slots, w);
         let bias = 1.0 - (self.cfg.history_decay as f64).powi(p.residual_updates as i32);
         let res_scale = if p.apply_residual && p.residual_updates > 0 && bias > 0.0 {
@@ -839,8 +704,8 @@ impl PhaseTrainer {
             None
         };
         match &p.hist {
-            History::F32(h) => predict_blocks(lv, h, &p.residual, out, w, &by_slot, res_scale),
-            History::Bf16(h) => predict_blocks(lv, h, &p.residual, out, w, &by_slot, res_scale),
+            History::F32(h) => predict_blocks(h, &p.residual, out, w, &by_slot, res_scale),
+            History::Bf16(h) => predict_blocks(h, &p.residual, out, w, &by_slot, res_scale),
         }
         Ok(())
     }
@@ -967,7 +832,6 @@ fn coefficients_by_slot(coeff: &[f64], slots: &[usize], w: usize) -> Vec<f64> {
 }
 
 struct RecordCtx<'a> {
-    level: CpuLevel,
     w: usize,
     by_slot: &'a [f64],
     newest: Option<usize>,
@@ -988,11 +852,15 @@ fn record_blocks<T: Slot>(
     let kernel = |h: &mut [T], r: &mut [f32], g: &[f32]| -> Sums {
         let mut s = Sums::default();
         let d = c.decay as f64;
-        let mut update = |e: usize, p: f64, h: &mut [T]| {
+        for e in 0..g.len() {
             let he = &mut h[e * w..(e + 1) * w];
             let ge = g[e] as f64;
             s.grad += ge * ge;
             if let Some(nw) = c.newest {
+                let mut p = 0.0f64;
+                for (ci, hv) in c.by_slot.iter().zip(he.iter()) {
+                    p += ci * hv.load();
+                }
                 let q = if c.apply {
                     p + r[e] as f64 / c.old_bias
                 } else {
@@ -1008,25 +876,6 @@ fn record_blocks<T: Slot>(
                 s.res += rc * rc;
             }
             he[c.target] = T::store(g[e]);
-        };
-        if c.newest.is_some() {
-            // the predictions of a block first (they read the history the
-            // update overwrites: slot `target`, a block's elements only)
-            let mut ps = [0f64; DOTS];
-            let mut start = 0;
-            while start < g.len() {
-                let end = (start + DOTS).min(g.len());
-                let hb = &h[start * w..end * w];
-                for_each_dot(c.level, hb, w, c.by_slot, end - start, |e, p| ps[e] = p);
-                for (e, &p) in ps[..end - start].iter().enumerate() {
-                    update(start + e, p, h);
-                }
-                start = end;
-            }
-        } else {
-            for e in 0..g.len() {
-                update(e, 0.0, h);
-            }
         }
         s
     };
@@ -1051,7 +900,6 @@ fn record_blocks<T: Slot>(
 }
 
 fn predict_blocks<T: Slot>(
-    level: CpuLevel,
     hist: &[T],
     residual: &[f32],
     out: &mut [f32],
@@ -1060,13 +908,17 @@ fn predict_blocks<T: Slot>(
     res_scale: Option<f64>,
 ) {
     let kernel = |h: &[T], r: &[f32], o: &mut [f32]| {
-        let n = o.len();
-        for_each_dot(level, h, w, by_slot, n, |e, mut p| {
+        for e in 0..o.len() {
+            let he = &h[e * w..(e + 1) * w];
+            let mut p = 0.0f64;
+            for (ci, hv) in by_slot.iter().zip(he.iter()) {
+                p += ci * hv.load();
+            }
             if let Some(k) = res_scale {
                 p += r[e] as f64 * k;
             }
             o[e] = p as f32;
-        });
+        }
     };
     if out.len() < 2 * BLOCK {
         kernel(hist, residual, out);
@@ -1171,57 +1023,6 @@ mod tests {
             phases.push(tr.end_step(loss(info.step), None).unwrap());
         }
         phases
-    }
-
-    /// The window-8 AVX2 dots against the scalar loop: the same predicted
-    /// gradients, residuals and statistics bit for bit, at every level, for
-    /// both history types, parameter sizes around the 4-element step and the
-    /// record block, with the residual correction switched on and off.
-    #[test]
-    fn every_level_gives_the_same_bits() {
-        let levels = cpu::levels_for_test("phase trainer history dots");
-        for bf16 in [false, true] {
-            let run = |level: CpuLevel| {
-                let mut c = cfg(9, 2, 5, 2);
-                c.history_bf16 = bf16;
-                c.residual_threshold = 0.0;
-                let mut tr = PhaseTrainer::new(c).unwrap();
-                tr.set_cpu_level(level);
-                for n in [1usize, 3, 4, 5, 31, 257, 2 * BLOCK + 7] {
-                    tr.add_parameter(&[n]).unwrap();
-                }
-                let mut seen: Vec<u32> = Vec::new();
-                drive(
-                    &mut tr,
-                    40,
-                    |t, id, e| {
-                        let x = (e as f32 * 0.37 + id as f32).sin();
-                        x * (1.0 + 0.05 * t as f32)
-                            + 0.2 * uniform_f32(t * 31 + id as u64, e as u64)
-                    },
-                    |t| 1.0 / (1.0 + t as f32),
-                    |_, _, out| seen.extend(out.iter().map(|v| v.to_bits())),
-                );
-                let st = tr.stats();
-                let res: Vec<u32> = tr
-                    .params
-                    .iter()
-                    .flat_map(|p| p.residual.iter().map(|v| v.to_bits()))
-                    .collect();
-                (
-                    seen,
-                    res,
-                    st.mean_prediction_error.to_bits(),
-                    st.mean_last_gradient_error.to_bits(),
-                    st.predict_steps,
-                )
-            };
-            let want = run(CpuLevel::Scalar);
-            assert!(want.4 > 0 && !want.0.is_empty(), "no predict steps ran");
-            for &l in &levels {
-                assert!(run(l) == want, "level {l} bf16 {bf16}");
-            }
-        }
     }
 
     #[test]

@@ -373,7 +373,10 @@ fn bench_vsa(r: &mut Report) {
         let q = PackedHv::random(DIM, 7, density).unwrap();
         let planes = if density == 1.0 { 1 } else { 2 };
         let bytes = (n * DIM.div_ceil(64) * 8 * planes) as f64;
-        let mut vs = Vec::new();
+        let floor_buf = vec![1f32; bytes as usize / 4];
+        let mut vs = vec![variant("read floor (the same bytes as f32)", move || {
+            std::hint::black_box(read_floor(std::hint::black_box(&floor_buf)));
+        })];
         for l in levels() {
             let (mem, q) = (&mem, &q);
             vs.push(variant(
@@ -477,18 +480,19 @@ fn bench_prec(r: &mut Report) {
             std::hint::black_box(&o);
         }
     })];
+    let xr = &x;
     for l in Level::available() {
-        let (x, mut h) = (&x, vec![0u16; N]);
+        let mut h = vec![0u16; N];
         vs.push(variant(format!("f32 -> bf16 RNE @{l:?}"), move || {
-            convert::f32_to_bf16_with(l, x, &mut h).unwrap()
+            convert::f32_to_bf16_with(l, xr, &mut h).unwrap()
         }));
-        let (x, mut h) = (&x, vec![0u16; N]);
+        let mut h = vec![0u16; N];
         vs.push(variant(format!("f32 -> f16 RNE @{l:?}"), move || {
-            convert::f32_to_f16_with(l, x, &mut h).unwrap()
+            convert::f32_to_f16_with(l, xr, &mut h).unwrap()
         }));
     }
     for l in levels() {
-        let (x, mut h) = (&x, vec![0u16; N]);
+        let (x, mut h) = (xr, vec![0u16; N]);
         vs.push(variant(format!("f32 -> bf16 stochastic @{l}"), move || {
             stochastic::f32_to_bf16_stochastic_level(x, &mut h, 7, 0, l).unwrap()
         }));

@@ -621,18 +621,13 @@ unsafe fn scan_avx2<F: FnMut(usize, u64, u64)>(
     mut f: F,
 ) {
     let nq = nnz(qp) + nnz(qm);
-    let mode = std::env::var("VMODE")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(0);
-    let (b4, t2) = (mode & 1 == 0, mode & 2 == 0);
     let mut i = range.start;
     // SAFETY (every call): AVX2 and POPCNT are enabled here; every slice
     // holds rows.w words (Rows::plus/minus).
     unsafe {
         while i < range.end {
             let left = range.end - i;
-            if b4 && left >= 4 && rows.bipolar[i..i + 4].iter().all(|&b| b) {
+            if left >= 4 && rows.bipolar[i..i + 4].iter().all(|&b| b) {
                 let a = avx2::agree_bipolar::<4>(
                     qp,
                     qm,
@@ -647,7 +642,7 @@ unsafe fn scan_avx2<F: FnMut(usize, u64, u64)>(
                     f(i + r, a, nq - a);
                 }
                 i += 4;
-            } else if t2 && left >= 2 && !rows.bipolar[i] && !rows.bipolar[i + 1] {
+            } else if left >= 2 && !rows.bipolar[i] && !rows.bipolar[i + 1] {
                 let c = avx2::counts_rows::<2>(
                     qp,
                     qm,

@@ -483,22 +483,31 @@ impl Compressor {
         }
         let seed = self.step_seed(self.step);
         let c = if self.cfg.error_feedback {
-            crate::check_finite(grad, "grad")?;
             let mut x = std::mem::take(&mut self.scratch);
             x.clear();
             if let Err(e) = crate::try_reserve(&mut x, grad.len(), "grad") {
                 self.scratch = x;
                 return Err(e);
             }
-            // (written in place: vectorizes, unlike a push per element)
-            for (d, (g, e)) in x.spare_capacity_mut()[..grad.len()]
-                .iter_mut()
-                .zip(grad.iter().zip(&self.residual))
-            {
-                d.write(g + e);
-            }
-            // SAFETY: the loop initialised the first grad.len() elements.
+            // x = grad + residual, and whether grad is finite, in one pass
+            let finite = add_check_finite(
+                crate::cpu::active(),
+                grad,
+                &self.residual,
+                &mut x.spare_capacity_mut()[..grad.len()],
+            );
+            // SAFETY: add_check_finite initialised the first grad.len() elements.
             unsafe { x.set_len(grad.len()) };
+            if !finite {
+                self.scratch = x;
+                // the scan locates the first non-finite value for the error
+                return Err(crate::check_finite(grad, "grad")
+                    .err()
+                    .unwrap_or(Error::NonFinite {
+                        arg: "grad",
+                        index: 0,
+                    }));
+            }
             let (c, kept) = match self.compress_raw_kept(&x, seed) {
                 Ok(c) => c,
                 Err(e) => {
@@ -550,6 +559,69 @@ impl Compressor {
         self.step += 1;
         Ok(c)
     }
+}
+
+/// `out = g + e` element-wise; returns whether every `g` is finite (one pass
+/// over `g`: error feedback's input and its check). Explicit AVX2 where
+/// `level` allows it; the same sums at every level.
+pub(crate) fn add_check_finite(
+    level: crate::cpu::CpuLevel,
+    g: &[f32],
+    e: &[f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
+) -> bool {
+    assert!(g.len() == e.len() && g.len() == out.len());
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::runs(crate::cpu::CpuLevel::Avx2, level) {
+        // SAFETY: AVX2 checked; the lengths are equal.
+        return unsafe { add_check_finite_avx2(g, e, out) };
+    }
+    let _ = level;
+    add_check_finite_scalar(g, e, out)
+}
+
+fn add_check_finite_scalar(g: &[f32], e: &[f32], out: &mut [std::mem::MaybeUninit<f32>]) -> bool {
+    let mut ok = true;
+    for (d, (g, e)) in out.iter_mut().zip(g.iter().zip(e)) {
+        ok &= g.is_finite();
+        d.write(g + e);
+    }
+    ok
+}
+
+/// # Safety
+/// The CPU must support AVX2; the three lengths are equal.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn add_check_finite_avx2(
+    g: &[f32],
+    e: &[f32],
+    out: &mut [std::mem::MaybeUninit<f32>],
+) -> bool {
+    use std::arch::x86_64::*;
+    let n = g.len();
+    let exp = _mm256_set1_epi32(0x7f80_0000);
+    // bits of an exponent field that is all ones (inf or NaN) in any lane
+    let mut bad = _mm256_setzero_si256();
+    let mut i = 0;
+    while i + 16 <= n {
+        // SAFETY: i + 16 <= n for all three slices; unaligned accesses.
+        unsafe {
+            for k in [0, 8] {
+                let gv = _mm256_loadu_ps(g.as_ptr().add(i + k));
+                let ev = _mm256_loadu_ps(e.as_ptr().add(i + k));
+                _mm256_storeu_ps(
+                    out.as_mut_ptr().add(i + k) as *mut f32,
+                    _mm256_add_ps(gv, ev),
+                );
+                let x = _mm256_and_si256(_mm256_castps_si256(gv), exp);
+                bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(x, exp));
+            }
+        }
+        i += 16;
+    }
+    let ok = _mm256_testz_si256(bad, bad) == 1;
+    ok & add_check_finite_scalar(&g[i..], &e[i..], &mut out[i..])
 }
 
 #[cfg(test)]

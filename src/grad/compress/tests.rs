@@ -336,3 +336,70 @@ fn top_k_and_qtopk_every_level_equal_scalar() {
         }
     }
 }
+
+#[test]
+fn error_feedback_add_every_level_equals_scalar() {
+    use crate::cpu::CpuLevel;
+    use std::mem::MaybeUninit;
+    let levels = crate::cpu::levels_for_test("error feedback add + finiteness");
+    let bits = |v: &[MaybeUninit<f32>]| {
+        // SAFETY: every element was written by add_check_finite.
+        v.iter()
+            .map(|x| unsafe { x.assume_init() }.to_bits())
+            .collect::<Vec<_>>()
+    };
+    for n in [0usize, 1, 3, 4, 5, 15, 16, 17, 31, 32, 33, 255, 256, 257] {
+        let g: Vec<f32> = (0..n)
+            .map(|i| rng::uniform_f32(1, i as u64) - 0.5)
+            .collect();
+        let e: Vec<f32> = (0..n)
+            .map(|i| rng::uniform_f32(2, i as u64) * 1e-3)
+            .collect();
+        // finite, then one bad value at each of a few positions (vector body and tail)
+        let mut cases = vec![(g.clone(), true)];
+        for pos in [0, n / 2, n.saturating_sub(1)] {
+            for bad in [f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+                if n > 0 {
+                    let mut gb = g.clone();
+                    gb[pos] = bad;
+                    cases.push((gb, false));
+                }
+            }
+        }
+        // a finite sum that overflows is not a non-finite gradient
+        if n > 0 {
+            let mut gb = g.clone();
+            gb[n - 1] = f32::MAX;
+            let mut eb = e.clone();
+            eb[n - 1] = f32::MAX;
+            let mut want = vec![MaybeUninit::uninit(); n];
+            for &l in &levels {
+                let mut got = vec![MaybeUninit::uninit(); n];
+                assert!(super::add_check_finite(l, &gb, &eb, &mut got), "{l} n={n}");
+                assert!(super::add_check_finite(
+                    CpuLevel::Scalar,
+                    &gb,
+                    &eb,
+                    &mut want
+                ));
+                assert_eq!(bits(&got), bits(&want));
+            }
+        }
+        for (gc, finite) in cases {
+            let mut want = vec![MaybeUninit::uninit(); n];
+            assert_eq!(
+                super::add_check_finite(CpuLevel::Scalar, &gc, &e, &mut want),
+                finite
+            );
+            for &l in &levels {
+                let mut got = vec![MaybeUninit::uninit(); n];
+                assert_eq!(
+                    super::add_check_finite(l, &gc, &e, &mut got),
+                    finite,
+                    "{l} n={n}"
+                );
+                assert_eq!(bits(&got), bits(&want), "{l} n={n}");
+            }
+        }
+    }
+}

@@ -174,7 +174,7 @@ mod avx2 {
     /// The CPU must support AVX2; `s.len() == d.len()`, a multiple of 16.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn steps(sb: u64, w0: u64, s: &[f32], d: &mut [u16]) {
-        debug_assert!(s.len() == d.len() && s.len() % 16 == 0);
+        debug_assert!(s.len() == d.len() && s.len().is_multiple_of(16));
         let st = crate::rng::INDEX_STEP;
         let z0 = |w: u64| sb.wrapping_add(w0.wrapping_add(w).wrapping_mul(st)) as i64;
         let mut z = _mm256_setr_epi64x(z0(0), z0(1), z0(2), z0(3));

@@ -2,6 +2,8 @@
 //! (and today even with it) every entry reports [`Error::CudaUnavailable`],
 //! so callers can probe and fall back cleanly.
 
+pub mod layout;
+
 use crate::{Error, Result};
 
 /// Whether a CUDA driver and device can be used by this build.

@@ -30,6 +30,8 @@ pub struct TernaryMatrix {
     scales: Vec<f32>,
     /// The weights, in the kernels' layout (see [`ComputeLayout`]).
     compute: ComputeLayout,
+    /// Copies on CUDA devices, made on first use (see [`Self::to_device`]).
+    device: crate::cuda::DeviceCache,
 }
 
 impl PartialEq for TernaryMatrix {
@@ -135,6 +137,7 @@ impl TernaryMatrix {
             granularity,
             scales,
             compute,
+            device: Default::default(),
         }
     }
 
@@ -158,6 +161,27 @@ impl TernaryMatrix {
     /// The kernels' copy of the weights.
     pub(crate) fn compute_layout(&self) -> &ComputeLayout {
         &self.compute
+    }
+
+    /// Uploads the weights to CUDA device `device` in the GPU kernels'
+    /// layout (once; later calls and GPU matmuls reuse the copy, which lives
+    /// as long as the matrix and its clones). GPU matmuls upload on first use
+    /// anyway; this moves the cost to a chosen moment. Errors:
+    /// [`Error::CudaUnavailable`], [`Error::UnsupportedDevice`] for a device
+    /// that does not exist, [`Error::Cuda`] (out of memory).
+    pub fn to_device(&self, device: i32) -> Result<()> {
+        crate::cuda::upload(self, device)
+    }
+
+    /// The CUDA devices holding a copy of the weights.
+    pub fn devices(&self) -> Vec<i32> {
+        self.device.devices()
+    }
+
+    /// The device copies (for the CUDA backend).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn device_cache(&self) -> &crate::cuda::DeviceCache {
+        &self.device
     }
 
     /// Output features (rows).

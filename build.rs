@@ -146,16 +146,47 @@ fn compile_cuda(out_dir: &Path) {
     std::fs::write(&tu_path, tu).expect("write translation unit");
 
     let fatbin = out_dir.join("tritter_kernels.fatbin");
+    let report_path = out_dir.join("ptxas_report.txt");
     let mut codes: Vec<&str> = SASS.to_vec();
     codes.push(PTX);
+    let gencode = format!("-gencode=arch={PTX},code=[{}]", codes.join(","));
+    // IEEE rounding, no contraction: integer/ternary results must match the CPU.
+    let flags = [
+        "-O3", "-std=c++17", "-ftz=false", "-prec-div=true", "-prec-sqrt=true", "-fmad=false",
+        "-Xptxas", "-v", "-Werror", "all-warnings",
+    ];
+
+    // The check, test, clippy and release builds all need the same image:
+    // compile once per (sources, flags, nvcc) and reuse it from a cache in
+    // the target directory.
+    let mut key = std::collections::hash_map::DefaultHasher::new();
+    use std::hash::{Hash, Hasher};
+    (&version, &gencode, &flags).hash(&mut key);
+    let mut headers: Vec<PathBuf> = std::fs::read_dir(&cuda_dir)
+        .expect("read cuda/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "cu" || x == "cuh"))
+        .collect();
+    headers.sort();
+    for p in &headers {
+        (p.file_name(), std::fs::read(p).expect("read cuda source")).hash(&mut key);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let cache = target.join("cuda-kernels").join(format!("{:016x}", key.finish()));
+    if cache.join("ok").is_file() {
+        std::fs::copy(cache.join("tritter_kernels.fatbin"), &fatbin).expect("copy cached image");
+        std::fs::copy(cache.join("ptxas_report.txt"), &report_path).expect("copy cached report");
+        return;
+    }
+
     let jobs = std::env::var("NUM_JOBS").unwrap_or_else(|_| "2".into());
     let mut cmd = Command::new(&nvcc);
     cmd.arg("-fatbin")
-        .arg(format!("-gencode=arch={PTX},code=[{}]", codes.join(",")))
-        .args(["-O3", "-std=c++17", "--threads", &jobs])
-        // IEEE rounding everywhere: integer/ternary results must match the CPU.
-        .args(["-ftz=false", "-prec-div=true", "-prec-sqrt=true", "-fmad=true"])
-        .args(["-Xptxas", "-v", "-Werror", "all-warnings"])
+        .arg(&gencode)
+        .args(["--threads", &jobs])
+        .args(flags)
         .arg("-I")
         .arg(&cuda_dir)
         .arg("-o")
@@ -176,7 +207,7 @@ fn compile_cuda(out_dir: &Path) {
     }
     let usages = parse_ptxas(&log);
     let rep = report(&usages, &version);
-    std::fs::write(out_dir.join("ptxas_report.txt"), &rep).expect("write report");
+    std::fs::write(&report_path, &rep).expect("write report");
     println!(
         "cargo:warning=compiled cuda/*.cu ({} kernels x {} archs) with {} in {:.1} s",
         usages.iter().filter(|u| u.arch == SASS[0]).count(),
@@ -200,13 +231,20 @@ fn compile_cuda(out_dir: &Path) {
             bad.join("\n  ")
         );
     }
+    // Only a clean image is cached (a failing one fails every build).
+    if std::fs::create_dir_all(&cache).is_ok()
+        && std::fs::copy(&fatbin, cache.join("tritter_kernels.fatbin")).is_ok()
+        && std::fs::copy(&report_path, cache.join("ptxas_report.txt")).is_ok()
+    {
+        let _ = std::fs::write(cache.join("ok"), "");
+    }
 }
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         println!("cargo:rerun-if-changed=cuda");
-        for v in ["NVCC", "CUDA_HOME", "CUDA_PATH", "PATH", "NVCC_CCBIN"] {
+        for v in ["NVCC", "CUDA_HOME", "CUDA_PATH", "PATH", "NVCC_CCBIN", "CARGO_TARGET_DIR"] {
             println!("cargo:rerun-if-env-changed={v}");
         }
         let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));

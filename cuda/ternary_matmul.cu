@@ -125,8 +125,15 @@ __device__ __forceinline__ void small_block(const TmmParams& p, const uint4 (&wv
 #pragma unroll
             for (int nt = 0; nt < SMALL_NT; ++nt) {
                 if (nt < ntiles) {
-                    const int8_t* xr = xb + (long long)(tok0 + nt * 8 + g) * p.kp;
-                    uint32_t b0 = ld_u32(xr), b1 = ld_u32(xr + 16);
+                    // Padding tokens are zero: skip their loads (batch 1
+                    // reads one token's activations, not eight).
+                    const int tok = tok0 + nt * 8 + g;
+                    const int8_t* xr = xb + (long long)tok * p.kp;
+                    uint32_t b0 = 0, b1 = 0;
+                    if (tok < p.tokens) {
+                        b0 = ld_u32(xr);
+                        b1 = ld_u32(xr + 16);
+                    }
 #pragma unroll
                     for (int i = 0; i < SMALL_MT; ++i) mma_s8(d[i][nt], a[i], b0, b1);
                 }
@@ -154,9 +161,13 @@ __device__ __forceinline__ void small_block(const TmmParams& p, const uint4 (&wv
 #pragma unroll
                     for (int nt = 0; nt < SMALL_NT; ++nt) {
                         if (nt < ntiles) {
-                            const uint16_t* xr =
-                                xb + ((long long)part * p.tok_pad + tok0 + nt * 8 + g) * p.kp;
-                            uint32_t b0 = ld_u32(xr), b1 = ld_u32(xr + 8);
+                            const int tok = tok0 + nt * 8 + g;
+                            const uint16_t* xr = xb + ((long long)part * p.tok_pad + tok) * p.kp;
+                            uint32_t b0 = 0, b1 = 0;
+                            if (tok < p.tokens) {
+                                b0 = ld_u32(xr);
+                                b1 = ld_u32(xr + 8);
+                            }
 #pragma unroll
                             for (int i = 0; i < SMALL_MT; ++i)
                                 mma_h<MODE == MODE_F16>(d[i][nt], a[i], b0, b1);

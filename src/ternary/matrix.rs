@@ -123,6 +123,18 @@ impl TernaryMatrix {
         ))
     }
 
+    /// From already-validated parts: canonical 2-bit bytes and scales of
+    /// `granularity`'s shape (the quantizer's output, e.g. from the GPU).
+    pub(crate) fn from_parts(
+        rows: usize,
+        cols: usize,
+        granularity: Granularity,
+        scales: Vec<f32>,
+        packed: Vec<u8>,
+    ) -> Self {
+        Self::assemble(rows, cols, granularity, scales, packed)
+    }
+
     fn assemble(
         rows: usize,
         cols: usize,

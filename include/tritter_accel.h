@@ -514,6 +514,72 @@ typedef struct tritter_loss_scaler_state_t {
 } tritter_loss_scaler_state_t;
 
 /**
+ * DLPack `DLDevice`.
+ */
+typedef struct tritter_dl_device_t {
+  /**
+   * `DLDeviceType`: 1 CPU, 2 CUDA, 3 CUDA host (pinned), 13 CUDA managed, ...
+   */
+  int32_t device_type;
+  /**
+   * Device ordinal (0 for CPU).
+   */
+  int32_t device_id;
+} tritter_dl_device_t;
+
+/**
+ * DLPack `DLDataType`.
+ */
+typedef struct tritter_dl_dtype_t {
+  /**
+   * `DLDataTypeCode`: 0 int, 1 uint, 2 float, 4 bfloat.
+   */
+  uint8_t code;
+  /**
+   * Bits per lane (8, 16, 32, 64).
+   */
+  uint8_t bits;
+  /**
+   * Lanes; must be 1.
+   */
+  uint16_t lanes;
+} tritter_dl_dtype_t;
+
+/**
+ * DLPack `DLTensor` (borrowed).
+ */
+typedef struct tritter_dl_tensor_t {
+  /**
+   * Base pointer (plus `byte_offset`) of the first element.
+   */
+  void *data;
+  /**
+   * Where the data lives.
+   */
+  struct tritter_dl_device_t device;
+  /**
+   * Number of dimensions.
+   */
+  int32_t ndim;
+  /**
+   * Element type.
+   */
+  struct tritter_dl_dtype_t dtype;
+  /**
+   * `ndim` extents.
+   */
+  int64_t *shape;
+  /**
+   * `ndim` strides in elements, or NULL for C-contiguous.
+   */
+  int64_t *strides;
+  /**
+   * Bytes from `data` to the first element.
+   */
+  uint64_t byte_offset;
+} tritter_dl_tensor_t;
+
+/**
  * Phase-trainer settings. Get defaults from [`tritter_phase_config_default`]
  * (or [`tritter_phase_config_conservative`]); the fields are documented in
  * `docs/predict.md`.
@@ -692,72 +758,6 @@ typedef struct tritter_quant_config_t {
 } tritter_quant_config_t;
 
 /**
- * DLPack `DLDevice`.
- */
-typedef struct tritter_dl_device_t {
-  /**
-   * `DLDeviceType`: 1 CPU, 2 CUDA, 3 CUDA host (pinned), 13 CUDA managed, ...
-   */
-  int32_t device_type;
-  /**
-   * Device ordinal (0 for CPU).
-   */
-  int32_t device_id;
-} tritter_dl_device_t;
-
-/**
- * DLPack `DLDataType`.
- */
-typedef struct tritter_dl_dtype_t {
-  /**
-   * `DLDataTypeCode`: 0 int, 1 uint, 2 float, 4 bfloat.
-   */
-  uint8_t code;
-  /**
-   * Bits per lane (8, 16, 32, 64).
-   */
-  uint8_t bits;
-  /**
-   * Lanes; must be 1.
-   */
-  uint16_t lanes;
-} tritter_dl_dtype_t;
-
-/**
- * DLPack `DLTensor` (borrowed).
- */
-typedef struct tritter_dl_tensor_t {
-  /**
-   * Base pointer (plus `byte_offset`) of the first element.
-   */
-  void *data;
-  /**
-   * Where the data lives.
-   */
-  struct tritter_dl_device_t device;
-  /**
-   * Number of dimensions.
-   */
-  int32_t ndim;
-  /**
-   * Element type.
-   */
-  struct tritter_dl_dtype_t dtype;
-  /**
-   * `ndim` extents.
-   */
-  int64_t *shape;
-  /**
-   * `ndim` strides in elements, or NULL for C-contiguous.
-   */
-  int64_t *strides;
-  /**
-   * Bytes from `data` to the first element.
-   */
-  uint64_t byte_offset;
-} tritter_dl_tensor_t;
-
-/**
  * Facts about a [`tritter_ternary_matrix_t`].
  */
 typedef struct tritter_matrix_info_t {
@@ -809,6 +809,8 @@ typedef struct tritter_matrix_info_t {
 
 
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -827,6 +829,25 @@ uint32_t tritter_abi_version(void);
  * Whether CUDA kernels can run (a CUDA build, a driver and a device). Never fails.
  */
 bool tritter_cuda_available(void);
+
+/**
+ * `TRITTER_OK` when CUDA kernels can run here, else
+ * `TRITTER_ERR_CUDA_UNAVAILABLE` with the reason in [`tritter_last_error`]
+ * (built without the `cuda` feature, no driver library, no GPU, or a GPU
+ * older than the embedded kernels' sm_80).
+ *
+ * [`tritter_last_error`]: super::status::tritter_last_error
+ */
+tritter_status_t tritter_cuda_check(void);
+
+/**
+ * Writes the number of CUDA devices that can run the kernels (0 without
+ * CUDA) to `*count_out`.
+ *
+ * # Safety
+ * `count_out` must be valid for writing one `size_t`.
+ */
+tritter_status_t tritter_cuda_device_count(size_t *count_out);
 
 /**
  * Sets the number of worker threads the library's kernels use (0 = default:
@@ -1333,6 +1354,22 @@ tritter_status_t tritter_loss_scaler_update(struct tritter_loss_scaler_t *scaler
 tritter_status_t tritter_loss_scaler_set_scale(struct tritter_loss_scaler_t *scaler, float scale);
 
 /**
+ * Converts between float32 and bfloat16/float16 on DLPack tensors of the
+ * same shape (any rank; contiguous): `src` float32 -> `dst` bfloat16 or
+ * float16, or `src` bfloat16/float16 -> `dst` float32, with the rounding of
+ * [`tritter_f32_to_bf16`] and friends. Host tensors convert on the CPU;
+ * CUDA tensors (both on one device) on the GPU, queued on `stream`
+ * (a `cudaStream_t`, NULL = legacy default), bit for bit the same.
+ *
+ * # Safety
+ * Tensors must be NULL or valid and must not overlap; `stream` NULL or a
+ * live stream of their device.
+ */
+tritter_status_t tritter_convert_dlpack(const struct tritter_dl_tensor_t *src,
+                                        const struct tritter_dl_tensor_t *dst,
+                                        void *stream);
+
+/**
  * Writes the default settings (the seed's: 10/5/20/5, adaptive, 0.1, 8, 1, 0.95, 0.1, f32 history).
  *
  * # Safety
@@ -1573,8 +1610,10 @@ tritter_status_t tritter_ternary_matrix_from_f32(const float *weights,
                                                  struct tritter_ternary_matrix_t **matrix_out);
 
 /**
- * Like [`tritter_ternary_matrix_from_f32`] from a 2-D float32 DLPack tensor
- * (any non-negative strides, CPU memory).
+ * Like [`tritter_ternary_matrix_from_f32`] from a 2-D float32 DLPack tensor:
+ * host memory (any non-negative strides), or CUDA memory (unit stride along
+ * rows), which is quantized on its GPU, bit-identically, and copied back
+ * (the call waits for the GPU).
  *
  * # Safety
  * `weights` must be NULL or a valid tensor; `matrix_out` valid for writing.
@@ -1713,8 +1752,9 @@ tritter_status_t tritter_ternary_matrix_matmul(const struct tritter_ternary_matr
 /**
  * `y = x · Wᵀ (+ bias)` on DLPack tensors: `x` float32 `[batch, cols]`,
  * `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written).
- * Any non-negative strides; CPU memory (CUDA tensors report
- * `TRITTER_ERR_CUDA_UNAVAILABLE` until the CUDA backend lands).
+ * Host tensors: any non-negative strides. CUDA tensors run on the GPU on
+ * the legacy default stream; see
+ * [`tritter_ternary_matrix_matmul_dlpack_stream`] for the rules.
  *
  * # Safety
  * `matrix` must be NULL or live; tensors NULL or valid; `y` must not overlap inputs.
@@ -1724,6 +1764,87 @@ tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_terna
                                                       const struct tritter_dl_tensor_t *bias,
                                                       uint32_t act_mode,
                                                       const struct tritter_dl_tensor_t *y);
+
+/**
+ * [`tritter_ternary_matrix_matmul_dlpack`] with a CUDA stream for CUDA
+ * tensors: the work is queued on `stream` (a `cudaStream_t`, e.g.
+ * PyTorch's `torch.cuda.current_stream().cuda_stream`; NULL = the legacy
+ * default stream) and the call returns without waiting for it. Ignored for
+ * host tensors.
+ *
+ * Routing by the tensors' device: host tensors run the CPU kernels; CUDA
+ * tensors (all on one device) run the GPU kernels, with `x` float32,
+ * bfloat16 or float16, `y` float32, bfloat16 or float16 (rounded to
+ * nearest even), `bias` NULL or float32, each with unit stride along its
+ * last dimension. The matrix's weights are uploaded to that device on first
+ * use (synchronously; see [`tritter_ternary_matrix_to_device`]). Mixed
+ * devices are `TRITTER_ERR_UNSUPPORTED_DEVICE`; CUDA tensors without a
+ * usable GPU (or in a build without the `cuda` feature) are
+ * `TRITTER_ERR_CUDA_UNAVAILABLE`. `TRITTER_ACT_INT8` results are identical
+ * to the CPU's; float results are within the CPU kernels' documented bound.
+ * Per-group scales on the GPU need `group_size % 32 == 0`. GPU inputs are
+ * not scanned for NaN/inf (they propagate).
+ *
+ * # Safety
+ * As [`tritter_ternary_matrix_matmul_dlpack`]; CUDA tensors must stay valid
+ * until the queued work completes; `stream` must be NULL or a live stream
+ * of the tensors' device.
+ */
+tritter_status_t tritter_ternary_matrix_matmul_dlpack_stream(const struct tritter_ternary_matrix_t *matrix,
+                                                             const struct tritter_dl_tensor_t *x,
+                                                             const struct tritter_dl_tensor_t *bias,
+                                                             uint32_t act_mode,
+                                                             const struct tritter_dl_tensor_t *y,
+                                                             void *stream);
+
+/**
+ * Uploads the matrix's weights to CUDA device `device` in the GPU
+ * kernels' layout, once (later calls are no-ops; GPU matmuls would upload
+ * on first use). The copy lives as long as the handle. Errors:
+ * `TRITTER_ERR_CUDA_UNAVAILABLE`, `TRITTER_ERR_UNSUPPORTED_DEVICE` (no such
+ * device), `TRITTER_ERR_CUDA` (out of device memory).
+ *
+ * # Safety
+ * `matrix` must be NULL or live.
+ */
+tritter_status_t tritter_ternary_matrix_to_device(const struct tritter_ternary_matrix_t *matrix,
+                                                  int32_t device);
+
+/**
+ * Quantizes a 2-D float32 tensor `weights` `[rows, cols]` and packs it in
+ * the canonical 2-bit layout: `packed_out` uint8 `[rows, ceil(cols / 4)]`
+ * and `scales_out` float32 `[tritter_num_scales(...)]` (both written).
+ * `config` may be NULL (defaults). Host tensors run on the CPU, CUDA
+ * tensors (all on one device, contiguous outputs) on the GPU, bit for bit
+ * the same; the GPU call waits for its result (it reports non-finite
+ * weights as the CPU does). `stream`: as in
+ * [`tritter_ternary_matrix_matmul_dlpack_stream`].
+ *
+ * # Safety
+ * Tensors must be NULL or valid; outputs must not overlap `weights`.
+ */
+tritter_status_t tritter_quantize_pack_dlpack(const struct tritter_dl_tensor_t *weights,
+                                              const struct tritter_quant_config_t *config,
+                                              const struct tritter_dl_tensor_t *packed_out,
+                                              const struct tritter_dl_tensor_t *scales_out,
+                                              void *stream);
+
+/**
+ * Int8 per-token absmax quantization (as
+ * [`tritter_quantize_activations_i8`]) on DLPack tensors: `x` `[batch,
+ * dim]` (float32; on the GPU also bfloat16/float16), `q_out` int8 `[batch,
+ * dim]` and `scales_out` float32 `[batch]` (written). Host tensors run on
+ * the CPU; CUDA tensors on the GPU, queued on `stream`, bit-identical on
+ * finite input (a GPU row holding NaN/inf gets scale NaN instead of an
+ * error).
+ *
+ * # Safety
+ * Tensors must be NULL or valid; outputs must not overlap `x`.
+ */
+tritter_status_t tritter_quantize_activations_i8_dlpack(const struct tritter_dl_tensor_t *x,
+                                                        const struct tritter_dl_tensor_t *q_out,
+                                                        const struct tritter_dl_tensor_t *scales_out,
+                                                        void *stream);
 
 /**
  * Writes `2 * ceil(dim / 64)`, the words of one packed vector, to `*words_out`.

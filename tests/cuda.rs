@@ -173,14 +173,19 @@ fn check_matmul(
                         Dtype::Bf16 => bf16_round(&[c])[0],
                         _ => f16_round(&[c])[0],
                     };
-                    assert_eq!(g.to_bits(), want.to_bits(), "{ctx}: y[{b}, {o}] = {g}, CPU {want}");
+                    assert_eq!(
+                        g.to_bits(),
+                        want.to_bits(),
+                        "{ctx}: y[{b}, {o}] = {g}, CPU {want}"
+                    );
                 }
                 ActivationMode::F32 => {
                     let mut exact = if with_bias { bias[o] as f64 } else { 0.0 };
                     let mut mag = 0f64;
                     for k in 0..cols {
                         exact += w[[o, k]] as f64 * x[[b, k]] as f64;
-                        mag += (m.scale(o, k / glen.max(1)) as f64).abs() * (x[[b, k]] as f64).abs();
+                        mag +=
+                            (m.scale(o, k / glen.max(1)) as f64).abs() * (x[[b, k]] as f64).abs();
                     }
                     let rel = match ydt {
                         Dtype::F32 => 0.0,
@@ -188,7 +193,11 @@ fn check_matmul(
                         _ => 2f64.powi(-10),
                     };
                     // The CPU's bound, the final bias addition, the output rounding.
-                    let floor = if ydt == Dtype::F16 { 2f64.powi(-24) } else { 2f64.powi(-126) };
+                    let floor = if ydt == Dtype::F16 {
+                        2f64.powi(-24)
+                    } else {
+                        2f64.powi(-126)
+                    };
                     let bound = (cols.max(1) as f64) * 2f64.powi(-23) * mag
                         + (rel + 2f64.powi(-23)) * exact.abs()
                         + floor;
@@ -230,8 +239,18 @@ fn matmul_matches_cpu_on_boundary_shapes() {
                         n += 1;
                         let xdt = [Dtype::F32, Dtype::Bf16, Dtype::F16][(n as usize + gi) % 3];
                         let ydt = [Dtype::F32, Dtype::Bf16, Dtype::F16][(n as usize / 3) % 3];
-                        check_matmul(dev, &m, batch, mode, xdt, Dtype::F32, n % 2 == 0, (n % 3) as usize, n);
-                        if n % 5 == 0 {
+                        check_matmul(
+                            dev,
+                            &m,
+                            batch,
+                            mode,
+                            xdt,
+                            Dtype::F32,
+                            n.is_multiple_of(2),
+                            (n % 3) as usize,
+                            n,
+                        );
+                        if n.is_multiple_of(5) {
                             check_matmul(dev, &m, batch, mode, xdt, ydt, true, 0, n);
                         }
                     }
@@ -239,7 +258,11 @@ fn matmul_matches_cpu_on_boundary_shapes() {
             }
         }
     }
-    let _ = writeln!(std::io::stderr(), "matmul: {n} shape/mode cases on {}", cuda::describe(dev).unwrap());
+    let _ = writeln!(
+        std::io::stderr(),
+        "matmul: {n} shape/mode cases on {}",
+        cuda::describe(dev).unwrap()
+    );
 }
 
 #[test]
@@ -247,7 +270,7 @@ fn gemm_path_matches_cpu_for_large_batches() {
     let Some(dev) = gpu("gemm_path_matches_cpu_for_large_batches") else {
         return;
     };
-    let mut n = 0;
+    let mut n = 0u64;
     for &(rows, cols) in &[(128usize, 256usize), (130, 300), (257, 1025), (512, 2048)] {
         for g in [Granularity::PerTensor, Granularity::PerRow] {
             let m = matrix(rows, cols, g, rows as u64);
@@ -255,7 +278,17 @@ fn gemm_path_matches_cpu_for_large_batches() {
                 for mode in [ActivationMode::Int8, ActivationMode::F32] {
                     for xdt in [Dtype::F32, Dtype::Bf16, Dtype::F16] {
                         n += 1;
-                        check_matmul(dev, &m, batch, mode, xdt, Dtype::F32, n % 2 == 0, 0, n);
+                        check_matmul(
+                            dev,
+                            &m,
+                            batch,
+                            mode,
+                            xdt,
+                            Dtype::F32,
+                            n.is_multiple_of(2),
+                            0,
+                            n,
+                        );
                     }
                 }
             }
@@ -294,7 +327,10 @@ fn matmul_uploads_once_and_rejects_unsupported_groups() {
             Stream::DEFAULT,
         )
     };
-    assert!(matches!(r, Err(Error::InvalidArgument { arg: "matrix", .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::InvalidArgument { arg: "matrix", .. })),
+        "{r:?}"
+    );
     // A view past its allocation is refused before any launch.
     let r = unsafe {
         cuda::ternary_matmul(
@@ -309,7 +345,13 @@ fn matmul_uploads_once_and_rejects_unsupported_groups() {
             Stream::DEFAULT,
         )
     };
-    assert!(matches!(r, Err(Error::ShapeMismatch { .. }) | Err(Error::InvalidArgument { .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(Error::ShapeMismatch { .. }) | Err(Error::InvalidArgument { .. })
+        ),
+        "{r:?}"
+    );
     let r = unsafe {
         cuda::ternary_matmul(
             &m,
@@ -328,7 +370,10 @@ fn matmul_uploads_once_and_rejects_unsupported_groups() {
             Stream::DEFAULT,
         )
     };
-    assert!(matches!(r, Err(Error::InvalidArgument { arg: "x", .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::InvalidArgument { arg: "x", .. })),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -337,7 +382,15 @@ fn quantize_pack_matches_cpu_bit_for_bit() {
         return;
     };
     let mut n = 0;
-    for &(rows, cols) in &[(1usize, 1usize), (3, 5), (4, 31), (17, 33), (33, 257), (64, 1000), (5, 4096)] {
+    for &(rows, cols) in &[
+        (1usize, 1usize),
+        (3, 5),
+        (4, 31),
+        (17, 33),
+        (33, 257),
+        (64, 1000),
+        (5, 4096),
+    ] {
         for method in [QuantMethod::AbsMean, QuantMethod::AbsMax] {
             for g in [
                 Granularity::PerTensor,
@@ -374,7 +427,11 @@ fn quantize_pack_matches_cpu_bit_for_bit() {
                     let s_gpu: Vec<f32> = sb.to_vec().unwrap();
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&s_gpu), bits(&s_cpu), "{rows}x{cols} {cfg:?}: scales");
-                    assert_eq!(pb.to_vec::<u8>().unwrap(), p_cpu, "{rows}x{cols} {cfg:?}: packed");
+                    assert_eq!(
+                        pb.to_vec::<u8>().unwrap(),
+                        p_cpu,
+                        "{rows}x{cols} {cfg:?}: packed"
+                    );
                 }
             }
         }
@@ -395,7 +452,13 @@ fn quantize_pack_matches_cpu_bit_for_bit() {
             Stream::DEFAULT,
         )
     };
-    assert_eq!(r, Err(Error::NonFinite { arg: "weights", index: 150 }));
+    assert_eq!(
+        r,
+        Err(Error::NonFinite {
+            arg: "weights",
+            index: 150
+        })
+    );
 }
 
 #[test]
@@ -422,7 +485,11 @@ fn activation_quantization_matches_cpu() {
             )
         }
         .unwrap();
-        assert_eq!(qb.to_vec::<i8>().unwrap(), q_cpu.as_slice().unwrap(), "{b}x{d}: q");
+        assert_eq!(
+            qb.to_vec::<i8>().unwrap(),
+            q_cpu.as_slice().unwrap(),
+            "{b}x{d}: q"
+        );
         let s: Vec<f32> = sb.to_vec().unwrap();
         assert_eq!(
             s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -439,8 +506,23 @@ fn conversion_matches_cpu_bit_for_bit() {
     };
     // Special values, every f16 and bf16 bit pattern, and random f32 bits.
     let mut f: Vec<f32> = vec![
-        0.0, -0.0, 1.0, -1.0, 65504.0, 65520.0, 65519.0, 6e-8, 3e-8, 1e-40, f32::MAX, f32::MIN,
-        f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::from_bits(0x7f80_0001), f32::from_bits(0xffc1_2345),
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        65504.0,
+        65520.0,
+        65519.0,
+        6e-8,
+        3e-8,
+        1e-40,
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        f32::from_bits(0x7f80_0001),
+        f32::from_bits(0xffc1_2345),
     ];
     f.extend((0..200_003u64).map(|i| f32::from_bits(rng::hash2(5, i) as u32)));
     let halves: Vec<u16> = (0..=u16::MAX).collect();
@@ -449,8 +531,16 @@ fn conversion_matches_cpu_bit_for_bit() {
         let src = &f[offset..];
         let sb = Buffer::from_slice(dev, src).unwrap();
         for (dt, cpu) in [
-            (Dtype::Bf16, src.iter().map(|&x| convert::f32_to_bf16_bits(x)).collect::<Vec<u16>>()),
-            (Dtype::F16, src.iter().map(|&x| convert::f32_to_f16_bits(x)).collect()),
+            (
+                Dtype::Bf16,
+                src.iter()
+                    .map(|&x| convert::f32_to_bf16_bits(x))
+                    .collect::<Vec<u16>>(),
+            ),
+            (
+                Dtype::F16,
+                src.iter().map(|&x| convert::f32_to_f16_bits(x)).collect(),
+            ),
         ] {
             let db = Buffer::zeroed(dev, src.len() * 2).unwrap();
             unsafe {
@@ -461,13 +551,27 @@ fn conversion_matches_cpu_bit_for_bit() {
                 )
             }
             .unwrap();
-            assert_eq!(db.to_vec::<u16>().unwrap(), cpu, "f32 -> {dt:?}, offset {offset}");
+            assert_eq!(
+                db.to_vec::<u16>().unwrap(),
+                cpu,
+                "f32 -> {dt:?}, offset {offset}"
+            );
         }
         let h = &halves[offset..];
         let hb = Buffer::from_slice(dev, h).unwrap();
         for (dt, cpu) in [
-            (Dtype::Bf16, h.iter().map(|&x| convert::bf16_bits_to_f32(x).to_bits()).collect::<Vec<u32>>()),
-            (Dtype::F16, h.iter().map(|&x| convert::f16_bits_to_f32(x).to_bits()).collect()),
+            (
+                Dtype::Bf16,
+                h.iter()
+                    .map(|&x| convert::bf16_bits_to_f32(x).to_bits())
+                    .collect::<Vec<u32>>(),
+            ),
+            (
+                Dtype::F16,
+                h.iter()
+                    .map(|&x| convert::f16_bits_to_f32(x).to_bits())
+                    .collect(),
+            ),
         ] {
             let db = Buffer::zeroed(dev, h.len() * 4).unwrap();
             unsafe {
@@ -478,14 +582,23 @@ fn conversion_matches_cpu_bit_for_bit() {
                 )
             }
             .unwrap();
-            assert_eq!(db.to_vec::<u32>().unwrap(), cpu, "{dt:?} -> f32, offset {offset}");
+            assert_eq!(
+                db.to_vec::<u32>().unwrap(),
+                cpu,
+                "{dt:?} -> f32, offset {offset}"
+            );
         }
     }
 }
 
 // ------------------------------------------------------------ C ABI
 
-fn tensor(data: u64, device_type: i32, dtype: tritter_dl_dtype_t, shape: &mut [i64]) -> tritter_dl_tensor_t {
+fn tensor(
+    data: u64,
+    device_type: i32,
+    dtype: tritter_dl_dtype_t,
+    shape: &mut [i64],
+) -> tritter_dl_tensor_t {
     tritter_dl_tensor_t {
         data: data as *mut std::ffi::c_void,
         device: tritter_dl_device_t {
@@ -537,7 +650,9 @@ fn c_matrix(m: TernaryMatrix) -> *mut tritter_accel::ffi::ternary::tritter_terna
 
 fn last_error() -> String {
     let p = tritter_accel::ffi::status::tritter_last_error();
-    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// What every build and machine must do when CUDA cannot run: say so, and
@@ -547,7 +662,10 @@ fn without_a_gpu_cuda_tensors_get_cuda_unavailable() {
     use tritter_accel::ffi::runtime::*;
     use tritter_accel::ffi::ternary::*;
     if cuda::is_available() {
-        let _ = writeln!(std::io::stderr(), "SKIPPED without_a_gpu_...: a GPU is present");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED without_a_gpu_...: a GPU is present"
+        );
         return;
     }
     let why = cuda::unavailable_reason().expect("a reason");
@@ -558,7 +676,10 @@ fn without_a_gpu_cuda_tensors_get_cuda_unavailable() {
     let mut count = 7usize;
     assert_eq!(unsafe { tritter_cuda_device_count(&mut count) }, TRITTER_OK);
     assert_eq!(count, 0);
-    assert!(matches!(Buffer::zeroed(0, 16), Err(Error::CudaUnavailable(_))));
+    assert!(matches!(
+        Buffer::zeroed(0, 16),
+        Err(Error::CudaUnavailable(_))
+    ));
     let m = matrix(4, 8, Granularity::PerRow, 1);
     assert!(matches!(m.to_device(0), Err(Error::CudaUnavailable(_))));
     let xv = DeviceMatrix {
@@ -569,14 +690,18 @@ fn without_a_gpu_cuda_tensors_get_cuda_unavailable() {
         dtype: Dtype::F32,
         device: 0,
     };
-    let yv = DeviceMatrix { cols: 4, ld: 4, ..xv };
+    let yv = DeviceMatrix {
+        cols: 4,
+        ld: 4,
+        ..xv
+    };
     let r = unsafe { cuda::ternary_matmul(&m, xv, None, ActivationMode::F32, yv, Stream::DEFAULT) };
     assert!(matches!(r, Err(Error::CudaUnavailable(_))), "{r:?}");
 
     // Through the C ABI: CUDA x (and y on either device) -> CUDA_UNAVAILABLE
     // naming the tensor; the CPU path still works.
     let h = c_matrix(m);
-    let host = vec![1f32; 8];
+    let host = [1f32; 8];
     let mut yhost = vec![0f32; 4];
     let (mut sx, mut sy) = ([1i64, 8], [1i64, 4]);
     let xc = tensor(0x1000, TRITTER_DL_CUDA, F32, &mut sx);
@@ -586,16 +711,30 @@ fn without_a_gpu_cuda_tensors_get_cuda_unavailable() {
     let yh = tensor(yhost.as_mut_ptr() as u64, TRITTER_DL_CPU, F32, &mut sy2);
     for (x, y) in [(&xc, &yc), (&xc, &yh), (&xh, &yc)] {
         let st = unsafe {
-            tritter_ternary_matrix_matmul_dlpack_stream(h, x, std::ptr::null(), 0, y, std::ptr::null_mut())
+            tritter_ternary_matrix_matmul_dlpack_stream(
+                h,
+                x,
+                std::ptr::null(),
+                0,
+                y,
+                std::ptr::null_mut(),
+            )
         };
         assert_eq!(st, TRITTER_ERR_CUDA_UNAVAILABLE, "{}", last_error());
-        assert!(last_error().contains("CUDA unavailable"), "{}", last_error());
+        assert!(
+            last_error().contains("CUDA unavailable"),
+            "{}",
+            last_error()
+        );
     }
     assert_eq!(
         unsafe { tritter_ternary_matrix_matmul_dlpack(h, &xh, std::ptr::null(), 0, &yh) },
         TRITTER_OK
     );
-    assert_eq!(unsafe { tritter_ternary_matrix_to_device(h, 0) }, TRITTER_ERR_CUDA_UNAVAILABLE);
+    assert_eq!(
+        unsafe { tritter_ternary_matrix_to_device(h, 0) },
+        TRITTER_ERR_CUDA_UNAVAILABLE
+    );
     let mut mo = std::ptr::null_mut();
     let mut sw = [4i64, 8];
     let wc = tensor(0x1000, TRITTER_DL_CUDA, F32, &mut sw);
@@ -609,7 +748,9 @@ fn without_a_gpu_cuda_tensors_get_cuda_unavailable() {
     let a = tensor(0x1000, TRITTER_DL_CUDA, F32, &mut s1);
     let b = tensor(0x2000, TRITTER_DL_CUDA, BF16, &mut s2);
     assert_eq!(
-        unsafe { tritter_accel::ffi::precision::tritter_convert_dlpack(&a, &b, std::ptr::null_mut()) },
+        unsafe {
+            tritter_accel::ffi::precision::tritter_convert_dlpack(&a, &b, std::ptr::null_mut())
+        },
         TRITTER_ERR_CUDA_UNAVAILABLE
     );
     unsafe { tritter_ternary_matrix_free(h) };
@@ -624,13 +765,19 @@ fn dlpack_host_routes_match_the_plain_functions() {
     let w = uniform(rows * cols, 3, -1.0, 1.0);
     let cfg = QuantConfig::default();
     let (p, s) = quant::quantize_pack_2bit(
-        Array2::from_shape_vec((rows, cols), w.clone()).unwrap().view(),
+        Array2::from_shape_vec((rows, cols), w.clone())
+            .unwrap()
+            .view(),
         &cfg,
     )
     .unwrap();
     let mut pout = vec![0xffu8; rows * cols.div_ceil(4)];
     let mut sout = vec![0f32; rows];
-    let (mut sw, mut sp, mut ss) = ([rows as i64, cols as i64], [rows as i64, cols.div_ceil(4) as i64], [rows as i64]);
+    let (mut sw, mut sp, mut ss) = (
+        [rows as i64, cols as i64],
+        [rows as i64, cols.div_ceil(4) as i64],
+        [rows as i64],
+    );
     let u8t = tritter_dl_dtype_t {
         code: tritter_accel::ffi::dlpack::TRITTER_DL_UINT,
         bits: 8,
@@ -639,14 +786,18 @@ fn dlpack_host_routes_match_the_plain_functions() {
     let wt = tensor(w.as_ptr() as u64, TRITTER_DL_CPU, F32, &mut sw);
     let pt = tensor(pout.as_mut_ptr() as u64, TRITTER_DL_CPU, u8t, &mut sp);
     let st = tensor(sout.as_mut_ptr() as u64, TRITTER_DL_CPU, F32, &mut ss);
-    let r = unsafe { tritter_quantize_pack_dlpack(&wt, std::ptr::null(), &pt, &st, std::ptr::null_mut()) };
+    let r = unsafe {
+        tritter_quantize_pack_dlpack(&wt, std::ptr::null(), &pt, &st, std::ptr::null_mut())
+    };
     assert_eq!(r, TRITTER_OK, "{}", last_error());
     assert_eq!(pout, p);
     assert_eq!(sout, s);
     // Mixed host/CUDA is refused (CUDA_UNAVAILABLE without a GPU, UNSUPPORTED_DEVICE with one).
     let mut sp2 = [rows as i64, cols.div_ceil(4) as i64];
     let pc = tensor(0x1000, TRITTER_DL_CUDA, u8t, &mut sp2);
-    let r = unsafe { tritter_quantize_pack_dlpack(&wt, std::ptr::null(), &pc, &st, std::ptr::null_mut()) };
+    let r = unsafe {
+        tritter_quantize_pack_dlpack(&wt, std::ptr::null(), &pc, &st, std::ptr::null_mut())
+    };
     let want: tritter_status_t = if cuda::is_available() {
         TRITTER_ERR_UNSUPPORTED_DEVICE
     } else {
@@ -657,7 +808,8 @@ fn dlpack_host_routes_match_the_plain_functions() {
     // Activation quantization.
     let x = uniform(3 * 20, 4, -2.0, 2.0);
     let (q, sc) =
-        quant::quantize_activations_i8(Array2::from_shape_vec((3, 20), x.clone()).unwrap().view()).unwrap();
+        quant::quantize_activations_i8(Array2::from_shape_vec((3, 20), x.clone()).unwrap().view())
+            .unwrap();
     let mut qo = vec![0i8; 60];
     let mut so = vec![0f32; 3];
     let (mut a, mut b, mut c) = ([3i64, 20], [3i64, 20], [3i64]);
@@ -677,12 +829,21 @@ fn dlpack_host_routes_match_the_plain_functions() {
     let vt = tensor(v.as_ptr() as u64, TRITTER_DL_CPU, F32, &mut a);
     let ht = tensor(h.as_mut_ptr() as u64, TRITTER_DL_CPU, BF16, &mut b);
     let bt = tensor(back.as_mut_ptr() as u64, TRITTER_DL_CPU, F32, &mut c);
-    assert_eq!(unsafe { tritter_convert_dlpack(&vt, &ht, std::ptr::null_mut()) }, TRITTER_OK);
+    assert_eq!(
+        unsafe { tritter_convert_dlpack(&vt, &ht, std::ptr::null_mut()) },
+        TRITTER_OK
+    );
     let mut want = vec![0u16; 33];
     convert::f32_to_bf16(&v, &mut want).unwrap();
     assert_eq!(h, want);
-    assert_eq!(unsafe { tritter_convert_dlpack(&ht, &bt, std::ptr::null_mut()) }, TRITTER_OK);
-    assert!(back.iter().zip(&h).all(|(f, &b)| f.to_bits() == (b as u32) << 16));
+    assert_eq!(
+        unsafe { tritter_convert_dlpack(&ht, &bt, std::ptr::null_mut()) },
+        TRITTER_OK
+    );
+    assert!(back
+        .iter()
+        .zip(&h)
+        .all(|(f, &b)| f.to_bits() == (b as u32) << 16));
     let mut d = [3i64, 10];
     let bad = tensor(h.as_mut_ptr() as u64, TRITTER_DL_CPU, BF16, &mut d);
     assert_eq!(
@@ -714,7 +875,16 @@ fn dlpack_cuda_route_on_a_gpu() {
     let (mut sx, mut sy) = ([3i64, 300], [3i64, 70]);
     let xt = tensor(xb.ptr(), TRITTER_DL_CUDA, F32, &mut sx);
     let yt = tensor(yb.ptr(), TRITTER_DL_CUDA, BF16, &mut sy);
-    let st = unsafe { tritter_ternary_matrix_matmul_dlpack_stream(h, &xt, std::ptr::null(), 1, &yt, std::ptr::null_mut()) };
+    let st = unsafe {
+        tritter_ternary_matrix_matmul_dlpack_stream(
+            h,
+            &xt,
+            std::ptr::null(),
+            1,
+            &yt,
+            std::ptr::null_mut(),
+        )
+    };
     assert_eq!(st, TRITTER_OK, "{}", last_error());
     let got: Vec<u16> = yb.to_vec().unwrap();
     let want: Vec<u16> = cpu.iter().map(|&v| convert::f32_to_bf16_bits(v)).collect();
@@ -723,17 +893,38 @@ fn dlpack_cuda_route_on_a_gpu() {
     let host = vec![0f32; 3 * 70];
     let mut sy2 = [3i64, 70];
     let yh = tensor(host.as_ptr() as u64, TRITTER_DL_CPU, F32, &mut sy2);
-    let st = unsafe { tritter_ternary_matrix_matmul_dlpack_stream(h, &xt, std::ptr::null(), 1, &yh, std::ptr::null_mut()) };
+    let st = unsafe {
+        tritter_ternary_matrix_matmul_dlpack_stream(
+            h,
+            &xt,
+            std::ptr::null(),
+            1,
+            &yh,
+            std::ptr::null_mut(),
+        )
+    };
     assert_eq!(st, TRITTER_ERR_UNSUPPORTED_DEVICE, "{}", last_error());
     assert!(last_error().contains("one device"), "{}", last_error());
     // A host pointer labelled CUDA.
     let mut sx2 = [3i64, 300];
     let fake = tensor(x.as_ptr() as u64, TRITTER_DL_CUDA, F32, &mut sx2);
-    let st = unsafe { tritter_ternary_matrix_matmul_dlpack_stream(h, &fake, std::ptr::null(), 1, &yt, std::ptr::null_mut()) };
+    let st = unsafe {
+        tritter_ternary_matrix_matmul_dlpack_stream(
+            h,
+            &fake,
+            std::ptr::null(),
+            1,
+            &yt,
+            std::ptr::null_mut(),
+        )
+    };
     assert_eq!(st, TRITTER_ERR_INVALID_ARGUMENT, "{}", last_error());
     assert!(last_error().contains("`x`"), "{}", last_error());
     // A device that does not exist.
-    assert_eq!(unsafe { tritter_ternary_matrix_to_device(h, 4096) }, TRITTER_ERR_UNSUPPORTED_DEVICE);
+    assert_eq!(
+        unsafe { tritter_ternary_matrix_to_device(h, 4096) },
+        TRITTER_ERR_UNSUPPORTED_DEVICE
+    );
     unsafe { tritter_ternary_matrix_free(h) };
 }
 
@@ -744,12 +935,24 @@ fn resource_report_lists_every_kernel() {
     let rep = cuda::resource_report();
     if !cfg!(feature = "cuda") {
         assert!(rep.is_empty());
-        let _ = writeln!(std::io::stderr(), "SKIPPED resource_report_lists_every_kernel: built without `cuda`");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED resource_report_lists_every_kernel: built without `cuda`"
+        );
         return;
     }
     for k in [
-        "tmm_small_i8", "tmm_small_bf16", "tmm_small_f16", "tmm_gemm_i8", "tmm_gemm_bf16", "tmm_gemm_f16",
-        "act_quant_i8_f32", "act_prep_f32", "quant_scales", "quant_pack", "cvt_f32_to_bf16",
+        "tmm_small_i8",
+        "tmm_small_bf16",
+        "tmm_small_f16",
+        "tmm_gemm_i8",
+        "tmm_gemm_bf16",
+        "tmm_gemm_f16",
+        "act_quant_i8_f32",
+        "act_prep_f32",
+        "quant_scales",
+        "quant_pack",
+        "cvt_f32_to_bf16",
     ] {
         for arch in ["sm_80", "sm_86", "sm_89", "sm_90"] {
             let line = rep

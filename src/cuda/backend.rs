@@ -144,7 +144,10 @@ fn same_device(a: i32, b: i32, name: &'static str, first: &str) -> Result<()> {
 
 fn check_matrix(dev: &Device, m: &DeviceMatrix, name: &'static str) -> Result<()> {
     if m.rows > 1 && m.ld < m.cols {
-        return Err(Error::invalid(name, format!("row stride {} < {} columns", m.ld, m.cols)));
+        return Err(Error::invalid(
+            name,
+            format!("row stride {} < {} columns", m.ld, m.cols),
+        ));
     }
     dev.check_range(m.ptr, m.extent_bytes()?, name)
 }
@@ -158,7 +161,8 @@ fn check_vector(dev: &Device, v: &DeviceVector, name: &'static str) -> Result<()
 }
 
 fn to_i32(v: usize, name: &'static str) -> Result<i32> {
-    i32::try_from(v).map_err(|_| Error::overflow(name, format!("{v} exceeds the kernels' 2^31 limit")))
+    i32::try_from(v)
+        .map_err(|_| Error::overflow(name, format!("{v} exceeds the kernels' 2^31 limit")))
 }
 
 fn grid_1d(items: usize, per_block: usize, cap: usize) -> u32 {
@@ -253,13 +257,23 @@ pub unsafe fn ternary_matmul(
     if x.cols != m.cols() {
         return Err(Error::shape(
             "x",
-            format!("x has {} columns, the matrix has in_features = {}", x.cols, m.cols()),
+            format!(
+                "x has {} columns, the matrix has in_features = {}",
+                x.cols,
+                m.cols()
+            ),
         ));
     }
     if (y.rows, y.cols) != (x.rows, m.rows()) {
         return Err(Error::shape(
             "y",
-            format!("y is [{}, {}], expected [{}, {}]", y.rows, y.cols, x.rows, m.rows()),
+            format!(
+                "y is [{}, {}], expected [{}, {}]",
+                y.rows,
+                y.cols,
+                x.rows,
+                m.rows()
+            ),
         ));
     }
     same_device(x.device, y.device, "y", "x")?;
@@ -284,7 +298,9 @@ pub unsafe fn ternary_matmul(
             } else if g % 32 != 0 {
                 return Err(Error::invalid(
                     "matrix",
-                    format!("the CUDA matmul needs per-group scales with group_size % 32 == 0, got {g}"),
+                    format!(
+                        "the CUDA matmul needs per-group scales with group_size % 32 == 0, got {g}"
+                    ),
                 ));
             } else {
                 (2, g, ng)
@@ -317,11 +333,19 @@ pub unsafe fn ternary_matmul(
         (ActivationMode::F32, Dtype::Bf16) => ("bf16", 1),
         (ActivationMode::F32, _) => ("f16", 1),
     };
-    for (v, n) in [(rows, "rows"), (cols, "cols"), (tok_pad, "batch"), (kp, "cols")] {
+    for (v, n) in [
+        (rows, "rows"),
+        (cols, "cols"),
+        (tok_pad, "batch"),
+        (kp, "cols"),
+    ] {
         to_i32(v, n)?;
     }
     if (!gemm && tok_pad.div_ceil(SMALL_TOKENS) > 65535) || (gemm && tok_pad / 128 > 65535) {
-        return Err(Error::overflow("x", format!("batch {tokens} is too large for one launch")));
+        return Err(Error::overflow(
+            "x",
+            format!("batch {tokens} is too large for one launch"),
+        ));
     }
     let plane = tok_pad
         .checked_mul(kp)
@@ -338,12 +362,21 @@ pub unsafe fn ternary_matmul(
     let sp = scratch.ptr;
 
     // 1. Activations.
-    let (xptr, ldx, tokens_i, cols_i, kp_i, tok_pad_i) =
-        (x.ptr, x.ld as i64, tokens as i32, cols as i32, kp as i32, tok_pad as i32);
+    let (xptr, ldx, tokens_i, cols_i, kp_i, tok_pad_i) = (
+        x.ptr,
+        x.ld as i64,
+        tokens as i32,
+        cols as i32,
+        kp as i32,
+        tok_pad as i32,
+    );
     if kmode == "i8" {
         let smem = ngroups * 4;
         if smem > 96 << 10 {
-            return Err(Error::invalid("matrix", format!("{ngroups} scale groups a row is more than the CUDA kernels take (24576)")));
+            return Err(Error::invalid(
+                "matrix",
+                format!("{ngroups} scale groups a row is more than the CUDA kernels take (24576)"),
+            ));
         }
         let name = match x.dtype {
             Dtype::F32 => "act_quant_i8_f32",
@@ -351,8 +384,16 @@ pub unsafe fn ternary_matmul(
             _ => "act_quant_i8_f16",
         };
         let f = dev.func(name, smem)?;
-        let (q, ldq, xs, xsum) = (sp + q_off as u64, kp as i64, sp + scale_off as u64, sp + sum_off as u64);
-        let (glen, ng) = (if grouped { group_len } else { kp.max(1) } as i32, ngroups as i32);
+        let (q, ldq, xs, xsum) = (
+            sp + q_off as u64,
+            kp as i64,
+            sp + scale_off as u64,
+            sp + sum_off as u64,
+        );
+        let (glen, ng) = (
+            if grouped { group_len } else { kp.max(1) } as i32,
+            ngroups as i32,
+        );
         let mut a = args![xptr, ldx, tokens_i, cols_i, kp_i, q, ldq, xs, xsum, glen, ng];
         unsafe { dev.launch(f, (tok_pad as u32, 1, 1), 256, smem, stream, &mut a, name)? };
     } else {
@@ -410,7 +451,11 @@ pub unsafe fn ternary_matmul(
         let esz = if kmode == "i8" { 1 } else { 2 };
         let smem = 2 * 128 * (128 * esz + 16);
         let f = dev.func(name, smem)?;
-        let grid = ((dims.row_tiles / GEMM_ROW_TILES) as u32, (tok_pad / 128) as u32, 1);
+        let grid = (
+            (dims.row_tiles / GEMM_ROW_TILES) as u32,
+            (tok_pad / 128) as u32,
+            1,
+        );
         unsafe { dev.launch(f, grid, 256, smem, stream, &mut a, name)? };
     } else {
         let name = match kmode {
@@ -420,7 +465,17 @@ pub unsafe fn ternary_matmul(
         };
         let f = dev.func(name, 0)?;
         let gx = if split == 1 { nrg.div_ceil(4) } else { nrg };
-        unsafe { dev.launch(f, (gx as u32, grid_y as u32, 1), 128, 0, stream, &mut a, name)? };
+        unsafe {
+            dev.launch(
+                f,
+                (gx as u32, grid_y as u32, 1),
+                128,
+                0,
+                stream,
+                &mut a,
+                name,
+            )?
+        };
     }
     drop(scratch); // freed in stream order after the kernels
     Ok(())
@@ -455,7 +510,10 @@ pub unsafe fn quantize_pack_2bit(
     if (packed.rows, packed.cols) != (rows, rb) {
         return Err(Error::shape(
             "packed",
-            format!("packed is [{}, {}], expected [{rows}, {rb}]", packed.rows, packed.cols),
+            format!(
+                "packed is [{}, {}], expected [{rows}, {rb}]",
+                packed.rows, packed.cols
+            ),
         ));
     }
     if packed.rows > 1 && packed.ld != packed.cols {
@@ -465,7 +523,10 @@ pub unsafe fn quantize_pack_2bit(
     if scales.len != ns {
         return Err(Error::shape(
             "scales",
-            format!("{:?} on {rows}x{cols} needs {ns} scales, got {}", cfg.granularity, scales.len),
+            format!(
+                "{:?} on {rows}x{cols} needs {ns} scales, got {}",
+                cfg.granularity, scales.len
+            ),
         ));
     }
     same_device(w.device, packed.device, "packed", "weights")?;
@@ -499,8 +560,14 @@ pub unsafe fn quantize_pack_2bit(
         QuantMethod::AbsMean => 0i32,
         QuantMethod::AbsMax => 1,
     };
-    let (wp, ldw, rows_i, cols_i, glen_i, ng_i) =
-        (w.ptr, w.ld as i64, rows as i32, cols as i32, glen.min(i32::MAX as usize) as i32, ngroups as i32);
+    let (wp, ldw, rows_i, cols_i, glen_i, ng_i) = (
+        w.ptr,
+        w.ld as i64,
+        rows as i32,
+        cols as i32,
+        glen.min(i32::MAX as usize) as i32,
+        ngroups as i32,
+    );
     let sp = scales.ptr;
     let f = dev.func("quant_scales", 0)?;
     let mut a = args![wp, ldw, rows_i, cols_i, glen_i, ng_i, method, gkind, sp, row_stat, bad];
@@ -525,7 +592,8 @@ pub unsafe fn quantize_pack_2bit(
     };
     let (eps, out, rb_i) = (cfg.eps, packed.ptr, to_i32(rb, "cols")?);
     let f = dev.func("quant_pack", 0)?;
-    let mut a = args![wp, ldw, rows_i, cols_i, glen_i, ng_i, gkind, sp, use_thr, thr, eps, out, rb_i];
+    let mut a =
+        args![wp, ldw, rows_i, cols_i, glen_i, ng_i, gkind, sp, use_thr, thr, eps, out, rb_i];
     let grid = grid_1d(rows * rb, 256, dev.sm_count as usize * 32);
     unsafe { dev.launch(f, (grid, 1, 1), 256, 0, stream, &mut a, "quant_pack")? };
     drop(scratch);
@@ -552,7 +620,10 @@ pub unsafe fn quantize_activations_i8(
     if (q.rows, q.cols) != (x.rows, x.cols) {
         return Err(Error::shape(
             "q",
-            format!("q is [{}, {}], x is [{}, {}]", q.rows, q.cols, x.rows, x.cols),
+            format!(
+                "q is [{}, {}], x is [{}, {}]",
+                q.rows, q.cols, x.rows, x.cols
+            ),
         ));
     }
     if scales.len != x.rows {
@@ -577,7 +648,12 @@ pub unsafe fn quantize_activations_i8(
         _ => "act_quant_i8_f16",
     };
     let f = dev.func(name, 0)?;
-    let (xp, ldx, b, d) = (x.ptr, x.ld as i64, to_i32(x.rows, "x")?, to_i32(x.cols, "x")?);
+    let (xp, ldx, b, d) = (
+        x.ptr,
+        x.ld as i64,
+        to_i32(x.rows, "x")?,
+        to_i32(x.cols, "x")?,
+    );
     let (qp, ldq, sp, nul, glen, ng) = (q.ptr, q.ld as i64, scales.ptr, 0u64, d.max(1), 1i32);
     let mut a = args![xp, ldx, b, d, d, qp, ldq, sp, nul, glen, ng];
     if x.rows > 65535 * 1024 {
@@ -625,7 +701,7 @@ pub unsafe fn convert(src: DeviceVector, dst: DeviceVector, stream: Stream) -> R
         return Ok(());
     }
     let f = dev.func(name, 0)?;
-    let vec = (src.ptr % 16 == 0 && dst.ptr % 16 == 0) as i32;
+    let vec = (src.ptr.is_multiple_of(16) && dst.ptr.is_multiple_of(16)) as i32;
     let (s, d, n) = (src.ptr, dst.ptr, src.len as i64);
     let mut a = args![s, d, n, vec];
     let per = if vec == 1 { 8 } else { 1 };
@@ -643,7 +719,11 @@ pub struct Buffer {
 
 impl std::fmt::Debug for Buffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Buffer({} bytes on CUDA device {})", self.a.bytes, self.a.dev.ordinal)
+        write!(
+            f,
+            "Buffer({} bytes on CUDA device {})",
+            self.a.bytes, self.a.dev.ordinal
+        )
     }
 }
 

@@ -67,7 +67,9 @@ fn open_driver() -> std::result::Result<Driver, String> {
     // calls are plain driver queries with valid out-pointers.
     unsafe {
         if !sys::is_culib_present() {
-            return Err("the CUDA driver library (libcuda.so) is not installed on this machine".into());
+            return Err(
+                "the CUDA driver library (libcuda.so) is not installed on this machine".into(),
+            );
         }
         sys::cuInit(0)
             .result()
@@ -88,8 +90,9 @@ fn open_driver() -> std::result::Result<Driver, String> {
 fn driver() -> std::result::Result<&'static Driver, String> {
     DRIVER
         .get_or_init(|| {
-            catch_unwind(open_driver)
-                .unwrap_or_else(|p| Err(format!("loading the CUDA driver failed: {}", panic_text(p))))
+            catch_unwind(open_driver).unwrap_or_else(|p| {
+                Err(format!("loading the CUDA driver failed: {}", panic_text(p)))
+            })
         })
         .as_ref()
         .map_err(|m| m.clone())
@@ -157,7 +160,10 @@ impl Device {
     /// Makes this device's context current until the guard drops.
     pub fn enter(&self) -> Result<Current<'_>> {
         // SAFETY: ctx is a retained primary context.
-        check(unsafe { sys::cuCtxPushCurrent_v2(self.ctx) }, "cuCtxPushCurrent")?;
+        check(
+            unsafe { sys::cuCtxPushCurrent_v2(self.ctx) },
+            "cuCtxPushCurrent",
+        )?;
         Ok(Current(std::marker::PhantomData))
     }
 
@@ -193,6 +199,7 @@ impl Device {
     /// # Safety
     /// `params` must point at values matching the kernel's parameters, and
     /// every device pointer among them must be valid for the kernel's accesses.
+    #[allow(clippy::too_many_arguments)]
     pub unsafe fn launch(
         &self,
         f: sys::CUfunction,
@@ -236,7 +243,8 @@ impl Device {
         }
         let (mut base, mut size) = (0 as sys::CUdeviceptr, 0usize);
         // SAFETY: valid out-pointers; the driver only inspects the address.
-        let r = unsafe { sys::cuMemGetAddressRange_v2(&mut base, &mut size, ptr as sys::CUdeviceptr) };
+        let r =
+            unsafe { sys::cuMemGetAddressRange_v2(&mut base, &mut size, ptr as sys::CUdeviceptr) };
         if let Err(e) = r.result() {
             return Err(Error::invalid(
                 name,
@@ -265,7 +273,10 @@ impl Device {
         if r.result().is_ok() && ord >= 0 && ord != self.ordinal {
             return Err(Error::UnsupportedDevice {
                 arg: name,
-                msg: format!("memory of CUDA device {ord}, the tensor says device {}", self.ordinal),
+                msg: format!(
+                    "memory of CUDA device {ord}, the tensor says device {}",
+                    self.ordinal
+                ),
             });
         }
         Ok(())
@@ -318,7 +329,9 @@ pub(crate) fn unavailable_reason() -> Option<String> {
 pub(crate) fn device_count() -> usize {
     match driver() {
         Err(_) => 0,
-        Ok(d) => (0..d.devices.len() as i32).filter(|&i| device(i).is_ok()).count(),
+        Ok(d) => (0..d.devices.len() as i32)
+            .filter(|&i| device(i).is_ok())
+            .count(),
     }
 }
 
@@ -361,7 +374,10 @@ impl Alloc {
         let mut p = 0 as sys::CUdeviceptr;
         if bytes > 0 {
             // SAFETY: valid out-pointer.
-            check(unsafe { sys::cuMemAlloc_v2(&mut p, bytes) }, &format!("cuMemAlloc({bytes} bytes)"))?;
+            check(
+                unsafe { sys::cuMemAlloc_v2(&mut p, bytes) },
+                &format!("cuMemAlloc({bytes} bytes)"),
+            )?;
         }
         Ok(Alloc {
             ptr: p as u64,
@@ -383,7 +399,10 @@ impl Alloc {
                 )?;
             } else {
                 // SAFETY: valid out-pointer.
-                check(unsafe { sys::cuMemAlloc_v2(&mut p, bytes) }, &format!("cuMemAlloc({bytes} bytes)"))?;
+                check(
+                    unsafe { sys::cuMemAlloc_v2(&mut p, bytes) },
+                    &format!("cuMemAlloc({bytes} bytes)"),
+                )?;
             }
         }
         Ok(Alloc {
@@ -429,7 +448,13 @@ pub(crate) fn htod(dst: u64, src: &[u8]) -> Result<()> {
     }
     // SAFETY: the caller sized dst for src.len() bytes.
     check(
-        unsafe { sys::cuMemcpyHtoD_v2(dst as sys::CUdeviceptr, src.as_ptr() as *const c_void, src.len()) },
+        unsafe {
+            sys::cuMemcpyHtoD_v2(
+                dst as sys::CUdeviceptr,
+                src.as_ptr() as *const c_void,
+                src.len(),
+            )
+        },
         "cuMemcpyHtoD",
     )
 }
@@ -450,7 +475,10 @@ pub(crate) fn dtoh(dst: &mut [u8], src: u64, stream: Stream) -> Result<()> {
             ),
             "cuMemcpyDtoHAsync",
         )?;
-        check(sys::cuStreamSynchronize(stream.0 as sys::CUstream), "cuStreamSynchronize")
+        check(
+            sys::cuStreamSynchronize(stream.0 as sys::CUstream),
+            "cuStreamSynchronize",
+        )
     }
 }
 
@@ -461,7 +489,14 @@ pub(crate) fn memset(dst: u64, value: u8, bytes: usize, stream: Stream) -> Resul
     }
     // SAFETY: the caller sized dst.
     check(
-        unsafe { sys::cuMemsetD8Async(dst as sys::CUdeviceptr, value, bytes, stream.0 as sys::CUstream) },
+        unsafe {
+            sys::cuMemsetD8Async(
+                dst as sys::CUdeviceptr,
+                value,
+                bytes,
+                stream.0 as sys::CUstream,
+            )
+        },
         "cuMemsetD8Async",
     )
 }

@@ -193,7 +193,13 @@ mod tests {
 
     #[test]
     fn every_weight_has_its_own_field_and_padding_is_zero() {
-        for &(rows, cols) in &[(1usize, 1usize), (17, 129), (33, 300), (128, 128), (129, 257)] {
+        for &(rows, cols) in &[
+            (1usize, 1usize),
+            (17, 129),
+            (33, 300),
+            (128, 128),
+            (129, 257),
+        ] {
             let t = trits(rows, cols, 3);
             let d = Dims::new(rows, cols);
             let w = build(&matrix(&t));
@@ -236,6 +242,7 @@ mod tests {
     /// The int8 path: decode as the kernel does, multiply as `mma` does, and
     /// compare with `Σ t q`.
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn int8_fragments_reproduce_the_product() {
         let (rows, cols, ntok) = (37usize, 300usize, 8usize);
         let t = trits(rows, cols, 5);
@@ -306,6 +313,7 @@ mod tests {
     /// The bf16/f16 path: the A decode gives `±2`/0 halves, the permuted
     /// activation storage gives matching B fragments.
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn half_fragments_reproduce_the_product() {
         let (rows, cols, ntok) = (20usize, 200usize, 8usize);
         let t = trits(rows, cols, 6);

@@ -162,7 +162,9 @@ unsafe impl DeviceCopy for half::bf16 {}
 pub fn require(what: &str) -> Result<()> {
     match unavailable_reason() {
         None => Ok(()),
-        Some(why) => Err(Error::CudaUnavailable(format!("{what} needs a CUDA device: {why}"))),
+        Some(why) => Err(Error::CudaUnavailable(format!(
+            "{what} needs a CUDA device: {why}"
+        ))),
     }
 }
 

@@ -443,13 +443,15 @@ unsafe fn cuda_layout(
         });
     };
     let raw = unsafe { (*t).dtype };
-    let dt = cuda_dtype(raw).filter(|d| dtypes.contains(d)).ok_or_else(|| {
-        let names: Vec<&str> = dtypes.iter().map(|d| d.name()).collect();
-        Error::UnsupportedDtype {
-            arg: name,
-            msg: format!("expected {}, got {}", names.join(" or "), dtype_name(raw)),
-        }
-    })?;
+    let dt = cuda_dtype(raw)
+        .filter(|d| dtypes.contains(d))
+        .ok_or_else(|| {
+            let names: Vec<&str> = dtypes.iter().map(|d| d.name()).collect();
+            Error::UnsupportedDtype {
+                arg: name,
+                msg: format!("expected {}, got {}", names.join(" or "), dtype_name(raw)),
+            }
+        })?;
     let code = (raw.code, raw.bits);
     let (l, _) = unsafe { layout_dyn(t, ndim, name, output, (code, dt.name(), dt.size()))? };
     Ok((l, dt, dev))
@@ -471,7 +473,10 @@ pub unsafe fn cuda_matrix(
     if cols > 1 && l.strides[1] != 1 {
         return Err(Error::invalid(
             name,
-            format!("CUDA tensors need unit stride along the last dimension, got {}", l.strides[1]),
+            format!(
+                "CUDA tensors need unit stride along the last dimension, got {}",
+                l.strides[1]
+            ),
         ));
     }
     let ld = if rows > 1 { l.strides[0] } else { cols };

@@ -8,11 +8,11 @@ use super::args::{self, elems};
 use super::dlpack::{self, tritter_dl_tensor_t};
 use super::handle;
 use super::status::{guard, tritter_status_t};
+use crate::cuda::{self, DeviceMatrix, Dtype};
 use crate::ternary::matmul::ComputeFormat;
 use crate::ternary::pack::{self, PackedLayout};
 use crate::ternary::quant::{self, QuantConfig, QuantMethod};
 use crate::ternary::{ActivationMode, Granularity, TernaryMatrix};
-use crate::cuda::{self, DeviceMatrix, Dtype};
 use crate::{Error, Result};
 
 /// `method`: AbsMean (BitNet b1.58, `s = mean|w|`).
@@ -347,9 +347,14 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_dlpack(
     guard(|| {
         args::check_out(matrix_out, "matrix_out")?;
         let cfg = to_config(unsafe { args::optional(config, "config")? })?;
-        let dev = dlpack::common_device(&[(unsafe { dlpack::device_of(weights, "weights")? }, "weights")])?;
+        let dev = dlpack::common_device(&[(
+            unsafe { dlpack::device_of(weights, "weights")? },
+            "weights",
+        )])?;
         let m = match dev {
-            None => TernaryMatrix::from_f32(unsafe { dlpack::view2::<f32>(weights, "weights")? }, &cfg)?,
+            None => {
+                TernaryMatrix::from_f32(unsafe { dlpack::view2::<f32>(weights, "weights")? }, &cfg)?
+            }
             Some(d) => {
                 let w = unsafe { dlpack::cuda_matrix(weights, "weights", &[Dtype::F32], false)? };
                 quantize_on_device(w, &cfg, d)?
@@ -379,7 +384,13 @@ fn quantize_on_device(w: DeviceMatrix, cfg: &QuantConfig, device: i32) -> Result
     };
     let packed: Vec<u8> = pb.to_vec()?;
     let scales: Vec<f32> = sb.to_vec()?;
-    Ok(TernaryMatrix::from_parts(rows, cols, cfg.granularity, scales, packed))
+    Ok(TernaryMatrix::from_parts(
+        rows,
+        cols,
+        cfg.granularity,
+        scales,
+        packed,
+    ))
 }
 
 /// Builds a matrix from already-ternary values `[rows, cols]` (each in
@@ -653,7 +664,16 @@ pub unsafe extern "C" fn tritter_ternary_matrix_matmul_dlpack(
     act_mode: u32,
     y: *const tritter_dl_tensor_t,
 ) -> tritter_status_t {
-    unsafe { tritter_ternary_matrix_matmul_dlpack_stream(matrix, x, bias, act_mode, y, std::ptr::null_mut()) }
+    unsafe {
+        tritter_ternary_matrix_matmul_dlpack_stream(
+            matrix,
+            x,
+            bias,
+            act_mode,
+            y,
+            std::ptr::null_mut(),
+        )
+    }
 }
 
 /// [`tritter_ternary_matrix_matmul_dlpack`] with a CUDA stream for CUDA
@@ -708,7 +728,9 @@ pub unsafe extern "C" fn tritter_ternary_matrix_matmul_dlpack_stream(
                 Some(unsafe { dlpack::cuda_vector(bias, "bias", &[Dtype::F32], Some(1), false)? })
             };
             // SAFETY: the views were validated from the caller's tensors.
-            return unsafe { cuda::ternary_matmul(m, xv, bv, mode, yv, cuda::Stream(stream as usize)) };
+            return unsafe {
+                cuda::ternary_matmul(m, xv, bv, mode, yv, cuda::Stream(stream as usize))
+            };
         }
         let xv = unsafe { dlpack::view2::<f32>(x, "x")? };
         let bv = if bias.is_null() {
@@ -763,15 +785,25 @@ pub unsafe extern "C" fn tritter_quantize_pack_dlpack(
         let cfg = to_config(unsafe { args::optional(config, "config")? })?;
         let devs = [
             (unsafe { dlpack::device_of(weights, "weights")? }, "weights"),
-            (unsafe { dlpack::device_of(packed_out, "packed_out")? }, "packed_out"),
-            (unsafe { dlpack::device_of(scales_out, "scales_out")? }, "scales_out"),
+            (
+                unsafe { dlpack::device_of(packed_out, "packed_out")? },
+                "packed_out",
+            ),
+            (
+                unsafe { dlpack::device_of(scales_out, "scales_out")? },
+                "scales_out",
+            ),
         ];
         if dlpack::common_device(&devs)?.is_some() {
             let w = unsafe { dlpack::cuda_matrix(weights, "weights", &[Dtype::F32], false)? };
             let p = unsafe { dlpack::cuda_matrix(packed_out, "packed_out", &[Dtype::U8], true)? };
-            let s = unsafe { dlpack::cuda_vector(scales_out, "scales_out", &[Dtype::F32], Some(1), true)? };
+            let s = unsafe {
+                dlpack::cuda_vector(scales_out, "scales_out", &[Dtype::F32], Some(1), true)?
+            };
             // SAFETY: validated views of the caller's tensors.
-            return unsafe { cuda::quantize_pack_2bit(w, &cfg, p, s, cuda::Stream(stream as usize)) };
+            return unsafe {
+                cuda::quantize_pack_2bit(w, &cfg, p, s, cuda::Stream(stream as usize))
+            };
         }
         let w = unsafe { dlpack::view2::<f32>(weights, "weights")? };
         let (rows, cols) = w.dim();
@@ -786,7 +818,10 @@ pub unsafe extern "C" fn tritter_quantize_pack_dlpack(
         }
         let ns = cfg.granularity.num_scales(rows, cols);
         if s.len() != ns {
-            return Err(Error::shape("scales_out", format!("{} scales, expected {ns}", s.len())));
+            return Err(Error::shape(
+                "scales_out",
+                format!("{} scales, expected {ns}", s.len()),
+            ));
         }
         let (bytes, scales) = quant::quantize_pack_2bit(w, &cfg)?;
         if rb > 0 {
@@ -820,15 +855,22 @@ pub unsafe extern "C" fn tritter_quantize_activations_i8_dlpack(
         let devs = [
             (unsafe { dlpack::device_of(x, "x")? }, "x"),
             (unsafe { dlpack::device_of(q_out, "q_out")? }, "q_out"),
-            (unsafe { dlpack::device_of(scales_out, "scales_out")? }, "scales_out"),
+            (
+                unsafe { dlpack::device_of(scales_out, "scales_out")? },
+                "scales_out",
+            ),
         ];
         if dlpack::common_device(&devs)?.is_some() {
             let floats = [Dtype::F32, Dtype::Bf16, Dtype::F16];
             let xv = unsafe { dlpack::cuda_matrix(x, "x", &floats, false)? };
             let q = unsafe { dlpack::cuda_matrix(q_out, "q_out", &[Dtype::I8], true)? };
-            let s = unsafe { dlpack::cuda_vector(scales_out, "scales_out", &[Dtype::F32], Some(1), true)? };
+            let s = unsafe {
+                dlpack::cuda_vector(scales_out, "scales_out", &[Dtype::F32], Some(1), true)?
+            };
             // SAFETY: validated views of the caller's tensors.
-            return unsafe { cuda::quantize_activations_i8(xv, q, s, cuda::Stream(stream as usize)) };
+            return unsafe {
+                cuda::quantize_activations_i8(xv, q, s, cuda::Stream(stream as usize))
+            };
         }
         let xv = unsafe { dlpack::view2::<f32>(x, "x")? };
         let mut q = unsafe { dlpack::view2_mut::<i8>(q_out, "q_out")? };

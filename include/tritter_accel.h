@@ -462,58 +462,6 @@ typedef struct tritter_grad_payload_info_t {
 } tritter_grad_payload_info_t;
 
 /**
- * Loss-scaler settings; defaults (torch's) from [`tritter_loss_scaler_config_default`].
- */
-typedef struct tritter_loss_scaler_config_t {
-  /**
-   * Initial scale (finite, > 0; default 65536).
-   */
-  float init_scale;
-  /**
-   * Growth factor (finite, > 1; default 2).
-   */
-  float growth_factor;
-  /**
-   * Backoff factor (in (0, 1); default 0.5).
-   */
-  float backoff_factor;
-  /**
-   * Overflow-free steps between growths (>= 1; default 2000).
-   */
-  uint32_t growth_interval;
-  /**
-   * Lower bound of the scale (finite, >= 0; default 0).
-   */
-  float min_scale;
-  /**
-   * Upper bound of the scale (>= min_scale, may be INFINITY; default INFINITY).
-   */
-  float max_scale;
-} tritter_loss_scaler_config_t;
-
-/**
- * A loss scaler's state.
- */
-typedef struct tritter_loss_scaler_state_t {
-  /**
-   * Current scale.
-   */
-  float scale;
-  /**
-   * Consecutive overflow-free updates since the last growth or backoff.
-   */
-  uint32_t growth_tracker;
-  /**
-   * Updates so far.
-   */
-  uint64_t updates;
-  /**
-   * Updates that found an overflow.
-   */
-  uint64_t overflows;
-} tritter_loss_scaler_state_t;
-
-/**
  * DLPack `DLDevice`.
  */
 typedef struct tritter_dl_device_t {
@@ -578,6 +526,58 @@ typedef struct tritter_dl_tensor_t {
    */
   uint64_t byte_offset;
 } tritter_dl_tensor_t;
+
+/**
+ * Loss-scaler settings; defaults (torch's) from [`tritter_loss_scaler_config_default`].
+ */
+typedef struct tritter_loss_scaler_config_t {
+  /**
+   * Initial scale (finite, > 0; default 65536).
+   */
+  float init_scale;
+  /**
+   * Growth factor (finite, > 1; default 2).
+   */
+  float growth_factor;
+  /**
+   * Backoff factor (in (0, 1); default 0.5).
+   */
+  float backoff_factor;
+  /**
+   * Overflow-free steps between growths (>= 1; default 2000).
+   */
+  uint32_t growth_interval;
+  /**
+   * Lower bound of the scale (finite, >= 0; default 0).
+   */
+  float min_scale;
+  /**
+   * Upper bound of the scale (>= min_scale, may be INFINITY; default INFINITY).
+   */
+  float max_scale;
+} tritter_loss_scaler_config_t;
+
+/**
+ * A loss scaler's state.
+ */
+typedef struct tritter_loss_scaler_state_t {
+  /**
+   * Current scale.
+   */
+  float scale;
+  /**
+   * Consecutive overflow-free updates since the last growth or backoff.
+   */
+  uint32_t growth_tracker;
+  /**
+   * Updates so far.
+   */
+  uint64_t updates;
+  /**
+   * Updates that found an overflow.
+   */
+  uint64_t overflows;
+} tritter_loss_scaler_state_t;
 
 /**
  * Phase-trainer settings. Get defaults from [`tritter_phase_config_default`]
@@ -1202,6 +1202,27 @@ tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_a
  * A live handle.
  */
 tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumulator_t *accumulator);
+
+/**
+ * TernGrad (ternary stochastic quantization) of a gradient on DLPack
+ * tensors: `grad` float32 `[n]`, `scales_out` float32 `[ceil(n / block)]`,
+ * `packed_out` uint8 `[ceil(n / 4)]` (canonical 2-bit codes), `block` a
+ * multiple of 4, counter-based randomness from `seed`. Host tensors run on
+ * the CPU; CUDA tensors (one device) on the GPU, queued on `stream` (a
+ * `cudaStream_t`, NULL = legacy default), bit for bit the same. On the GPU
+ * a block holding NaN/inf gets a non-finite scale instead of the CPU's
+ * `TRITTER_ERR_NON_FINITE` (no host synchronization). Contiguous tensors.
+ *
+ * # Safety
+ * Tensors must be NULL or valid and must not overlap; `stream` NULL or a
+ * live stream of their device.
+ */
+tritter_status_t tritter_grad_ternary_quantize_dlpack(const struct tritter_dl_tensor_t *grad,
+                                                      size_t block,
+                                                      uint64_t seed,
+                                                      const struct tritter_dl_tensor_t *scales_out,
+                                                      const struct tritter_dl_tensor_t *packed_out,
+                                                      void *stream);
 
 /**
  * Converts `n` f32 values to bf16 bit patterns, round to nearest even
@@ -2162,6 +2183,45 @@ tritter_status_t tritter_item_memory_similarities(const struct tritter_item_memo
  * `memory` NULL or a live handle not used again.
  */
 void tritter_item_memory_free(struct tritter_item_memory_t *memory);
+
+/**
+ * Binds (or, with `unbind`, unbinds) packed hypervectors of `dim` trits on
+ * DLPack tensors: `a` uint64 `[n, words]`, `b` uint64 `[words]` or
+ * `[1, words]` (one key for every row) or `[n, words]`, `out` uint64
+ * `[n, words]` (written), `words = tritter_hv_packed_words(dim)`,
+ * `algebra` 0 MAP / 1 modular. Host tensors run on the CPU (every input
+ * row validated); CUDA tensors (one device, contiguous) on the GPU, queued
+ * on `stream` (NULL = legacy default), bit for bit the same on valid
+ * vectors (the GPU does not validate).
+ *
+ * # Safety
+ * Tensors must be NULL or valid; `out` must not overlap `b`.
+ */
+tritter_status_t tritter_hv_bind_dlpack(const struct tritter_dl_tensor_t *a,
+                                        const struct tritter_dl_tensor_t *b,
+                                        size_t dim,
+                                        uint32_t algebra,
+                                        bool unbind,
+                                        const struct tritter_dl_tensor_t *out,
+                                        void *stream);
+
+/**
+ * One-vs-many similarity on DLPack tensors: `query` uint64 `[words]`,
+ * `rows` uint64 `[n, words]`, `scores_out` float64 `[n]` (written),
+ * `metric` 0 dot / 1 cosine / 2 Hamming. Host tensors run on the CPU
+ * (inputs validated); CUDA tensors (one device, contiguous) on the GPU,
+ * queued on `stream`, bit for bit the same on valid vectors (the GPU does
+ * not validate).
+ *
+ * # Safety
+ * Tensors must be NULL or valid; `scores_out` must not overlap the inputs.
+ */
+tritter_status_t tritter_hv_similarity_many_dlpack(const struct tritter_dl_tensor_t *query,
+                                                   const struct tritter_dl_tensor_t *rows,
+                                                   size_t dim,
+                                                   uint32_t metric,
+                                                   const struct tritter_dl_tensor_t *scores_out,
+                                                   void *stream);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -591,6 +591,138 @@ fn conversion_matches_cpu_bit_for_bit() {
     }
 }
 
+#[test]
+fn terngrad_matches_cpu_bit_for_bit() {
+    let Some(dev) = gpu("terngrad_matches_cpu_bit_for_bit") else {
+        return;
+    };
+    use tritter_accel::grad::compress::ternary;
+    for &(n, block) in &[
+        (1usize, 4usize),
+        (5, 4),
+        (255, 256),
+        (256, 256),
+        (1000, 256),
+        (70_001, 64),
+        (4097, 4096),
+    ] {
+        for seed in [0u64, 7, u64::MAX] {
+            let mut g = uniform(n, seed ^ n as u64, -1.0, 1.0);
+            if n > 10 {
+                g[3] = 0.0;
+                g[7] = -g[7] * 1e-30; // tiny magnitudes take the 2^64 path in their block only if max is tiny
+            }
+            if n >= 2 * block {
+                g[block..2 * block].iter_mut().for_each(|v| *v *= 1e-33); // a block with a tiny scale
+                g[(2 * block).min(n - 1)..]
+                    .iter_mut()
+                    .take(block)
+                    .for_each(|v| *v = 0.0); // an all-zero block
+            }
+            let (s_cpu, p_cpu) = ternary::quantize(&g, block, seed).unwrap();
+            let gb = Buffer::from_slice(dev, &g).unwrap();
+            let sb = Buffer::zeroed(dev, s_cpu.len() * 4).unwrap();
+            let pb = Buffer::zeroed(dev, p_cpu.len()).unwrap();
+            unsafe {
+                cuda::ternary_stochastic_quantize(
+                    gb.vector(n, Dtype::F32).unwrap(),
+                    block,
+                    seed,
+                    sb.vector(s_cpu.len(), Dtype::F32).unwrap(),
+                    pb.vector(p_cpu.len(), Dtype::U8).unwrap(),
+                    Stream::DEFAULT,
+                )
+            }
+            .unwrap();
+            let s: Vec<f32> = sb.to_vec().unwrap();
+            assert_eq!(
+                s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                s_cpu.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "n {n} block {block} seed {seed}: scales"
+            );
+            assert_eq!(
+                pb.to_vec::<u8>().unwrap(),
+                p_cpu,
+                "n {n} block {block} seed {seed}: codes"
+            );
+        }
+    }
+}
+
+#[test]
+fn hypervector_bind_and_similarity_match_cpu() {
+    let Some(dev) = gpu("hypervector_bind_and_similarity_match_cpu") else {
+        return;
+    };
+    use tritter_accel::vsa::packed::{packed_words, PackedHv};
+    use tritter_accel::vsa::{ops, Algebra, Metric};
+    for &dim in &[1usize, 63, 64, 65, 1000, 10_000] {
+        let words = packed_words(dim);
+        let n = 37;
+        let rows: Vec<PackedHv> = (0..n)
+            .map(|i| PackedHv::random(dim, i as u64, [0.3, 0.9, 1.0][i % 3]).unwrap())
+            .collect();
+        let key = PackedHv::random(dim, 999, 1.0).unwrap();
+        let flat: Vec<u64> = rows.iter().flat_map(|r| r.words().to_vec()).collect();
+        let ab = Buffer::from_slice(dev, &flat).unwrap();
+        let kb = Buffer::from_slice(dev, key.words()).unwrap();
+        for algebra in [Algebra::Map, Algebra::Modular] {
+            for unbind in [false, true] {
+                let ob = Buffer::zeroed(dev, flat.len() * 8).unwrap();
+                unsafe {
+                    cuda::hv_bind(
+                        ab.matrix(n, words, Dtype::U64).unwrap(),
+                        kb.matrix(1, words, Dtype::U64).unwrap(),
+                        dim,
+                        algebra,
+                        unbind,
+                        ob.matrix(n, words, Dtype::U64).unwrap(),
+                        Stream::DEFAULT,
+                    )
+                }
+                .unwrap();
+                let got: Vec<u64> = ob.to_vec().unwrap();
+                for (i, r) in rows.iter().enumerate() {
+                    let mut want = vec![0u64; words];
+                    if unbind {
+                        ops::unbind_words(r.words(), key.words(), algebra, &mut want);
+                    } else {
+                        ops::bind_words(r.words(), key.words(), algebra, &mut want);
+                    }
+                    assert_eq!(
+                        &got[i * words..(i + 1) * words],
+                        &want[..],
+                        "dim {dim} {algebra:?} unbind {unbind} row {i}"
+                    );
+                }
+            }
+        }
+        for metric in [Metric::Dot, Metric::Cosine, Metric::Hamming] {
+            let mut want = vec![0f64; n];
+            ops::similarity_many(&rows[0], &flat, metric, &mut want).unwrap();
+            let qb = Buffer::from_slice(dev, rows[0].words()).unwrap();
+            let sb = Buffer::zeroed(dev, n * 8).unwrap();
+            unsafe {
+                cuda::hv_similarity_many(
+                    qb.vector(words, Dtype::U64).unwrap(),
+                    ab.matrix(n, words, Dtype::U64).unwrap(),
+                    dim,
+                    metric,
+                    sb.vector(n, Dtype::F64).unwrap(),
+                    Stream::DEFAULT,
+                )
+            }
+            .unwrap();
+            let got: Vec<f64> = sb.to_vec().unwrap();
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "dim {dim} {metric:?}"
+            );
+        }
+    }
+}
+
 // ------------------------------------------------------------ C ABI
 
 fn tensor(
@@ -753,6 +885,32 @@ fn without_a_gpu_cuda_tensors_get_cuda_unavailable() {
         },
         TRITTER_ERR_CUDA_UNAVAILABLE
     );
+    let mut s3 = [2i64];
+    let mut s4 = [2i64];
+    let sc = tensor(0x3000, TRITTER_DL_CUDA, F32, &mut s3);
+    let pc = tensor(0x4000, TRITTER_DL_CUDA, I8, &mut s4);
+    let r = unsafe {
+        tritter_accel::ffi::grad::tritter_grad_ternary_quantize_dlpack(
+            &a,
+            4,
+            1,
+            &sc,
+            &pc,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, TRITTER_ERR_CUDA_UNAVAILABLE);
+    let r = unsafe {
+        tritter_accel::ffi::vsa::tritter_hv_similarity_many_dlpack(
+            &a,
+            &b,
+            64,
+            0,
+            &sc,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(r, TRITTER_ERR_CUDA_UNAVAILABLE);
     unsafe { tritter_ternary_matrix_free(h) };
 }
 
@@ -850,6 +1008,82 @@ fn dlpack_host_routes_match_the_plain_functions() {
         unsafe { tritter_convert_dlpack(&vt, &bad, std::ptr::null_mut()) },
         TRITTER_ERR_SHAPE_MISMATCH
     );
+
+    // TernGrad.
+    use tritter_accel::ffi::grad::tritter_grad_ternary_quantize_dlpack;
+    let g = uniform(1000, 6, -1.0, 1.0);
+    let (sc, pk) = tritter_accel::grad::compress::ternary::quantize(&g, 256, 42).unwrap();
+    let mut so = vec![0f32; 4];
+    let mut po = vec![0u8; 250];
+    let (mut a, mut b, mut c) = ([1000i64], [4i64], [250i64]);
+    let u8t = tritter_dl_dtype_t {
+        code: tritter_accel::ffi::dlpack::TRITTER_DL_UINT,
+        bits: 8,
+        lanes: 1,
+    };
+    let gt = tensor(g.as_ptr() as u64, TRITTER_DL_CPU, F32, &mut a);
+    let st = tensor(so.as_mut_ptr() as u64, TRITTER_DL_CPU, F32, &mut b);
+    let pt = tensor(po.as_mut_ptr() as u64, TRITTER_DL_CPU, u8t, &mut c);
+    let r = unsafe {
+        tritter_grad_ternary_quantize_dlpack(&gt, 256, 42, &st, &pt, std::ptr::null_mut())
+    };
+    assert_eq!(r, TRITTER_OK, "{}", last_error());
+    assert_eq!((so, po), (sc, pk));
+    let r =
+        unsafe { tritter_grad_ternary_quantize_dlpack(&gt, 6, 42, &st, &pt, std::ptr::null_mut()) };
+    assert_eq!(r, TRITTER_ERR_INVALID_ARGUMENT);
+
+    // Hypervectors: bind with one key, similarity against many.
+    use tritter_accel::ffi::vsa::{tritter_hv_bind_dlpack, tritter_hv_similarity_many_dlpack};
+    use tritter_accel::vsa::packed::{packed_words, PackedHv};
+    use tritter_accel::vsa::{ops, Algebra, Metric};
+    let dim = 100;
+    let w = packed_words(dim);
+    let rows: Vec<PackedHv> = (0..3)
+        .map(|i| PackedHv::random(dim, i, 0.7).unwrap())
+        .collect();
+    let key = PackedHv::random(dim, 9, 1.0).unwrap();
+    let flat: Vec<u64> = rows.iter().flat_map(|r| r.words().to_vec()).collect();
+    let mut out = vec![0u64; flat.len()];
+    let u64t = tritter_dl_dtype_t {
+        code: tritter_accel::ffi::dlpack::TRITTER_DL_UINT,
+        bits: 64,
+        lanes: 1,
+    };
+    let (mut sa, mut sk, mut so2) = ([3i64, w as i64], [w as i64], [3i64, w as i64]);
+    let at = tensor(flat.as_ptr() as u64, TRITTER_DL_CPU, u64t, &mut sa);
+    let kt = tensor(key.words().as_ptr() as u64, TRITTER_DL_CPU, u64t, &mut sk);
+    let ot = tensor(out.as_mut_ptr() as u64, TRITTER_DL_CPU, u64t, &mut so2);
+    let r = unsafe { tritter_hv_bind_dlpack(&at, &kt, dim, 1, true, &ot, std::ptr::null_mut()) };
+    assert_eq!(r, TRITTER_OK, "{}", last_error());
+    for (i, row) in rows.iter().enumerate() {
+        let mut want = vec![0u64; w];
+        ops::unbind_words(row.words(), key.words(), Algebra::Modular, &mut want);
+        assert_eq!(&out[i * w..(i + 1) * w], &want[..]);
+    }
+    let mut scores = vec![0f64; 3];
+    let f64t = tritter_dl_dtype_t {
+        code: TRITTER_DL_FLOAT,
+        bits: 64,
+        lanes: 1,
+    };
+    let mut sc3 = [3i64];
+    let sct = tensor(scores.as_mut_ptr() as u64, TRITTER_DL_CPU, f64t, &mut sc3);
+    let r =
+        unsafe { tritter_hv_similarity_many_dlpack(&kt, &at, dim, 1, &sct, std::ptr::null_mut()) };
+    assert_eq!(r, TRITTER_OK, "{}", last_error());
+    let mut want = vec![0f64; 3];
+    ops::similarity_many(&key, &flat, Metric::Cosine, &mut want).unwrap();
+    assert_eq!(scores, want);
+    // An invalid row (a trit both +1 and -1) is rejected on the host.
+    let mut broken = flat.clone();
+    broken[w / 2] |= broken[0] | 1;
+    broken[0] |= 1;
+    let mut sb2 = [3i64, w as i64];
+    let brt = tensor(broken.as_ptr() as u64, TRITTER_DL_CPU, u64t, &mut sb2);
+    let r =
+        unsafe { tritter_hv_similarity_many_dlpack(&kt, &brt, dim, 1, &sct, std::ptr::null_mut()) };
+    assert_eq!(r, TRITTER_ERR_INVALID_DATA, "{}", last_error());
 }
 
 /// The C ABI's CUDA route on a GPU: same results as the Rust calls, and

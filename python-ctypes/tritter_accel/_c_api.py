@@ -109,26 +109,6 @@ class tritter_grad_payload_info_t(ctypes.Structure):
     ]
 
 
-class tritter_loss_scaler_config_t(ctypes.Structure):
-    _fields_ = [
-        ('init_scale', ctypes.c_float),
-        ('growth_factor', ctypes.c_float),
-        ('backoff_factor', ctypes.c_float),
-        ('growth_interval', ctypes.c_uint32),
-        ('min_scale', ctypes.c_float),
-        ('max_scale', ctypes.c_float),
-    ]
-
-
-class tritter_loss_scaler_state_t(ctypes.Structure):
-    _fields_ = [
-        ('scale', ctypes.c_float),
-        ('growth_tracker', ctypes.c_uint32),
-        ('updates', ctypes.c_uint64),
-        ('overflows', ctypes.c_uint64),
-    ]
-
-
 class tritter_dl_device_t(ctypes.Structure):
     _fields_ = [
         ('device_type', ctypes.c_int32),
@@ -153,6 +133,26 @@ class tritter_dl_tensor_t(ctypes.Structure):
         ('shape', ctypes.c_void_p),
         ('strides', ctypes.c_void_p),
         ('byte_offset', ctypes.c_uint64),
+    ]
+
+
+class tritter_loss_scaler_config_t(ctypes.Structure):
+    _fields_ = [
+        ('init_scale', ctypes.c_float),
+        ('growth_factor', ctypes.c_float),
+        ('backoff_factor', ctypes.c_float),
+        ('growth_interval', ctypes.c_uint32),
+        ('min_scale', ctypes.c_float),
+        ('max_scale', ctypes.c_float),
+    ]
+
+
+class tritter_loss_scaler_state_t(ctypes.Structure):
+    _fields_ = [
+        ('scale', ctypes.c_float),
+        ('growth_tracker', ctypes.c_uint32),
+        ('updates', ctypes.c_uint64),
+        ('overflows', ctypes.c_uint64),
     ]
 
 
@@ -267,6 +267,7 @@ FUNCTIONS = {
     'tritter_ternary_accumulator_read': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_bool]),
     'tritter_ternary_accumulator_info': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_ternary_accumulator_reset': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_grad_ternary_quantize_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_f32_to_bf16': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_bf16_to_f32': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_f32_to_f16': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
@@ -341,6 +342,8 @@ FUNCTIONS = {
     'tritter_item_memory_query_topk': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
     'tritter_item_memory_similarities': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_item_memory_free': (None, [ctypes.c_void_p]),
+    'tritter_hv_bind_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_bool, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_hv_similarity_many_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p]),
 }
 
 

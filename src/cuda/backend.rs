@@ -709,6 +709,217 @@ pub unsafe fn convert(src: DeviceVector, dst: DeviceVector, stream: Stream) -> R
     unsafe { dev.launch(f, (grid, 1, 1), 256, 0, stream, &mut a, name) }
 }
 
+// ------------------------------------------------------- gradients, VSA
+
+/// TernGrad quantization of `g` (f32, `n` elements) in blocks of `block`
+/// (a multiple of 4) into `scales` (`ceil(n / block)` f32) and `packed`
+/// (`ceil(n / 4)` bytes), bit-identical to
+/// [`crate::grad::compress::ternary::quantize`] with the same `seed`. A
+/// block holding NaN/inf gets a non-finite scale and zero codes (the CPU
+/// returns an error; checking here would need a host synchronization).
+///
+/// # Safety
+/// Every view must describe live device memory; outputs must not overlap `g`.
+pub unsafe fn ternary_stochastic_quantize(
+    g: DeviceVector,
+    block: usize,
+    seed: u64,
+    scales: DeviceVector,
+    packed: DeviceVector,
+    stream: Stream,
+) -> Result<()> {
+    use crate::grad::compress::ternary::{check_block, num_blocks, packed_len};
+    check_block(block)?;
+    want_dtype(g.dtype, &[Dtype::F32], "grad")?;
+    want_dtype(scales.dtype, &[Dtype::F32], "scales")?;
+    want_dtype(packed.dtype, &[Dtype::U8], "packed")?;
+    let n = g.len;
+    if scales.len != num_blocks(n, block) {
+        return Err(Error::shape(
+            "scales",
+            format!("need {} scales, got {}", num_blocks(n, block), scales.len),
+        ));
+    }
+    if packed.len != packed_len(n) {
+        return Err(Error::shape(
+            "packed",
+            format!("need {} bytes, got {}", packed_len(n), packed.len),
+        ));
+    }
+    same_device(g.device, scales.device, "scales", "grad")?;
+    same_device(g.device, packed.device, "packed", "grad")?;
+    let dev = driver::device(g.device)?;
+    let _cur = dev.enter()?;
+    check_vector(dev, &g, "grad")?;
+    check_vector(dev, &scales, "scales")?;
+    check_vector(dev, &packed, "packed")?;
+    if n == 0 {
+        return Ok(());
+    }
+    let f = dev.func("terngrad_quantize", 0)?;
+    let (gp, nn, blk, sd, sp, pp) = (g.ptr, n as i64, block as i32, seed, scales.ptr, packed.ptr);
+    let mut a = args![gp, nn, blk, sd, sp, pp];
+    let warps = num_blocks(n, block);
+    let grid = u32::try_from(warps.div_ceil(8))
+        .map_err(|_| Error::overflow("grad", "too many blocks for one launch"))?;
+    unsafe { dev.launch(f, (grid, 1, 1), 256, 0, stream, &mut a, "terngrad_quantize") }
+}
+
+fn hv_words(dim: usize) -> usize {
+    crate::vsa::packed::packed_words(dim)
+}
+
+/// Bind (or unbind) packed hypervectors of `dim` trits: `a` is `[n, words]`
+/// uint64, `b` `[1, words]` (one key for every row) or `[n, words]`, `out`
+/// `[n, words]`, with `words = 2 ceil(dim / 64)` (contiguous rows). Bit-
+/// identical to [`crate::vsa::ops::bind_words`] / `unbind_words` on valid
+/// vectors; inputs are not validated on the GPU (invalid words give
+/// unspecified words).
+///
+/// # Safety
+/// Every view must describe live device memory; `out` must not overlap `b`.
+pub unsafe fn hv_bind(
+    a: DeviceMatrix,
+    b: DeviceMatrix,
+    dim: usize,
+    algebra: crate::vsa::Algebra,
+    unbind: bool,
+    out: DeviceMatrix,
+    stream: Stream,
+) -> Result<()> {
+    let words = hv_words(dim);
+    for (m, name) in [(&a, "a"), (&b, "b"), (&out, "out")] {
+        want_dtype(m.dtype, &[Dtype::U64], name)?;
+        if m.cols != words {
+            return Err(Error::shape(
+                name,
+                format!(
+                    "a packed vector of dim {dim} has {words} words, got {}",
+                    m.cols
+                ),
+            ));
+        }
+        if m.rows > 1 && m.ld != words {
+            return Err(Error::invalid(name, "rows must be contiguous"));
+        }
+    }
+    if out.rows != a.rows || (b.rows != 1 && b.rows != a.rows) {
+        return Err(Error::shape(
+            "b",
+            format!(
+                "a has {} rows, b {} (1 or the same), out {}",
+                a.rows, b.rows, out.rows
+            ),
+        ));
+    }
+    same_device(a.device, b.device, "b", "a")?;
+    same_device(a.device, out.device, "out", "a")?;
+    let dev = driver::device(a.device)?;
+    let _cur = dev.enter()?;
+    check_matrix(dev, &a, "a")?;
+    check_matrix(dev, &b, "b")?;
+    check_matrix(dev, &out, "out")?;
+    if a.rows == 0 || words == 0 {
+        return Ok(());
+    }
+    let w = words / 2;
+    let f = dev.func("hv_bind", 0)?;
+    let (ap, bp, op, n, wi) = (a.ptr, b.ptr, out.ptr, a.rows as i64, to_i32(w, "dim")?);
+    let bs = if b.rows == 1 { 0i64 } else { words as i64 };
+    let (modular, unb) = (
+        matches!(algebra, crate::vsa::Algebra::Modular) as i32,
+        unbind as i32,
+    );
+    let mut args = args![ap, bp, op, n, wi, bs, modular, unb];
+    let grid = grid_1d(a.rows * w, 256, dev.sm_count as usize * 32);
+    unsafe { dev.launch(f, (grid, 1, 1), 256, 0, stream, &mut args, "hv_bind") }
+}
+
+/// Scores `query` (`words` uint64) against each row of `rows` (`[n, words]`
+/// uint64, contiguous) by `metric` into `out` (`n` f64), bit-identical to
+/// [`crate::vsa::ops::similarity_many`] on valid vectors (not validated on
+/// the GPU).
+///
+/// # Safety
+/// Every view must describe live device memory; `out` must not overlap the inputs.
+pub unsafe fn hv_similarity_many(
+    query: DeviceVector,
+    rows: DeviceMatrix,
+    dim: usize,
+    metric: crate::vsa::Metric,
+    out: DeviceVector,
+    stream: Stream,
+) -> Result<()> {
+    let words = hv_words(dim);
+    want_dtype(query.dtype, &[Dtype::U64], "query")?;
+    want_dtype(rows.dtype, &[Dtype::U64], "rows")?;
+    want_dtype(out.dtype, &[Dtype::F64], "scores")?;
+    if query.len != words {
+        return Err(Error::shape(
+            "query",
+            format!(
+                "a packed vector of dim {dim} has {words} words, got {}",
+                query.len
+            ),
+        ));
+    }
+    if rows.cols != words || (rows.rows > 1 && rows.ld != words) {
+        return Err(Error::shape(
+            "rows",
+            format!(
+                "rows must be contiguous [n, {words}], got [{}, {}]",
+                rows.rows, rows.cols
+            ),
+        ));
+    }
+    if out.len != rows.rows {
+        return Err(Error::shape(
+            "scores",
+            format!("{} scores for {} rows", out.len, rows.rows),
+        ));
+    }
+    same_device(query.device, rows.device, "rows", "query")?;
+    same_device(query.device, out.device, "scores", "query")?;
+    let dev = driver::device(query.device)?;
+    let _cur = dev.enter()?;
+    check_vector(dev, &query, "query")?;
+    check_matrix(dev, &rows, "rows")?;
+    check_vector(dev, &out, "scores")?;
+    if rows.rows == 0 {
+        return Ok(());
+    }
+    if words == 0 {
+        return Err(Error::shape("rows", "dim 0 vectors have no words"));
+    }
+    let code = match metric {
+        crate::vsa::Metric::Dot => 0i32,
+        crate::vsa::Metric::Cosine => 1,
+        crate::vsa::Metric::Hamming => 2,
+    };
+    let f = dev.func("hv_similarity_many", 0)?;
+    let (qp, rp, n, w, op) = (
+        query.ptr,
+        rows.ptr,
+        rows.rows as i64,
+        to_i32(words / 2, "dim")?,
+        out.ptr,
+    );
+    let mut args = args![qp, rp, n, w, code, op];
+    let grid = u32::try_from(rows.rows.div_ceil(8))
+        .map_err(|_| Error::overflow("rows", "too many rows for one launch"))?;
+    unsafe {
+        dev.launch(
+            f,
+            (grid, 1, 1),
+            256,
+            0,
+            stream,
+            &mut args,
+            "hv_similarity_many",
+        )
+    }
+}
+
 // -------------------------------------------------------------- buffers
 
 /// Device memory owned by Rust code (freed on drop after a device-wide

@@ -19,6 +19,10 @@
 //! * [`quantize_activations_i8`]: int8 per-token absmax, bit-identical to
 //!   [`crate::ternary::quant::quantize_activations_i8`].
 //! * [`convert`]: f32 ↔ bf16/f16, bit-identical to [`crate::precision::convert`].
+//! * [`ternary_stochastic_quantize`]: TernGrad blocks, bit-identical to
+//!   [`crate::grad::compress::ternary::quantize`] (same counter-based RNG).
+//! * [`hv_bind`] and [`hv_similarity_many`]: packed hypervector bind/unbind
+//!   and one-vs-many similarity, bit-identical to [`crate::vsa::ops`].
 //!
 //! Device memory crosses this API as [`DeviceMatrix`] / [`DeviceVector`]
 //! views (raw device pointers, so the functions that read them are
@@ -27,8 +31,8 @@
 //! function says otherwise; kernel faults surface at the next synchronizing
 //! call ([`synchronize`]).
 //!
-//! Not yet on the GPU: VSA, gradient compression (count sketch, quantized
-//! top-k, ternary stochastic quantization). See `cuda/README.md`.
+//! Not yet on the GPU: VSA bundle/permute/top-k, count sketch and quantized
+//! top-k compression. See `cuda/README.md`.
 
 pub mod layout;
 
@@ -72,6 +76,10 @@ pub enum Dtype {
     I8,
     /// uint8.
     U8,
+    /// uint64 (packed hypervector words).
+    U64,
+    /// IEEE f64.
+    F64,
 }
 
 impl Dtype {
@@ -81,6 +89,7 @@ impl Dtype {
             Dtype::F32 => 4,
             Dtype::Bf16 | Dtype::F16 => 2,
             Dtype::I8 | Dtype::U8 => 1,
+            Dtype::U64 | Dtype::F64 => 8,
         }
     }
     /// Name used in messages.
@@ -91,6 +100,8 @@ impl Dtype {
             Dtype::F16 => "float16",
             Dtype::I8 => "int8",
             Dtype::U8 => "uint8",
+            Dtype::U64 => "uint64",
+            Dtype::F64 => "float64",
         }
     }
 }

@@ -98,6 +98,52 @@ pub unsafe fn convert(_src: DeviceVector, _dst: DeviceVector, _stream: Stream) -
     unavailable()
 }
 
+/// TernGrad quantization of `g` on the GPU.
+///
+/// # Safety
+/// Every view must describe live device memory.
+pub unsafe fn ternary_stochastic_quantize(
+    _g: DeviceVector,
+    _block: usize,
+    _seed: u64,
+    _scales: DeviceVector,
+    _packed: DeviceVector,
+    _stream: Stream,
+) -> Result<()> {
+    unavailable()
+}
+
+/// Packed hypervector bind/unbind on the GPU.
+///
+/// # Safety
+/// Every view must describe live device memory.
+pub unsafe fn hv_bind(
+    _a: DeviceMatrix,
+    _b: DeviceMatrix,
+    _dim: usize,
+    _algebra: crate::vsa::Algebra,
+    _unbind: bool,
+    _out: DeviceMatrix,
+    _stream: Stream,
+) -> Result<()> {
+    unavailable()
+}
+
+/// One-vs-many packed hypervector similarity on the GPU.
+///
+/// # Safety
+/// Every view must describe live device memory.
+pub unsafe fn hv_similarity_many(
+    _query: DeviceVector,
+    _rows: DeviceMatrix,
+    _dim: usize,
+    _metric: crate::vsa::Metric,
+    _out: DeviceVector,
+    _stream: Stream,
+) -> Result<()> {
+    unavailable()
+}
+
 /// Device memory owned by Rust code (cannot exist without CUDA).
 #[derive(Debug)]
 pub struct Buffer {

@@ -96,6 +96,7 @@ dl_elem!(i8, TRITTER_DL_INT, 8, "int8");
 dl_elem!(u8, TRITTER_DL_UINT, 8, "uint8");
 dl_elem!(i32, TRITTER_DL_INT, 32, "int32");
 dl_elem!(i64, TRITTER_DL_INT, 64, "int64");
+dl_elem!(u64, TRITTER_DL_UINT, 64, "uint64");
 dl_elem!(half::f16, TRITTER_DL_FLOAT, 16, "float16");
 dl_elem!(half::bf16, TRITTER_DL_BFLOAT, 16, "bfloat16");
 
@@ -424,6 +425,8 @@ fn cuda_dtype(d: tritter_dl_dtype_t) -> Option<crate::cuda::Dtype> {
         (TRITTER_DL_FLOAT, 16, 1) => Some(Dtype::F16),
         (TRITTER_DL_INT, 8, 1) => Some(Dtype::I8),
         (TRITTER_DL_UINT, 8, 1) => Some(Dtype::U8),
+        (TRITTER_DL_UINT, 64, 1) => Some(Dtype::U64),
+        (TRITTER_DL_FLOAT, 64, 1) => Some(Dtype::F64),
         _ => None,
     }
 }

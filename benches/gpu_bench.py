@@ -248,6 +248,46 @@ def main():
     base = best(timed(lambda i: f[i].copy_(h[i]), 2, reps))
     emit("convert", f"{n}", "bf16->f32", best(t), n * 6, 0, base, "torch .to")
 
+    del f, h
+
+    # -- TernGrad (ternary stochastic quantization), block 256
+    n, block = 1 << 27, 256
+    g = [torch.randn(n, device=DEV) for _ in range(2)]
+    sc = [torch.empty(n // block, device=DEV) for _ in range(2)]
+    pk = [torch.empty(n // 4, device=DEV, dtype=torch.uint8) for _ in range(2)]
+    gd, scd, pkd = [DL(x) for x in g], [DL(x) for x in sc], [DL(x) for x in pk]
+    t = timed(lambda i: check(lib().tritter_grad_ternary_quantize_dlpack(gd[i].ref, block, 7 + i, scd[i].ref,
+                                                                         pkd[i].ref, stream())), 2, reps)
+    emit("terngrad", f"{n}", f"block {block}", best(t), 4 * n + n // 4 + 4 * n // block, 0, None, None)
+    del g, sc, pk
+
+    # -- packed hypervectors: bind 100k rows with one key, similarity of one query against them
+    dim, nrows = 10000, 100000
+    words = 2 * ((dim + 63) // 64)
+    def hv_rows(seed):
+        gen = torch.Generator(device=DEV).manual_seed(seed)
+        plus = torch.randint(0, 2**62, (nrows, words // 2), device=DEV, generator=gen, dtype=torch.int64)
+        minus = torch.randint(0, 2**62, (nrows, words // 2), device=DEV, generator=gen, dtype=torch.int64) & ~plus
+        rows = torch.cat([plus, minus], dim=1)
+        rows[:, words // 2 - 1] &= (1 << (dim % 64)) - 1
+        rows[:, words - 1] &= (1 << (dim % 64)) - 1
+        return rows.view(torch.uint64) if hasattr(torch, "uint64") else rows
+    try:
+        hvs = [hv_rows(s) for s in range(2)]
+        _DT[hvs[0].dtype] = (C.TRITTER_DL_UINT, 64)
+        outs = [torch.empty_like(x) for x in hvs]
+        scores = [torch.empty(nrows, device=DEV, dtype=torch.float64) for _ in range(2)]
+        hd, od, scd = [DL(x) for x in hvs], [DL(x) for x in outs], [DL(x) for x in scores]
+        qd = [DL(x[0]) for x in hvs]
+        t = timed(lambda i: check(lib().tritter_hv_bind_dlpack(hd[i].ref, qd[1 - i].ref, dim, 0, False, od[i].ref,
+                                                                stream())), 2, reps)
+        emit("hv bind", f"{nrows}x{dim}", "MAP", best(t), nrows * words * 8 * 2, 0, None, None)
+        t = timed(lambda i: check(lib().tritter_hv_similarity_many_dlpack(qd[1 - i].ref, hd[i].ref, dim, 1, scd[i].ref,
+                                                                           stream())), 2, reps)
+        emit("hv sim", f"{nrows}x{dim}", "cosine", best(t), nrows * words * 8 + nrows * 8, 0, None, None)
+    except Exception as exc:  # noqa: BLE001 - torch builds without uint64
+        print(f"  hv benchmarks skipped: {exc}")
+
     if a.md:
         write_md(a.md, props, copy_gbs, rows_out)
 

@@ -246,10 +246,29 @@ impl Device {
         let r =
             unsafe { sys::cuMemGetAddressRange_v2(&mut base, &mut size, ptr as sys::CUdeviceptr) };
         if let Err(e) = r.result() {
-            return Err(Error::invalid(
-                name,
-                format!("{ptr:#x} is not CUDA device memory ({e})"),
-            ));
+            // Memory mapped through the virtual-memory API (e.g. PyTorch's
+            // expandable segments) may have no allocation range to report:
+            // accept it when the driver still knows it as device memory.
+            let mut ty: u32 = 0;
+            // SAFETY: the attribute is a CUmemorytype (a 32-bit enum).
+            let known = unsafe {
+                sys::cuPointerGetAttribute(
+                    &mut ty as *mut u32 as *mut c_void,
+                    sys::CUpointer_attribute::CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
+                    ptr as sys::CUdeviceptr,
+                )
+            };
+            let device_memory = known.result().is_ok()
+                && (ty == sys::CUmemorytype::CU_MEMORYTYPE_DEVICE as u32
+                    || ty == sys::CUmemorytype::CU_MEMORYTYPE_UNIFIED as u32);
+            if !device_memory {
+                return Err(Error::invalid(
+                    name,
+                    format!("{ptr:#x} is not CUDA device memory ({e})"),
+                ));
+            }
+            base = ptr as sys::CUdeviceptr;
+            size = bytes;
         }
         let end = (ptr as u128) + bytes as u128;
         if end > base as u128 + size as u128 {

@@ -228,23 +228,27 @@ __device__ __forceinline__ void tmm_small(const TmmParams& p) {
 #pragma unroll
         for (int i = 0; i < SMALL_MT; ++i)
             wrow[i] = p.w + (long long)(rt0 + i) * p.nsb * 32 + lane;
-        // Software pipeline: the next superblock's 32 bytes a lane are in
-        // flight while this one is multiplied.
-        uint4 cur[SMALL_MT], nxt[SMALL_MT];
+        // Software pipeline: the next two superblocks' 64 bytes a lane are
+        // in flight while this one is multiplied.
+        uint4 cur[SMALL_MT], nx1[SMALL_MT], nx2[SMALL_MT];
         int sb = kw;
-        if (sb < p.nsb) {
 #pragma unroll
-            for (int i = 0; i < SMALL_MT; ++i) cur[i] = ld_stream(wrow[i] + (long long)sb * 32);
+        for (int i = 0; i < SMALL_MT; ++i) {
+            if (sb < p.nsb) cur[i] = ld_stream(wrow[i] + (long long)sb * 32);
+            if (sb + split < p.nsb) nx1[i] = ld_stream(wrow[i] + (long long)(sb + split) * 32);
         }
         for (; sb < p.nsb; sb += split) {
-            const int sn = sb + split;
+            const int sn = sb + 2 * split;
             if (sn < p.nsb) {
 #pragma unroll
-                for (int i = 0; i < SMALL_MT; ++i) nxt[i] = ld_stream(wrow[i] + (long long)sn * 32);
+                for (int i = 0; i < SMALL_MT; ++i) nx2[i] = ld_stream(wrow[i] + (long long)sn * 32);
             }
             small_block<MODE>(p, cur, d, ya, sb, rt0, tok0, ntiles, lane);
 #pragma unroll
-            for (int i = 0; i < SMALL_MT; ++i) cur[i] = nxt[i];
+            for (int i = 0; i < SMALL_MT; ++i) {
+                cur[i] = nx1[i];
+                nx1[i] = nx2[i];
+            }
         }
     }
 

@@ -46,6 +46,10 @@ pub(crate) struct Device {
     funcs: Mutex<Vec<(&'static str, usize, bool)>>,
     /// Stream-ordered allocation (cuMemAllocAsync) works here.
     pub pools: bool,
+    /// Our own memory pool for scratch (`CUmemoryPool`, 0 if none): it keeps
+    /// freed memory reserved, where the default pool would return it to the
+    /// system at every synchronization.
+    pool: usize,
     pub sm_count: i32,
     pub cc: (i32, i32),
     pub name: String,
@@ -144,12 +148,15 @@ impl Device {
                     cc.0, cc.1
                 ));
             }
+            let pools = attr(dev, CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED) != 0;
+            let pool = if pools { scratch_pool(ordinal) } else { 0 };
             Ok(Device {
                 ordinal,
                 ctx,
                 module,
                 funcs: Mutex::new(Vec::new()),
-                pools: attr(dev, CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED) != 0,
+                pools,
+                pool,
                 sm_count: attr(dev, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).max(1),
                 cc,
                 name,
@@ -302,6 +309,33 @@ impl Device {
     }
 }
 
+/// A device memory pool that never releases freed memory (0 on failure).
+fn scratch_pool(ordinal: i32) -> usize {
+    // SAFETY: every enum in the props has a zero variant (INVALID / NONE), so
+    // the zeroed struct is valid before the fields are set; out-pointers are
+    // valid.
+    unsafe {
+        let mut props: sys::CUmemPoolProps = std::mem::zeroed();
+        props.allocType = sys::CUmemAllocationType::CU_MEM_ALLOCATION_TYPE_PINNED;
+        props.handleTypes = sys::CUmemAllocationHandleType::CU_MEM_HANDLE_TYPE_NONE;
+        props.location = sys::CUmemLocation {
+            type_: sys::CUmemLocationType::CU_MEM_LOCATION_TYPE_DEVICE,
+            id: ordinal,
+        };
+        let mut pool = std::ptr::null_mut();
+        if sys::cuMemPoolCreate(&mut pool, &props).result().is_err() {
+            return 0;
+        }
+        let mut keep = u64::MAX;
+        let _ = sys::cuMemPoolSetAttribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            &mut keep as *mut u64 as *mut c_void,
+        );
+        pool as usize
+    }
+}
+
 fn raise_smem(f: sys::CUfunction, smem: usize, name: &str) -> Result<()> {
     // SAFETY: f is a loaded function.
     check(
@@ -410,7 +444,20 @@ impl Alloc {
     pub fn scratch(dev: &'static Device, bytes: usize, stream: Stream) -> Result<Alloc> {
         let mut p = 0 as sys::CUdeviceptr;
         if bytes > 0 {
-            if dev.pools {
+            if dev.pool != 0 {
+                // SAFETY: valid out-pointer; the pool is ours, the stream the caller's.
+                check(
+                    unsafe {
+                        sys::cuMemAllocFromPoolAsync(
+                            &mut p,
+                            bytes,
+                            dev.pool as sys::CUmemoryPool,
+                            stream.0 as sys::CUstream,
+                        )
+                    },
+                    &format!("cuMemAllocFromPoolAsync({bytes} bytes)"),
+                )?;
+            } else if dev.pools {
                 // SAFETY: valid out-pointer; the stream is the caller's.
                 check(
                     unsafe { sys::cuMemAllocAsync(&mut p, bytes, stream.0 as sys::CUstream) },

@@ -51,3 +51,26 @@ TRITTER_MUTATION_SECS=4 cargo test --release -q --test fuzz_mutation -- --nocapt
 step "Python tests"
 export TRITTER_ACCEL_LIB="$PWD/target/release/libtritter_accel.so"
 .venv/bin/python -m pytest -q python-ctypes/tests
+
+# ---- CUDA feature (issue 15) ------------------------------------------------
+# No GPU here: this builds the `cuda` feature with the pinned nvcc from PyPI
+# (cached in .venv/cuda-toolchain), compiles every kernel for sm_80/86/89/90 +
+# PTX (build.rs fails on local-memory use and prints ptxas's resource table
+# through the test below), and tests that a CUDA build without a driver or GPU
+# behaves like the default build (CUDA tensors -> TRITTER_ERR_CUDA_UNAVAILABLE,
+# from Rust and from C). The GPU tests skip visibly; scripts/gpu-check.sh runs
+# them on a GPU machine.
+step "CUDA feature: nvcc from PyPI, clippy, kernels' resource use, no-GPU behaviour"
+CUDA_TOOLCHAIN=.venv/cuda-toolchain
+if [ ! -x "$CUDA_TOOLCHAIN/nvidia/cu13/bin/nvcc" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check --target "$CUDA_TOOLCHAIN" \
+        nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-cuda-runtime==13.0.96
+fi
+(
+    export NVCC="$PWD/$CUDA_TOOLCHAIN/nvidia/cu13/bin/nvcc"
+    "$NVCC" --version | tail -1
+    # The library's CUDA-only code (tests/cuda.rs is linted by the default run).
+    cargo clippy --lib --features cuda -q -- -D warnings
+    cargo test --features cuda --test cuda -- --nocapture --test-threads 1
+    TRITTER_FFI_ONLY=cuda TRITTER_REQUIRE_VALGRIND=1 cargo test --features cuda -q --test ffi
+)

@@ -233,5 +233,6 @@ def test_many_ranks_stay_in_sync_and_traffic_matches(many_rank_results, world, s
     if exchange == "qtopk-region":
         assert tr > 5.5  # near R = 8 (headers of small regions cost a little)
     if world == 4:
+        # 24 steps: uncompressed falls well; 8x compression (with error feedback) more slowly
         losses = np.array(res["losses"])
-        assert losses[-6:].mean() < 0.6 * losses[:3].mean(), losses
+        assert losses[-6:].mean() < (0.6 if spec == "none" else 0.9) * losses[:3].mean(), losses

@@ -28,6 +28,7 @@ fn grad(n: usize) -> Vec<f32> {
 }
 
 fn benches(c: &mut Criterion) {
+    eprintln!("# {}", tritter_accel::cpu::describe());
     tritter_accel::parallel::set_num_threads(1);
     let n = n();
     let g = grad(n);

@@ -19,6 +19,7 @@ fn data() -> Vec<f32> {
 }
 
 fn conversions(c: &mut Criterion) {
+    eprintln!("# {}", tritter_accel::cpu::describe());
     tritter_accel::parallel::set_num_threads(1);
     let x = data();
     let mut h = vec![0u16; N];

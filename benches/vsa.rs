@@ -81,6 +81,7 @@ fn bipolar(seed: u64) -> PackedHv {
 }
 
 fn bench_ops(c: &mut C) {
+    eprintln!("# {}", tritter_accel::cpu::describe());
     let (a, b) = (bipolar(1), bipolar(2));
     let (da, db) = (a.to_trits(), b.to_trits());
 

@@ -195,8 +195,12 @@ pub struct tritter_phase_stats_t {
     pub last_cosine: f64,
     /// The latest decision's reason (`TRITTER_REASON_*`).
     pub last_reason: u32,
-    /// How many parameters use each predictor now (index = `TRITTER_PREDICTOR_*`).
-    pub predictor_params: [u64; 3],
+    /// How many parameters use the last-gradient predictor now.
+    pub params_last: u64,
+    /// How many parameters use the EMA predictor now.
+    pub params_ema: u64,
+    /// How many parameters use the WLS predictor now.
+    pub params_wls: u64,
     /// Bytes of gradient history.
     pub memory_bytes: u64,
     /// Backward steps whose wall time was reported.
@@ -232,7 +236,9 @@ impl From<PhaseStats> for tritter_phase_stats_t {
             last_error: s.last_error,
             last_cosine: s.last_cosine,
             last_reason: s.last_reason.code(),
-            predictor_params: s.predictor_params,
+            params_last: s.predictor_params[0],
+            params_ema: s.predictor_params[1],
+            params_wls: s.predictor_params[2],
             memory_bytes: s.memory_bytes,
             timed_backward_steps: s.timed_backward_steps,
             backward_seconds: s.backward_seconds,
@@ -244,7 +250,12 @@ impl From<PhaseStats> for tritter_phase_stats_t {
     }
 }
 
-/// One parameter's measurements (arrays indexed by `TRITTER_PREDICTOR_*`).
+/// One parameter's measurements at the last check. Relative error is
+/// |p - g| / |g|, cosine is <p, g> / (|p| |g|), score the running average of
+/// the squared relative error (lower is better) over all checks, run score
+/// the same over the checks that ended a predicted run (the choice follows it
+/// once there is one); NaN: not measured (no check yet, or the predictor is
+/// disabled).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct tritter_phase_param_stats_t {
@@ -252,12 +263,30 @@ pub struct tritter_phase_param_stats_t {
     pub predictor: u32,
     /// Checks that measured it.
     pub checks: u64,
-    /// Each predictor's relative error |p - g| / |g| at the last check (NaN: not measured).
-    pub rel_error: [f64; 3],
-    /// Each predictor's cosine with the gradient at the last check (NaN: not measured).
-    pub cosine: [f64; 3],
-    /// Each predictor's score (average squared relative error; NaN: disabled or not measured).
-    pub score: [f64; 3],
+    /// Relative error of the last-gradient predictor.
+    pub rel_error_last: f64,
+    /// Relative error of the EMA predictor.
+    pub rel_error_ema: f64,
+    /// Relative error of the WLS predictor.
+    pub rel_error_wls: f64,
+    /// Cosine of the last-gradient predictor.
+    pub cosine_last: f64,
+    /// Cosine of the EMA predictor.
+    pub cosine_ema: f64,
+    /// Cosine of the WLS predictor.
+    pub cosine_wls: f64,
+    /// Score of the last-gradient predictor.
+    pub score_last: f64,
+    /// Score of the EMA predictor.
+    pub score_ema: f64,
+    /// Score of the WLS predictor.
+    pub score_wls: f64,
+    /// Score of the last-gradient predictor over the checks that ended a run.
+    pub run_score_last: f64,
+    /// Score of the EMA predictor over the checks that ended a run.
+    pub run_score_ema: f64,
+    /// Score of the WLS predictor over the checks that ended a run.
+    pub run_score_wls: f64,
 }
 
 impl From<ParamStats> for tritter_phase_param_stats_t {
@@ -265,9 +294,18 @@ impl From<ParamStats> for tritter_phase_param_stats_t {
         tritter_phase_param_stats_t {
             predictor: s.predictor.code(),
             checks: s.checks,
-            rel_error: s.rel_error,
-            cosine: s.cosine,
-            score: s.score,
+            rel_error_last: s.rel_error[0],
+            rel_error_ema: s.rel_error[1],
+            rel_error_wls: s.rel_error[2],
+            cosine_last: s.cosine[0],
+            cosine_ema: s.cosine[1],
+            cosine_wls: s.cosine[2],
+            score_last: s.score[0],
+            score_ema: s.score[1],
+            score_wls: s.score[2],
+            run_score_last: s.run_score[0],
+            run_score_ema: s.run_score[1],
+            run_score_wls: s.run_score[2],
         }
     }
 }

@@ -20,7 +20,9 @@ pub enum Predictor {
 
 impl Predictor {
     /// Every predictor, in code order.
-    pub const ALL: [Predictor; 3] = [Predictor::Last, Predictor::Ema, Predictor::Wls];
+    pub fn all() -> [Predictor; 3] {
+        [Predictor::Last, Predictor::Ema, Predictor::Wls]
+    }
 
     /// The C code (`TRITTER_PREDICTOR_*`): 0 last, 1 ema, 2 wls.
     pub fn code(self) -> u32 {
@@ -33,7 +35,7 @@ impl Predictor {
 
     /// The predictor with this code.
     pub fn from_code(c: u32) -> Option<Predictor> {
-        Predictor::ALL.into_iter().find(|p| p.code() == c)
+        Predictor::all().into_iter().find(|p| p.code() == c)
     }
 
     /// Its bit in [`PhaseConfig::predictors`](super::PhaseConfig::predictors) (`1 << code`).

@@ -6,7 +6,7 @@
 //! pass over the history. Two kernels:
 //!
 //! * [`combine`]: `out = Σ_i c_i h_i` (a predicted gradient);
-//! * [`measure`]: for up to [`Sums::COMBOS`] coefficient sets at once, the sums
+//! * [`measure`]: for up to three coefficient sets at once, the sums
 //!   `Σ (p_m − g)²`, `Σ p_m g`, `Σ p_m²` and `Σ g²` against a real gradient
 //!   `g` (the trainer's error check on every backward pass).
 //!
@@ -22,8 +22,8 @@
 
 use crate::cpu::CpuLevel;
 
-/// Most coefficient sets [`measure`] evaluates in one pass ([`Sums::COMBOS`]).
-const MAX_COMBOS: usize = Sums::COMBOS;
+/// Most coefficient sets [`measure`] evaluates in one pass.
+const MAX_COMBOS: usize = 3;
 
 /// Lanes of the partial sums (one AVX2 vector of f32).
 const LANES: usize = 8;
@@ -75,9 +75,6 @@ pub struct Sums {
 }
 
 impl Sums {
-    /// Most coefficient sets [`measure`] evaluates in one pass.
-    pub const COMBOS: usize = 3;
-
     /// Adds `o` field by field (callers add blocks in a fixed order).
     pub fn add(&mut self, o: &Sums) {
         for m in 0..MAX_COMBOS {
@@ -164,7 +161,7 @@ fn combine_scalar<T: Slot>(srcs: &[&[T]], coef: &[f32], out: &mut [f32], start: 
 /// For each of the `m` coefficient sets (`coef` is `m` rows of
 /// `srcs.len()`), the prediction `p_m = Σ_i coef[m][i] · srcs[i]` compared
 /// with `g`; returns the sums (see [`Sums`]). Panics if the lengths disagree
-/// or `m > Sums::COMBOS`.
+/// or `m > 3`.
 pub fn measure<T: Slot>(level: CpuLevel, srcs: &[&[T]], coef: &[f32], m: usize, g: &[f32]) -> Sums {
     check_shapes(srcs, coef, m, g.len());
     let mut lanes = Lanes::default();

@@ -25,9 +25,10 @@
 //! | [`Predictor::Wls`] | the seed's weighted least-squares line, extrapolated at most `prediction_horizon` steps |
 //!
 //! Each parameter keeps a score per predictor, an exponential average (factor
-//! [`PhaseTrainer::SCORE_DECAY`]) of its squared relative error at the checks; it uses the
-//! enabled predictor with the lowest score (ties: the simpler one, in the
-//! order of the table).
+//! 0.5) of its squared relative error at the checks, and the same over the
+//! checks that end a predicted run (the horizons runs rely on). It uses the
+//! enabled predictor with the lowest score, by the run checks once there is
+//! one (ties: the simpler predictor, in the order of the table).
 //!
 //! # Schedules
 //! **Guarded** ([`Schedule::Guarded`], the default). The first
@@ -83,9 +84,9 @@ use crate::{check_finite, Error, Result};
 #[cfg(test)]
 mod tests;
 
-/// Per-check factor of the per-parameter predictor scores (exponential
+/// Per-check factor of the per-parameter predictor scores (an exponential
 /// average of the squared relative error).
-const SCORE_DECAY: f64 = PhaseTrainer::SCORE_DECAY;
+const SCORE_DECAY: f64 = 0.5;
 
 /// Longest back-off multiplier of `min_checks` is `1 << MAX_FAIL_SHIFT`.
 const MAX_FAIL_SHIFT: u32 = 6;
@@ -196,7 +197,8 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 9] = [
+    pub fn all() -> [Reason; 9] {
+        [
         Reason::Warmup,
         Reason::Schedule,
         Reason::ErrorBelowThreshold,
@@ -206,14 +208,15 @@ impl Reason {
         Reason::NonFiniteLoss,
         Reason::LossRise,
         Reason::Disabled,
-    ];
-    /// The C code (`TRITTER_REASON_*`, 0..=8 in the order of [`Reason::ALL`]).
+        ]
+    }
+    /// The C code (`TRITTER_REASON_*`, 0..=8 in the order of [`Reason::all`]).
     pub fn code(self) -> u32 {
-        Reason::ALL.iter().position(|&r| r == self).unwrap_or(0) as u32
+        Reason::all().iter().position(|&r| r == self).unwrap_or(0) as u32
     }
     /// The reason with this code.
     pub fn from_code(c: u32) -> Option<Reason> {
-        Reason::ALL.get(c as usize).copied()
+        Reason::all().get(c as usize).copied()
     }
     /// Short snake-case name (`error_above_threshold`, ...).
     pub fn name(self) -> &'static str {
@@ -518,8 +521,12 @@ pub struct ParamStats {
     pub rel_error: [f64; 3],
     /// Cosine of each predictor's prediction with the gradient at the last check.
     pub cosine: [f64; 3],
-    /// Each predictor's score (average squared relative error; lower is better).
+    /// Each predictor's score: the running average of its squared relative
+    /// error over all checks (lower is better; NaN if disabled or unmeasured).
     pub score: [f64; 3],
+    /// The same over the checks that ended a predicted run only (the
+    /// horizons runs need); once there is one, the choice follows it.
+    pub run_score: [f64; 3],
 }
 
 /// History storage of one parameter: `history_window` buffers of `numel`.
@@ -606,22 +613,18 @@ fn try_zeroed<T: Copy + Default>(n: usize, arg: &'static str) -> Result<Vec<T>> 
 }
 
 impl PhaseTrainer {
-    /// Per-check factor of the per-parameter predictor scores (an exponential
-    /// average of the squared relative error).
-    pub const SCORE_DECAY: f64 = 0.5;
-
     /// A trainer with no parameters yet, running its kernels at
     /// [`crate::cpu::active`].
     pub fn new(cfg: PhaseConfig) -> Result<Self> {
         cfg.validate()?;
-        let mut combos: Vec<Predictor> = Predictor::ALL
+        let mut combos: Vec<Predictor> = Predictor::all()
             .into_iter()
             .filter(|&p| cfg.enabled(p))
             .collect();
         if !cfg.enabled(Predictor::Last) {
             combos.push(Predictor::Last);
         }
-        debug_assert!(combos.len() <= Sums::COMBOS);
+        debug_assert!(combos.len() <= 3);
         Ok(PhaseTrainer {
             cfg,
             level: crate::cpu::active(),
@@ -719,7 +722,7 @@ impl PhaseTrainer {
         self.params.try_reserve(1).map_err(|_| {
             Error::overflow("shape", "out of memory registering a parameter")
         })?;
-        let first = Predictor::ALL
+        let first = Predictor::all()
             .into_iter()
             .find(|&p| self.cfg.enabled(p))
             .unwrap_or(Predictor::Wls);
@@ -733,6 +736,7 @@ impl PhaseTrainer {
                 rel_error: [f64::NAN; 3],
                 cosine: [f64::NAN; 3],
                 score: [f64::NAN; 3],
+                run_score: [f64::NAN; 3],
             },
             sums: None,
         });
@@ -1093,24 +1097,35 @@ impl PhaseTrainer {
                 p.stats.rel_error[c] = rel2.sqrt();
                 p.stats.cosine[c] = cosine(s.dot[m], s.pp[m], s.gg);
                 if cfg.enabled(pr) {
-                    let old = p.stats.score[c];
-                    p.stats.score[c] = if old.is_nan() {
-                        rel2
-                    } else {
-                        SCORE_DECAY * old + (1.0 - SCORE_DECAY) * rel2
+                    let avg = |old: f64| {
+                        if old.is_nan() {
+                            rel2
+                        } else {
+                            SCORE_DECAY * old + (1.0 - SCORE_DECAY) * rel2
+                        }
                     };
+                    p.stats.score[c] = avg(p.stats.score[c]);
+                    if phase == Phase::Correct {
+                        p.stats.run_score[c] = avg(p.stats.run_score[c]);
+                    }
                 }
                 if pr == Predictor::Last {
                     last += s.err[m];
                 }
             }
-            // The enabled predictor with the lowest score (ties: the simpler).
+            // The enabled predictor with the lowest score (ties: the simpler),
+            // by the run checks once there are any.
+            let scores = if p.stats.run_score.iter().any(|x| !x.is_nan()) {
+                p.stats.run_score
+            } else {
+                p.stats.score
+            };
             let mut best: Option<(Predictor, f64)> = None;
             for &pr in &combos {
                 if !cfg.enabled(pr) {
                     continue;
                 }
-                let sc = p.stats.score[pr.code() as usize];
+                let sc = scores[pr.code() as usize];
                 let sc = if sc.is_nan() { f64::INFINITY } else { sc };
                 if best.is_none_or(|(_, b)| sc < b) {
                     best = Some((pr, sc));
@@ -1336,7 +1351,9 @@ fn record_blocks<T: Slot>(
         T::store(tchunk, g);
         s
     };
-    let parts: Vec<Sums> = if grad.len() < 2 * BLOCK {
+    // One thread: stay on the caller (handing work to a pool thread costs a
+    // wake-up, milliseconds on a loaded machine). Same blocks, same result.
+    let parts: Vec<Sums> = if grad.len() < 2 * BLOCK || crate::parallel::num_threads() == 1 {
         tbuf.chunks_mut(BLOCK)
             .enumerate()
             .map(|(b, c)| task(b, c))
@@ -1370,7 +1387,7 @@ fn predict_blocks<T: Slot>(
         let srcs: Vec<&[T]> = order.iter().map(|&s| &bufs[s][r.clone()]).collect();
         kernels::combine(level, &srcs, coef, o);
     };
-    if out.len() < 2 * BLOCK {
+    if out.len() < 2 * BLOCK || crate::parallel::num_threads() == 1 {
         out.chunks_mut(BLOCK)
             .enumerate()
             .for_each(|(b, o)| task(b, o));

@@ -814,7 +814,7 @@ fn measured_errors_equal_their_definitions() {
             let mut tot = [0.0f64; 4];
             for (id, &s) in sizes.iter().enumerate() {
                 let ps = tr.parameter_stats(id).unwrap();
-                for pr in Predictor::ALL {
+                for pr in Predictor::all() {
                     let c = tr.coefficients(pr, hist, t);
                     let (mut err, mut dot, mut pp, mut gg) = (0.0, 0.0, 0.0, 0.0);
                     for e in 0..s {

@@ -294,7 +294,7 @@ def main():
     args.lm_val_windows, args.lm_max_bytes = 512, 0
     if args.smoke:
         args.seeds = 1
-        args.digits_epochs, args.full_steps, args.ft_pre_epochs, args.ft_steps = 1, 40, 1, 20
+        args.digits_epochs, args.full_steps, args.ft_pre_epochs, args.ft_steps = 1, 25, 1, 20
         args.lm_steps, args.lm_hidden, args.lm_batch, args.lm_seq = 20, 16, 8, 32
         args.b512_hidden, args.b512_seq, args.b512_steps = 8, 8, 10
         args.lm_val_windows, args.lm_max_bytes = 32, 100_000

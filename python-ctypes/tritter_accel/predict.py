@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _c_api as C
 from ._arrays import carray, ptr
-from ._lib import call, lib
+from ._lib import ShapeMismatchError, call, lib
 from ._managed import Handle, new_handle
 
 __all__ = ["PhaseTrainer", "PhaseStep", "phase_config", "create_trainer", "PHASES", "REASONS",
@@ -162,7 +162,8 @@ class PhaseTrainer(Handle):
                 or not out.flags.writeable:
             raise TypeError("out must be a writeable C-contiguous float32 array")
         if out.size != self.sizes[name]:
-            raise ValueError(f"out has {out.size} elements, parameter {name!r} has {self.sizes[name]}")
+            raise ShapeMismatchError(C.TRITTER_ERR_SHAPE_MISMATCH,
+                                     f"out has {out.size} elements, parameter {name!r} has {self.sizes[name]}")
         call("tritter_phase_trainer_predict", self.raw, pid, ptr(out), out.size)
         return out
 

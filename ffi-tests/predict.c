@@ -261,7 +261,7 @@ static void test_errors(void) {
     CHECK_ERR(tritter_phase_trainer_param_stats(tr, 0, NULL), TRITTER_ERR_NULL_POINTER, "stats_out");
     CHECK_ERR(tritter_phase_trainer_param_stats(NULL, 0, &ps), TRITTER_ERR_NULL_POINTER, "trainer");
     CHECK_OK(tritter_phase_trainer_param_stats(tr, 0, &ps));
-    CHECK(ps.predictor == TRITTER_PREDICTOR_LAST && ps.rel_error_last == 0.0 && ps.cosine_ema == 1.0);
+    CHECK(ps.predictor == TRITTER_PREDICTOR_LAST && ps.rel_error_last == 0.0 && fabs(ps.cosine_ema - 1.0) < 1e-6);
     CHECK_ERR(tritter_phase_trainer_stats(tr, NULL), TRITTER_ERR_NULL_POINTER, "stats_out");
     CHECK_ERR(tritter_phase_trainer_stats(NULL, &st), TRITTER_ERR_NULL_POINTER, "trainer");
     tritter_phase_trainer_free(tr); /* freeing with a step open is fine */

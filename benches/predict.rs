@@ -56,7 +56,11 @@ fn read_once<T: Copy + Into<u32>>(bufs: &[Vec<T>]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 checked.
-        return bufs.iter().map(|b| unsafe { read_avx2(b) }).max().unwrap_or(0);
+        return bufs
+            .iter()
+            .map(|b| unsafe { read_avx2(b) })
+            .max()
+            .unwrap_or(0);
     }
     bufs.iter()
         .map(|b| b.iter().fold(0u32, |a, &v| a.max(v.into())))
@@ -83,7 +87,10 @@ unsafe fn read_avx2<T: Copy + Into<u32>>(b: &[T]) -> u32 {
             }
             i += 128;
         }
-        let m = _mm256_max_epu32(_mm256_max_epu32(acc[0], acc[1]), _mm256_max_epu32(acc[2], acc[3]));
+        let m = _mm256_max_epu32(
+            _mm256_max_epu32(acc[0], acc[1]),
+            _mm256_max_epu32(acc[2], acc[3]),
+        );
         let mut out = [0u32; 8];
         _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, m);
         let tail = b[i / std::mem::size_of::<T>()..]
@@ -164,7 +171,11 @@ fn main() {
             for _ in 0..rounds {
                 let r = [
                     timed(|| {
-                        black_box(if bf16 { read_once(&hist16) } else { read_once(&hist32) });
+                        black_box(if bf16 {
+                            read_once(&hist16)
+                        } else {
+                            read_once(&hist32)
+                        });
                     }),
                     timed(|| {
                         rec.begin_step().unwrap();

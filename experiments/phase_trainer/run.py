@@ -290,7 +290,7 @@ def main():
     args.full_lr, args.full_steps = 0.1, 300
     args.ft_pre_epochs, args.ft_steps = 20, 200
     args.lm_hidden, args.lm_steps, args.lm_batch, args.lm_seq = 128, 300, 32, 64
-    args.b512_hidden, args.b512_seq, args.b512_steps = 64, 32, 150
+    args.b512_hidden, args.b512_seq, args.b512_steps = 64, 32, 100
     args.lm_val_windows, args.lm_max_bytes = 512, 0
     if args.smoke:
         args.seeds = 1

@@ -130,8 +130,15 @@ pub fn kernel_level(level: CpuLevel) -> CpuLevel {
 
 fn check_shapes<T>(srcs: &[&[T]], coef: &[f32], m: usize, n: usize) {
     assert!(m <= MAX_COMBOS, "at most {MAX_COMBOS} coefficient sets");
-    assert_eq!(coef.len(), m * srcs.len(), "one coefficient per set and source");
-    assert!(srcs.iter().all(|s| s.len() == n), "sources of unequal length");
+    assert_eq!(
+        coef.len(),
+        m * srcs.len(),
+        "one coefficient per set and source"
+    );
+    assert!(
+        srcs.iter().all(|s| s.len() == n),
+        "sources of unequal length"
+    );
 }
 
 /// `out[e] = Σ_i coef[i] · srcs[i][e]` (f32, in source order; see the module
@@ -160,26 +167,43 @@ fn combine_scalar<T: Slot>(srcs: &[&[T]], coef: &[f32], out: &mut [f32], start: 
 
 /// For each of the `m` coefficient sets (`coef` is `m` rows of
 /// `srcs.len()`), the prediction `p_m = Σ_i coef[m][i] · srcs[i]` compared
-/// with `g`; returns the sums (see [`Sums`]). Panics if the lengths disagree
-/// or `m > 3`.
-pub fn measure<T: Slot>(level: CpuLevel, srcs: &[&[T]], coef: &[f32], m: usize, g: &[f32]) -> Sums {
+/// with `g`; returns the sums (see [`Sums`]). With `unit0 = Some(u)`, set 0
+/// is the source `u` itself (`p_0 = srcs[u]`, its coefficients are ignored):
+/// the last-gradient predictor costs no arithmetic. Panics if the lengths
+/// disagree, `m > 3`, or `u` is out of range.
+pub fn measure<T: Slot>(
+    level: CpuLevel,
+    srcs: &[&[T]],
+    coef: &[f32],
+    m: usize,
+    unit0: Option<usize>,
+    g: &[f32],
+) -> Sums {
     check_shapes(srcs, coef, m, g.len());
+    let unit0 = unit0.filter(|_| m > 0);
+    assert!(
+        unit0.is_none_or(|u| u < srcs.len()),
+        "unit source out of range"
+    );
     let mut lanes = Lanes::default();
     let mut start = 0;
     #[cfg(target_arch = "x86_64")]
     if use_avx2(level) {
-        // SAFETY: AVX2 checked; lengths checked above.
+        // SAFETY: AVX2 checked; lengths and the unit source checked above.
         start = unsafe {
-            match m {
-                0 => 0,
-                1 => x86::measure::<T, 1>(srcs, coef, g, &mut lanes),
-                2 => x86::measure::<T, 2>(srcs, coef, g, &mut lanes),
-                _ => x86::measure::<T, 3>(srcs, coef, g, &mut lanes),
+            match (m, unit0) {
+                (0, _) => 0,
+                (1, None) => x86::measure::<T, 1, false>(srcs, coef, 0, g, &mut lanes),
+                (2, None) => x86::measure::<T, 2, false>(srcs, coef, 0, g, &mut lanes),
+                (_, None) => x86::measure::<T, 3, false>(srcs, coef, 0, g, &mut lanes),
+                (1, Some(u)) => x86::measure::<T, 1, true>(srcs, coef, u, g, &mut lanes),
+                (2, Some(u)) => x86::measure::<T, 2, true>(srcs, coef, u, g, &mut lanes),
+                (_, Some(u)) => x86::measure::<T, 3, true>(srcs, coef, u, g, &mut lanes),
             }
         };
     }
     let _ = level;
-    measure_scalar(srcs, coef, m, g, start, &mut lanes);
+    measure_scalar(srcs, coef, m, unit0, g, start, &mut lanes);
     lanes.reduce()
 }
 
@@ -187,6 +211,7 @@ fn measure_scalar<T: Slot>(
     srcs: &[&[T]],
     coef: &[f32],
     m: usize,
+    unit0: Option<usize>,
     g: &[f32],
     start: usize,
     l: &mut Lanes,
@@ -195,10 +220,16 @@ fn measure_scalar<T: Slot>(
     for (e, &ge) in g.iter().enumerate().skip(start) {
         let j = e % LANES;
         for q in 0..m {
-            let mut p = 0.0f32;
-            for (s, &c) in srcs.iter().zip(&coef[q * k..(q + 1) * k]) {
-                p += c * s[e].load();
-            }
+            let p = match unit0 {
+                Some(u) if q == 0 => srcs[u][e].load(),
+                _ => {
+                    let mut p = 0.0f32;
+                    for (s, &c) in srcs.iter().zip(&coef[q * k..(q + 1) * k]) {
+                        p += c * s[e].load();
+                    }
+                    p
+                }
+            };
             let d = p - ge;
             l.err[q][j] += d * d;
             l.dot[q][j] += p * ge;
@@ -255,14 +286,16 @@ mod x86 {
     }
 
     /// Accumulates the first `len / 8 * 8` elements into `lanes` and returns
-    /// that count.
+    /// that count. With `UNIT`, set 0 is source `u` itself.
     ///
     /// # Safety
-    /// AVX2; every source as long as `g`; `coef.len() == M * srcs.len()`.
+    /// AVX2; every source as long as `g`; `coef.len() == M * srcs.len()`;
+    /// `u < srcs.len()` if `UNIT`.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn measure<T: Slot, const M: usize>(
+    pub unsafe fn measure<T: Slot, const M: usize, const UNIT: bool>(
         srcs: &[&[T]],
         coef: &[f32],
+        u: usize,
         g: &[f32],
         lanes: &mut Lanes,
     ) -> usize {
@@ -276,12 +309,16 @@ mod x86 {
             // SAFETY: e + 8 <= n = every source's length; q * k + i < M * k.
             unsafe {
                 let mut p = [z; M];
+                let first = if UNIT { 1 } else { 0 };
                 for i in 0..k {
                     let h = load8!(T, srcs.get_unchecked(i).as_ptr().add(e));
-                    for (q, pq) in p.iter_mut().enumerate() {
+                    for q in first..M {
                         let c = _mm256_set1_ps(*coef.get_unchecked(q * k + i));
-                        *pq = _mm256_add_ps(*pq, _mm256_mul_ps(c, h));
+                        p[q] = _mm256_add_ps(p[q], _mm256_mul_ps(c, h));
                     }
+                }
+                if UNIT {
+                    p[0] = load8!(T, srcs.get_unchecked(u).as_ptr().add(e));
                 }
                 let gv = _mm256_loadu_ps(g.as_ptr().add(e));
                 for q in 0..M {
@@ -312,9 +349,7 @@ mod tests {
     use super::*;
     use crate::rng::uniform_f32;
 
-    const SIZES: [usize; 16] = [
-        0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 255, 257,
-    ];
+    const SIZES: [usize; 16] = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 255, 257];
 
     fn levels() -> Vec<CpuLevel> {
         let run = crate::cpu::supported_levels();
@@ -347,7 +382,11 @@ mod tests {
         let p: Vec<Vec<f64>> = (0..m)
             .map(|q| {
                 (0..g.len())
-                    .map(|e| (0..k).map(|i| coef[q * k + i] as f64 * h[i][e] as f64).sum())
+                    .map(|e| {
+                        (0..k)
+                            .map(|i| coef[q * k + i] as f64 * h[i][e] as f64)
+                            .sum()
+                    })
                     .collect()
             })
             .collect();
@@ -363,7 +402,11 @@ mod tests {
                     let (h, g) = data(case as u64 * 31 + k as u64, n, k);
                     let hb: Vec<Vec<u16>> = h
                         .iter()
-                        .map(|v| v.iter().map(|&x| crate::precision::convert::f32_to_bf16_bits(x)).collect())
+                        .map(|v| {
+                            v.iter()
+                                .map(|&x| crate::precision::convert::f32_to_bf16_bits(x))
+                                .collect()
+                        })
                         .collect();
                     let coef: Vec<f32> = (0..MAX_COMBOS * k)
                         .map(|i| uniform_f32(77 + case as u64, i as u64) * 2.0 - 0.7)
@@ -380,38 +423,73 @@ mod tests {
                     combine_scalar(&srcb, &coef[..k], &mut want, 0);
                     assert_eq!(out, want, "bf16 {level:?} n {n} k {k}");
                     for m in 0..=MAX_COMBOS {
-                        let c = &coef[..m * k];
-                        let got = measure(level, &srcs, c, m, &g);
-                        let mut l = Lanes::default();
-                        measure_scalar(&srcs, c, m, &g, 0, &mut l);
-                        assert_eq!(got, l.reduce(), "{level:?} n {n} k {k} m {m}");
-                        let gotb = measure(level, &srcb, c, m, &g);
-                        let mut l = Lanes::default();
-                        measure_scalar(&srcb, c, m, &g, 0, &mut l);
-                        assert_eq!(gotb, l.reduce(), "bf16 {level:?} n {n} k {k} m {m}");
-                        // Against the f64 definitions, within the f32 rounding bound:
-                        // each p has k products (|c h| <= 2.6), so |Δp| <= 2k·2^-24·Σ|c h|.
-                        let (p, [gg, ..]) = reference(&h, c, m, &g);
-                        let tol = |x: f64, scale: f64| (x.abs() + scale) * 1e-5 * (k as f64 + 2.0);
-                        assert!((got.gg - gg).abs() <= tol(gg, 0.0), "{} {}", got.gg, gg);
-                        for q in 0..m {
-                            let err: f64 = p[q].iter().zip(&g).map(|(a, &b)| (a - b as f64).powi(2)).sum();
-                            let dot: f64 = p[q].iter().zip(&g).map(|(a, &b)| a * b as f64).sum();
-                            let pp: f64 = p[q].iter().map(|a| a * a).sum();
-                            let scale = n as f64 * 10.0 * k as f64;
-                            assert!((got.err[q] - err).abs() <= tol(err, scale), "err {} {}", got.err[q], err);
-                            assert!((got.dot[q] - dot).abs() <= tol(dot, scale), "dot {} {}", got.dot[q], dot);
-                            assert!((got.pp[q] - pp).abs() <= tol(pp, scale), "pp {} {}", got.pp[q], pp);
-                        }
-                        for q in m..MAX_COMBOS {
-                            assert_eq!((got.err[q], got.dot[q], got.pp[q]), (0.0, 0.0, 0.0));
+                        for unit in [None, Some(k - 1), Some(k / 2)] {
+                            let mut c = coef[..m * k].to_vec();
+                            if let (Some(u), true) = (unit, m > 0) {
+                                // What the unit row means: coefficients e_u.
+                                c[..k]
+                                    .iter_mut()
+                                    .enumerate()
+                                    .for_each(|(i, x)| *x = (i == u) as u8 as f32);
+                            }
+                            let c = &c[..];
+                            let got = measure(level, &srcs, c, m, unit, &g);
+                            let mut l = Lanes::default();
+                            measure_scalar(&srcs, c, m, unit.filter(|_| m > 0), &g, 0, &mut l);
+                            assert_eq!(got, l.reduce(), "{level:?} n {n} k {k} m {m} {unit:?}");
+                            let gotb = measure(level, &srcb, c, m, unit, &g);
+                            let mut l = Lanes::default();
+                            measure_scalar(&srcb, c, m, unit.filter(|_| m > 0), &g, 0, &mut l);
+                            assert_eq!(
+                                gotb,
+                                l.reduce(),
+                                "bf16 {level:?} n {n} k {k} m {m} {unit:?}"
+                            );
+                            // Against the f64 definitions, within the f32 rounding bound:
+                            // each p has k products (|c h| <= 2.6), so |Δp| <= 2k·2^-24·Σ|c h|.
+                            let (p, [gg, ..]) = reference(&h, c, m, &g);
+                            let tol =
+                                |x: f64, scale: f64| (x.abs() + scale) * 1e-5 * (k as f64 + 2.0);
+                            assert!((got.gg - gg).abs() <= tol(gg, 0.0), "{} {}", got.gg, gg);
+                            for q in 0..m {
+                                let err: f64 = p[q]
+                                    .iter()
+                                    .zip(&g)
+                                    .map(|(a, &b)| (a - b as f64).powi(2))
+                                    .sum();
+                                let dot: f64 =
+                                    p[q].iter().zip(&g).map(|(a, &b)| a * b as f64).sum();
+                                let pp: f64 = p[q].iter().map(|a| a * a).sum();
+                                let scale = n as f64 * 10.0 * k as f64;
+                                assert!(
+                                    (got.err[q] - err).abs() <= tol(err, scale),
+                                    "err {} {}",
+                                    got.err[q],
+                                    err
+                                );
+                                assert!(
+                                    (got.dot[q] - dot).abs() <= tol(dot, scale),
+                                    "dot {} {}",
+                                    got.dot[q],
+                                    dot
+                                );
+                                assert!(
+                                    (got.pp[q] - pp).abs() <= tol(pp, scale),
+                                    "pp {} {}",
+                                    got.pp[q],
+                                    pp
+                                );
+                            }
+                            for q in m..MAX_COMBOS {
+                                assert_eq!((got.err[q], got.dot[q], got.pp[q]), (0.0, 0.0, 0.0));
+                            }
                         }
                     }
                     // The measured prediction is exactly what combine writes.
                     if n > 0 {
                         let mut p = vec![0f32; n];
                         combine(level, &srcs, &coef[..k], &mut p);
-                        let s = measure(level, &srcs, &coef[..k], 1, &p);
+                        let s = measure(level, &srcs, &coef[..k], 1, None, &p);
                         assert_eq!(s.err[0], 0.0);
                     }
                 }

@@ -199,15 +199,15 @@ impl Reason {
     /// Every reason, in code order.
     pub fn all() -> [Reason; 9] {
         [
-        Reason::Warmup,
-        Reason::Schedule,
-        Reason::ErrorBelowThreshold,
-        Reason::ErrorAboveThreshold,
-        Reason::Probing,
-        Reason::Check,
-        Reason::NonFiniteLoss,
-        Reason::LossRise,
-        Reason::Disabled,
+            Reason::Warmup,
+            Reason::Schedule,
+            Reason::ErrorBelowThreshold,
+            Reason::ErrorAboveThreshold,
+            Reason::Probing,
+            Reason::Check,
+            Reason::NonFiniteLoss,
+            Reason::LossRise,
+            Reason::Disabled,
         ]
     }
     /// The C code (`TRITTER_REASON_*`, 0..=8 in the order of [`Reason::all`]).
@@ -237,7 +237,9 @@ impl Reason {
         match self {
             Reason::Warmup => "collecting gradient history (warmup)",
             Reason::Schedule => "placed by the fixed schedule",
-            Reason::ErrorBelowThreshold => "measured prediction error at most max_error: predicting",
+            Reason::ErrorBelowThreshold => {
+                "measured prediction error at most max_error: predicting"
+            }
             Reason::ErrorAboveThreshold => {
                 "measured prediction error above max_error: every step runs a backward pass"
             }
@@ -580,7 +582,7 @@ pub struct PhaseTrainer {
     entries: VecDeque<(u64, usize)>,
     step: u64,
     current: Option<StepInfo>,
-    /// Predictors measured at each check: the enabled ones plus Last (for the baseline stat).
+    /// Predictors measured at each check: Last (always, for the baseline stat) then the enabled ones.
     combos: Vec<Predictor>,
     /// This step's coefficients, `combos.len()` rows of `entries.len()` (f32).
     coef: Vec<f32>,
@@ -617,13 +619,11 @@ impl PhaseTrainer {
     /// [`crate::cpu::active`].
     pub fn new(cfg: PhaseConfig) -> Result<Self> {
         cfg.validate()?;
-        let mut combos: Vec<Predictor> = Predictor::all()
+        // Last first (the kernels get it without arithmetic), then the others enabled.
+        let combos: Vec<Predictor> = Predictor::all()
             .into_iter()
-            .filter(|&p| cfg.enabled(p))
+            .filter(|&p| p == Predictor::Last || cfg.enabled(p))
             .collect();
-        if !cfg.enabled(Predictor::Last) {
-            combos.push(Predictor::Last);
-        }
         debug_assert!(combos.len() <= 3);
         Ok(PhaseTrainer {
             cfg,
@@ -716,12 +716,12 @@ impl PhaseTrainer {
                     .collect::<Result<_>>()?,
             )
         };
-        self.recorded.try_reserve(1).map_err(|_| {
-            Error::overflow("shape", "out of memory registering a parameter")
-        })?;
-        self.params.try_reserve(1).map_err(|_| {
-            Error::overflow("shape", "out of memory registering a parameter")
-        })?;
+        self.recorded
+            .try_reserve(1)
+            .map_err(|_| Error::overflow("shape", "out of memory registering a parameter"))?;
+        self.params
+            .try_reserve(1)
+            .map_err(|_| Error::overflow("shape", "out of memory registering a parameter"))?;
         let first = Predictor::all()
             .into_iter()
             .find(|&p| self.cfg.enabled(p))
@@ -957,11 +957,22 @@ impl PhaseTrainer {
             self.combos.len()
         };
         let (order, coef) = used_sources(&slots, &self.coef[..m * slots.len()], m);
+        // Row 0 is Last: the newest entry itself.
+        let unit0 = slots
+            .last()
+            .and_then(|&newest| order.iter().position(|&s| s == newest));
         let level = self.level;
         let p = &mut self.params[id];
+        let k = Kernel {
+            level,
+            order: &order,
+            coef: &coef,
+            m,
+            unit0,
+        };
         let sums = match &mut p.hist {
-            History::F32(h) => record_blocks(level, h, &order, target, &coef, m, grad),
-            History::Bf16(h) => record_blocks(level, h, &order, target, &coef, m, grad),
+            History::F32(h) => record_blocks(&k, h, target, grad),
+            History::Bf16(h) => record_blocks(&k, h, target, grad),
         };
         if m > 0 {
             p.sums = Some(sums);
@@ -1200,7 +1211,9 @@ impl PhaseTrainer {
             }
             Reason::ErrorBelowThreshold => {
                 g.clean += 1;
-                let need = cfg.min_checks.saturating_mul(1 << g.fails.min(MAX_FAIL_SHIFT));
+                let need = cfg
+                    .min_checks
+                    .saturating_mul(1 << g.fails.min(MAX_FAIL_SHIFT));
                 if g.clean >= need {
                     g.clean = 0;
                     g.run_len = g.run_len.clamp(1, cfg.predict_steps);
@@ -1319,24 +1332,27 @@ fn used_sources(slots: &[usize], coef: &[f32], m: usize) -> (Vec<usize>, Vec<f32
     (order, c)
 }
 
-/// Measures the `m` coefficient rows over `order` (ring slots) against
-/// `grad`, block by block, and writes `grad` into ring slot `target`.
-fn record_blocks<T: Slot>(
+/// What [`record_blocks`] measures: `m` coefficient rows over the ring
+/// slots `order` (row 0 the source `unit0` itself, if set).
+struct Kernel<'a> {
     level: CpuLevel,
-    bufs: &mut [Vec<T>],
-    order: &[usize],
-    target: usize,
-    coef: &[f32],
+    order: &'a [usize],
+    coef: &'a [f32],
     m: usize,
-    grad: &[f32],
-) -> Sums {
+    unit0: Option<usize>,
+}
+
+/// Measures `k`'s rows against `grad`, block by block, and writes `grad`
+/// into ring slot `target`.
+fn record_blocks<T: Slot>(k: &Kernel, bufs: &mut [Vec<T>], target: usize, grad: &[f32]) -> Sums {
     let mut tbuf = std::mem::take(&mut bufs[target]);
     let others: &[Vec<T>] = bufs;
     let task = |b: usize, tchunk: &mut [T]| -> Sums {
         let r = b * BLOCK..b * BLOCK + tchunk.len();
         let g = &grad[r.clone()];
         let s = {
-            let srcs: Vec<&[T]> = order
+            let srcs: Vec<&[T]> = k
+                .order
                 .iter()
                 .map(|&s| {
                     if s == target {
@@ -1346,7 +1362,7 @@ fn record_blocks<T: Slot>(
                     }
                 })
                 .collect();
-            kernels::measure(level, &srcs, coef, m, g)
+            kernels::measure(k.level, &srcs, k.coef, k.m, k.unit0, g)
         };
         T::store(tchunk, g);
         s

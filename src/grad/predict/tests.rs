@@ -486,7 +486,6 @@ fn call_order_and_argument_errors() {
     }
 }
 
-
 // ----------------------------------------------------------------------------
 // The guarded schedule on synthetic training tasks
 // ----------------------------------------------------------------------------
@@ -528,11 +527,7 @@ fn quadratic_task(
         }
         t
     });
-    let loss = |th: &[f64]| -> f64 {
-        (0..n)
-            .map(|j| 0.5 * a[j] * (th[j] - opt[j]).powi(2))
-            .sum()
-    };
+    let loss = |th: &[f64]| -> f64 { (0..n).map(|j| 0.5 * a[j] * (th[j] - opt[j]).powi(2)).sum() };
     let mut phases = vec![];
     let mut tail = 0.0;
     for t in 0..steps {
@@ -577,7 +572,14 @@ fn guard_keeps_every_backward_pass_on_pure_noise() {
     let mut with = vec![];
     for seed in 0..5 {
         let (b, _, _) = quadratic_task(seed, 400, 1.0, 0.0, (0.1, 0.9), None);
-        let (w, phases, s) = quadratic_task(seed, 400, 1.0, 0.0, (0.1, 0.9), Some(PhaseConfig::default()));
+        let (w, phases, s) = quadratic_task(
+            seed,
+            400,
+            1.0,
+            0.0,
+            (0.1, 0.9),
+            Some(PhaseConfig::default()),
+        );
         let s = s.unwrap();
         let predicted = phases.iter().filter(|&&p| p == Phase::Predict).count();
         assert!(predicted <= 4, "seed {seed}: {predicted} predicted steps");
@@ -601,7 +603,10 @@ fn guard_keeps_every_backward_pass_on_pure_noise() {
     let seed_loss: Vec<f64> = (0..5)
         .map(|s| quadratic_task(s, 400, 1.0, 0.0, (0.1, 0.9), Some(PhaseConfig::seed())).0)
         .collect();
-    assert!(mean(&seed_loss) > mean(&base) + 3.0 * sd(&base), "{seed_loss:?} {base:?}");
+    assert!(
+        mean(&seed_loss) > mean(&base) + 3.0 * sd(&base),
+        "{seed_loss:?} {base:?}"
+    );
 }
 
 /// Full-batch gradient descent with a small step: gradients change smoothly.
@@ -611,14 +616,20 @@ const SMOOTH: (f64, f64) = (0.05, 0.0);
 fn guard_predicts_on_a_smooth_task_and_keeps_its_quality() {
     for seed in 0..3 {
         let (b, _, _) = quadratic_task(seed, 400, 0.0, 3.0, SMOOTH, None);
-        let (w, phases, s) = quadratic_task(seed, 400, 0.0, 3.0, SMOOTH, Some(PhaseConfig::default()));
+        let (w, phases, s) =
+            quadratic_task(seed, 400, 0.0, 3.0, SMOOTH, Some(PhaseConfig::default()));
         let s = s.unwrap();
         let predicted = phases.iter().filter(|&&p| p == Phase::Predict).count();
-        assert!(predicted >= 120, "seed {seed}: only {predicted} of 400 predicted; {s:?}");
+        assert!(
+            predicted >= 120,
+            "seed {seed}: only {predicted} of 400 predicted; {s:?}"
+        );
         assert!(s.runs > 0 && s.predict_steps == predicted as u64);
         // Quality kept: the guarded run's final loss at most 5% above the
         // baseline's (its extrapolated steps may even make it lower).
-        eprintln!("seed {seed}: predicted {predicted}/400, loss {w:.4e} vs baseline {b:.4e}; {s:?}");
+        eprintln!(
+            "seed {seed}: predicted {predicted}/400, loss {w:.4e} vs baseline {b:.4e}; {s:?}"
+        );
         assert!(w <= 1.05 * b, "baseline {b}, guarded {w}");
     }
 }
@@ -654,7 +665,10 @@ fn guard_backs_off_at_once_when_the_error_rises() {
         }
         phases.push((info.phase, info.reason));
     }
-    let pred_before = phases[..200].iter().filter(|p| p.0 == Phase::Predict).count();
+    let pred_before = phases[..200]
+        .iter()
+        .filter(|p| p.0 == Phase::Predict)
+        .count();
     assert!(pred_before > 120, "{pred_before}");
     // After the first backward step on noise, never again a Predict step.
     let f = first_fail.unwrap() as usize;
@@ -679,18 +693,24 @@ fn guard_waits_for_clean_checks_and_doubles_runs() {
     };
     let mut tr = PhaseTrainer::new(c).unwrap();
     tr.add_parameter(&[3]).unwrap();
-    let phases = drive(&mut tr, 24, |_, _, e| e as f32 + 1.0, |_| 1.0, |_, _, o| {
-        assert_eq!(o, &[1.0, 2.0, 3.0]);
-    });
+    let phases = drive(
+        &mut tr,
+        24,
+        |_, _, e| e as f32 + 1.0,
+        |_| 1.0,
+        |_, _, o| {
+            assert_eq!(o, &[1.0, 2.0, 3.0]);
+        },
+    );
     use Phase::*;
     // 2 warmup; checks at steps 2, 3, 4 (step 2 is the first with history and
     // passes); run of 1, Correct, run of 2, Correct, run of 4, Correct, run of 4 ...
     assert_eq!(
         phases,
         vec![
-            Warmup, Warmup, Full, Full, Full, Predict, Correct, Predict, Predict, Correct,
-            Predict, Predict, Predict, Predict, Correct, Predict, Predict, Predict, Predict,
-            Correct, Predict, Predict, Predict, Predict
+            Warmup, Warmup, Full, Full, Full, Predict, Correct, Predict, Predict, Correct, Predict,
+            Predict, Predict, Predict, Correct, Predict, Predict, Predict, Predict, Correct,
+            Predict, Predict, Predict, Predict
         ]
     );
     let s = tr.stats();
@@ -775,7 +795,13 @@ fn each_parameter_gets_the_predictor_that_measures_best() {
     // Only WLS enabled: every parameter uses it; Last is still measured (the baseline).
     let mut tr = PhaseTrainer::new(PhaseConfig::seed()).unwrap();
     tr.add_parameter(&[4]).unwrap();
-    drive(&mut tr, 12, |t, _, e| (t + e as u64) as f32, |_| 1.0, |_, _, _| {});
+    drive(
+        &mut tr,
+        12,
+        |t, _, e| (t + e as u64) as f32,
+        |_| 1.0,
+        |_, _, _| {},
+    );
     let p = tr.parameter_stats(0).unwrap();
     assert_eq!(p.predictor, Predictor::Wls);
     assert!(p.rel_error[0].is_finite() && p.rel_error[1].is_nan() && p.score[0].is_nan());
@@ -807,7 +833,9 @@ fn measured_errors_equal_their_definitions() {
             let g: Vec<f32> = (0..s).map(|e| gf(t, id, e)).collect();
             tr.record_gradient(id, &g).unwrap();
         }
-        let chosen: Vec<Predictor> = (0..2).map(|i| tr.parameter_stats(i).unwrap().predictor).collect();
+        let chosen: Vec<Predictor> = (0..2)
+            .map(|i| tr.parameter_stats(i).unwrap().predictor)
+            .collect();
         tr.end_step(1.0, None).unwrap();
         if !times.is_empty() {
             let hist = &times[times.len().saturating_sub(5)..];
@@ -818,7 +846,11 @@ fn measured_errors_equal_their_definitions() {
                     let c = tr.coefficients(pr, hist, t);
                     let (mut err, mut dot, mut pp, mut gg) = (0.0, 0.0, 0.0, 0.0);
                     for e in 0..s {
-                        let p: f64 = c.iter().zip(hist).map(|(c, &u)| c * gf(u, id, e) as f64).sum();
+                        let p: f64 = c
+                            .iter()
+                            .zip(hist)
+                            .map(|(c, &u)| c * gf(u, id, e) as f64)
+                            .sum();
                         let g = gf(t, id, e) as f64;
                         err += (p - g).powi(2);
                         dot += p * g;
@@ -828,7 +860,10 @@ fn measured_errors_equal_their_definitions() {
                     let k = pr.code() as usize;
                     let rel = (err / gg).sqrt();
                     let cos = dot / (pp * gg).sqrt();
-                    assert!((ps.rel_error[k] - rel).abs() <= 1e-5 * (1.0 + rel), "{t} {id} {pr:?}");
+                    assert!(
+                        (ps.rel_error[k] - rel).abs() <= 1e-5 * (1.0 + rel),
+                        "{t} {id} {pr:?}"
+                    );
                     assert!((ps.cosine[k] - cos).abs() <= 1e-5, "{t} {id} {pr:?}");
                     // The overall figure uses the predictor chosen after this check.
                     if pr == ps.predictor {
@@ -842,7 +877,11 @@ fn measured_errors_equal_their_definitions() {
             let _ = chosen;
             let s = tr.stats();
             let e = (tot[0] / tot[3]).sqrt();
-            assert!((s.last_error - e).abs() <= 1e-5 * (1.0 + e), "{t}: {} vs {e}", s.last_error);
+            assert!(
+                (s.last_error - e).abs() <= 1e-5 * (1.0 + e),
+                "{t}: {} vs {e}",
+                s.last_error
+            );
             assert!((s.last_cosine - tot[1] / (tot[2] * tot[3]).sqrt()).abs() <= 1e-5);
         }
         times.push(t);
@@ -855,7 +894,10 @@ fn identical_at_every_cpu_level() {
     eprintln!(
         "phase trainer: levels {:?} (kernels {:?}); skipped {:?}",
         levels,
-        levels.iter().map(|&l| kernels::kernel_level(l)).collect::<Vec<_>>(),
+        levels
+            .iter()
+            .map(|&l| kernels::kernel_level(l))
+            .collect::<Vec<_>>(),
         crate::cpu::unsupported_levels()
     );
     for bf16 in [false, true] {

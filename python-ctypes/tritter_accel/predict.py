@@ -146,6 +146,17 @@ class PhaseTrainer(Handle):
         g = carray(grad, np.float32)
         call("tritter_phase_trainer_record", self.raw, pid, ptr(g), g.size)
 
+    def record_address(self, name, address, size):
+        """Records parameter ``name``'s gradient from raw memory: ``size`` float32 values at
+        ``address`` (e.g. a CPU float32 contiguous ``torch.Tensor.data_ptr()``), which must
+        stay valid for the call. The library checks ``size`` against the parameter."""
+        call("tritter_phase_trainer_record", self.raw, self._id(name), int(address) or None, int(size))
+
+    def predict_address(self, name, address, size):
+        """Writes parameter ``name``'s predicted gradient to raw memory (``size`` float32
+        values at ``address``, at least the parameter's element count)."""
+        call("tritter_phase_trainer_predict", self.raw, self._id(name), int(address) or None, int(size))
+
     def record_gradients(self, grads):
         """Records real gradients: a dict name -> array, or a list in registration order."""
         items = grads.items() if isinstance(grads, dict) else zip(self.names, grads)

@@ -69,18 +69,20 @@ class PhaseTrainerHelper:
             if loss is None:
                 raise ValueError("a backward step needs its loss")
             for name, p in self.params:
-                if p.grad is None:
+                g = p.grad
+                if g is None:
                     raise RuntimeError(f"parameter {name} has no .grad: call loss.backward() in this step")
-                g = p.grad.detach()
-                if g.device.type != "cpu" or g.dtype != torch.float32:
-                    g = g.to("cpu", torch.float32)
-                self.trainer.record(name, g.contiguous().numpy())
+                if g.is_cpu and g.dtype == torch.float32 and g.is_contiguous():
+                    self.trainer.record_address(name, g.data_ptr(), g.numel())   # no copy
+                else:
+                    g = g.detach().to("cpu", torch.float32).contiguous()
+                    self.trainer.record_address(name, g.data_ptr(), g.numel())
         else:
             for name, p in self.params:
                 g = p.grad
-                if (g is not None and g.shape == p.shape and g.device.type == "cpu"
+                if (g is not None and g.shape == p.shape and g.is_cpu
                         and g.dtype == torch.float32 and g.is_contiguous()):
-                    self.trainer.predict(name, g.detach().numpy())   # in place, no copy
+                    self.trainer.predict_address(name, g.data_ptr(), g.numel())   # in place, no copy
                 else:
                     pred = torch.from_numpy(self.trainer.predict(name))
                     if g is None or g.shape != p.shape:

@@ -222,6 +222,30 @@ def test_torch_helper_fills_grads_with_predictions():
     s = helper.stats()
     assert backward == s["backward_passes"] == 12 - s["predict_steps"] and s["predict_steps"] == 6
     assert s["timed_backward_steps"] == backward and s["measured_speedup"] > 0
+    # float64 parameters (copied through float32) and the guarded default without a forward pass
+    model = torch.nn.Linear(3, 1).double()
+    helper = PhaseTrainerHelper(model.named_parameters(), warmup_steps=2, min_checks=1)
+    x = torch.randn(8, 3, dtype=torch.float64)
+    phases = []
+    for _ in range(10):
+        info = helper.begin_step()
+        if info.needs_backward:
+            model.zero_grad()
+            loss = model(x).sum()  # a constant gradient: predicted exactly
+            loss.backward()
+            helper.end_step(loss.item())
+        else:
+            helper.end_step()
+            assert model.weight.grad.dtype == torch.float64
+            np.testing.assert_allclose(model.weight.grad.numpy(), x.sum(0, keepdim=True).numpy(), rtol=1e-6)
+        phases.append(info.phase)
+    assert "predict" in phases
+    with pytest.raises(ValueError, match="needs its loss"):
+        helper.begin_step()
+        while not helper.needs_backward:
+            helper.end_step()
+            helper.begin_step()
+        helper.end_step()
 
 
 def test_experiment_smoke(tmp_path):

@@ -10,6 +10,58 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/*
+ * Conventions of every export (tested from C in ffi-tests/, under ASan+UBSan
+ * and valgrind; the rules are decided once, here).
+ *
+ * Status. Every fallible export returns tritter_status_t (TRITTER_OK = 0) and
+ *   is TRITTER_MUST_USE; tritter_last_error() names the argument at fault.
+ *   Out-parameters and handles are left untouched on error unless an export
+ *   says otherwise. A panic inside the library is TRITTER_ERR_INTERNAL.
+ *
+ * Memory. Every allocation whose size comes from a number the caller passes
+ *   (a dimension, a shape, a capacity, the logical size of a DLPack view, the
+ *   dim in a payload header) is fallible: TRITTER_ERR_OUT_OF_MEMORY when the
+ *   allocator refuses (the call changes nothing; the process carries on),
+ *   TRITTER_ERR_SIZE_OVERFLOW when the byte count exceeds PTRDIFF_MAX. Never an
+ *   abort. (The scratch of the top-k and quantized top-k encoders, at most a
+ *   few bytes per gradient element, is the one exception left.)
+ *
+ * Size limits. No buffer or allocation above PTRDIFF_MAX bytes; DLPack views
+ *   of at most PTRDIFF_MAX elements; gradient compressors and FetchSGD: dim <=
+ *   2^32 - 1 (u32 indices); count sketch rows 1..15, cols 1..2^32 - 1; ternary
+ *   blocks a multiple of 4 in 4..2^20; phase-trainer parameters <=
+ *   TRITTER_PHASE_MAX_NDIM dimensions; <= 4096 threads.
+ *
+ * Buffers. (NULL, 0) is an empty buffer; NULL with a non-zero length is
+ *   TRITTER_ERR_NULL_POINTER. An optional input (a bias, bundle weights) is
+ *   absent only as (NULL, 0). Outputs may be larger than needed; smaller is
+ *   TRITTER_ERR_BUFFER_TOO_SMALL. Outputs must not overlap inputs, except where
+ *   an export allows it (tritter_grad_payload_sum may write over a or b).
+ *
+ * Zero sizes. Empty buffers, a batch of 0, matrices with 0 rows or 0 columns
+ *   and hypervectors of 0 trits are valid and give empty results. A gradient
+ *   length of 0 is not (the payload format has no empty gradient): compressors,
+ *   sketches, projections, accumulators, FetchSGD and phase-trainer parameters
+ *   with a zero dimension give TRITTER_ERR_INVALID_ARGUMENT naming it.
+ *
+ * Floats. Every float array a call reads as data (weights, x, bias, scales,
+ *   gradients, sketch tables, projections) must be finite:
+ *   TRITTER_ERR_NON_FINITE names the array and the flat index. By design the
+ *   precision conversions carry inf/NaN through, the loss scaler's unscale and
+ *   found_inf detect them, and a non-finite loss given to
+ *   tritter_phase_trainer_end_step marks a diverged step. Other scalar float
+ *   parameters have documented ranges that exclude NaN
+ *   (TRITTER_ERR_INVALID_ARGUMENT). Scales, in matrices and in payloads, are
+ *   magnitudes: finite and >= 0.
+ *
+ * Payloads. A payload that tritter_grad_payload_info accepts decodes to finite
+ *   values (projection values are at most FLT_MAX / 2 in magnitude; the median
+ *   of two sketch rows is taken as a/2 + b/2). Compressors, tritter_count_sketch,
+ *   tritter_grad_project and tritter_grad_payload_sum never produce values
+ *   outside that range: they return an error instead.
+ */
+
 /** Marks a function whose status result must be checked. */
 #if defined(__GNUC__) || defined(__clang__)
 #define TRITTER_MUST_USE __attribute__((warn_unused_result))
@@ -536,6 +588,12 @@ enum tritter_status_t
    */
   TRITTER_ERR_IO = 13,
   /**
+   * An allocation the call needed was refused (the size came from the
+   * caller: a dimension, a shape, a capacity, a payload header). Nothing
+   * was changed; the process is intact and other calls still work.
+   */
+  TRITTER_ERR_OUT_OF_MEMORY = 14,
+  /**
    * A bug in the library (a caught panic); please report it.
    */
   TRITTER_ERR_INTERNAL = 255,
@@ -901,7 +959,10 @@ typedef struct tritter_quant_config_t {
 } tritter_quant_config_t;
 
 /**
- * Loss-scaler settings; defaults (torch's) from [`tritter_loss_scaler_config_default`].
+ * Loss-scaler settings; defaults (torch's, plus a floor) from
+ * [`tritter_loss_scaler_config_default`]. Above `min_scale` the scale
+ * follows `torch.amp.GradScaler` step for step; the floor keeps a long run
+ * of overflows from driving it to 0, where torch's would stay for good.
  */
 typedef struct tritter_loss_scaler_config_t {
   /**
@@ -921,7 +982,8 @@ typedef struct tritter_loss_scaler_config_t {
    */
   uint32_t growth_interval;
   /**
-   * Lower bound of the scale (finite, >= 0; default 0).
+   * Lower bound of the scale (finite, >= FLT_MIN = 2^-126 so that 1/scale
+   * is finite; default 2^-24, the smallest positive f16).
    */
   float min_scale;
   /**
@@ -1334,10 +1396,6 @@ typedef struct tritter_matrix_info_t {
   uint32_t compute_format;
 } tritter_matrix_info_t;
 
-
-
-
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -1362,7 +1420,7 @@ bool tritter_cuda_available(void);
  * `TRITTER_NUM_THREADS` or the available parallelism). Results never depend
  * on it. Thread-safe; calls in progress finish on the previous pool.
  */
-tritter_status_t tritter_set_num_threads(size_t num_threads);
+TRITTER_MUST_USE tritter_status_t tritter_set_num_threads(size_t num_threads);
 
 /**
  * Writes the number of worker threads to `*num_threads_out`.
@@ -1370,7 +1428,7 @@ tritter_status_t tritter_set_num_threads(size_t num_threads);
  * # Safety
  * `num_threads_out` must be valid for writing one `size_t`.
  */
-tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
+TRITTER_MUST_USE tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
 
 /**
  * Writes the CPU instruction-set level this CPU supports (`*detected_out`)
@@ -1382,7 +1440,7 @@ tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
  * # Safety
  * Each non-NULL pointer must be valid for writing one `uint32_t`.
  */
-tritter_status_t tritter_cpu_level(uint32_t *detected_out, uint32_t *active_out);
+TRITTER_MUST_USE tritter_status_t tritter_cpu_level(uint32_t *detected_out, uint32_t *active_out);
 
 /**
  * The name of a CPU level code (`"scalar"`, `"avx2"`, `"avx512"`,
@@ -1414,17 +1472,21 @@ const char *tritter_status_name(uint32_t status);
  * # Safety
  * `config_out` must be valid for writing one `tritter_grad_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_config_default(struct tritter_grad_config_t *config_out);
 
 /**
  * Creates a compressor for gradients of `dim` floats.
  * Errors: NULL `config`/`compressor_out`, `dim` zero or >= 2^32, invalid
- * method code, ratio < 1 or non-finite, bad rows/block.
+ * method code, ratio < 1 or non-finite, bad rows/block;
+ * `TRITTER_ERR_OUT_OF_MEMORY` naming `dim` when the error-feedback residual
+ * (`4 dim` bytes) cannot be allocated.
  *
  * # Safety
  * `config` must point to a valid config; `compressor_out` must be valid for
  * writing one pointer. The caller owns the new handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_new(size_t dim,
                                              const struct tritter_grad_config_t *config,
                                              struct tritter_grad_compressor_t **compressor_out);
@@ -1443,6 +1505,7 @@ void tritter_grad_compressor_free(struct tritter_grad_compressor_t *compressor);
  * # Safety
  * `compressor` must be a live handle; `bytes_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_wire_bytes(const struct tritter_grad_compressor_t *compressor,
                                                     size_t *bytes_out);
 
@@ -1457,6 +1520,7 @@ tritter_status_t tritter_grad_compressor_wire_bytes(const struct tritter_grad_co
  * # Safety
  * Pointers valid for their lengths; `payload_out` must not overlap `grad`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_compress(struct tritter_grad_compressor_t *compressor,
                                                   const float *grad,
                                                   size_t n,
@@ -1471,6 +1535,7 @@ tritter_status_t tritter_grad_compressor_compress(struct tritter_grad_compressor
  * # Safety
  * `residual_out` valid for `out_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_residual(const struct tritter_grad_compressor_t *compressor,
                                                   float *residual_out,
                                                   size_t out_len);
@@ -1481,6 +1546,7 @@ tritter_status_t tritter_grad_compressor_residual(const struct tritter_grad_comp
  * # Safety
  * `compressor` must be a live handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_reset(struct tritter_grad_compressor_t *compressor);
 
 /**
@@ -1489,6 +1555,7 @@ tritter_status_t tritter_grad_compressor_reset(struct tritter_grad_compressor_t 
  * # Safety
  * `compressor` must be a live handle; `step_out` valid for one `uint64_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_step(const struct tritter_grad_compressor_t *compressor,
                                               uint64_t *step_out);
 
@@ -1499,6 +1566,7 @@ tritter_status_t tritter_grad_compressor_step(const struct tritter_grad_compress
  * # Safety
  * `payload` valid for `payload_len` bytes; `info_out` for one struct.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_payload_info(const uint8_t *payload,
                                            size_t payload_len,
                                            struct tritter_grad_payload_info_t *info_out);
@@ -1511,6 +1579,7 @@ tritter_status_t tritter_grad_payload_info(const uint8_t *payload,
  * # Safety
  * `payload` valid for `payload_len` bytes; `out` for `out_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_decompress(const uint8_t *payload,
                                          size_t payload_len,
                                          float *out,
@@ -1521,12 +1590,22 @@ tritter_status_t tritter_grad_decompress(const uint8_t *payload,
  * dim, seed and geometry into `sum_out` (`sum_cap >= a_len`); the result
  * decodes the sum of the two gradients. Errors: invalid payloads, non-linear
  * method or mismatch (`TRITTER_ERR_INVALID_ARGUMENT` naming `other`), buffer
- * too small.
+ * too small, and `TRITTER_ERR_NON_FINITE` naming `sum` when the sum leaves
+ * the range a payload may hold (an element overflows to ±inf, or a
+ * projection value exceeds ±f32::MAX/2): every payload this returns
+ * validates and decodes to finite values.
+ *
+ * Aliasing: `sum_out` may be the same buffer as `a` or `b` (an in-place
+ * sum, e.g. `tritter_grad_payload_sum(acc, n, p, n, acc, n)`): both inputs
+ * are read and validated completely before anything is written. Any other
+ * partial overlap is undefined. Nothing is written on error.
  *
  * # Safety
- * Inputs valid for their lengths; `sum_out` for `sum_cap` bytes and not
- * overlapping the inputs.
+ * Inputs valid for their lengths; `sum_out` valid for `sum_cap` bytes and
+ * either disjoint from the inputs or starting at the same address as one
+ * of them.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_payload_sum(const uint8_t *a,
                                           size_t a_len,
                                           const uint8_t *b,
@@ -1539,11 +1618,14 @@ tritter_status_t tritter_grad_payload_sum(const uint8_t *a,
  * floats, row-major, overwritten). Linear: tables of several workers made
  * with the same `(rows, cols, seed)` may be summed before decoding.
  * Errors: NULL, `n` zero, rows not in 1..=15, cols zero, table length,
- * non-finite gradient.
+ * non-finite gradient, and a table that overflows f32 (finite values too
+ * large; `TRITTER_ERR_INVALID_ARGUMENT` naming `grad`, the table's content
+ * is then unspecified).
  *
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_count_sketch(const float *grad,
                                       size_t n,
                                       size_t rows,
@@ -1558,6 +1640,7 @@ tritter_status_t tritter_count_sketch(const float *grad,
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_count_sketch_estimate(const float *table,
                                                size_t table_len,
                                                size_t rows,
@@ -1569,12 +1652,14 @@ tritter_status_t tritter_count_sketch_estimate(const float *table,
 /**
  * Creates FetchSGD state for `dim`-gradients sketched into `rows x cols`
  * with `seed`, applying `k` coordinates per step, with momentum in
- * `[0, 1)`. Errors: as [`tritter_count_sketch`], `k` not in 1..=dim,
- * momentum out of range.
+ * `[0, 1)`. Errors: as [`tritter_count_sketch`], `dim` >= 2^32, `k` not in
+ * 1..=dim, momentum out of range; `TRITTER_ERR_OUT_OF_MEMORY` naming `cols`
+ * when the two `rows * cols` f32 tables cannot be allocated.
  *
  * # Safety
  * `fetchsgd_out` valid for writing one pointer; the caller owns the handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_fetchsgd_new(size_t dim,
                                       size_t rows,
                                       size_t cols,
@@ -1600,6 +1685,7 @@ void tritter_fetchsgd_free(struct tritter_fetchsgd_t *fetchsgd);
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_fetchsgd_step(struct tritter_fetchsgd_t *fetchsgd,
                                        const float *summed,
                                        size_t summed_len,
@@ -1612,7 +1698,7 @@ tritter_status_t tritter_fetchsgd_step(struct tritter_fetchsgd_t *fetchsgd,
  * # Safety
  * A live handle.
  */
-tritter_status_t tritter_fetchsgd_reset(struct tritter_fetchsgd_t *fetchsgd);
+TRITTER_MUST_USE tritter_status_t tritter_fetchsgd_reset(struct tritter_fetchsgd_t *fetchsgd);
 
 /**
  * Output length of the random projection of `dim` floats keeping the
@@ -1621,7 +1707,10 @@ tritter_status_t tritter_fetchsgd_reset(struct tritter_fetchsgd_t *fetchsgd);
  * # Safety
  * `m_out` valid for one `size_t`.
  */
-tritter_status_t tritter_grad_projection_len(size_t dim, double ratio, size_t *m_out);
+TRITTER_MUST_USE
+tritter_status_t tritter_grad_projection_len(size_t dim,
+                                             double ratio,
+                                             size_t *m_out);
 
 /**
  * `y = P grad`: the sparse ternary random projection of `n` floats into `m`
@@ -1630,6 +1719,7 @@ tritter_status_t tritter_grad_projection_len(size_t dim, double ratio, size_t *m
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_project(const float *grad,
                                       size_t n,
                                       uint64_t seed,
@@ -1642,6 +1732,7 @@ tritter_status_t tritter_grad_project(const float *grad,
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_unproject(const float *compressed,
                                         size_t m,
                                         uint64_t seed,
@@ -1650,11 +1741,13 @@ tritter_status_t tritter_grad_unproject(const float *compressed,
 
 /**
  * Creates a packed ternary accumulator for `dim`-gradients (2 bits a
- * coordinate + one f32 scale per `block`). Errors: `dim` zero, bad block.
+ * coordinate + one f32 scale per `block`). Errors: `dim` zero, bad block,
+ * `TRITTER_ERR_OUT_OF_MEMORY` naming `dim` when the state cannot be allocated.
  *
  * # Safety
  * `accumulator_out` valid for writing one pointer; the caller owns it.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_new(size_t dim,
                                                  size_t block,
                                                  uint64_t seed,
@@ -1676,6 +1769,7 @@ void tritter_ternary_accumulator_free(struct tritter_ternary_accumulator_t *accu
  * # Safety
  * `grad` valid for `n` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_add(struct tritter_ternary_accumulator_t *accumulator,
                                                  const float *grad,
                                                  size_t n,
@@ -1688,6 +1782,7 @@ tritter_status_t tritter_ternary_accumulator_add(struct tritter_ternary_accumula
  * # Safety
  * `out` valid for `n` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_read(const struct tritter_ternary_accumulator_t *accumulator,
                                                   float *out,
                                                   size_t n,
@@ -1699,6 +1794,7 @@ tritter_status_t tritter_ternary_accumulator_read(const struct tritter_ternary_a
  * # Safety
  * Out-pointers valid for one value each.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_accumulator_t *accumulator,
                                                   size_t *memory_bytes_out,
                                                   uint64_t *count_out);
@@ -1709,6 +1805,7 @@ tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_a
  * # Safety
  * A live handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumulator_t *accumulator);
 
 /**
@@ -1717,6 +1814,7 @@ tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumu
  * # Safety
  * `options_out` must be valid for writing one `tritter_load_options_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_load_options_default(struct tritter_load_options_t *options_out);
 
 /**
@@ -1731,6 +1829,7 @@ tritter_status_t tritter_load_options_default(struct tritter_load_options_t *opt
  * `path` must be NULL or a NUL-terminated string; `options` NULL or valid;
  * `model_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_model_load(const char *path,
                                     const struct tritter_load_options_t *options,
                                     struct tritter_model_t **model_out);
@@ -1749,6 +1848,7 @@ void tritter_model_free(struct tritter_model_t *model);
  * # Safety
  * `model` must be NULL or a live handle; `info_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_model_info(const struct tritter_model_t *model,
                                     struct tritter_model_info_t *info_out);
 
@@ -1759,6 +1859,7 @@ tritter_status_t tritter_model_info(const struct tritter_model_t *model,
  * # Safety
  * `model` must be NULL or a live handle; `options_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_options_default(const struct tritter_model_t *model,
                                                  struct tritter_session_options_t *options_out);
 
@@ -1769,6 +1870,7 @@ tritter_status_t tritter_session_options_default(const struct tritter_model_t *m
  * # Safety
  * `model` NULL or live; `options` NULL or valid; `report_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_memory(const struct tritter_model_t *model,
                                         const struct tritter_session_options_t *options,
                                         struct tritter_memory_report_t *report_out);
@@ -1780,6 +1882,7 @@ tritter_status_t tritter_session_memory(const struct tritter_model_t *model,
  * # Safety
  * `model` NULL or live; `options` NULL or valid; `session_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_new(const struct tritter_model_t *model,
                                      const struct tritter_session_options_t *options,
                                      struct tritter_session_t **session_out);
@@ -1805,6 +1908,7 @@ void tritter_session_free(struct tritter_session_t *session);
  * # Safety
  * `session` NULL or live; every array NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_forward(struct tritter_session_t *session,
                                          const size_t *seqs,
                                          const size_t *lengths,
@@ -1823,6 +1927,7 @@ tritter_status_t tritter_session_forward(struct tritter_session_t *session,
  * # Safety
  * `session` NULL or live; arrays NULL or valid for their lengths.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_prefill(struct tritter_session_t *session,
                                          size_t seq,
                                          const uint32_t *tokens,
@@ -1837,6 +1942,7 @@ tritter_status_t tritter_session_prefill(struct tritter_session_t *session,
  * # Safety
  * `session` NULL or live; arrays NULL or valid for their lengths.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_decode(struct tritter_session_t *session,
                                         const size_t *seqs,
                                         const uint32_t *tokens,
@@ -1850,6 +1956,7 @@ tritter_status_t tritter_session_decode(struct tritter_session_t *session,
  * # Safety
  * `session` NULL or live; `len_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_seq_len(const struct tritter_session_t *session,
                                          size_t seq,
                                          size_t *len_out);
@@ -1860,7 +1967,9 @@ tritter_status_t tritter_session_seq_len(const struct tritter_session_t *session
  * # Safety
  * `session` NULL or live.
  */
-tritter_status_t tritter_session_reset(struct tritter_session_t *session, size_t seq);
+TRITTER_MUST_USE
+tritter_status_t tritter_session_reset(struct tritter_session_t *session,
+                                       size_t seq);
 
 /**
  * Keeps the first `len` positions of sequence `seq` (prefix reuse); `len`
@@ -1869,6 +1978,7 @@ tritter_status_t tritter_session_reset(struct tritter_session_t *session, size_t
  * # Safety
  * `session` NULL or live.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_truncate(struct tritter_session_t *session,
                                           size_t seq,
                                           size_t len);
@@ -1879,6 +1989,7 @@ tritter_status_t tritter_session_truncate(struct tritter_session_t *session,
  * # Safety
  * `params_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_sampling_params_default(struct tritter_sampling_params_t *params_out);
 
 /**
@@ -1892,6 +2003,7 @@ tritter_status_t tritter_sampling_params_default(struct tritter_sampling_params_
  * `logits` NULL or valid for `vocab` floats; `params` NULL or valid;
  * `token_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_sample(const float *logits,
                                 size_t vocab,
                                 const struct tritter_sampling_params_t *params,
@@ -1913,6 +2025,7 @@ tritter_status_t tritter_sample(const float *logits,
  * `model` NULL or live; arrays NULL or valid for their stated lengths
  * (`tokens_out`: `n_seqs · stride`).
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_model_generate(const struct tritter_model_t *model,
                                         const uint32_t *tokens,
                                         size_t n_tokens,
@@ -1935,6 +2048,7 @@ tritter_status_t tritter_model_generate(const struct tritter_model_t *model,
  * # Safety
  * `bytes_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_memory(size_t layers,
                                          size_t batch,
                                          size_t kv_heads,
@@ -1950,6 +2064,7 @@ tritter_status_t tritter_kv_cache_memory(size_t layers,
  * # Safety
  * `cache_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_new(size_t layers,
                                       size_t batch,
                                       size_t kv_heads,
@@ -1974,6 +2089,7 @@ void tritter_kv_cache_free(struct tritter_kv_cache_t *cache);
  * # Safety
  * `cache` NULL or live; `k`, `v` NULL or valid for `len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_append(struct tritter_kv_cache_t *cache,
                                          size_t seq,
                                          const float *k,
@@ -1987,6 +2103,7 @@ tritter_status_t tritter_kv_cache_append(struct tritter_kv_cache_t *cache,
  * # Safety
  * `cache` NULL or live; outputs NULL or valid for `len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_read(const struct tritter_kv_cache_t *cache,
                                        size_t layer,
                                        size_t seq,
@@ -2001,6 +2118,7 @@ tritter_status_t tritter_kv_cache_read(const struct tritter_kv_cache_t *cache,
  * # Safety
  * `cache` NULL or live; `len_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_len(const struct tritter_kv_cache_t *cache,
                                       size_t seq,
                                       size_t *len_out);
@@ -2011,6 +2129,7 @@ tritter_status_t tritter_kv_cache_len(const struct tritter_kv_cache_t *cache,
  * # Safety
  * `cache` NULL or live.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_truncate(struct tritter_kv_cache_t *cache,
                                            size_t seq,
                                            size_t len);
@@ -2028,6 +2147,7 @@ tritter_status_t tritter_kv_cache_truncate(struct tritter_kv_cache_t *cache,
  * `path` must be NULL or a NUL-terminated string; `checkpoint_out` valid for
  * writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_open(const char *path,
                                          struct tritter_checkpoint_t **checkpoint_out);
 
@@ -2045,6 +2165,7 @@ void tritter_checkpoint_free(struct tritter_checkpoint_t *checkpoint);
  * # Safety
  * `checkpoint` must be NULL or live; `kind_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_kind(const struct tritter_checkpoint_t *checkpoint,
                                          uint32_t *kind_out);
 
@@ -2054,6 +2175,7 @@ tritter_status_t tritter_checkpoint_kind(const struct tritter_checkpoint_t *chec
  * # Safety
  * `checkpoint` must be NULL or live; `count_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_num_tensors(const struct tritter_checkpoint_t *checkpoint,
                                                 size_t *count_out);
 
@@ -2065,6 +2187,7 @@ tritter_status_t tritter_checkpoint_num_tensors(const struct tritter_checkpoint_
  * # Safety
  * `checkpoint` must be NULL or live; `name_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_tensor_name(const struct tritter_checkpoint_t *checkpoint,
                                                 size_t index,
                                                 const char **name_out);
@@ -2076,6 +2199,7 @@ tritter_status_t tritter_checkpoint_tensor_name(const struct tritter_checkpoint_
  * # Safety
  * `checkpoint` must be NULL or live; `json_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_config_json(const struct tritter_checkpoint_t *checkpoint,
                                                 const char **json_out);
 
@@ -2089,6 +2213,7 @@ tritter_status_t tritter_checkpoint_config_json(const struct tritter_checkpoint_
  * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `info_out` valid
  * for writing one `tritter_tensor_info_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_tensor_info(const struct tritter_checkpoint_t *checkpoint,
                                                 const char *name,
                                                 struct tritter_tensor_info_t *info_out);
@@ -2101,6 +2226,7 @@ tritter_status_t tritter_checkpoint_tensor_info(const struct tritter_checkpoint_
  * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `shape_out`
  * NULL or valid for `shape_len` sizes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_tensor_shape(const struct tritter_checkpoint_t *checkpoint,
                                                  const char *name,
                                                  size_t *shape_out,
@@ -2115,6 +2241,7 @@ tritter_status_t tritter_checkpoint_tensor_shape(const struct tritter_checkpoint
  * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `out` NULL or
  * valid for `out_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_tensor_f32(const struct tritter_checkpoint_t *checkpoint,
                                                const char *name,
                                                float *out,
@@ -2134,6 +2261,7 @@ tritter_status_t tritter_checkpoint_tensor_f32(const struct tritter_checkpoint_t
  * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `matrix_out`
  * valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_ternary(const struct tritter_checkpoint_t *checkpoint,
                                             const char *name,
                                             struct tritter_ternary_matrix_t **matrix_out);
@@ -2145,6 +2273,7 @@ tritter_status_t tritter_checkpoint_ternary(const struct tritter_checkpoint_t *c
  * # Safety
  * As [`tritter_checkpoint_ternary`]; `config` NULL or valid.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_ternary_quantized(const struct tritter_checkpoint_t *checkpoint,
                                                       const char *name,
                                                       const struct tritter_quant_config_t *config,
@@ -2156,6 +2285,7 @@ tritter_status_t tritter_checkpoint_ternary_quantized(const struct tritter_check
  * # Safety
  * `writer_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_writer_new(struct tritter_checkpoint_writer_t **writer_out);
 
 /**
@@ -2173,6 +2303,7 @@ void tritter_checkpoint_writer_free(struct tritter_checkpoint_writer_t *writer);
  * `writer` NULL or live (not used by another thread meanwhile); `name` NULL
  * or NUL-terminated; `matrix` NULL or live.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_writer_add_ternary(struct tritter_checkpoint_writer_t *writer,
                                                        const char *name,
                                                        const struct tritter_ternary_matrix_t *matrix);
@@ -2186,6 +2317,7 @@ tritter_status_t tritter_checkpoint_writer_add_ternary(struct tritter_checkpoint
  * `writer` NULL or live; `name` NULL or NUL-terminated; `shape` NULL or
  * `ndim` sizes; `data` NULL or the product of the shape floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_writer_add_f32(struct tritter_checkpoint_writer_t *writer,
                                                    const char *name,
                                                    const float *data,
@@ -2200,6 +2332,7 @@ tritter_status_t tritter_checkpoint_writer_add_f32(struct tritter_checkpoint_wri
  * # Safety
  * `writer` NULL or live; `key`, `value` NULL or NUL-terminated.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_writer_add_metadata(struct tritter_checkpoint_writer_t *writer,
                                                         const char *key,
                                                         const char *value);
@@ -2216,6 +2349,7 @@ tritter_status_t tritter_checkpoint_writer_add_metadata(struct tritter_checkpoin
  * # Safety
  * `writer` NULL or live; `path` NULL or NUL-terminated.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_writer_save(const struct tritter_checkpoint_writer_t *writer,
                                                 const char *path,
                                                 uint32_t format);
@@ -2232,7 +2366,11 @@ tritter_status_t tritter_checkpoint_writer_save(const struct tritter_checkpoint_
  * `src` must be valid for `n` reads and `dst` for `dst_len` writes; they
  * must not overlap.
  */
-tritter_status_t tritter_f32_to_bf16(const float *src, size_t n, uint16_t *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_f32_to_bf16(const float *src,
+                                     size_t n,
+                                     uint16_t *dst,
+                                     size_t dst_len);
 
 /**
  * Converts `n` bf16 bit patterns to f32 (exact, NaN payloads kept).
@@ -2241,7 +2379,11 @@ tritter_status_t tritter_f32_to_bf16(const float *src, size_t n, uint16_t *dst, 
  * # Safety
  * As [`tritter_f32_to_bf16`].
  */
-tritter_status_t tritter_bf16_to_f32(const uint16_t *src, size_t n, float *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_bf16_to_f32(const uint16_t *src,
+                                     size_t n,
+                                     float *dst,
+                                     size_t dst_len);
 
 /**
  * Converts `n` f32 values to IEEE binary16 bit patterns, round to nearest
@@ -2251,7 +2393,11 @@ tritter_status_t tritter_bf16_to_f32(const uint16_t *src, size_t n, float *dst, 
  * # Safety
  * As [`tritter_f32_to_bf16`].
  */
-tritter_status_t tritter_f32_to_f16(const float *src, size_t n, uint16_t *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_f32_to_f16(const float *src,
+                                    size_t n,
+                                    uint16_t *dst,
+                                    size_t dst_len);
 
 /**
  * Converts `n` IEEE binary16 bit patterns to f32 (exact; NaNs keep sign and
@@ -2260,7 +2406,11 @@ tritter_status_t tritter_f32_to_f16(const float *src, size_t n, uint16_t *dst, s
  * # Safety
  * As [`tritter_f32_to_bf16`].
  */
-tritter_status_t tritter_f16_to_f32(const uint16_t *src, size_t n, float *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_f16_to_f32(const uint16_t *src,
+                                    size_t n,
+                                    float *dst,
+                                    size_t dst_len);
 
 /**
  * Rounds `n` f32 values to bf16 stochastically: unbiased, a pure function of
@@ -2275,6 +2425,7 @@ tritter_status_t tritter_f16_to_f32(const uint16_t *src, size_t n, float *dst, s
  * # Safety
  * As `tritter_f32_to_bf16`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_f32_to_bf16_stochastic(const float *src,
                                                 size_t n,
                                                 uint64_t seed,
@@ -2288,6 +2439,7 @@ tritter_status_t tritter_f32_to_bf16_stochastic(const float *src,
  * # Safety
  * `config_out` must be valid for writing one `tritter_loss_scaler_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_config_default(struct tritter_loss_scaler_config_t *config_out);
 
 /**
@@ -2297,6 +2449,7 @@ tritter_status_t tritter_loss_scaler_config_default(struct tritter_loss_scaler_c
  * # Safety
  * `config` must be NULL or valid; `scaler_out` valid for writing a pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_new(const struct tritter_loss_scaler_config_t *config,
                                          struct tritter_loss_scaler_t **scaler_out);
 
@@ -2314,6 +2467,7 @@ void tritter_loss_scaler_free(struct tritter_loss_scaler_t *scaler);
  * # Safety
  * `scaler` must be a live handle; `state_out` valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_state(const struct tritter_loss_scaler_t *scaler,
                                            struct tritter_loss_scaler_state_t *state_out);
 
@@ -2331,6 +2485,7 @@ tritter_status_t tritter_loss_scaler_state(const struct tritter_loss_scaler_t *s
  * `buffers` and `lens` must hold `count` entries; each buffer must be valid
  * for `lens[i]` reads and writes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_unscale(const struct tritter_loss_scaler_t *scaler,
                                              float *const *buffers,
                                              const size_t *lens,
@@ -2343,6 +2498,7 @@ tritter_status_t tritter_loss_scaler_unscale(const struct tritter_loss_scaler_t 
  * # Safety
  * As [`tritter_loss_scaler_unscale`] (the buffers are only read).
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_found_inf(const float *const *buffers,
                                    const size_t *lens,
                                    size_t count,
@@ -2357,6 +2513,7 @@ tritter_status_t tritter_found_inf(const float *const *buffers,
  * `scaler` must be a live handle not used concurrently; `new_scale_out`
  * NULL or valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_update(struct tritter_loss_scaler_t *scaler,
                                             bool found_inf,
                                             float *new_scale_out);
@@ -2368,7 +2525,9 @@ tritter_status_t tritter_loss_scaler_update(struct tritter_loss_scaler_t *scaler
  * # Safety
  * `scaler` must be a live handle not used concurrently.
  */
-tritter_status_t tritter_loss_scaler_set_scale(struct tritter_loss_scaler_t *scaler, float scale);
+TRITTER_MUST_USE
+tritter_status_t tritter_loss_scaler_set_scale(struct tritter_loss_scaler_t *scaler,
+                                               float scale);
 
 /**
  * Writes the default settings: the guarded schedule (warmup 10, runs of at
@@ -2439,7 +2598,9 @@ void tritter_phase_trainer_free(struct tritter_phase_trainer_t *trainer);
  * (0, 1, ... in order). Gradients cross flattened row-major.
  *
  * Errors: after the first step (`TRITTER_ERR_INVALID_STATE`); a zero
- * dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes.
+ * dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes;
+ * `TRITTER_ERR_OUT_OF_MEMORY` naming `shape` when its history cannot be
+ * allocated (nothing is registered then).
  *
  * # Safety
  * `trainer` must be a live handle; `shape` valid for `ndim` reads;
@@ -2558,6 +2719,7 @@ tritter_status_t tritter_phase_trainer_param_stats(const struct tritter_phase_tr
  * # Safety
  * `config_out` must be valid for writing one `tritter_quant_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_quant_config_default(struct tritter_quant_config_t *config_out);
 
 /**
@@ -2566,6 +2728,7 @@ tritter_status_t tritter_quant_config_default(struct tritter_quant_config_t *con
  * # Safety
  * `num_scales_out` must be valid for writing one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_num_scales(uint32_t granularity,
                                     size_t group_size,
                                     size_t rows,
@@ -2578,7 +2741,11 @@ tritter_status_t tritter_num_scales(uint32_t granularity,
  * # Safety
  * `size_out` must be valid for writing one `size_t`.
  */
-tritter_status_t tritter_packed_size(size_t rows, size_t cols, uint32_t layout, size_t *size_out);
+TRITTER_MUST_USE
+tritter_status_t tritter_packed_size(size_t rows,
+                                     size_t cols,
+                                     uint32_t layout,
+                                     size_t *size_out);
 
 /**
  * Quantizes row-major f32 `weights` `[rows, cols]` to ternary values and scales.
@@ -2592,6 +2759,7 @@ tritter_status_t tritter_packed_size(size_t rows, size_t cols, uint32_t layout, 
  * Each pointer must be NULL or valid for its stated length; outputs must not
  * overlap inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_quantize_f32(const float *weights,
                                       size_t rows,
                                       size_t cols,
@@ -2608,6 +2776,7 @@ tritter_status_t tritter_quantize_f32(const float *weights,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_pack(const int8_t *ternary,
                               size_t rows,
                               size_t cols,
@@ -2623,6 +2792,7 @@ tritter_status_t tritter_pack(const int8_t *ternary,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_unpack(const uint8_t *packed,
                                 size_t packed_len,
                                 size_t rows,
@@ -2639,6 +2809,7 @@ tritter_status_t tritter_unpack(const uint8_t *packed,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_quantize_activations_i8(const float *x,
                                                  size_t batch,
                                                  size_t dim,
@@ -2655,6 +2826,7 @@ tritter_status_t tritter_quantize_activations_i8(const float *x,
  * `weights` must be NULL or valid for `rows * cols` floats; `matrix_out` valid
  * for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_f32(const float *weights,
                                                  size_t rows,
                                                  size_t cols,
@@ -2663,11 +2835,15 @@ tritter_status_t tritter_ternary_matrix_from_f32(const float *weights,
 
 /**
  * Like [`tritter_ternary_matrix_from_f32`] from a 2-D float32 DLPack tensor
- * (any non-negative strides, CPU memory).
+ * (any non-negative strides, CPU memory). A strided or broadcast (stride 0)
+ * view is copied: its logical size, not the memory behind it, sets the
+ * allocation (`TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
+ * naming `weights` when refused).
  *
  * # Safety
  * `weights` must be NULL or a valid tensor; `matrix_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_dlpack(const struct tritter_dl_tensor_t *weights,
                                                     const struct tritter_quant_config_t *config,
                                                     struct tritter_ternary_matrix_t **matrix_out);
@@ -2680,6 +2856,7 @@ tritter_status_t tritter_ternary_matrix_from_dlpack(const struct tritter_dl_tens
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_ternary(const int8_t *ternary,
                                                      size_t rows,
                                                      size_t cols,
@@ -2696,6 +2873,7 @@ tritter_status_t tritter_ternary_matrix_from_ternary(const int8_t *ternary,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_packed(const uint8_t *packed,
                                                     size_t packed_len,
                                                     size_t rows,
@@ -2717,6 +2895,7 @@ tritter_status_t tritter_ternary_matrix_from_packed(const uint8_t *packed,
  * # Safety
  * `matrix` must be NULL or live; `matrix_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_with_compute_format(const struct tritter_ternary_matrix_t *matrix,
                                                             uint32_t compute_format,
                                                             struct tritter_ternary_matrix_t **matrix_out);
@@ -2735,6 +2914,7 @@ void tritter_ternary_matrix_free(struct tritter_ternary_matrix_t *matrix);
  * # Safety
  * `matrix` must be NULL or live; `info_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_info(const struct tritter_ternary_matrix_t *matrix,
                                              struct tritter_matrix_info_t *info_out);
 
@@ -2744,6 +2924,7 @@ tritter_status_t tritter_ternary_matrix_info(const struct tritter_ternary_matrix
  * # Safety
  * `matrix` must be NULL or live; `packed_out` valid for `packed_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_export_packed(const struct tritter_ternary_matrix_t *matrix,
                                                       uint32_t layout,
                                                       uint8_t *packed_out,
@@ -2755,6 +2936,7 @@ tritter_status_t tritter_ternary_matrix_export_packed(const struct tritter_terna
  * # Safety
  * `matrix` must be NULL or live; `scales_out` valid for `scales_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_scales(const struct tritter_ternary_matrix_t *matrix,
                                                float *scales_out,
                                                size_t scales_len);
@@ -2765,6 +2947,7 @@ tritter_status_t tritter_ternary_matrix_scales(const struct tritter_ternary_matr
  * # Safety
  * `matrix` must be NULL or live; `ternary_out` valid for `ternary_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_to_ternary(const struct tritter_ternary_matrix_t *matrix,
                                                    int8_t *ternary_out,
                                                    size_t ternary_len);
@@ -2775,20 +2958,25 @@ tritter_status_t tritter_ternary_matrix_to_ternary(const struct tritter_ternary_
  * # Safety
  * `matrix` must be NULL or live; `weights_out` valid for `weights_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_to_f32(const struct tritter_ternary_matrix_t *matrix,
                                                float *weights_out,
                                                size_t weights_len);
 
 /**
  * `y = x · Wᵀ (+ bias)` on row-major buffers: `x` is `[batch, in_features]`
- * (`in_features` must equal the matrix's `cols`), `bias` is NULL or
- * `bias_len == rows` floats, `y` receives `[batch, rows]`.
+ * (`in_features` must equal the matrix's `cols`), `y` receives
+ * `[batch, rows]`. No bias is `(bias, bias_len) = (NULL, 0)`; otherwise
+ * `bias_len` must equal `rows` (`TRITTER_ERR_SHAPE_MISMATCH` naming
+ * `bias_len`) and `bias` be non-NULL (`TRITTER_ERR_NULL_POINTER`). `x` and
+ * `bias` must be finite (`TRITTER_ERR_NON_FINITE` naming them).
  * `act_mode` is `TRITTER_ACT_F32` or `TRITTER_ACT_INT8`.
  *
  * # Safety
  * `matrix` must be NULL or live; pointers valid for their lengths; `y` must
  * not overlap the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_matmul(const struct tritter_ternary_matrix_t *matrix,
                                                const float *x,
                                                size_t batch,
@@ -2801,13 +2989,15 @@ tritter_status_t tritter_ternary_matrix_matmul(const struct tritter_ternary_matr
 
 /**
  * `y = x · Wᵀ (+ bias)` on DLPack tensors: `x` float32 `[batch, cols]`,
- * `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written).
+ * `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written);
+ * `x` and `bias` finite (`TRITTER_ERR_NON_FINITE`).
  * Any non-negative strides; CPU memory (CUDA tensors report
  * `TRITTER_ERR_CUDA_UNAVAILABLE` until the CUDA backend lands).
  *
  * # Safety
  * `matrix` must be NULL or live; tensors NULL or valid; `y` must not overlap inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_ternary_matrix_t *matrix,
                                                       const struct tritter_dl_tensor_t *x,
                                                       const struct tritter_dl_tensor_t *bias,
@@ -2820,7 +3010,7 @@ tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_terna
  * # Safety
  * `words_out` must be valid for writing one `size_t`.
  */
-tritter_status_t tritter_hv_packed_words(size_t dim, size_t *words_out);
+TRITTER_MUST_USE tritter_status_t tritter_hv_packed_words(size_t dim, size_t *words_out);
 
 /**
  * Writes `random(dim, seed, density)` packed: trit `i` is non-zero iff
@@ -2831,6 +3021,7 @@ tritter_status_t tritter_hv_packed_words(size_t dim, size_t *words_out);
  * # Safety
  * `words_out` must be NULL or valid for `words_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_random(size_t dim,
                                    uint64_t seed,
                                    double density,
@@ -2844,6 +3035,7 @@ tritter_status_t tritter_hv_random(size_t dim,
  * # Safety
  * `trits_out` must be NULL or valid for `trits_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_random_dense(size_t dim,
                                          uint64_t seed,
                                          double density,
@@ -2857,6 +3049,7 @@ tritter_status_t tritter_hv_random_dense(size_t dim,
  * # Safety
  * `trits` NULL or valid for `dim` bytes; `words_out` NULL or valid for `words_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_pack(const int8_t *trits,
                                  size_t dim,
                                  uint64_t *words_out,
@@ -2868,6 +3061,7 @@ tritter_status_t tritter_hv_pack(const int8_t *trits,
  * # Safety
  * `words` NULL or valid for `words_len` words; `trits_out` NULL or valid for `trits_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_unpack(const uint64_t *words,
                                    size_t words_len,
                                    size_t dim,
@@ -2883,6 +3077,7 @@ tritter_status_t tritter_hv_unpack(const uint64_t *words,
  * Inputs NULL or valid for `words_len` words; `out` NULL or valid for
  * `out_len` words and not overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_bind(const uint64_t *a,
                                  const uint64_t *b,
                                  size_t words_len,
@@ -2898,6 +3093,7 @@ tritter_status_t tritter_hv_bind(const uint64_t *a,
  * # Safety
  * As [`tritter_hv_bind`].
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_unbind(const uint64_t *c,
                                    const uint64_t *b,
                                    size_t words_len,
@@ -2917,6 +3113,7 @@ tritter_status_t tritter_hv_unbind(const uint64_t *c,
  * # Safety
  * Pointers NULL or valid for their lengths; `out` not overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_bundle(const uint64_t *vectors,
                                    size_t vectors_len,
                                    size_t n,
@@ -2935,6 +3132,7 @@ tritter_status_t tritter_hv_bundle(const uint64_t *vectors,
  * # Safety
  * As [`tritter_hv_bind`].
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_permute(const uint64_t *a,
                                     size_t words_len,
                                     size_t dim,
@@ -2949,6 +3147,7 @@ tritter_status_t tritter_hv_permute(const uint64_t *a,
  * # Safety
  * Inputs NULL or valid for `words_len` words; `score_out` valid for one double.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_similarity(const uint64_t *a,
                                        const uint64_t *b,
                                        size_t words_len,
@@ -2964,6 +3163,7 @@ tritter_status_t tritter_hv_similarity(const uint64_t *a,
  * # Safety
  * Pointers NULL or valid for their lengths; `scores_out` not overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_similarity_many(const uint64_t *query,
                                             size_t query_len,
                                             const uint64_t *rows,
@@ -2975,11 +3175,14 @@ tritter_status_t tritter_hv_similarity_many(const uint64_t *query,
                                             size_t scores_len);
 
 /**
- * Creates an empty bundle accumulator for `dim` trits in `*acc_out`.
+ * Creates an empty bundle accumulator for `dim` trits in `*acc_out` (8
+ * bytes a trit; `TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
+ * naming `dim` when that cannot be allocated).
  *
  * # Safety
  * `acc_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_new(size_t dim,
                                                 struct tritter_bundle_accumulator_t **acc_out);
 
@@ -2991,6 +3194,7 @@ tritter_status_t tritter_bundle_accumulator_new(size_t dim,
  * `acc` NULL or live (not used by another thread meanwhile); `vector` NULL or
  * valid for `words_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_add(struct tritter_bundle_accumulator_t *acc,
                                                 const uint64_t *vector,
                                                 size_t words_len,
@@ -3003,6 +3207,7 @@ tritter_status_t tritter_bundle_accumulator_add(struct tritter_bundle_accumulato
  * # Safety
  * `acc` NULL or live; `out` NULL or valid for `out_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_finish(const struct tritter_bundle_accumulator_t *acc,
                                                    uint32_t tie_rule,
                                                    uint64_t tie_seed,
@@ -3015,6 +3220,7 @@ tritter_status_t tritter_bundle_accumulator_finish(const struct tritter_bundle_a
  * # Safety
  * `acc` NULL or live; `len_out` valid for writing one `uint64_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_len(const struct tritter_bundle_accumulator_t *acc,
                                                 uint64_t *len_out);
 
@@ -3024,6 +3230,7 @@ tritter_status_t tritter_bundle_accumulator_len(const struct tritter_bundle_accu
  * # Safety
  * `acc` NULL or live (not used by another thread meanwhile).
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_reset(struct tritter_bundle_accumulator_t *acc);
 
 /**
@@ -3035,12 +3242,16 @@ tritter_status_t tritter_bundle_accumulator_reset(struct tritter_bundle_accumula
 void tritter_bundle_accumulator_free(struct tritter_bundle_accumulator_t *acc);
 
 /**
- * Creates an empty item memory for vectors of `dim` trits (`dim > 0`).
+ * Creates an empty item memory for vectors of `dim` trits (`dim == 0` is
+ * valid, as for every VSA call). Storage grows with each add; a refused
+ * allocation is `TRITTER_ERR_OUT_OF_MEMORY` and leaves the memory unchanged.
  *
  * # Safety
  * `memory_out` valid for writing one pointer.
  */
-tritter_status_t tritter_item_memory_new(size_t dim, struct tritter_item_memory_t **memory_out);
+TRITTER_MUST_USE
+tritter_status_t tritter_item_memory_new(size_t dim,
+                                         struct tritter_item_memory_t **memory_out);
 
 /**
  * Stores a packed vector (validated) with `label`; writes its 0-based index
@@ -3050,6 +3261,7 @@ tritter_status_t tritter_item_memory_new(size_t dim, struct tritter_item_memory_
  * `memory` NULL or live (exclusive access); `vector` NULL or valid for
  * `words_len` words; `index_out` NULL or valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_add(struct tritter_item_memory_t *memory,
                                          const uint64_t *vector,
                                          size_t words_len,
@@ -3062,6 +3274,7 @@ tritter_status_t tritter_item_memory_add(struct tritter_item_memory_t *memory,
  * # Safety
  * `memory` NULL or live; `len_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_len(const struct tritter_item_memory_t *memory,
                                          size_t *len_out);
 
@@ -3071,6 +3284,7 @@ tritter_status_t tritter_item_memory_len(const struct tritter_item_memory_t *mem
  * # Safety
  * `memory` NULL or live; `dim_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_dim(const struct tritter_item_memory_t *memory,
                                          size_t *dim_out);
 
@@ -3081,6 +3295,7 @@ tritter_status_t tritter_item_memory_dim(const struct tritter_item_memory_t *mem
  * # Safety
  * `memory` NULL or live; `out` NULL or valid for `out_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_get(const struct tritter_item_memory_t *memory,
                                          size_t index,
                                          uint64_t *out,
@@ -3098,6 +3313,7 @@ tritter_status_t tritter_item_memory_get(const struct tritter_item_memory_t *mem
  * `memory` NULL or live; `query` NULL or valid for `query_len` words;
  * outputs valid for `capacity` elements; `found_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_query_topk(const struct tritter_item_memory_t *memory,
                                                 const uint64_t *query,
                                                 size_t query_len,
@@ -3116,6 +3332,7 @@ tritter_status_t tritter_item_memory_query_topk(const struct tritter_item_memory
  * `memory` NULL or live; `query` NULL or valid for `query_len` words;
  * `scores_out` NULL or valid for `scores_len` doubles.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_similarities(const struct tritter_item_memory_t *memory,
                                                   const uint64_t *query,
                                                   size_t query_len,

@@ -368,7 +368,10 @@ def test_reasons_predictors_and_param_stats():
     assert tr.begin_step().phase == "predict"
     with pytest.raises(TypeError, match="float32"):
         tr.predict("a", np.empty(4, np.float64))
-    with pytest.raises(TypeError, match="contiguous"):
+    with pytest.raises(ValueError, match="contiguous"):
         tr.predict("a", np.empty(8, np.float32)[::2])
+    with pytest.raises(ValueError, match="read-only"):
+        ro = np.empty(4, np.float32); ro.flags.writeable = False
+        tr.predict("a", ro)
     with pytest.raises(ta.ShapeMismatchError, match="out has 5 elements"):
         tr.predict("a", np.empty(5, np.float32))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _c_api as C
-from ._arrays import carray, ptr
+from ._arrays import carray, out_array, ptr
 from ._lib import ShapeMismatchError, call, lib
 from ._managed import Handle, new_handle
 
@@ -169,9 +169,7 @@ class PhaseTrainer(Handle):
         pid = self._id(name)
         if out is None:
             out = np.empty(self.shapes[name], np.float32)
-        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or not out.flags.c_contiguous \
-                or not out.flags.writeable:
-            raise TypeError("out must be a writeable C-contiguous float32 array")
+        out_array(out, np.float32)
         if out.size != self.sizes[name]:
             raise ShapeMismatchError(C.TRITTER_ERR_SHAPE_MISMATCH,
                                      f"out has {out.size} elements, parameter {name!r} has {self.sizes[name]}")

@@ -61,6 +61,18 @@ pub const TRITTER_REASON_DISABLED: u32 = 8;
 /// Largest rank `tritter_phase_trainer_add_param` accepts.
 pub const TRITTER_PHASE_MAX_NDIM: usize = 32;
 
+super::status::c_constants!(Phase, Phase::ALL, {
+    Phase::Warmup => TRITTER_PHASE_WARMUP,
+    Phase::Full => TRITTER_PHASE_FULL,
+    Phase::Predict => TRITTER_PHASE_PREDICT,
+    Phase::Correct => TRITTER_PHASE_CORRECT,
+});
+
+super::status::c_constants!(Schedule, Schedule::ALL, {
+    Schedule::Guarded => TRITTER_SCHEDULE_GUARDED,
+    Schedule::Fixed => TRITTER_SCHEDULE_FIXED,
+});
+
 /// Phase-trainer settings. Get them from [`tritter_phase_config_default`]
 /// (guarded), [`tritter_phase_config_seed`] or
 /// [`tritter_phase_config_conservative`] (fixed), then change fields; they are
@@ -423,7 +435,9 @@ pub unsafe extern "C" fn tritter_phase_trainer_free(trainer: *mut tritter_phase_
 /// (0, 1, ... in order). Gradients cross flattened row-major.
 ///
 /// Errors: after the first step (`TRITTER_ERR_INVALID_STATE`); a zero
-/// dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes.
+/// dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes;
+/// `TRITTER_ERR_OUT_OF_MEMORY` naming `shape` when its history cannot be
+/// allocated (nothing is registered then).
 ///
 /// # Safety
 /// `trainer` must be a live handle; `shape` valid for `ndim` reads;

@@ -312,9 +312,9 @@ mod x86 {
                 let first = if UNIT { 1 } else { 0 };
                 for i in 0..k {
                     let h = load8!(T, srcs.get_unchecked(i).as_ptr().add(e));
-                    for q in first..M {
+                    for (q, pq) in p.iter_mut().enumerate().skip(first) {
                         let c = _mm256_set1_ps(*coef.get_unchecked(q * k + i));
-                        p[q] = _mm256_add_ps(p[q], _mm256_mul_ps(c, h));
+                        *pq = _mm256_add_ps(*pq, _mm256_mul_ps(c, h));
                     }
                 }
                 if UNIT {
@@ -451,15 +451,14 @@ mod tests {
                             let tol =
                                 |x: f64, scale: f64| (x.abs() + scale) * 1e-5 * (k as f64 + 2.0);
                             assert!((got.gg - gg).abs() <= tol(gg, 0.0), "{} {}", got.gg, gg);
-                            for q in 0..m {
-                                let err: f64 = p[q]
+                            for (q, pq) in p.iter().enumerate().take(m) {
+                                let err: f64 = pq
                                     .iter()
                                     .zip(&g)
                                     .map(|(a, &b)| (a - b as f64).powi(2))
                                     .sum();
-                                let dot: f64 =
-                                    p[q].iter().zip(&g).map(|(a, &b)| a * b as f64).sum();
-                                let pp: f64 = p[q].iter().map(|a| a * a).sum();
+                                let dot: f64 = pq.iter().zip(&g).map(|(a, &b)| a * b as f64).sum();
+                                let pp: f64 = pq.iter().map(|a| a * a).sum();
                                 let scale = n as f64 * 10.0 * k as f64;
                                 assert!(
                                     (got.err[q] - err).abs() <= tol(err, scale),

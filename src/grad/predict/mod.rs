@@ -112,25 +112,6 @@ impl Phase {
     pub fn needs_backward(self) -> bool {
         self != Phase::Predict
     }
-    /// The C code (`TRITTER_PHASE_*`): 0 Warmup, 1 Full, 2 Predict, 3 Correct.
-    pub fn code(self) -> u32 {
-        match self {
-            Phase::Warmup => 0,
-            Phase::Full => 1,
-            Phase::Predict => 2,
-            Phase::Correct => 3,
-        }
-    }
-    /// The phase with this code, or InvalidArgument naming `phase`.
-    pub fn from_code(c: u32) -> Result<Phase> {
-        Ok(match c {
-            0 => Phase::Warmup,
-            1 => Phase::Full,
-            2 => Phase::Predict,
-            3 => Phase::Correct,
-            _ => return Err(Error::invalid("phase", format!("unknown phase code {c}"))),
-        })
-    }
     /// Lower-case name.
     pub fn name(self) -> &'static str {
         match self {
@@ -142,6 +123,13 @@ impl Phase {
     }
 }
 
+crate::c_codes!(Phase, "phase", "phase code" {
+    Warmup = 0 => "warmup",
+    Full = 1 => "full",
+    Predict = 2 => "predict",
+    Correct = 3 => "correct",
+});
+
 /// Which schedule decides the phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Schedule {
@@ -151,26 +139,10 @@ pub enum Schedule {
     Fixed,
 }
 
-impl Schedule {
-    /// The C code (`TRITTER_SCHEDULE_*`): 0 guarded, 1 fixed.
-    pub fn code(self) -> u32 {
-        match self {
-            Schedule::Guarded => 0,
-            Schedule::Fixed => 1,
-        }
-    }
-    /// The schedule with this code, or InvalidArgument naming `schedule`.
-    pub fn from_code(c: u32) -> Result<Schedule> {
-        match c {
-            0 => Ok(Schedule::Guarded),
-            1 => Ok(Schedule::Fixed),
-            _ => Err(Error::invalid(
-                "schedule",
-                format!("unknown schedule code {c} (0 guarded, 1 fixed)"),
-            )),
-        }
-    }
-}
+crate::c_codes!(Schedule, "schedule", "schedule code" {
+    Guarded = 0 => "guarded",
+    Fixed = 1 => "fixed",
+});
 
 /// Why a step has its phase (and what the latest decision was based on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -598,22 +570,6 @@ pub struct PhaseTrainer {
     last_err_sum: f64,
 }
 
-/// `vec![T::default(); n]`, reporting allocation failure as an error naming `arg`.
-fn try_zeroed<T: Copy + Default>(n: usize, arg: &'static str) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        Error::overflow(
-            arg,
-            format!(
-                "out of memory: cannot allocate {} bytes of gradient history",
-                n.saturating_mul(std::mem::size_of::<T>())
-            ),
-        )
-    })?;
-    v.resize(n, T::default());
-    Ok(v)
-}
-
 impl PhaseTrainer {
     /// A trainer with no parameters yet, running its kernels at
     /// [`crate::cpu::active`].
@@ -679,8 +635,9 @@ impl PhaseTrainer {
     /// history (`history_window × numel` values) at once.
     ///
     /// Errors: called after the first `begin_step` (InvalidState); a zero
-    /// dimension (InvalidArgument `shape`); sizes that overflow or memory that
-    /// cannot be allocated (SizeOverflow `shape`).
+    /// dimension (InvalidArgument `shape`); sizes that overflow (SizeOverflow
+    /// `shape`); history that cannot be allocated (OutOfMemory `shape`;
+    /// nothing is registered then).
     pub fn add_parameter(&mut self, shape: &[usize]) -> Result<usize> {
         if self.step > 0 || self.current.is_some() {
             return Err(Error::InvalidState(
@@ -706,22 +663,18 @@ impl PhaseTrainer {
         let hist = if self.cfg.history_bf16 {
             History::Bf16(
                 (0..w)
-                    .map(|_| try_zeroed(numel, "shape"))
+                    .map(|_| crate::try_zeroed(numel, "shape"))
                     .collect::<Result<_>>()?,
             )
         } else {
             History::F32(
                 (0..w)
-                    .map(|_| try_zeroed(numel, "shape"))
+                    .map(|_| crate::try_zeroed(numel, "shape"))
                     .collect::<Result<_>>()?,
             )
         };
-        self.recorded
-            .try_reserve(1)
-            .map_err(|_| Error::overflow("shape", "out of memory registering a parameter"))?;
-        self.params
-            .try_reserve(1)
-            .map_err(|_| Error::overflow("shape", "out of memory registering a parameter"))?;
+        crate::try_reserve(&mut self.recorded, 1, "shape")?;
+        crate::try_reserve(&mut self.params, 1, "shape")?;
         let first = Predictor::all()
             .into_iter()
             .find(|&p| self.cfg.enabled(p))
@@ -1164,7 +1117,7 @@ impl PhaseTrainer {
         self.stats.last_cosine = cosine(total.1, total.2, total.3);
         if phase != Phase::Warmup {
             self.stats.error_samples += 1;
-            if !(e <= self.cfg.max_error as f64) {
+            if e.is_nan() || e > self.cfg.max_error as f64 {
                 self.stats.failed_checks += 1;
             }
             self.err_sum += e;

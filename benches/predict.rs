@@ -54,8 +54,8 @@ fn trainer(n: usize, bf16: bool, p: Predictor) -> PhaseTrainer {
 /// Max over the bits of every buffer: a pure streaming read.
 fn read_once<T: Copy + Into<u32>>(bufs: &[Vec<T>]) -> u32 {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 checked.
+    if tritter_accel::cpu::CpuLevel::Avx2.allowed_under(tritter_accel::cpu::active()) {
+        // SAFETY: the active level (detected, capped by TRITTER_CPU_LEVEL) includes AVX2.
         return bufs
             .iter()
             .map(|b| unsafe { read_avx2(b) })

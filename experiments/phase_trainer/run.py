@@ -319,6 +319,69 @@ def main():
     def task_configs(task):
         return [c for c in configs if c != "seed" or task in SEED_TASKS]
 
+    def report(tasks, final):
+        load = os.getloadavg()
+        lines = ["# Phase trainer (gradient prediction): measured on real training", ""]
+        lines.append(f"Command: `{' '.join(['scripts/experiment-predict.sh'] + sys.argv[1:])}`  ")
+        lines.append(f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
+                     f"total {time.perf_counter() - t_start:.0f} s; load average at the end "
+                     f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}  ")
+        lines.append(f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__} with {args.threads} "
+                     "threads, tritter-accel with 1 thread  ")
+        if DEFAULT_OVERRIDES:
+            lines.append(f"Default config overridden: {DEFAULT_OVERRIDES}  ")
+        lines.append(f"Seeds: {args.seeds}; mean ± sd over seeds. Wall = the training loop only (forward, backward or "
+                     "prediction, optimizer), excluding evaluation; runs of one seed are interleaved.")
+        lines.append("")
+        for t in tasks:
+            lines.append("* " + describe(t, args, corpus))
+        lines.append("* **default** = the guarded schedule (`PhaseConfig::default()`): a Predict step runs neither "
+                     "the forward nor the backward pass. **seed** = the seed's fixed schedule (`preset=\"seed\"`), whose "
+                     "loss back-off needs a forward pass on Predict steps.")
+        lines.append("")
+        lines.append("| task | config | steps | backward passes | passes saved | wall (s) | wall saved | metric | "
+                     "Δ metric vs baseline (paired) | pred. error | last-grad error | runs / back-offs | predictors (last/ema/wls) |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for task in tasks:
+            base = results[(task, "baseline")] if (task, "baseline") in results else None
+            for config in task_configs(task):
+                rs = results[(task, config)]
+                seeds = sorted(rs)
+                steps = rs[seeds[0]]["stats"]["steps"] if rs[seeds[0]]["stats"] else rs[seeds[0]]["backward"]
+                bw = [rs[s]["backward"] for s in seeds]
+                saved = 1 - statistics.mean(bw) / steps
+                walls = [rs[s]["wall"] for s in seeds]
+                digits = 2 if task.startswith("digits") else 3
+                if base and config != "baseline":
+                    wsaved = [1 - rs[s]["wall"] / base[s]["wall"] for s in seeds]
+                    wsaved_txt = f"{statistics.median(wsaved) * 100:.0f}% (median)"
+                    delta = fmt([rs[s]["metric"] - base[s]["metric"] for s in seeds], digits)
+                else:
+                    wsaved_txt, delta = "-", "-"
+                st = [rs[s]["stats"] for s in seeds if rs[s]["stats"]]
+                pe = fmt([x["mean_prediction_error"] for x in st], 3) if st else "-"
+                le = fmt([x["mean_last_gradient_error"] for x in st], 3) if st else "-"
+                rb = (f"{statistics.mean(x['runs'] for x in st):.0f} / {statistics.mean(x['backoffs'] for x in st):.0f}"
+                      if st else "-")
+                pr = ("/".join(f"{statistics.mean(x[k] for x in st):.1f}" for k in ("params_last", "params_ema", "params_wls"))
+                      if st else "-")
+                lines.append(
+                    f"| {task} | {config} | {steps} | {fmt(bw, 0)} | {saved * 100:.0f}% | {fmt(walls)} | {wsaved_txt} | "
+                    f"{fmt([rs[s]['metric'] for s in seeds], digits)} | {delta} | {pe} | {le} | {rb} | {pr} |")
+        lines.append("")
+        lines.append("pred. error: mean over the checks (post-warmup backward steps) of the overall relative error "
+                     "‖p − g‖ / ‖g‖ of the predictors the trainer had chosen; last-grad error: the same for repeating the "
+                     "newest recorded gradient. An error near or above 1 means the prediction carries about as much "
+                     "error as signal: the guarded schedule then keeps every backward pass. wall saved: median over "
+                     "seeds of 1 − wall / baseline wall of the same seed. Δ metric: mean ± sd over seeds of (config − "
+                     "baseline) of the same seed (accuracy in points; validation loss in nats, lower is better).")
+        out = pathlib.Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines) + "\n")
+        if final:
+            log("\n".join(lines))
+        log(f"wrote {out}")
+
     results = {}
     total = sum(len(task_configs(t)) for t in tasks) * args.seeds
     done = 0
@@ -340,67 +403,9 @@ def main():
                              f" reason {s['last_reason']} predictors {r['chosen']}")
                 log(f"[{done}/{total} {time.perf_counter() - t_start:6.1f}s] {task:11s} {config:8s} seed {seed}: "
                     f"metric {r['metric']:.4f} wall {r['wall']:.2f}s backward {r['backward']}{extra}")
+        # the table so far, so that an interrupted run keeps its finished tasks
+        report(tasks[: tasks.index(task) + 1], final=task == tasks[-1])
 
-    load = os.getloadavg()
-    lines = ["# Phase trainer (gradient prediction): measured on real training", ""]
-    lines.append(f"Command: `{' '.join(['scripts/experiment-predict.sh'] + sys.argv[1:])}`  ")
-    lines.append(f"Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
-                 f"total {time.perf_counter() - t_start:.0f} s; load average at the end "
-                 f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}  ")
-    lines.append(f"Machine: {cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__} with {args.threads} "
-                 "threads, tritter-accel with 1 thread  ")
-    if DEFAULT_OVERRIDES:
-        lines.append(f"Default config overridden: {DEFAULT_OVERRIDES}  ")
-    lines.append(f"Seeds: {args.seeds}; mean ± sd over seeds. Wall = the training loop only (forward, backward or "
-                 "prediction, optimizer), excluding evaluation; runs of one seed are interleaved.")
-    lines.append("")
-    for t in tasks:
-        lines.append("* " + describe(t, args, corpus))
-    lines.append("* **default** = the guarded schedule (`PhaseConfig::default()`): a Predict step runs neither "
-                 "the forward nor the backward pass. **seed** = the seed's fixed schedule (`preset=\"seed\"`), whose "
-                 "loss back-off needs a forward pass on Predict steps.")
-    lines.append("")
-    lines.append("| task | config | steps | backward passes | passes saved | wall (s) | wall saved | metric | "
-                 "Δ metric vs baseline (paired) | pred. error | last-grad error | runs / back-offs | predictors (last/ema/wls) |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for task in tasks:
-        base = results[(task, "baseline")] if (task, "baseline") in results else None
-        for config in task_configs(task):
-            rs = results[(task, config)]
-            seeds = sorted(rs)
-            steps = rs[seeds[0]]["stats"]["steps"] if rs[seeds[0]]["stats"] else rs[seeds[0]]["backward"]
-            bw = [rs[s]["backward"] for s in seeds]
-            saved = 1 - statistics.mean(bw) / steps
-            walls = [rs[s]["wall"] for s in seeds]
-            digits = 2 if task.startswith("digits") else 3
-            if base and config != "baseline":
-                wsaved = [1 - rs[s]["wall"] / base[s]["wall"] for s in seeds]
-                wsaved_txt = f"{statistics.median(wsaved) * 100:.0f}% (median)"
-                delta = fmt([rs[s]["metric"] - base[s]["metric"] for s in seeds], digits)
-            else:
-                wsaved_txt, delta = "-", "-"
-            st = [rs[s]["stats"] for s in seeds if rs[s]["stats"]]
-            pe = fmt([x["mean_prediction_error"] for x in st], 3) if st else "-"
-            le = fmt([x["mean_last_gradient_error"] for x in st], 3) if st else "-"
-            rb = (f"{statistics.mean(x['runs'] for x in st):.0f} / {statistics.mean(x['backoffs'] for x in st):.0f}"
-                  if st else "-")
-            pr = ("/".join(f"{statistics.mean(x[k] for x in st):.1f}" for k in ("params_last", "params_ema", "params_wls"))
-                  if st else "-")
-            lines.append(
-                f"| {task} | {config} | {steps} | {fmt(bw, 0)} | {saved * 100:.0f}% | {fmt(walls)} | {wsaved_txt} | "
-                f"{fmt([rs[s]['metric'] for s in seeds], digits)} | {delta} | {pe} | {le} | {rb} | {pr} |")
-    lines.append("")
-    lines.append("pred. error: mean over the checks (post-warmup backward steps) of the overall relative error "
-                 "‖p − g‖ / ‖g‖ of the predictors the trainer had chosen; last-grad error: the same for repeating the "
-                 "newest recorded gradient. An error near or above 1 means the prediction carries about as much "
-                 "error as signal: the guarded schedule then keeps every backward pass. wall saved: median over "
-                 "seeds of 1 − wall / baseline wall of the same seed. Δ metric: mean ± sd over seeds of (config − "
-                 "baseline) of the same seed (accuracy in points; validation loss in nats, lower is better).")
-    out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    log("\n".join(lines))
-    log(f"wrote {out}")
 
 
 if __name__ == "__main__":

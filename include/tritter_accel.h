@@ -771,6 +771,72 @@ typedef struct tritter_grad_payload_info_t {
 } tritter_grad_payload_info_t;
 
 /**
+ * DLPack `DLDevice`.
+ */
+typedef struct tritter_dl_device_t {
+  /**
+   * `DLDeviceType`: 1 CPU, 2 CUDA, 3 CUDA host (pinned), 13 CUDA managed, ...
+   */
+  int32_t device_type;
+  /**
+   * Device ordinal (0 for CPU).
+   */
+  int32_t device_id;
+} tritter_dl_device_t;
+
+/**
+ * DLPack `DLDataType`.
+ */
+typedef struct tritter_dl_dtype_t {
+  /**
+   * `DLDataTypeCode`: 0 int, 1 uint, 2 float, 4 bfloat.
+   */
+  uint8_t code;
+  /**
+   * Bits per lane (8, 16, 32, 64).
+   */
+  uint8_t bits;
+  /**
+   * Lanes; must be 1.
+   */
+  uint16_t lanes;
+} tritter_dl_dtype_t;
+
+/**
+ * DLPack `DLTensor` (borrowed).
+ */
+typedef struct tritter_dl_tensor_t {
+  /**
+   * Base pointer (plus `byte_offset`) of the first element.
+   */
+  void *data;
+  /**
+   * Where the data lives.
+   */
+  struct tritter_dl_device_t device;
+  /**
+   * Number of dimensions.
+   */
+  int32_t ndim;
+  /**
+   * Element type.
+   */
+  struct tritter_dl_dtype_t dtype;
+  /**
+   * `ndim` extents.
+   */
+  int64_t *shape;
+  /**
+   * `ndim` strides in elements, or NULL for C-contiguous.
+   */
+  int64_t *strides;
+  /**
+   * Bytes from `data` to the first element.
+   */
+  uint64_t byte_offset;
+} tritter_dl_tensor_t;
+
+/**
  * Options of [`tritter_model_load`]. Get defaults from
  * [`tritter_load_options_default`].
  */
@@ -1283,72 +1349,6 @@ typedef struct tritter_phase_param_stats_t {
 } tritter_phase_param_stats_t;
 
 /**
- * DLPack `DLDevice`.
- */
-typedef struct tritter_dl_device_t {
-  /**
-   * `DLDeviceType`: 1 CPU, 2 CUDA, 3 CUDA host (pinned), 13 CUDA managed, ...
-   */
-  int32_t device_type;
-  /**
-   * Device ordinal (0 for CPU).
-   */
-  int32_t device_id;
-} tritter_dl_device_t;
-
-/**
- * DLPack `DLDataType`.
- */
-typedef struct tritter_dl_dtype_t {
-  /**
-   * `DLDataTypeCode`: 0 int, 1 uint, 2 float, 4 bfloat.
-   */
-  uint8_t code;
-  /**
-   * Bits per lane (8, 16, 32, 64).
-   */
-  uint8_t bits;
-  /**
-   * Lanes; must be 1.
-   */
-  uint16_t lanes;
-} tritter_dl_dtype_t;
-
-/**
- * DLPack `DLTensor` (borrowed).
- */
-typedef struct tritter_dl_tensor_t {
-  /**
-   * Base pointer (plus `byte_offset`) of the first element.
-   */
-  void *data;
-  /**
-   * Where the data lives.
-   */
-  struct tritter_dl_device_t device;
-  /**
-   * Number of dimensions.
-   */
-  int32_t ndim;
-  /**
-   * Element type.
-   */
-  struct tritter_dl_dtype_t dtype;
-  /**
-   * `ndim` extents.
-   */
-  int64_t *shape;
-  /**
-   * `ndim` strides in elements, or NULL for C-contiguous.
-   */
-  int64_t *strides;
-  /**
-   * Bytes from `data` to the first element.
-   */
-  uint64_t byte_offset;
-} tritter_dl_tensor_t;
-
-/**
  * Facts about a [`tritter_ternary_matrix_t`].
  */
 typedef struct tritter_matrix_info_t {
@@ -1414,6 +1414,25 @@ uint32_t tritter_abi_version(void);
  * Whether CUDA kernels can run (a CUDA build, a driver and a device). Never fails.
  */
 bool tritter_cuda_available(void);
+
+/**
+ * `TRITTER_OK` when CUDA kernels can run here, else
+ * `TRITTER_ERR_CUDA_UNAVAILABLE` with the reason in [`tritter_last_error`]
+ * (built without the `cuda` feature, no driver library, no GPU, or a GPU
+ * older than the embedded kernels' sm_80).
+ *
+ * [`tritter_last_error`]: super::status::tritter_last_error
+ */
+TRITTER_MUST_USE tritter_status_t tritter_cuda_check(void);
+
+/**
+ * Writes the number of CUDA devices that can run the kernels (0 without
+ * CUDA) to `*count_out`.
+ *
+ * # Safety
+ * `count_out` must be valid for writing one `size_t`.
+ */
+TRITTER_MUST_USE tritter_status_t tritter_cuda_device_count(size_t *count_out);
 
 /**
  * Sets the number of worker threads the library's kernels use (0 = default:
@@ -1807,6 +1826,28 @@ tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_a
  */
 TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumulator_t *accumulator);
+
+/**
+ * TernGrad (ternary stochastic quantization) of a gradient on DLPack
+ * tensors: `grad` float32 `[n]`, `scales_out` float32 `[ceil(n / block)]`,
+ * `packed_out` uint8 `[ceil(n / 4)]` (canonical 2-bit codes), `block` a
+ * multiple of 4, counter-based randomness from `seed`. Host tensors run on
+ * the CPU; CUDA tensors (one device) on the GPU, queued on `stream` (a
+ * `cudaStream_t`, NULL = legacy default), bit for bit the same. On the GPU
+ * a block holding NaN/inf gets a non-finite scale instead of the CPU's
+ * `TRITTER_ERR_NON_FINITE` (no host synchronization). Contiguous tensors.
+ *
+ * # Safety
+ * Tensors must be NULL or valid and must not overlap; `stream` NULL or a
+ * live stream of their device.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_grad_ternary_quantize_dlpack(const struct tritter_dl_tensor_t *grad,
+                                                      size_t block,
+                                                      uint64_t seed,
+                                                      const struct tritter_dl_tensor_t *scales_out,
+                                                      const struct tritter_dl_tensor_t *packed_out,
+                                                      void *stream);
 
 /**
  * Writes the default load options (bf16/f16/f32 `lm_head` as stored).
@@ -2530,6 +2571,23 @@ tritter_status_t tritter_loss_scaler_set_scale(struct tritter_loss_scaler_t *sca
                                                float scale);
 
 /**
+ * Converts between float32 and bfloat16/float16 on DLPack tensors of the
+ * same shape (any rank; contiguous): `src` float32 -> `dst` bfloat16 or
+ * float16, or `src` bfloat16/float16 -> `dst` float32, with the rounding of
+ * [`tritter_f32_to_bf16`] and friends. Host tensors convert on the CPU;
+ * CUDA tensors (both on one device) on the GPU, queued on `stream`
+ * (a `cudaStream_t`, NULL = legacy default), bit for bit the same.
+ *
+ * # Safety
+ * Tensors must be NULL or valid and must not overlap; `stream` NULL or a
+ * live stream of their device.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_convert_dlpack(const struct tritter_dl_tensor_t *src,
+                                        const struct tritter_dl_tensor_t *dst,
+                                        void *stream);
+
+/**
  * Writes the default settings: the guarded schedule (warmup 10, runs of at
  * most 8 predicted steps, max_error 0.3, 3 clean checks, all predictors,
  * window 8, f32 history).
@@ -2834,9 +2892,11 @@ tritter_status_t tritter_ternary_matrix_from_f32(const float *weights,
                                                  struct tritter_ternary_matrix_t **matrix_out);
 
 /**
- * Like [`tritter_ternary_matrix_from_f32`] from a 2-D float32 DLPack tensor
- * (any non-negative strides, CPU memory). A strided or broadcast (stride 0)
- * view is copied: its logical size, not the memory behind it, sets the
+ * Like [`tritter_ternary_matrix_from_f32`] from a 2-D float32 DLPack tensor:
+ * host memory (any non-negative strides), or CUDA memory (unit stride along
+ * rows), which is quantized on its GPU, bit-identically, and copied back
+ * (the call waits for the GPU). A strided or broadcast (stride 0) host view
+ * is copied: its logical size, not the memory behind it, sets the
  * allocation (`TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
  * naming `weights` when refused).
  *
@@ -2990,9 +3050,10 @@ tritter_status_t tritter_ternary_matrix_matmul(const struct tritter_ternary_matr
 /**
  * `y = x · Wᵀ (+ bias)` on DLPack tensors: `x` float32 `[batch, cols]`,
  * `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written);
- * `x` and `bias` finite (`TRITTER_ERR_NON_FINITE`).
- * Any non-negative strides; CPU memory (CUDA tensors report
- * `TRITTER_ERR_CUDA_UNAVAILABLE` until the CUDA backend lands).
+ * host `x` and `bias` finite (`TRITTER_ERR_NON_FINITE`).
+ * Host tensors: any non-negative strides. CUDA tensors run on the GPU on
+ * the legacy default stream; see
+ * [`tritter_ternary_matrix_matmul_dlpack_stream`] for the rules.
  *
  * # Safety
  * `matrix` must be NULL or live; tensors NULL or valid; `y` must not overlap inputs.
@@ -3003,6 +3064,91 @@ tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_terna
                                                       const struct tritter_dl_tensor_t *bias,
                                                       uint32_t act_mode,
                                                       const struct tritter_dl_tensor_t *y);
+
+/**
+ * [`tritter_ternary_matrix_matmul_dlpack`] with a CUDA stream for CUDA
+ * tensors: the work is queued on `stream` (a `cudaStream_t`, e.g.
+ * PyTorch's `torch.cuda.current_stream().cuda_stream`; NULL = the legacy
+ * default stream) and the call returns without waiting for it. Ignored for
+ * host tensors.
+ *
+ * Routing by the tensors' device: host tensors run the CPU kernels; CUDA
+ * tensors (all on one device) run the GPU kernels, with `x` float32,
+ * bfloat16 or float16, `y` float32, bfloat16 or float16 (rounded to
+ * nearest even), `bias` NULL or float32, each with unit stride along its
+ * last dimension. The matrix's weights are uploaded to that device on first
+ * use (synchronously; see [`tritter_ternary_matrix_to_device`]). Mixed
+ * devices are `TRITTER_ERR_UNSUPPORTED_DEVICE`; CUDA tensors without a
+ * usable GPU (or in a build without the `cuda` feature) are
+ * `TRITTER_ERR_CUDA_UNAVAILABLE`. `TRITTER_ACT_INT8` results are identical
+ * to the CPU's; float results are within the CPU kernels' documented bound.
+ * Per-group scales on the GPU need `group_size % 32 == 0`. GPU inputs are
+ * not scanned for NaN/inf (they propagate).
+ *
+ * # Safety
+ * As [`tritter_ternary_matrix_matmul_dlpack`]; CUDA tensors must stay valid
+ * until the queued work completes; `stream` must be NULL or a live stream
+ * of the tensors' device.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_ternary_matrix_matmul_dlpack_stream(const struct tritter_ternary_matrix_t *matrix,
+                                                             const struct tritter_dl_tensor_t *x,
+                                                             const struct tritter_dl_tensor_t *bias,
+                                                             uint32_t act_mode,
+                                                             const struct tritter_dl_tensor_t *y,
+                                                             void *stream);
+
+/**
+ * Uploads the matrix's weights to CUDA device `device` in the GPU
+ * kernels' layout, once (later calls are no-ops; GPU matmuls would upload
+ * on first use). The copy lives as long as the handle. Errors:
+ * `TRITTER_ERR_CUDA_UNAVAILABLE`, `TRITTER_ERR_UNSUPPORTED_DEVICE` (no such
+ * device), `TRITTER_ERR_CUDA` (out of device memory).
+ *
+ * # Safety
+ * `matrix` must be NULL or live.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_ternary_matrix_to_device(const struct tritter_ternary_matrix_t *matrix,
+                                                  int32_t device);
+
+/**
+ * Quantizes a 2-D float32 tensor `weights` `[rows, cols]` and packs it in
+ * the canonical 2-bit layout: `packed_out` uint8 `[rows, ceil(cols / 4)]`
+ * and `scales_out` float32 `[tritter_num_scales(...)]` (both written).
+ * `config` may be NULL (defaults). Host tensors run on the CPU, CUDA
+ * tensors (all on one device, contiguous outputs) on the GPU, bit for bit
+ * the same; the GPU call waits for its result (it reports non-finite
+ * weights as the CPU does). `stream`: as in
+ * [`tritter_ternary_matrix_matmul_dlpack_stream`].
+ *
+ * # Safety
+ * Tensors must be NULL or valid; outputs must not overlap `weights`.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_quantize_pack_dlpack(const struct tritter_dl_tensor_t *weights,
+                                              const struct tritter_quant_config_t *config,
+                                              const struct tritter_dl_tensor_t *packed_out,
+                                              const struct tritter_dl_tensor_t *scales_out,
+                                              void *stream);
+
+/**
+ * Int8 per-token absmax quantization (as
+ * [`tritter_quantize_activations_i8`]) on DLPack tensors: `x` `[batch,
+ * dim]` (float32; on the GPU also bfloat16/float16), `q_out` int8 `[batch,
+ * dim]` and `scales_out` float32 `[batch]` (written). Host tensors run on
+ * the CPU; CUDA tensors on the GPU, queued on `stream`, bit-identical on
+ * finite input (a GPU row holding NaN/inf gets scale NaN instead of an
+ * error).
+ *
+ * # Safety
+ * Tensors must be NULL or valid; outputs must not overlap `x`.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_quantize_activations_i8_dlpack(const struct tritter_dl_tensor_t *x,
+                                                        const struct tritter_dl_tensor_t *q_out,
+                                                        const struct tritter_dl_tensor_t *scales_out,
+                                                        void *stream);
 
 /**
  * Writes `2 * ceil(dim / 64)`, the words of one packed vector, to `*words_out`.
@@ -3347,6 +3493,47 @@ tritter_status_t tritter_item_memory_similarities(const struct tritter_item_memo
  * `memory` NULL or a live handle not used again.
  */
 void tritter_item_memory_free(struct tritter_item_memory_t *memory);
+
+/**
+ * Binds (or, with `unbind`, unbinds) packed hypervectors of `dim` trits on
+ * DLPack tensors: `a` uint64 `[n, words]`, `b` uint64 `[words]` or
+ * `[1, words]` (one key for every row) or `[n, words]`, `out` uint64
+ * `[n, words]` (written), `words = tritter_hv_packed_words(dim)`,
+ * `algebra` 0 MAP / 1 modular. Host tensors run on the CPU (every input
+ * row validated); CUDA tensors (one device, contiguous) on the GPU, queued
+ * on `stream` (NULL = legacy default), bit for bit the same on valid
+ * vectors (the GPU does not validate).
+ *
+ * # Safety
+ * Tensors must be NULL or valid; `out` must not overlap `b`.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_hv_bind_dlpack(const struct tritter_dl_tensor_t *a,
+                                        const struct tritter_dl_tensor_t *b,
+                                        size_t dim,
+                                        uint32_t algebra,
+                                        bool unbind,
+                                        const struct tritter_dl_tensor_t *out,
+                                        void *stream);
+
+/**
+ * One-vs-many similarity on DLPack tensors: `query` uint64 `[words]`,
+ * `rows` uint64 `[n, words]`, `scores_out` float64 `[n]` (written),
+ * `metric` 0 dot / 1 cosine / 2 Hamming. Host tensors run on the CPU
+ * (inputs validated); CUDA tensors (one device, contiguous) on the GPU,
+ * queued on `stream`, bit for bit the same on valid vectors (the GPU does
+ * not validate).
+ *
+ * # Safety
+ * Tensors must be NULL or valid; `scores_out` must not overlap the inputs.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_hv_similarity_many_dlpack(const struct tritter_dl_tensor_t *query,
+                                                   const struct tritter_dl_tensor_t *rows,
+                                                   size_t dim,
+                                                   uint32_t metric,
+                                                   const struct tritter_dl_tensor_t *scores_out,
+                                                   void *stream);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -4,6 +4,7 @@
 use ndarray::{Array1, Array2};
 use tritter_accel::core::{
     device::Device,
+    inference::{InferenceEngine, KVCache, TernaryLayer},
     quantization::{quantize_absmax, quantize_absmean, QuantizationResult, QuantizeConfig},
     ternary::{dot, matmul, PackedTernary},
     training::mixed_precision::LossScaler,
@@ -181,4 +182,18 @@ fn vsa_loss_scaler_and_device_resolve() {
     let d = Device::cuda_if_available(0).unwrap();
     assert_eq!(d.is_cuda(), tritter_accel::cuda::is_available());
     assert!(Device::new_cuda(0).is_ok() == tritter_accel::cuda::is_available());
+}
+
+#[test]
+fn inference_names_are_the_engine_types() {
+    // The seed's names are the engine's own types, not wrappers.
+    fn same<A: 'static, B: 'static>() -> bool {
+        std::any::TypeId::of::<A>() == std::any::TypeId::of::<B>()
+    }
+    assert!(same::<InferenceEngine, tritter_accel::infer::InferenceEngine>());
+    assert!(same::<TernaryLayer, tritter_accel::infer::TernaryLayer>());
+    assert!(same::<KVCache, tritter_accel::infer::KvCache>());
+    let m = TernaryMatrix::from_f32(weights(4, 8, 3).view(), &Default::default()).unwrap();
+    let layer = TernaryLayer::new(m, None, ActivationMode::Int8).unwrap();
+    assert_eq!((layer.in_features(), layer.out_features()), (8, 4));
 }

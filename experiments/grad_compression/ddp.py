@@ -1,4 +1,4 @@
-"""Two-process DDP training over gloo on 127.0.0.1, with a byte meter on the collectives.
+"""DDP training over N gloo processes on 127.0.0.1, with a byte meter on the collectives.
 
 ``launch(cfg)`` spawns ``cfg.world`` processes that train ``cfg.task`` with the
 communication method ``cfg.method`` (see methods.py) and returns rank 0's result
@@ -62,33 +62,52 @@ class RunConfig:
 
 
 class WireMeter:
-    """Counts the bytes handed to all_reduce / all_gather while ``active``."""
+    """Counts the bytes handed to all_reduce / all_gather / all_to_all_single while
+    ``active``, and the network traffic their ring / pairwise algorithms move per
+    rank (``traffic``: 2 (N-1)/N B for all_reduce, (N-1) B for all_gather,
+    (N-1)/N B for all_to_all_single of B bytes), independently of the hook's
+    own counters."""
 
-    def __init__(self):
+    def __init__(self, world: int = 2):
         import torch.distributed as dist
         self.active = False
         self.bytes = 0
         self.calls = 0
-        self._orig = (dist.all_reduce, dist.all_gather)
+        self.traffic = 0.0
+        self.world = world
+        self._orig = (dist.all_reduce, dist.all_gather, dist.all_to_all_single)
         meter = self
+        N = world
 
         def all_reduce(tensor, *a, **k):
             if meter.active:
+                b = tensor.numel() * tensor.element_size()
                 meter.calls += 1
-                meter.bytes += tensor.numel() * tensor.element_size()
+                meter.bytes += b
+                meter.traffic += 2.0 * (N - 1) / N * b
             return meter._orig[0](tensor, *a, **k)
 
         def all_gather(tensor_list, tensor, *a, **k):
             if meter.active:
+                b = tensor.numel() * tensor.element_size()
                 meter.calls += 1
-                meter.bytes += tensor.numel() * tensor.element_size()
+                meter.bytes += b
+                meter.traffic += (N - 1) * b
             return meter._orig[1](tensor_list, tensor, *a, **k)
 
-        dist.all_reduce, dist.all_gather = all_reduce, all_gather
+        def all_to_all_single(output, input, *a, **k):
+            if meter.active:
+                b = input.numel() * input.element_size()
+                meter.calls += 1
+                meter.bytes += b
+                meter.traffic += (N - 1) / N * b
+            return meter._orig[2](output, input, *a, **k)
+
+        dist.all_reduce, dist.all_gather, dist.all_to_all_single = all_reduce, all_gather, all_to_all_single
 
     def uninstall(self):
         import torch.distributed as dist
-        dist.all_reduce, dist.all_gather = self._orig
+        dist.all_reduce, dist.all_gather, dist.all_to_all_single = self._orig
 
 
 def _params_equal_across_ranks(model, all_gather) -> bool:
@@ -162,9 +181,10 @@ def _train(rank: int, cfg: RunConfig) -> dict:
         ddp.register_comm_hook(setup.state, setup.hook)
     momentum = cfg.momentum if setup.momentum is None else setup.momentum
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=momentum)
-    meter = WireMeter()
+    meter = WireMeter(cfg.world)
 
     losses, step_times, step_bytes, step_calls, sync_fail, evals = [], [], [], [], 0, []
+    step_traffic = []
     sync_checks = 0
 
     def val_loss():
@@ -193,7 +213,7 @@ def _train(rank: int, cfg: RunConfig) -> dict:
         out = ddp(x)
         loss = F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
         opt.zero_grad(set_to_none=False)
-        b0, c0 = meter.bytes, meter.calls
+        b0, c0, t0r = meter.bytes, meter.calls, meter.traffic
         meter.active = True
         loss.backward()
         meter.active = False
@@ -203,6 +223,7 @@ def _train(rank: int, cfg: RunConfig) -> dict:
         step_times.append(time.perf_counter() - t0)
         step_bytes.append(meter.bytes - b0)
         step_calls.append(meter.calls - c0)
+        step_traffic.append(meter.traffic - t0r)
         losses.append(loss.item())
         if cfg.check_sync_every and (step + 1) % cfg.check_sync_every == 0:
             sync_checks += 1
@@ -271,7 +292,13 @@ def _train(rank: int, cfg: RunConfig) -> dict:
     res.update({
         "steps": nsteps, "losses": losses, "evals": evals, "diverged": diverged,
         "sync_checks": sync_checks, "sync_failures": sync_fail,
-        "step_bytes": step_bytes, "step_calls": step_calls,
+        "step_bytes": step_bytes, "step_calls": step_calls, "step_traffic": step_traffic,
+        "world": cfg.world,
+        "traffic_per_step": float(np.median(step_traffic[w:])) if nsteps > w else None,
+        # ring all-reduce of the f32 gradient at the same N / the traffic this rank sent
+        "traffic_ratio_after_warmup": ((2.0 * (cfg.world - 1) / cfg.world * f32_step * (nsteps - w)
+                                        / sum(step_traffic[w:]))
+                                       if cfg.world > 1 and nsteps > w and sum(step_traffic[w:]) else None),
         "ratio_after_warmup": (f32_step * (nsteps - w) / sum(step_bytes[w:])) if nsteps > w and sum(step_bytes[w:]) else None,
         "ratio_whole_run": (f32_step * nsteps / sum(step_bytes)) if sum(step_bytes) else None,
         "ms_per_step": 1e3 * float(np.median(step_times[w:] or step_times)) if step_times else None,
@@ -280,7 +307,8 @@ def _train(rank: int, cfg: RunConfig) -> dict:
     if hasattr(st, "bytes_sent"):
         res["hook_counters"] = {k: getattr(st, k) for k in (
             "bytes_sent", "f32_bytes", "bytes_sent_compressed", "f32_bytes_compressed",
-            "collectives", "hook_calls", "steps")}
+            "collectives", "hook_calls", "steps", "traffic_sent", "traffic_recv", "dense_traffic",
+            "traffic_sent_compressed", "dense_traffic_compressed")}
         res["hook_bucket_sizes"] = sorted(b.n for b in st._buckets.values())
     if diverged is None and rank == 0:
         if cfg.task == "charlm":

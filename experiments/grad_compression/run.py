@@ -1,4 +1,4 @@
-"""Gradient-compression experiment: DDP over 2 gloo processes on 127.0.0.1.
+"""Gradient-compression experiment: DDP over N gloo processes on 127.0.0.1 (--world, default 2).
 
     python -m experiments.grad_compression.run                 # the full matrix (hours on 2 cores)
     python -m experiments.grad_compression.run --steps 300 --seeds 0 --methods none,torch-topk:32 ...
@@ -65,7 +65,7 @@ def parse_methods(text, ef_mode, ratios):
 
 def key_of(cfg: RunConfig):
     return (cfg.task, cfg.method, cfg.error_feedback, cfg.seed,
-            cfg.steps if cfg.task == "charlm" else cfg.epochs, cfg.corpus_limit)
+            cfg.steps if cfg.task == "charlm" else cfg.epochs, cfg.corpus_limit, cfg.world)
 
 
 def load_raw(path):
@@ -73,7 +73,9 @@ def load_raw(path):
     if path.exists():
         for line in path.read_text().splitlines():
             r = json.loads(line)
-            done[tuple(r["key"][:4]) + (r["key"][4], r["key"][5])] = r
+            k = r["key"]
+            world = k[6] if len(k) > 6 else 2  # records before --world ran on 2 ranks
+            done[tuple(k[:4]) + (k[4], k[5], world)] = r
     return done
 
 
@@ -95,12 +97,12 @@ def write_table(path, rows_by_task, header_lines):
             continue
         if task == "charlm":
             lines += ["", "### (a) character-level LM (GRU 256), validation cross-entropy (nats/char)", "",
-                      "| method | EF | ratio after warm-up | ratio whole run | ms/step | val loss | Δ vs uncompressed | seeds | notes |",
-                      "|---|---|---|---|---|---|---|---|---|"]
+                      "| method | EF | ratio after warm-up | traffic ratio | ratio whole run | ms/step | val loss | Δ vs uncompressed | seeds | notes |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
         else:
             lines += ["", "### (b) MLP 64-256-256-10 on scikit-learn digits, test accuracy (%)", "",
-                      "| method | EF | ratio after warm-up | ratio whole run | ms/step | acc epoch 5 | acc end | Δ end vs uncompressed | seeds | notes |",
-                      "|---|---|---|---|---|---|---|---|---|---|"]
+                      "| method | EF | ratio after warm-up | traffic ratio | ratio whole run | ms/step | acc epoch 5 | acc end | Δ end vs uncompressed | seeds | notes |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|"]
         base = None
         for (spec, ef), rs in rows:
             if spec == "none":
@@ -112,6 +114,7 @@ def write_table(path, rows_by_task, header_lines):
             notes = "; ".join(f"seed {r['seed']} diverged ({r['diverged']})" for r in rs if r.get("diverged"))
             ra = fmt_mean([r["ratio_after_warmup"] for r in rs], 1)
             rw = fmt_mean([r["ratio_whole_run"] for r in rs], 1)
+            tr = fmt_mean([r.get("traffic_ratio_after_warmup") for r in rs], 1)
             ms = fmt_mean([r["ms_per_step"] for r in rs], 1)
             desc = rs[0].get("describe", spec)
             if task == "charlm":
@@ -124,7 +127,7 @@ def write_table(path, rows_by_task, header_lines):
                 d = fmt_mean([x - base for x in ae], 2, 100) if base is not None and ae and spec != "none" else "-"
                 cells = [fmt_mean(a5, 2, 100), fmt_mean(ae, 2, 100), d]
             efs = "sketch space" if spec.startswith("lib-fetchsgd") else ("yes" if ef else "no")
-            lines.append(f"| {desc} (`{spec}`) | {efs} | {ra} | {rw} | {ms} | "
+            lines.append(f"| {desc} (`{spec}`) | {efs} | {ra} | {tr} | {rw} | {ms} | "
                          + " | ".join(cells) + f" | {len(rs)} | {notes} |")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -151,6 +154,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=FULL_STEPS, help="char LM steps")
     ap.add_argument("--epochs", type=int, default=FULL_EPOCHS, help="digits epochs")
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--world", type=int, default=2, help="DDP processes (gloo ranks)")
+    ap.add_argument("--global-batch", type=int, default=64,
+                    help="global batch, held constant: each rank gets global / world")
     ap.add_argument("--corpus-limit", type=int, default=None, help="chars of corpus (smoke tests)")
     ap.add_argument("--val-windows", type=int, default=1024)
     ap.add_argument("--out", default=str(REPO / "benches/results/grad_experiment.md"))
@@ -161,6 +167,8 @@ def main(argv=None):
                     help="launch nothing: write the table from the raw results already recorded")
     ap.add_argument("--note", action="append", default=[], help="a line for the table's heading (repeatable)")
     args = ap.parse_args(argv)
+    if args.world < 1 or args.global_batch % args.world:
+        raise SystemExit(f"--global-batch {args.global_batch} must be a multiple of --world {args.world}")
 
     ratios = [float(r) for r in args.ratios.split(",") if r]
     seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -171,7 +179,7 @@ def main(argv=None):
     done = load_raw(raw)
     reduced = (args.steps < FULL_STEPS or args.epochs < FULL_EPOCHS or len(seeds) < FULL_SEEDS
                or len(charlm_seeds) < FULL_SEEDS or args.corpus_limit is not None or bool(args.methods)
-               or tasks != ["charlm", "digits"])
+               or tasks != ["charlm", "digits"] or args.world != 2)
     cmd = "scripts/experiment-grad.sh " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     header = [
         "# Gradient compression in DDP: experiment results",
@@ -183,7 +191,8 @@ def main(argv=None):
         f"- command: `{cmd.strip()}`",
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {_cpu()}, "
         f"{platform.python_version()}, torch {_torch_version()}",
-        f"- 2 processes, gloo over 127.0.0.1, 1 thread each; batch 32 per rank (64 global); char LM: "
+        f"- {args.world} processes, gloo over 127.0.0.1, 1 thread each; batch {args.global_batch // args.world} "
+        f"per rank ({args.global_batch} global); char LM: "
         f"{args.steps} steps, SGD lr 1.0 momentum 0.9, clip 1.0; digits: {args.epochs} epochs, "
         "SGD lr 0.05 momentum 0.9, clip 1.0",
         f"- seeds: char LM {','.join(map(str, charlm_seeds))}, digits {','.join(map(str, seeds))}; "
@@ -191,7 +200,11 @@ def main(argv=None):
         f"- the first {args.warmup} steps use an uncompressed all-reduce (warm-up). Ratio = f32 bytes of the "
         "gradient per step / bytes each rank hands to collectives per step, counted by a meter wrapped around "
         "torch.distributed.all_reduce/all_gather during backward (indices, scales, headers, PowerSGD's "
-        "uncompressed biases all included); 'after warm-up' excludes the warm-up steps.",
+        "uncompressed biases all included); 'after warm-up' excludes the warm-up steps. Traffic ratio = "
+        "the bytes a ring all-reduce of the f32 gradient sends per rank at the same N (2 (N-1)/N x 4n) / the "
+        "bytes this rank's collectives send by their algorithms' formulas (all_gather (N-1) B, all_to_all "
+        "(N-1)/N B, all_reduce 2 (N-1)/N B); it is what the network sees, and for all_gather exchanges it "
+        "falls as N grows.",
         "- FetchSGD (`lib-fetchsgd:R:rows:k_fraction`, k = k_fraction x sketch columns) keeps momentum 0.9 in "
         "sketch space: its runs use momentum-free SGD and clip the update at 10 (= clip / (1 - momentum)). "
         "PowerSGD runs use one DDP bucket (it fails on gloo with several, see docs/ddp.md); the other "
@@ -207,7 +220,8 @@ def main(argv=None):
                 cfg = RunConfig(task=task, method=spec, error_feedback=ef, seed=seed, steps=args.steps,
                                 epochs=args.epochs, warmup=args.warmup, corpus_limit=args.corpus_limit,
                                 val_windows=args.val_windows, log_every=args.log_every,
-                                timeout_s=args.timeout)
+                                timeout_s=args.timeout, world=args.world,
+                                batch=args.global_batch // args.world)
                 if task == "digits":
                     cfg.lr = 0.05
                 if spec.startswith("powersgd"):
@@ -245,7 +259,7 @@ def main(argv=None):
         for cfg, r in zip(cfgs, results):
             k = key_of(cfg)
             r.pop("ranks", None)
-            for big in ("losses", "step_bytes", "step_calls"):
+            for big in ("losses", "step_bytes", "step_calls", "step_traffic"):
                 r.pop(big, None)
             r["key"] = list(k)
             done[k] = r

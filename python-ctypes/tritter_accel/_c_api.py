@@ -154,6 +154,33 @@ class tritter_grad_payload_info_t(ctypes.Structure):
     ]
 
 
+class tritter_dl_device_t(ctypes.Structure):
+    _fields_ = [
+        ('device_type', ctypes.c_int32),
+        ('device_id', ctypes.c_int32),
+    ]
+
+
+class tritter_dl_dtype_t(ctypes.Structure):
+    _fields_ = [
+        ('code', ctypes.c_uint8),
+        ('bits', ctypes.c_uint8),
+        ('lanes', ctypes.c_uint16),
+    ]
+
+
+class tritter_dl_tensor_t(ctypes.Structure):
+    _fields_ = [
+        ('data', ctypes.c_void_p),
+        ('device', tritter_dl_device_t),
+        ('ndim', ctypes.c_int32),
+        ('dtype', tritter_dl_dtype_t),
+        ('shape', ctypes.c_void_p),
+        ('strides', ctypes.c_void_p),
+        ('byte_offset', ctypes.c_uint64),
+    ]
+
+
 class tritter_load_options_t(ctypes.Structure):
     _fields_ = [
         ('lm_head_int8', ctypes.c_bool),
@@ -323,33 +350,6 @@ class tritter_phase_param_stats_t(ctypes.Structure):
     ]
 
 
-class tritter_dl_device_t(ctypes.Structure):
-    _fields_ = [
-        ('device_type', ctypes.c_int32),
-        ('device_id', ctypes.c_int32),
-    ]
-
-
-class tritter_dl_dtype_t(ctypes.Structure):
-    _fields_ = [
-        ('code', ctypes.c_uint8),
-        ('bits', ctypes.c_uint8),
-        ('lanes', ctypes.c_uint16),
-    ]
-
-
-class tritter_dl_tensor_t(ctypes.Structure):
-    _fields_ = [
-        ('data', ctypes.c_void_p),
-        ('device', tritter_dl_device_t),
-        ('ndim', ctypes.c_int32),
-        ('dtype', tritter_dl_dtype_t),
-        ('shape', ctypes.c_void_p),
-        ('strides', ctypes.c_void_p),
-        ('byte_offset', ctypes.c_uint64),
-    ]
-
-
 class tritter_matrix_info_t(ctypes.Structure):
     _fields_ = [
         ('rows', ctypes.c_size_t),
@@ -369,6 +369,8 @@ FUNCTIONS = {
     'tritter_version': (ctypes.c_char_p, []),
     'tritter_abi_version': (ctypes.c_uint32, []),
     'tritter_cuda_available': (ctypes.c_bool, []),
+    'tritter_cuda_check': (ctypes.c_uint32, []),
+    'tritter_cuda_device_count': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_set_num_threads': (ctypes.c_uint32, [ctypes.c_size_t]),
     'tritter_get_num_threads': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_cpu_level': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
@@ -401,6 +403,7 @@ FUNCTIONS = {
     'tritter_ternary_accumulator_read': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_bool]),
     'tritter_ternary_accumulator_info': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_ternary_accumulator_reset': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_grad_ternary_quantize_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_load_options_default': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_model_load': (ctypes.c_uint32, [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_model_free': (None, [ctypes.c_void_p]),
@@ -455,6 +458,7 @@ FUNCTIONS = {
     'tritter_found_inf': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
     'tritter_loss_scaler_update': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_bool, ctypes.c_void_p]),
     'tritter_loss_scaler_set_scale': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_float]),
+    'tritter_convert_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_phase_config_default': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_phase_config_seed': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_phase_config_conservative': (ctypes.c_uint32, [ctypes.c_void_p]),
@@ -490,6 +494,10 @@ FUNCTIONS = {
     'tritter_ternary_matrix_to_f32': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_ternary_matrix_matmul': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_ternary_matrix_matmul_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]),
+    'tritter_ternary_matrix_matmul_dlpack_stream': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_ternary_matrix_to_device': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_int32]),
+    'tritter_quantize_pack_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_quantize_activations_i8_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_hv_packed_words': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_void_p]),
     'tritter_hv_random': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_uint64, ctypes.c_double, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_hv_random_dense': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_uint64, ctypes.c_double, ctypes.c_void_p, ctypes.c_size_t]),
@@ -515,6 +523,8 @@ FUNCTIONS = {
     'tritter_item_memory_query_topk': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
     'tritter_item_memory_similarities': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_item_memory_free': (None, [ctypes.c_void_p]),
+    'tritter_hv_bind_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_bool, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_hv_similarity_many_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_void_p]),
 }
 
 

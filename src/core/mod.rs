@@ -8,6 +8,7 @@
 //!     vsa::{VsaOps, VsaConfig},
 //!     training::{GradientCompressor, TrainingConfig, TernaryCompressedGradient, GradientAccumulator},
 //!     training::mixed_precision::LossScaler,
+//!     inference::{InferenceEngine, TernaryLayer, KVCache},
 //!     device::Device,
 //! };
 //! # fn main() -> tritter_accel::Result<()> {
@@ -29,7 +30,7 @@
 //!
 //! This module is a thin facade: every function calls the module that does
 //! the work ([`crate::ternary`], [`crate::vsa`], [`crate::grad`],
-//! [`crate::precision`]); nothing here has its own kernel. Where the seed
+//! [`crate::precision`], [`crate::infer`]); nothing here has its own kernel. Where the seed
 //! took a candle `Tensor` this takes an ndarray view, and where it took a
 //! candle `Device` it takes [`device::Device`]. `docs/seed-api.md` maps
 //! every seed name (Rust and Python) to where it lives and what differs.
@@ -43,4 +44,24 @@ pub mod training;
 /// object with a fixed configuration).
 pub mod vsa {
     pub use crate::vsa::{Algebra, ItemMemory, Metric, PackedHv, TieRule, VsaConfig, VsaOps};
+}
+
+/// Inference: the engine's own types ([`crate::infer`]) under the seed's
+/// names. `KVCache` is [`crate::infer::KvCache`] (preallocated, O(1)
+/// append); an [`InferenceEngine`](inference::InferenceEngine) is built from
+/// a [`Model`](inference::Model) (a checkpoint via [`inference::load`], or
+/// tensors in memory via [`Model::from_store`](inference::Model::from_store))
+/// rather than from a device alone as in the seed, and a
+/// [`TernaryLayer`](inference::TernaryLayer) from a
+/// [`TernaryMatrix`](crate::ternary::TernaryMatrix)
+/// (e.g. [`PackedTernary::into_matrix`](ternary::PackedTernary::into_matrix)).
+/// `examples/seed_backend.rs` shows the seed's backend on these paths.
+pub mod inference {
+    pub use crate::infer::kv_cache::KvCache as KVCache;
+    pub use crate::infer::load::load;
+    pub use crate::infer::{
+        CacheDtype, FloatTensor, GenerateOptions, InferenceEngine, KvCache, KvCacheShape,
+        MemoryStore, Model, ModelConfig, SamplingParams, Session, SessionOptions, TernaryLayer,
+    };
+    pub use crate::ternary::matmul::ActivationMode;
 }

@@ -96,6 +96,7 @@ dl_elem!(i8, TRITTER_DL_INT, 8, "int8");
 dl_elem!(u8, TRITTER_DL_UINT, 8, "uint8");
 dl_elem!(i32, TRITTER_DL_INT, 32, "int32");
 dl_elem!(i64, TRITTER_DL_INT, 64, "int64");
+dl_elem!(u64, TRITTER_DL_UINT, 64, "uint64");
 dl_elem!(half::f16, TRITTER_DL_FLOAT, 16, "float16");
 dl_elem!(half::bf16, TRITTER_DL_BFLOAT, 16, "bfloat16");
 
@@ -138,22 +139,25 @@ unsafe fn layout<T: DlElem>(
     name: &'static str,
     output: bool,
 ) -> Result<(Layout, Device)> {
-    let t = unsafe { t.as_ref() }.ok_or(Error::NullPointer(name))?;
-    let device = match t.device.device_type {
-        TRITTER_DL_CPU | TRITTER_DL_CUDA_HOST => Device::Cpu,
-        TRITTER_DL_CUDA | TRITTER_DL_CUDA_MANAGED => Device::Cuda(t.device.device_id),
-        d => {
-            return Err(Error::UnsupportedDevice {
-                arg: name,
-                msg: format!("device type {d} is not CPU (1) or CUDA (2)"),
-            });
-        }
-    };
-    let want = T::DTYPE;
+    let elem = (T::DTYPE, T::NAME, std::mem::size_of::<T>());
+    unsafe { layout_dyn(t, ndim, name, output, elem) }
+}
+
+/// [`layout`] for an element type known at run time: `(code, bits)`, name, size.
+unsafe fn layout_dyn(
+    t: *const tritter_dl_tensor_t,
+    ndim: usize,
+    name: &'static str,
+    output: bool,
+    elem: ((u8, u8), &str, usize),
+) -> Result<(Layout, Device)> {
+    let device = unsafe { device_of(t, name)? };
+    let t = unsafe { &*t };
+    let (want, want_name, elem_size) = elem;
     if (t.dtype.code, t.dtype.bits) != want || t.dtype.lanes != 1 {
         return Err(Error::UnsupportedDtype {
             arg: name,
-            msg: format!("expected {}, got {}", T::NAME, dtype_name(t.dtype)),
+            msg: format!("expected {want_name}, got {}", dtype_name(t.dtype)),
         });
     }
     if t.ndim < 0 || t.ndim as usize != ndim {
@@ -231,9 +235,7 @@ unsafe fn layout<T: DlElem>(
                 .ok_or_else(|| Error::overflow(name, "strided extent overflows"))?;
             extent = e;
         }
-        let bytes = extent
-            .checked_add(1)
-            .and_then(|v| v.checked_mul(std::mem::size_of::<T>()));
+        let bytes = extent.checked_add(1).and_then(|v| v.checked_mul(elem_size));
         if !matches!(bytes, Some(b) if b <= isize::MAX as usize) {
             return Err(Error::overflow(
                 name,
@@ -250,10 +252,10 @@ unsafe fn layout<T: DlElem>(
         if t.data.is_null() {
             return Err(Error::NullPointer(name));
         }
-        if !(ptr as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        if !(ptr as usize).is_multiple_of(elem_size) {
             return Err(Error::invalid(
                 name,
-                format!("data is not aligned to {} bytes", std::mem::align_of::<T>()),
+                format!("data is not aligned to {elem_size} bytes"),
             ));
         }
     }
@@ -371,4 +373,173 @@ pub unsafe fn view1_mut<'a, T: DlElem>(
     Ok(unsafe { view_mut::<T>(t, 1, name)? }
         .into_dimensionality()
         .expect("ndim checked"))
+}
+
+/// Where tensor `t` lives (validates the pointer and the device type only).
+///
+/// # Safety
+/// `t` must be NULL or point to a valid tensor.
+pub unsafe fn device_of(t: *const tritter_dl_tensor_t, name: &'static str) -> Result<Device> {
+    let t = unsafe { t.as_ref() }.ok_or(Error::NullPointer(name))?;
+    match t.device.device_type {
+        TRITTER_DL_CPU | TRITTER_DL_CUDA_HOST => Ok(Device::Cpu),
+        TRITTER_DL_CUDA | TRITTER_DL_CUDA_MANAGED => Ok(Device::Cuda(t.device.device_id)),
+        d => Err(Error::UnsupportedDevice {
+            arg: name,
+            msg: format!("device type {d} is not CPU (1) or CUDA (2)"),
+        }),
+    }
+}
+
+/// The one device of a call's tensors (`None` = host). Any CUDA tensor on a
+/// machine or build without CUDA gives [`Error::CudaUnavailable`]; tensors
+/// on different devices give [`Error::UnsupportedDevice`] naming the first
+/// that differs from the first tensor.
+pub fn common_device(devices: &[(Device, &'static str)]) -> Result<Option<i32>> {
+    let Some(&(first, first_name)) = devices.first() else {
+        return Ok(None);
+    };
+    if let Some(&(_, name)) = devices.iter().find(|(d, _)| matches!(d, Device::Cuda(_))) {
+        crate::cuda::require(name)?;
+    }
+    for &(d, name) in &devices[1..] {
+        if d != first {
+            let show = |d: Device| match d {
+                Device::Cpu => "host memory".to_string(),
+                Device::Cuda(i) => format!("CUDA device {i}"),
+            };
+            return Err(Error::UnsupportedDevice {
+                arg: name,
+                msg: format!(
+                    "in {}, `{first_name}` in {}: all tensors of a call must be on one device",
+                    show(d),
+                    show(first)
+                ),
+            });
+        }
+    }
+    Ok(match first {
+        Device::Cpu => None,
+        Device::Cuda(i) => Some(i),
+    })
+}
+
+fn cuda_dtype(d: tritter_dl_dtype_t) -> Option<crate::cuda::Dtype> {
+    use crate::cuda::Dtype;
+    match (d.code, d.bits, d.lanes) {
+        (TRITTER_DL_FLOAT, 32, 1) => Some(Dtype::F32),
+        (TRITTER_DL_BFLOAT, 16, 1) => Some(Dtype::Bf16),
+        (TRITTER_DL_FLOAT, 16, 1) => Some(Dtype::F16),
+        (TRITTER_DL_INT, 8, 1) => Some(Dtype::I8),
+        (TRITTER_DL_UINT, 8, 1) => Some(Dtype::U8),
+        (TRITTER_DL_UINT, 64, 1) => Some(Dtype::U64),
+        (TRITTER_DL_FLOAT, 64, 1) => Some(Dtype::F64),
+        _ => None,
+    }
+}
+
+/// Validates a CUDA tensor of one of `dtypes` with `ndim` dimensions.
+unsafe fn cuda_layout(
+    t: *const tritter_dl_tensor_t,
+    ndim: usize,
+    name: &'static str,
+    dtypes: &[crate::cuda::Dtype],
+    output: bool,
+) -> Result<(Layout, crate::cuda::Dtype, i32)> {
+    let Device::Cuda(dev) = (unsafe { device_of(t, name)? }) else {
+        return Err(Error::UnsupportedDevice {
+            arg: name,
+            msg: "expected a CUDA tensor".into(),
+        });
+    };
+    let raw = unsafe { (*t).dtype };
+    let dt = cuda_dtype(raw)
+        .filter(|d| dtypes.contains(d))
+        .ok_or_else(|| {
+            let names: Vec<&str> = dtypes.iter().map(|d| d.name()).collect();
+            Error::UnsupportedDtype {
+                arg: name,
+                msg: format!("expected {}, got {}", names.join(" or "), dtype_name(raw)),
+            }
+        })?;
+    let code = (raw.code, raw.bits);
+    let (l, _) = unsafe { layout_dyn(t, ndim, name, output, (code, dt.name(), dt.size()))? };
+    Ok((l, dt, dev))
+}
+
+/// A 2-D CUDA tensor as a [`crate::cuda::DeviceMatrix`]: unit stride along
+/// the last dimension (rows may have any larger stride).
+///
+/// # Safety
+/// `t` must be NULL or a valid tensor.
+pub unsafe fn cuda_matrix(
+    t: *const tritter_dl_tensor_t,
+    name: &'static str,
+    dtypes: &[crate::cuda::Dtype],
+    output: bool,
+) -> Result<crate::cuda::DeviceMatrix> {
+    let (l, dtype, device) = unsafe { cuda_layout(t, 2, name, dtypes, output)? };
+    let (rows, cols) = (l.shape[0], l.shape[1]);
+    if cols > 1 && l.strides[1] != 1 {
+        return Err(Error::invalid(
+            name,
+            format!(
+                "CUDA tensors need unit stride along the last dimension, got {}",
+                l.strides[1]
+            ),
+        ));
+    }
+    let ld = if rows > 1 { l.strides[0] } else { cols };
+    if rows > 1 && cols > 0 && ld < cols {
+        return Err(Error::invalid(
+            name,
+            format!("row stride {ld} is less than the {cols} columns"),
+        ));
+    }
+    Ok(crate::cuda::DeviceMatrix {
+        ptr: l.ptr as u64,
+        rows,
+        cols,
+        ld,
+        dtype,
+        device,
+    })
+}
+
+/// A contiguous CUDA tensor with `ndim` dimensions (any, when `None`) as a
+/// flat [`crate::cuda::DeviceVector`].
+///
+/// # Safety
+/// `t` must be NULL or a valid tensor.
+pub unsafe fn cuda_vector(
+    t: *const tritter_dl_tensor_t,
+    name: &'static str,
+    dtypes: &[crate::cuda::Dtype],
+    ndim: Option<usize>,
+    output: bool,
+) -> Result<crate::cuda::DeviceVector> {
+    let nd = match ndim {
+        Some(n) => n,
+        None => {
+            let tr = unsafe { t.as_ref() }.ok_or(Error::NullPointer(name))?;
+            usize::try_from(tr.ndim)
+                .ok()
+                .filter(|&n| n <= 32)
+                .ok_or_else(|| Error::invalid(name, format!("ndim {} is out of range", tr.ndim)))?
+        }
+    };
+    let (l, dtype, device) = unsafe { cuda_layout(t, nd, name, dtypes, output)? };
+    let mut expect = 1usize;
+    for i in (0..nd).rev() {
+        if l.shape[i] > 1 && l.strides[i] != expect {
+            return Err(Error::invalid(name, "CUDA tensors here must be contiguous"));
+        }
+        expect = expect.saturating_mul(l.shape[i]);
+    }
+    Ok(crate::cuda::DeviceVector {
+        ptr: l.ptr as u64,
+        len: l.numel,
+        dtype,
+        device,
+    })
 }

@@ -718,3 +718,70 @@ pub unsafe extern "C" fn tritter_ternary_accumulator_reset(
         Ok(())
     })
 }
+
+/// TernGrad (ternary stochastic quantization) of a gradient on DLPack
+/// tensors: `grad` float32 `[n]`, `scales_out` float32 `[ceil(n / block)]`,
+/// `packed_out` uint8 `[ceil(n / 4)]` (canonical 2-bit codes), `block` a
+/// multiple of 4, counter-based randomness from `seed`. Host tensors run on
+/// the CPU; CUDA tensors (one device) on the GPU, queued on `stream` (a
+/// `cudaStream_t`, NULL = legacy default), bit for bit the same. On the GPU
+/// a block holding NaN/inf gets a non-finite scale instead of the CPU's
+/// `TRITTER_ERR_NON_FINITE` (no host synchronization). Contiguous tensors.
+///
+/// # Safety
+/// Tensors must be NULL or valid and must not overlap; `stream` NULL or a
+/// live stream of their device.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_grad_ternary_quantize_dlpack(
+    grad: *const super::dlpack::tritter_dl_tensor_t,
+    block: usize,
+    seed: u64,
+    scales_out: *const super::dlpack::tritter_dl_tensor_t,
+    packed_out: *const super::dlpack::tritter_dl_tensor_t,
+    stream: *mut std::ffi::c_void,
+) -> tritter_status_t {
+    use super::dlpack;
+    use crate::cuda::Dtype;
+    guard(|| {
+        let devs = [
+            (unsafe { dlpack::device_of(grad, "grad")? }, "grad"),
+            (
+                unsafe { dlpack::device_of(scales_out, "scales_out")? },
+                "scales_out",
+            ),
+            (
+                unsafe { dlpack::device_of(packed_out, "packed_out")? },
+                "packed_out",
+            ),
+        ];
+        if dlpack::common_device(&devs)?.is_some() {
+            let g = unsafe { dlpack::cuda_vector(grad, "grad", &[Dtype::F32], Some(1), false)? };
+            let s = unsafe {
+                dlpack::cuda_vector(scales_out, "scales_out", &[Dtype::F32], Some(1), true)?
+            };
+            let p = unsafe {
+                dlpack::cuda_vector(packed_out, "packed_out", &[Dtype::U8], Some(1), true)?
+            };
+            // SAFETY: validated views of the caller's tensors.
+            return unsafe {
+                crate::cuda::ternary_stochastic_quantize(
+                    g,
+                    block,
+                    seed,
+                    s,
+                    p,
+                    crate::cuda::Stream(stream as usize),
+                )
+            };
+        }
+        let not_contig = |n: &'static str| Error::invalid(n, "must be contiguous");
+        let gv = unsafe { dlpack::view1::<f32>(grad, "grad")? };
+        let mut sv = unsafe { dlpack::view1_mut::<f32>(scales_out, "scales_out")? };
+        let mut pv = unsafe { dlpack::view1_mut::<u8>(packed_out, "packed_out")? };
+        let g = gv.as_slice().ok_or_else(|| not_contig("grad"))?;
+        let s = sv.as_slice_mut().ok_or_else(|| not_contig("scales_out"))?;
+        let p = pv.as_slice_mut().ok_or_else(|| not_contig("packed_out"))?;
+        crate::grad::compress::ternary::quantize_into(g, block, seed, s, p)
+    })
+}

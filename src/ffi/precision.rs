@@ -381,3 +381,113 @@ pub unsafe extern "C" fn tritter_loss_scaler_set_scale(
             .set_scale(scale)
     })
 }
+
+/// Converts between float32 and bfloat16/float16 on DLPack tensors of the
+/// same shape (any rank; contiguous): `src` float32 -> `dst` bfloat16 or
+/// float16, or `src` bfloat16/float16 -> `dst` float32, with the rounding of
+/// [`tritter_f32_to_bf16`] and friends. Host tensors convert on the CPU;
+/// CUDA tensors (both on one device) on the GPU, queued on `stream`
+/// (a `cudaStream_t`, NULL = legacy default), bit for bit the same.
+///
+/// # Safety
+/// Tensors must be NULL or valid and must not overlap; `stream` NULL or a
+/// live stream of their device.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_convert_dlpack(
+    src: *const super::dlpack::tritter_dl_tensor_t,
+    dst: *const super::dlpack::tritter_dl_tensor_t,
+    stream: *mut std::ffi::c_void,
+) -> tritter_status_t {
+    use super::dlpack;
+    use crate::cuda::Dtype;
+    guard(|| {
+        let devs = [
+            (unsafe { dlpack::device_of(src, "src")? }, "src"),
+            (unsafe { dlpack::device_of(dst, "dst")? }, "dst"),
+        ];
+        let all = [Dtype::F32, Dtype::Bf16, Dtype::F16];
+        if dlpack::common_device(&devs)?.is_some() {
+            let s = unsafe { dlpack::cuda_vector(src, "src", &all, None, false)? };
+            let d = unsafe { dlpack::cuda_vector(dst, "dst", &all, None, true)? };
+            unsafe { check_same_shape(src, dst)? };
+            // SAFETY: validated views of the caller's tensors.
+            return unsafe { crate::cuda::convert(s, d, crate::cuda::Stream(stream as usize)) };
+        }
+        unsafe { check_same_shape(src, dst)? };
+        let nd = unsafe { (*src).ndim }.max(0) as usize;
+        let (sd, dd) = unsafe { ((*src).dtype, (*dst).dtype) };
+        let f32_ = (dlpack::TRITTER_DL_FLOAT, 32u8);
+        let bf16 = (dlpack::TRITTER_DL_BFLOAT, 16u8);
+        let f16 = (dlpack::TRITTER_DL_FLOAT, 16u8);
+        let not_contig = |n: &'static str| Error::invalid(n, "must be contiguous");
+        match ((sd.code, sd.bits), (dd.code, dd.bits)) {
+            (a, b) if a == f32_ && (b == bf16 || b == f16) => {
+                let sv = unsafe { dlpack::view::<f32>(src, nd, "src")? };
+                let s = sv.as_slice().ok_or_else(|| not_contig("src"))?;
+                let d: &mut [u16] = if b == bf16 {
+                    let mut dv = unsafe { dlpack::view_mut::<half::bf16>(dst, nd, "dst")? };
+                    let d = dv.as_slice_mut().ok_or_else(|| not_contig("dst"))?;
+                    // SAFETY: bf16 is a transparent u16.
+                    unsafe { std::slice::from_raw_parts_mut(d.as_mut_ptr() as *mut u16, d.len()) }
+                } else {
+                    let mut dv = unsafe { dlpack::view_mut::<half::f16>(dst, nd, "dst")? };
+                    let d = dv.as_slice_mut().ok_or_else(|| not_contig("dst"))?;
+                    // SAFETY: f16 is a transparent u16.
+                    unsafe { std::slice::from_raw_parts_mut(d.as_mut_ptr() as *mut u16, d.len()) }
+                };
+                if b == bf16 {
+                    convert::f32_to_bf16(s, d)
+                } else {
+                    convert::f32_to_f16(s, d)
+                }
+            }
+            (a, b) if b == f32_ && (a == bf16 || a == f16) => {
+                let s: &[u16] = if a == bf16 {
+                    let sv = unsafe { dlpack::view::<half::bf16>(src, nd, "src")? };
+                    let s = sv.as_slice().ok_or_else(|| not_contig("src"))?;
+                    // SAFETY: bf16 is a transparent u16.
+                    unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u16, s.len()) }
+                } else {
+                    let sv = unsafe { dlpack::view::<half::f16>(src, nd, "src")? };
+                    let s = sv.as_slice().ok_or_else(|| not_contig("src"))?;
+                    // SAFETY: f16 is a transparent u16.
+                    unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u16, s.len()) }
+                };
+                let mut dv = unsafe { dlpack::view_mut::<f32>(dst, nd, "dst")? };
+                let d = dv.as_slice_mut().ok_or_else(|| not_contig("dst"))?;
+                if a == bf16 {
+                    convert::bf16_to_f32(s, d)
+                } else {
+                    convert::f16_to_f32(s, d)
+                }
+            }
+            _ => Err(Error::UnsupportedDtype {
+                arg: "dst",
+                msg: "converts float32 to bfloat16/float16 and back".into(),
+            }),
+        }
+    })
+}
+
+/// Equal rank and extents of two tensors (already validated as non-NULL).
+unsafe fn check_same_shape(
+    a: *const super::dlpack::tritter_dl_tensor_t,
+    b: *const super::dlpack::tritter_dl_tensor_t,
+) -> Result<()> {
+    let (a, b) = unsafe { (&*a, &*b) };
+    let shape = |t: &super::dlpack::tritter_dl_tensor_t| -> Vec<i64> {
+        if t.ndim <= 0 || t.shape.is_null() {
+            return Vec::new();
+        }
+        // SAFETY: validated tensors hold ndim extents.
+        unsafe { std::slice::from_raw_parts(t.shape, t.ndim as usize) }.to_vec()
+    };
+    if a.ndim != b.ndim || shape(a) != shape(b) {
+        return Err(Error::shape(
+            "dst",
+            format!("dst has shape {:?}, src {:?}", shape(b), shape(a)),
+        ));
+    }
+    Ok(())
+}

@@ -34,6 +34,29 @@ pub extern "C" fn tritter_cuda_available() -> bool {
     guard_value(false, crate::cuda::is_available)
 }
 
+/// `TRITTER_OK` when CUDA kernels can run here, else
+/// `TRITTER_ERR_CUDA_UNAVAILABLE` with the reason in [`tritter_last_error`]
+/// (built without the `cuda` feature, no driver library, no GPU, or a GPU
+/// older than the embedded kernels' sm_80).
+///
+/// [`tritter_last_error`]: super::status::tritter_last_error
+#[must_use]
+#[no_mangle]
+pub extern "C" fn tritter_cuda_check() -> tritter_status_t {
+    guard(|| crate::cuda::require("tritter-accel"))
+}
+
+/// Writes the number of CUDA devices that can run the kernels (0 without
+/// CUDA) to `*count_out`.
+///
+/// # Safety
+/// `count_out` must be valid for writing one `size_t`.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_cuda_device_count(count_out: *mut usize) -> tritter_status_t {
+    guard(|| unsafe { args::write(count_out, crate::cuda::device_count(), "count_out") })
+}
+
 /// Sets the number of worker threads the library's kernels use (0 = default:
 /// `TRITTER_NUM_THREADS` or the available parallelism). Results never depend
 /// on it. Thread-safe; calls in progress finish on the previous pool.

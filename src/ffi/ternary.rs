@@ -1,11 +1,14 @@
 //! C entry points for ternary quantization, packing and the ternary matrix.
 
+use std::ffi::c_void;
+
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use super::args::{self, elems};
 use super::dlpack::{self, tritter_dl_tensor_t};
 use super::handle;
 use super::status::{guard, tritter_status_t};
+use crate::cuda::{self, DeviceMatrix, Dtype};
 use crate::ternary::matmul::ComputeFormat;
 use crate::ternary::pack::{self, PackedLayout};
 use crate::ternary::quant::{self, QuantConfig, QuantMethod};
@@ -359,9 +362,11 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_f32(
     })
 }
 
-/// Like [`tritter_ternary_matrix_from_f32`] from a 2-D float32 DLPack tensor
-/// (any non-negative strides, CPU memory). A strided or broadcast (stride 0)
-/// view is copied: its logical size, not the memory behind it, sets the
+/// Like [`tritter_ternary_matrix_from_f32`] from a 2-D float32 DLPack tensor:
+/// host memory (any non-negative strides), or CUDA memory (unit stride along
+/// rows), which is quantized on its GPU, bit-identically, and copied back
+/// (the call waits for the GPU). A strided or broadcast (stride 0) host view
+/// is copied: its logical size, not the memory behind it, sets the
 /// allocation (`TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
 /// naming `weights` when refused).
 ///
@@ -377,10 +382,44 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_dlpack(
     guard(|| {
         args::check_out(matrix_out, "matrix_out")?;
         let cfg = to_config(unsafe { args::optional(config, "config")? })?;
-        let w = unsafe { dlpack::view2::<f32>(weights, "weights")? };
-        let m = TernaryMatrix::from_f32(w, &cfg)?;
+        let dev = dlpack::common_device(&[(
+            unsafe { dlpack::device_of(weights, "weights")? },
+            "weights",
+        )])?;
+        let m = match dev {
+            None => {
+                TernaryMatrix::from_f32(unsafe { dlpack::view2::<f32>(weights, "weights")? }, &cfg)?
+            }
+            Some(d) => {
+                let w = unsafe { dlpack::cuda_matrix(weights, "weights", &[Dtype::F32], false)? };
+                quantize_on_device(w, &cfg, d)?
+            }
+        };
         unsafe { handle::store(matrix_out, tritter_ternary_matrix_t(m), "matrix_out") }
     })
+}
+
+/// Quantizes device weights on their GPU and builds the (host) matrix from
+/// the packed result, bit-identical to [`TernaryMatrix::from_f32`].
+fn quantize_on_device(w: DeviceMatrix, cfg: &QuantConfig, device: i32) -> Result<TernaryMatrix> {
+    let (rows, cols) = (w.rows, w.cols);
+    let rb = pack::row_bytes(cols, PackedLayout::TwoBit);
+    let ns = cfg.granularity.num_scales(rows, cols);
+    let pb = cuda::Buffer::zeroed(device, elems(rows, rb, "weights")?)?;
+    let sb = cuda::Buffer::zeroed(device, elems(ns, 4, "weights")?)?;
+    // SAFETY: w was validated by cuda_matrix; the buffers are ours.
+    unsafe {
+        cuda::quantize_pack_2bit(
+            w,
+            cfg,
+            pb.matrix(rows, rb, Dtype::U8)?,
+            sb.vector(ns, Dtype::F32)?,
+            cuda::Stream::DEFAULT,
+        )?
+    };
+    let packed: Vec<u8> = pb.to_vec()?;
+    let scales: Vec<f32> = sb.to_vec()?;
+    TernaryMatrix::from_parts(rows, cols, cfg.granularity, scales, packed)
 }
 
 /// Builds a matrix from already-ternary values `[rows, cols]` (each in
@@ -648,9 +687,10 @@ pub unsafe extern "C" fn tritter_ternary_matrix_matmul(
 
 /// `y = x · Wᵀ (+ bias)` on DLPack tensors: `x` float32 `[batch, cols]`,
 /// `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written);
-/// `x` and `bias` finite (`TRITTER_ERR_NON_FINITE`).
-/// Any non-negative strides; CPU memory (CUDA tensors report
-/// `TRITTER_ERR_CUDA_UNAVAILABLE` until the CUDA backend lands).
+/// host `x` and `bias` finite (`TRITTER_ERR_NON_FINITE`).
+/// Host tensors: any non-negative strides. CUDA tensors run on the GPU on
+/// the legacy default stream; see
+/// [`tritter_ternary_matrix_matmul_dlpack_stream`] for the rules.
 ///
 /// # Safety
 /// `matrix` must be NULL or live; tensors NULL or valid; `y` must not overlap inputs.
@@ -663,9 +703,75 @@ pub unsafe extern "C" fn tritter_ternary_matrix_matmul_dlpack(
     act_mode: u32,
     y: *const tritter_dl_tensor_t,
 ) -> tritter_status_t {
+    unsafe {
+        tritter_ternary_matrix_matmul_dlpack_stream(
+            matrix,
+            x,
+            bias,
+            act_mode,
+            y,
+            std::ptr::null_mut(),
+        )
+    }
+}
+
+/// [`tritter_ternary_matrix_matmul_dlpack`] with a CUDA stream for CUDA
+/// tensors: the work is queued on `stream` (a `cudaStream_t`, e.g.
+/// PyTorch's `torch.cuda.current_stream().cuda_stream`; NULL = the legacy
+/// default stream) and the call returns without waiting for it. Ignored for
+/// host tensors.
+///
+/// Routing by the tensors' device: host tensors run the CPU kernels; CUDA
+/// tensors (all on one device) run the GPU kernels, with `x` float32,
+/// bfloat16 or float16, `y` float32, bfloat16 or float16 (rounded to
+/// nearest even), `bias` NULL or float32, each with unit stride along its
+/// last dimension. The matrix's weights are uploaded to that device on first
+/// use (synchronously; see [`tritter_ternary_matrix_to_device`]). Mixed
+/// devices are `TRITTER_ERR_UNSUPPORTED_DEVICE`; CUDA tensors without a
+/// usable GPU (or in a build without the `cuda` feature) are
+/// `TRITTER_ERR_CUDA_UNAVAILABLE`. `TRITTER_ACT_INT8` results are identical
+/// to the CPU's; float results are within the CPU kernels' documented bound.
+/// Per-group scales on the GPU need `group_size % 32 == 0`. GPU inputs are
+/// not scanned for NaN/inf (they propagate).
+///
+/// # Safety
+/// As [`tritter_ternary_matrix_matmul_dlpack`]; CUDA tensors must stay valid
+/// until the queued work completes; `stream` must be NULL or a live stream
+/// of the tensors' device.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_ternary_matrix_matmul_dlpack_stream(
+    matrix: *const tritter_ternary_matrix_t,
+    x: *const tritter_dl_tensor_t,
+    bias: *const tritter_dl_tensor_t,
+    act_mode: u32,
+    y: *const tritter_dl_tensor_t,
+    stream: *mut c_void,
+) -> tritter_status_t {
     guard(|| {
         let m = &unsafe { handle::get(matrix, "matrix")? }.0;
         let mode = ActivationMode::from_code(act_mode)?;
+        let mut devs = vec![
+            (unsafe { dlpack::device_of(x, "x")? }, "x"),
+            (unsafe { dlpack::device_of(y, "y")? }, "y"),
+        ];
+        if !bias.is_null() {
+            devs.push((unsafe { dlpack::device_of(bias, "bias")? }, "bias"));
+        }
+        if dlpack::common_device(&devs)?.is_some() {
+            let floats = [Dtype::F32, Dtype::Bf16, Dtype::F16];
+            let xv = unsafe { dlpack::cuda_matrix(x, "x", &floats, false)? };
+            let yv = unsafe { dlpack::cuda_matrix(y, "y", &floats, true)? };
+            let bv = if bias.is_null() {
+                None
+            } else {
+                Some(unsafe { dlpack::cuda_vector(bias, "bias", &[Dtype::F32], Some(1), false)? })
+            };
+            // SAFETY: the views were validated from the caller's tensors.
+            return unsafe {
+                cuda::ternary_matmul(m, xv, bv, mode, yv, cuda::Stream(stream as usize))
+            };
+        }
         let xv = unsafe { dlpack::view2::<f32>(x, "x")? };
         let bv = if bias.is_null() {
             None
@@ -674,5 +780,159 @@ pub unsafe extern "C" fn tritter_ternary_matrix_matmul_dlpack(
         };
         let yv = unsafe { dlpack::view2_mut::<f32>(y, "y")? };
         m.matmul_into(xv, bv, mode, yv)
+    })
+}
+
+/// Uploads the matrix's weights to CUDA device `device` in the GPU
+/// kernels' layout, once (later calls are no-ops; GPU matmuls would upload
+/// on first use). The copy lives as long as the handle. Errors:
+/// `TRITTER_ERR_CUDA_UNAVAILABLE`, `TRITTER_ERR_UNSUPPORTED_DEVICE` (no such
+/// device), `TRITTER_ERR_CUDA` (out of device memory).
+///
+/// # Safety
+/// `matrix` must be NULL or live.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_ternary_matrix_to_device(
+    matrix: *const tritter_ternary_matrix_t,
+    device: i32,
+) -> tritter_status_t {
+    guard(|| {
+        let m = &unsafe { handle::get(matrix, "matrix")? }.0;
+        m.to_device(device)
+    })
+}
+
+/// Quantizes a 2-D float32 tensor `weights` `[rows, cols]` and packs it in
+/// the canonical 2-bit layout: `packed_out` uint8 `[rows, ceil(cols / 4)]`
+/// and `scales_out` float32 `[tritter_num_scales(...)]` (both written).
+/// `config` may be NULL (defaults). Host tensors run on the CPU, CUDA
+/// tensors (all on one device, contiguous outputs) on the GPU, bit for bit
+/// the same; the GPU call waits for its result (it reports non-finite
+/// weights as the CPU does). `stream`: as in
+/// [`tritter_ternary_matrix_matmul_dlpack_stream`].
+///
+/// # Safety
+/// Tensors must be NULL or valid; outputs must not overlap `weights`.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_quantize_pack_dlpack(
+    weights: *const tritter_dl_tensor_t,
+    config: *const tritter_quant_config_t,
+    packed_out: *const tritter_dl_tensor_t,
+    scales_out: *const tritter_dl_tensor_t,
+    stream: *mut c_void,
+) -> tritter_status_t {
+    guard(|| {
+        let cfg = to_config(unsafe { args::optional(config, "config")? })?;
+        let devs = [
+            (unsafe { dlpack::device_of(weights, "weights")? }, "weights"),
+            (
+                unsafe { dlpack::device_of(packed_out, "packed_out")? },
+                "packed_out",
+            ),
+            (
+                unsafe { dlpack::device_of(scales_out, "scales_out")? },
+                "scales_out",
+            ),
+        ];
+        if dlpack::common_device(&devs)?.is_some() {
+            let w = unsafe { dlpack::cuda_matrix(weights, "weights", &[Dtype::F32], false)? };
+            let p = unsafe { dlpack::cuda_matrix(packed_out, "packed_out", &[Dtype::U8], true)? };
+            let s = unsafe {
+                dlpack::cuda_vector(scales_out, "scales_out", &[Dtype::F32], Some(1), true)?
+            };
+            // SAFETY: validated views of the caller's tensors.
+            return unsafe {
+                cuda::quantize_pack_2bit(w, &cfg, p, s, cuda::Stream(stream as usize))
+            };
+        }
+        let w = unsafe { dlpack::view2::<f32>(weights, "weights")? };
+        let (rows, cols) = w.dim();
+        let mut p = unsafe { dlpack::view2_mut::<u8>(packed_out, "packed_out")? };
+        let mut s = unsafe { dlpack::view1_mut::<f32>(scales_out, "scales_out")? };
+        let rb = pack::row_bytes(cols, PackedLayout::TwoBit);
+        if p.dim() != (rows, rb) {
+            return Err(Error::shape(
+                "packed_out",
+                format!("packed_out is {:?}, expected [{rows}, {rb}]", p.shape()),
+            ));
+        }
+        let ns = cfg.granularity.num_scales(rows, cols);
+        if s.len() != ns {
+            return Err(Error::shape(
+                "scales_out",
+                format!("{} scales, expected {ns}", s.len()),
+            ));
+        }
+        let (bytes, scales) = quant::quantize_pack_2bit(w, &cfg)?;
+        if rb > 0 {
+            for (mut dst, src) in p.rows_mut().into_iter().zip(bytes.chunks(rb)) {
+                dst.iter_mut().zip(src).for_each(|(d, v)| *d = *v);
+            }
+        }
+        s.iter_mut().zip(&scales).for_each(|(d, v)| *d = *v);
+        Ok(())
+    })
+}
+
+/// Int8 per-token absmax quantization (as
+/// [`tritter_quantize_activations_i8`]) on DLPack tensors: `x` `[batch,
+/// dim]` (float32; on the GPU also bfloat16/float16), `q_out` int8 `[batch,
+/// dim]` and `scales_out` float32 `[batch]` (written). Host tensors run on
+/// the CPU; CUDA tensors on the GPU, queued on `stream`, bit-identical on
+/// finite input (a GPU row holding NaN/inf gets scale NaN instead of an
+/// error).
+///
+/// # Safety
+/// Tensors must be NULL or valid; outputs must not overlap `x`.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_quantize_activations_i8_dlpack(
+    x: *const tritter_dl_tensor_t,
+    q_out: *const tritter_dl_tensor_t,
+    scales_out: *const tritter_dl_tensor_t,
+    stream: *mut c_void,
+) -> tritter_status_t {
+    guard(|| {
+        let devs = [
+            (unsafe { dlpack::device_of(x, "x")? }, "x"),
+            (unsafe { dlpack::device_of(q_out, "q_out")? }, "q_out"),
+            (
+                unsafe { dlpack::device_of(scales_out, "scales_out")? },
+                "scales_out",
+            ),
+        ];
+        if dlpack::common_device(&devs)?.is_some() {
+            let floats = [Dtype::F32, Dtype::Bf16, Dtype::F16];
+            let xv = unsafe { dlpack::cuda_matrix(x, "x", &floats, false)? };
+            let q = unsafe { dlpack::cuda_matrix(q_out, "q_out", &[Dtype::I8], true)? };
+            let s = unsafe {
+                dlpack::cuda_vector(scales_out, "scales_out", &[Dtype::F32], Some(1), true)?
+            };
+            // SAFETY: validated views of the caller's tensors.
+            return unsafe {
+                cuda::quantize_activations_i8(xv, q, s, cuda::Stream(stream as usize))
+            };
+        }
+        let xv = unsafe { dlpack::view2::<f32>(x, "x")? };
+        let mut q = unsafe { dlpack::view2_mut::<i8>(q_out, "q_out")? };
+        let mut s = unsafe { dlpack::view1_mut::<f32>(scales_out, "scales_out")? };
+        if q.dim() != xv.dim() {
+            return Err(Error::shape(
+                "q_out",
+                format!("q_out is {:?}, x is {:?}", q.shape(), xv.shape()),
+            ));
+        }
+        if s.len() != xv.nrows() {
+            return Err(Error::shape(
+                "scales_out",
+                format!("{} scales for {} rows", s.len(), xv.nrows()),
+            ));
+        }
+        let (qa, sa) = quant::quantize_activations_i8(xv)?;
+        q.assign(&qa);
+        s.assign(&sa);
+        Ok(())
     })
 }

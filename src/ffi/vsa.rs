@@ -668,3 +668,183 @@ pub unsafe extern "C" fn tritter_item_memory_similarities(
 pub unsafe extern "C" fn tritter_item_memory_free(memory: *mut tritter_item_memory_t) {
     guard_value((), || unsafe { handle::free(memory) })
 }
+
+/// Binds (or, with `unbind`, unbinds) packed hypervectors of `dim` trits on
+/// DLPack tensors: `a` uint64 `[n, words]`, `b` uint64 `[words]` or
+/// `[1, words]` (one key for every row) or `[n, words]`, `out` uint64
+/// `[n, words]` (written), `words = tritter_hv_packed_words(dim)`,
+/// `algebra` 0 MAP / 1 modular. Host tensors run on the CPU (every input
+/// row validated); CUDA tensors (one device, contiguous) on the GPU, queued
+/// on `stream` (NULL = legacy default), bit for bit the same on valid
+/// vectors (the GPU does not validate).
+///
+/// # Safety
+/// Tensors must be NULL or valid; `out` must not overlap `b`.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_hv_bind_dlpack(
+    a: *const super::dlpack::tritter_dl_tensor_t,
+    b: *const super::dlpack::tritter_dl_tensor_t,
+    dim: usize,
+    algebra: u32,
+    unbind: bool,
+    out: *const super::dlpack::tritter_dl_tensor_t,
+    stream: *mut std::ffi::c_void,
+) -> tritter_status_t {
+    use super::dlpack;
+    use crate::cuda::Dtype;
+    guard(|| {
+        let alg = Algebra::from_code(algebra)?;
+        let devs = [
+            (unsafe { dlpack::device_of(a, "a")? }, "a"),
+            (unsafe { dlpack::device_of(b, "b")? }, "b"),
+            (unsafe { dlpack::device_of(out, "out")? }, "out"),
+        ];
+        let words = packed_words(dim);
+        let b_ndim = unsafe { b.as_ref() }.map_or(2, |t| t.ndim);
+        if dlpack::common_device(&devs)?.is_some() {
+            let u = [Dtype::U64];
+            let av = unsafe { dlpack::cuda_matrix(a, "a", &u, false)? };
+            let bv = if b_ndim == 1 {
+                let v = unsafe { dlpack::cuda_vector(b, "b", &u, Some(1), false)? };
+                crate::cuda::DeviceMatrix {
+                    ptr: v.ptr,
+                    rows: 1,
+                    cols: v.len,
+                    ld: v.len,
+                    dtype: v.dtype,
+                    device: v.device,
+                }
+            } else {
+                unsafe { dlpack::cuda_matrix(b, "b", &u, false)? }
+            };
+            let ov = unsafe { dlpack::cuda_matrix(out, "out", &u, true)? };
+            // SAFETY: validated views of the caller's tensors.
+            return unsafe {
+                crate::cuda::hv_bind(
+                    av,
+                    bv,
+                    dim,
+                    alg,
+                    unbind,
+                    ov,
+                    crate::cuda::Stream(stream as usize),
+                )
+            };
+        }
+        let av = unsafe { super::dlpack::view2::<u64>(a, "a")? };
+        let bv = if b_ndim == 1 {
+            unsafe { super::dlpack::view1::<u64>(b, "b")? }.insert_axis(ndarray::Axis(0))
+        } else {
+            unsafe { super::dlpack::view2::<u64>(b, "b")? }
+        };
+        let mut ov = unsafe { super::dlpack::view2_mut::<u64>(out, "out")? };
+        for (name, c) in [("a", av.ncols()), ("b", bv.ncols()), ("out", ov.ncols())] {
+            if c != words {
+                return Err(Error::shape(
+                    name,
+                    format!("a packed vector of dim {dim} has {words} words, got {c}"),
+                ));
+            }
+        }
+        if ov.nrows() != av.nrows() || (bv.nrows() != 1 && bv.nrows() != av.nrows()) {
+            return Err(Error::shape(
+                "b",
+                format!(
+                    "a has {} rows, b {} (1 or the same), out {}",
+                    av.nrows(),
+                    bv.nrows(),
+                    ov.nrows()
+                ),
+            ));
+        }
+        let mut res = vec![0u64; words];
+        for r in 0..av.nrows() {
+            let ar: Vec<u64> = av.row(r).to_vec();
+            let br: Vec<u64> = bv.row(if bv.nrows() == 1 { 0 } else { r }).to_vec();
+            validate_words(dim, &ar, "a")?;
+            validate_words(dim, &br, "b")?;
+            if unbind {
+                ops::unbind_words(&ar, &br, alg, &mut res);
+            } else {
+                ops::bind_words(&ar, &br, alg, &mut res);
+            }
+            ov.row_mut(r)
+                .iter_mut()
+                .zip(&res)
+                .for_each(|(o, v)| *o = *v);
+        }
+        Ok(())
+    })
+}
+
+/// One-vs-many similarity on DLPack tensors: `query` uint64 `[words]`,
+/// `rows` uint64 `[n, words]`, `scores_out` float64 `[n]` (written),
+/// `metric` 0 dot / 1 cosine / 2 Hamming. Host tensors run on the CPU
+/// (inputs validated); CUDA tensors (one device, contiguous) on the GPU,
+/// queued on `stream`, bit for bit the same on valid vectors (the GPU does
+/// not validate).
+///
+/// # Safety
+/// Tensors must be NULL or valid; `scores_out` must not overlap the inputs.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_hv_similarity_many_dlpack(
+    query: *const super::dlpack::tritter_dl_tensor_t,
+    rows: *const super::dlpack::tritter_dl_tensor_t,
+    dim: usize,
+    metric: u32,
+    scores_out: *const super::dlpack::tritter_dl_tensor_t,
+    stream: *mut std::ffi::c_void,
+) -> tritter_status_t {
+    use super::dlpack;
+    use crate::cuda::Dtype;
+    guard(|| {
+        let m = Metric::from_code(metric)?;
+        let devs = [
+            (unsafe { dlpack::device_of(query, "query")? }, "query"),
+            (unsafe { dlpack::device_of(rows, "rows")? }, "rows"),
+            (
+                unsafe { dlpack::device_of(scores_out, "scores_out")? },
+                "scores_out",
+            ),
+        ];
+        if dlpack::common_device(&devs)?.is_some() {
+            let q = unsafe { dlpack::cuda_vector(query, "query", &[Dtype::U64], Some(1), false)? };
+            let r = unsafe { dlpack::cuda_matrix(rows, "rows", &[Dtype::U64], false)? };
+            let o = unsafe {
+                dlpack::cuda_vector(scores_out, "scores_out", &[Dtype::F64], Some(1), true)?
+            };
+            // SAFETY: validated views of the caller's tensors.
+            return unsafe {
+                crate::cuda::hv_similarity_many(
+                    q,
+                    r,
+                    dim,
+                    m,
+                    o,
+                    crate::cuda::Stream(stream as usize),
+                )
+            };
+        }
+        let not_contig = |n: &'static str| Error::invalid(n, "must be contiguous");
+        let qv = unsafe { dlpack::view1::<u64>(query, "query")? };
+        let rv = unsafe { dlpack::view2::<u64>(rows, "rows")? };
+        let mut ov = unsafe { dlpack::view1_mut::<f64>(scores_out, "scores_out")? };
+        let q: Vec<u64> = qv.to_vec();
+        validate_words(dim, &q, "query")?;
+        if rv.ncols() != packed_words(dim) {
+            return Err(Error::shape(
+                "rows",
+                format!(
+                    "a packed vector of dim {dim} has {} words, got {}",
+                    packed_words(dim),
+                    rv.ncols()
+                ),
+            ));
+        }
+        let r = rv.as_slice().ok_or_else(|| not_contig("rows"))?;
+        let o = ov.as_slice_mut().ok_or_else(|| not_contig("scores_out"))?;
+        ops::similarity_many(&PackedHv::from_words(dim, q)?, r, m, o)
+    })
+}

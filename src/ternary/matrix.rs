@@ -30,6 +30,8 @@ pub struct TernaryMatrix {
     scales: Vec<f32>,
     /// The weights, in the kernels' layout (see [`ComputeLayout`]).
     compute: ComputeLayout,
+    /// Copies on CUDA devices, made on first use (see [`Self::to_device`]).
+    device: crate::cuda::DeviceCache,
 }
 
 impl PartialEq for TernaryMatrix {
@@ -153,7 +155,20 @@ impl TernaryMatrix {
             granularity,
             scales,
             compute,
+            device: Default::default(),
         })
+    }
+
+    /// From already-validated parts: canonical 2-bit bytes and scales of
+    /// `granularity`'s shape (the quantizer's output, e.g. from the GPU).
+    pub(crate) fn from_parts(
+        rows: usize,
+        cols: usize,
+        granularity: Granularity,
+        scales: Vec<f32>,
+        packed: Vec<u8>,
+    ) -> Result<Self> {
+        Self::assemble(rows, cols, granularity, scales, packed)
     }
 
     fn assemble(
@@ -170,6 +185,7 @@ impl TernaryMatrix {
             granularity,
             scales,
             compute,
+            device: Default::default(),
         })
     }
 
@@ -195,6 +211,7 @@ impl TernaryMatrix {
             granularity: self.granularity,
             scales: crate::try_to_vec(&self.scales, "matrix")?,
             compute: self.compute.try_to_format(self.rows, self.cols, format)?,
+            device: Default::default(),
         })
     }
 
@@ -206,6 +223,27 @@ impl TernaryMatrix {
     /// The kernels' copy of the weights.
     pub(crate) fn compute_layout(&self) -> &ComputeLayout {
         &self.compute
+    }
+
+    /// Uploads the weights to CUDA device `device` in the GPU kernels'
+    /// layout (once; later calls and GPU matmuls reuse the copy, which lives
+    /// as long as the matrix and its clones). GPU matmuls upload on first use
+    /// anyway; this moves the cost to a chosen moment. Errors:
+    /// [`Error::CudaUnavailable`], [`Error::UnsupportedDevice`] for a device
+    /// that does not exist, [`Error::Cuda`] (out of memory).
+    pub fn to_device(&self, device: i32) -> Result<()> {
+        crate::cuda::upload(self, device)
+    }
+
+    /// The CUDA devices holding a copy of the weights.
+    pub fn devices(&self) -> Vec<i32> {
+        self.device.devices()
+    }
+
+    /// The device copies (for the CUDA backend).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    pub(crate) fn device_cache(&self) -> &crate::cuda::DeviceCache {
+        &self.device
     }
 
     /// Output features (rows).

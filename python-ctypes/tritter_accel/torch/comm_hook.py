@@ -38,6 +38,17 @@ Byte accounting: ``bytes_sent`` counts the bytes of the tensor each rank hands
 to the collective (payload, including indices, scales and headers); the
 uncompressed equivalent is 4 bytes per gradient element. Both are kept over the
 whole run and after the warm-up steps, where the hook does a plain all-reduce.
+
+Traffic accounting: the payload size is not what crosses the network. With N
+ranks, a ring all-reduce of B bytes sends and receives ``2 (N-1)/N B`` per
+rank, an all-gather of B bytes from every rank ``(N-1) B``, an all-to-all of
+N slots of S bytes ``(N-1) S``. ``traffic_sent`` / ``traffic_recv`` count these
+per rank (:func:`collective_traffic`), next to ``dense_traffic``: what a ring
+all-reduce of the uncompressed f32 buckets would have moved at the same N.
+``traffic_ratio()`` is their quotient, the compression a user actually gets at
+N ranks. For a sparse method exchanged by all-gather it falls as N grows
+(payload ratio R gives about ``2 R / N``); the two-phase exchange of
+:class:`TwoPhaseCompressor` keeps it near R at any N.
 """
 import abc
 import dataclasses
@@ -47,7 +58,8 @@ import torch
 import torch.distributed as dist
 
 __all__ = [
-    "Compressor", "Identity", "TorchTopK", "CompressionHookState", "compression_hook", "BucketKey",
+    "Compressor", "TwoPhaseCompressor", "Identity", "TorchTopK", "CompressionHookState",
+    "compression_hook", "BucketKey", "collective_traffic",
 ]
 
 BucketKey = Tuple[int, Tuple[int, ...]]
@@ -98,6 +110,77 @@ class Compressor(abc.ABC):
 
     def describe(self) -> str:
         return type(self).__name__
+
+
+class TwoPhaseCompressor(Compressor):
+    """A compressor whose exchange takes two collectives, so that the bytes each
+    rank moves do not grow with the number of ranks N (a sparse reduce-scatter
+    by index region, then an all-gather of the re-compressed region sums, as in
+    Ok-Topk, Li and Hoefler 2022).
+
+    The bucket's n coordinates are split into N contiguous regions; rank j owns
+    region j. Phase 1 (all-to-all, issued and waited for in the hook body):
+    every rank compresses each region of its gradient and sends region j's
+    payload to rank j, in a slot of fixed size. Phase 2 (all-gather, async):
+    every owner sums the N payloads of its region, re-compresses the sum, and
+    every rank gathers the N re-compressed regions and decodes them in rank
+    order (so all ranks apply the same update). Error feedback has two
+    levels: each rank keeps what its regional payloads lost, each owner keeps
+    what re-compression lost from the region's sum.
+
+    Both collectives are issued in the hook body, in hook-call order, which
+    DDP keeps identical on every rank: no collective runs in a callback.
+    """
+
+    two_phase = True
+    linear = False
+    internal_error_feedback = True
+
+    def compress(self, g, state, step, rank):  # pragma: no cover - the hook calls the phases
+        raise NotImplementedError("TwoPhaseCompressor: the hook calls compress_regions")
+
+    def decompress(self, received, n, state, step, world_size):  # pragma: no cover
+        raise NotImplementedError("TwoPhaseCompressor: the hook calls decode")
+
+    @abc.abstractmethod
+    def compress_regions(self, g: torch.Tensor, state: Any, step: int, rank: int, world: int) -> torch.Tensor:
+        """Phase 1 payloads: a uint8 tensor ``[world, slot]``; row j goes to rank j."""
+
+    @abc.abstractmethod
+    def reduce_owned(self, received: torch.Tensor, state: Any, step: int, rank: int, world: int) -> torch.Tensor:
+        """From the ``[world, slot]`` payloads of this rank's region (row i from rank i),
+        the 1-D uint8 payload of the re-compressed region sum (same size on every rank)."""
+
+    @abc.abstractmethod
+    def decode(self, gathered: List[torch.Tensor], n: int, state: Any, step: int, world: int) -> torch.Tensor:
+        """The averaged f32 update of n elements from every owner's payload, in rank order."""
+
+    def slot_bytes(self, n: int, world: int) -> Tuple[int, int]:
+        """``(phase-1 slot bytes, phase-2 payload bytes)`` for a bucket of n elements."""
+        raise NotImplementedError
+
+
+def collective_traffic(kind: str, nbytes: int, world: int) -> float:
+    """Bytes one rank sends (and receives) in a collective over ``world`` ranks.
+
+    ``kind``: ``"all_reduce"`` (ring: reduce-scatter + all-gather,
+    ``2 (N-1)/N B`` for a buffer of B bytes), ``"all_gather"`` (ring, each rank
+    contributes B: ``(N-1) B``), ``"all_to_all"`` (N slots of B bytes, one per
+    peer: ``(N-1) B``; the slot to itself stays local), ``"reduce_scatter"``
+    (ring, ``(N-1)/N B``). These are the bandwidth terms of the standard
+    algorithms (gloo and NCCL use ring or equivalent-traffic variants for large
+    buffers); latency is not counted here.
+    """
+    n = int(world)
+    if n < 1:
+        raise ValueError(f"world: must be >= 1, got {world}")
+    if kind == "all_reduce":
+        return 2.0 * (n - 1) / n * nbytes
+    if kind in ("all_gather", "all_to_all"):
+        return float((n - 1) * nbytes)
+    if kind == "reduce_scatter":
+        return (n - 1) / n * nbytes
+    raise ValueError(f"kind: unknown collective {kind!r}")
 
 
 class Identity(Compressor):
@@ -186,6 +269,11 @@ class CompressionHookState:
     ``bytes_sent_compressed`` / ``f32_bytes_compressed`` over the steps after
     warm-up, ``collectives`` (number issued), ``hook_calls``, ``steps`` (number of
     completed steps, counted at the last bucket of each backward pass).
+    Network traffic of the collectives' algorithms (:func:`collective_traffic`):
+    ``traffic_sent`` / ``traffic_recv`` / ``dense_traffic`` (ring all-reduce of
+    the f32 buckets at the same N) over the whole run, and the same three with
+    ``_compressed`` after warm-up; ``step_log[t]`` is step t's
+    ``[payload bytes, traffic sent, traffic received, dense traffic]``.
     """
 
     def __init__(self, compressor: Compressor, process_group=None, error_feedback: bool = True,
@@ -204,6 +292,14 @@ class CompressionHookState:
         self.f32_bytes = 0
         self.bytes_sent_compressed = 0
         self.f32_bytes_compressed = 0
+        self.traffic_sent = 0.0
+        self.traffic_recv = 0.0
+        self.dense_traffic = 0.0
+        self.traffic_sent_compressed = 0.0
+        self.traffic_recv_compressed = 0.0
+        self.dense_traffic_compressed = 0.0
+        self.step_log: List[List[float]] = []
+        self._step_of_call = 0
         self._buckets: Dict[BucketKey, _Bucket] = {}
 
     # -- counters ---------------------------------------------------------------
@@ -213,13 +309,40 @@ class CompressionHookState:
             return self.f32_bytes_compressed / self.bytes_sent_compressed if self.bytes_sent_compressed else float("nan")
         return self.f32_bytes / self.bytes_sent if self.bytes_sent else float("nan")
 
-    def _count(self, nbytes: int, f32_bytes: int, compressed: bool):
+    def traffic_ratio(self, after_warmup: bool = True) -> float:
+        """Traffic of an uncompressed ring all-reduce at the same N / traffic this
+        rank actually sent (the compression the network sees)."""
+        if after_warmup:
+            return (self.dense_traffic_compressed / self.traffic_sent_compressed
+                    if self.traffic_sent_compressed else float("nan"))
+        return self.dense_traffic / self.traffic_sent if self.traffic_sent else float("nan")
+
+    def _count(self, nbytes: int, f32_bytes: int, compressed: bool, kind: str = "all_reduce",
+               world: int = 1, traffic_nbytes: Optional[int] = None):
+        """One collective: ``nbytes`` handed to it, ``f32_bytes`` of gradient it
+        stands for (0 for a second phase), traffic by ``kind``'s formula on
+        ``traffic_nbytes`` (default ``nbytes``)."""
         self.collectives += 1
         self.bytes_sent += nbytes
         self.f32_bytes += f32_bytes
+        t = collective_traffic(kind, nbytes if traffic_nbytes is None else traffic_nbytes, world)
+        d = collective_traffic("all_reduce", f32_bytes, world)
+        self.traffic_sent += t
+        self.traffic_recv += t
+        self.dense_traffic += d
         if compressed:
             self.bytes_sent_compressed += nbytes
             self.f32_bytes_compressed += f32_bytes
+            self.traffic_sent_compressed += t
+            self.traffic_recv_compressed += t
+            self.dense_traffic_compressed += d
+        while len(self.step_log) <= self._step_of_call:
+            self.step_log.append([0, 0.0, 0.0, 0.0])
+        row = self.step_log[self._step_of_call]
+        row[0] += nbytes
+        row[1] += t
+        row[2] += t
+        row[3] += d
 
     # -- per-bucket state -------------------------------------------------------
     def bucket(self, key: BucketKey, n: int, rank: int) -> _Bucket:
@@ -261,11 +384,12 @@ def compression_hook(state: CompressionHookState, bucket: dist.GradBucket) -> to
     state.hook_calls += 1
     n = buf.numel()
     step = state.steps
+    state._step_of_call = step
     if bucket.is_last():
         state.steps += 1
 
     if step < state.warmup_steps:
-        state._count(buf.numel() * 4, n * 4, compressed=False)
+        state._count(buf.numel() * 4, n * 4, compressed=False, kind="all_reduce", world=world)
         fut = dist.all_reduce(buf, group=pg, async_op=True).get_future()
 
         def _avg(f):
@@ -276,6 +400,8 @@ def compression_hook(state: CompressionHookState, bucket: dist.GradBucket) -> to
     comp = state.compressor
     b = state.bucket(_bucket_key(bucket), n, rank)
     g = buf.reshape(-1)
+    if getattr(comp, "two_phase", False):
+        return _two_phase(state, comp, b, buf, g, n, step, rank, world, pg)
     use_residual = state.error_feedback and not comp.internal_error_feedback
     if use_residual:
         g = g + b.residual
@@ -286,7 +412,9 @@ def compression_hook(state: CompressionHookState, bucket: dist.GradBucket) -> to
         if local is None:
             raise ValueError("compressor: must return the local reconstruction for error feedback")
         torch.sub(g, local, out=b.residual)
-    state._count(payload.numel() * payload.element_size(), n * 4, compressed=True)
+    nbytes = payload.numel() * payload.element_size()
+    state._count(nbytes, n * 4, compressed=True, kind="all_reduce" if comp.linear else "all_gather",
+                 world=world)
 
     if comp.linear:
         fut = dist.all_reduce(payload, group=pg, async_op=True).get_future()
@@ -298,6 +426,37 @@ def compression_hook(state: CompressionHookState, bucket: dist.GradBucket) -> to
     def _decode(f):
         f.wait()
         out = comp.decompress(received, n, b.comp_state, step, world)
+        buf.view(-1).copy_(out)
+        return buf
+    return fut.then(_decode)
+
+
+def _two_phase(state, comp, b, buf, g, n, step, rank, world, pg):
+    """The hook body for a :class:`TwoPhaseCompressor`: phase 1 (all-to-all)
+    issued and awaited here, phase 2 (all-gather) issued here, decoded in the
+    callback. Both collectives are in the body, in hook-call order."""
+    slots = comp.compress_regions(g, b.comp_state, step, rank, world)
+    if slots.dim() != 2 or slots.shape[0] != world:
+        raise ValueError(f"compressor: compress_regions must return [world, slot], got {tuple(slots.shape)}")
+    slot = slots.shape[1] * slots.element_size()
+    flat = slots.reshape(-1).contiguous()
+    recv = torch.empty_like(flat)
+    state._count(flat.numel() * flat.element_size(), n * 4, compressed=True, kind="all_to_all",
+                 world=world, traffic_nbytes=slot)
+    if world > 1:
+        dist.all_to_all_single(recv, flat, group=pg)
+    else:
+        recv.copy_(flat)
+    owned = comp.reduce_owned(recv.view(world, -1), b.comp_state, step, rank, world)
+    if owned.dim() != 1:
+        raise ValueError("compressor: reduce_owned must return a 1-D payload")
+    state._count(owned.numel() * owned.element_size(), 0, compressed=True, kind="all_gather", world=world)
+    gathered = [torch.empty_like(owned) for _ in range(world)]
+    fut = dist.all_gather(gathered, owned, group=pg, async_op=True).get_future()
+
+    def _decode(f):
+        f.wait()
+        out = comp.decode(gathered, n, b.comp_state, step, world)
         buf.view(-1).copy_(out)
         return buf
     return fut.then(_decode)

@@ -10,6 +10,9 @@ class                  collective what travels per bucket of n floats           
 ``LibSketch``          all_reduce raw count-sketch table, n / ratio f32 (no header)  the hook's (optional)
 ``LibFetchSGD``        all_reduce raw count-sketch table, n / ratio f32 (no header)  FetchSGD, sketch space
 ``LibProjection``      all_reduce sparse ternary projection, n / ratio f32           the hook's (optional)
+``RegionPayload``      all_to_all per-region payloads (phase 1), then all_gather  two levels: each rank's
+                       + all_gather of the owners' re-compressed region sums      regional residuals, each
+                       (phase 2): traffic per rank ~ 2 (N-1)/N 4n/ratio, flat in N owner's residual
 =====================  =========  ==============================================  =======================
 
 Linear methods send the raw f32 table (no header, so that gloo can sum it):
@@ -26,9 +29,9 @@ import numpy as np
 import torch
 
 from .. import grad as G
-from .comm_hook import Compressor, _mix
+from .comm_hook import Compressor, TwoPhaseCompressor, _mix
 
-__all__ = ["LibPayload", "LibSketch", "LibFetchSGD", "LibProjection"]
+__all__ = ["LibPayload", "LibSketch", "LibFetchSGD", "LibProjection", "RegionPayload", "regions"]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -174,3 +177,135 @@ class LibProjection(Compressor):
 
     def wire_bytes(self, n):
         return 4 * G.projection_len(n, 1.0 / self.ratio)
+
+
+def regions(n: int, world: int):
+    """The ``world`` contiguous index regions ``[(start, end), ...]`` of a bucket of
+    n elements: region j = ``[j L, min(n, (j+1) L))`` with ``L = ceil(n / world)``
+    (trailing regions may be shorter or empty)."""
+    L = -(-n // world)
+    return [(min(n, j * L), min(n, (j + 1) * L)) for j in range(world)]
+
+
+class _RegionState:
+    """Per bucket and rank: a library compressor per region (this rank's
+    regional residuals) and one for the owned region's sum (the owner's residual)."""
+
+    def __init__(self, comp: "RegionPayload", n: int, world: int, bucket_seed: int, rank: int):
+        self.n, self.world, self.rank = n, world, rank
+        self.regions = regions(n, world)
+        mk = comp._make
+        self.local = [mk(e - s, _mix(bucket_seed, j, 1), rank) if e > s else None
+                      for j, (s, e) in enumerate(self.regions)]
+        s, e = self.regions[rank]
+        self.owner = mk(e - s, _mix(bucket_seed, rank, 2), rank) if e > s else None
+        self.wire = [comp.region_wire_bytes(e - s) for s, e in self.regions]
+        self.slot = max(self.wire)
+        self.owner_slot = max(self.wire)
+
+
+class RegionPayload(TwoPhaseCompressor):
+    """Quantized top-k (or top-k) with an exchange whose traffic per rank does not
+    grow with the number of ranks (see :class:`TwoPhaseCompressor`).
+
+    Phase 1: each rank compresses each of the N regions of its gradient (plus
+    that region's residual) at ``ratio`` and sends region j's payload to rank j
+    (all-to-all, fixed slots). Phase 2: rank j decodes the N payloads of region
+    j, sums them in rank order, adds its owner residual, re-compresses at
+    ``ratio`` (the library's error feedback keeps what that loses), and every
+    rank all-gathers the N owner payloads and decodes them in rank order.
+    Per rank and bucket of n f32: about ``(N-1)/N 4n/ratio`` bytes out in each
+    phase, against ``2 (N-1)/N 4n`` for a ring all-reduce: the traffic ratio
+    stays near ``ratio`` at any N (payload headers of 44 bytes a region add up
+    when n/N is small).
+
+    Conservation (the error-feedback invariant, tested): after any number of
+    steps, ``sum over steps and ranks of g = N * sum of applied updates +
+    sum of every rank's regional residuals + sum of every owner's residual``,
+    up to f32 rounding.
+    """
+
+    def __init__(self, method: str = "qtopk", ratio: float = 32.0, *, value_bits: int = 2):
+        if method not in ("qtopk", "topk"):
+            raise ValueError(f"method: RegionPayload takes 'qtopk' or 'topk', got {method!r}")
+        if not ratio >= 1:
+            raise ValueError(f"ratio: must be >= 1, got {ratio}")
+        self.method, self.ratio, self.value_bits = method, float(ratio), int(value_bits)
+
+    def describe(self):
+        bits = f", {self.value_bits}-bit levels" if self.method == "qtopk" else ""
+        return f"tritter {self.method} two-phase region exchange ({self.ratio:g}x{bits})"
+
+    def _make(self, dim, seed, rank):
+        return G.Compressor(dim, self.method, self.ratio, seed=seed & (2**63 - 1), worker=rank,
+                            error_feedback=True, value_bits=self.value_bits)
+
+    def region_wire_bytes(self, dim: int) -> int:
+        if dim == 0:
+            return 0
+        return G.Compressor(dim, self.method, self.ratio, error_feedback=False,
+                            value_bits=self.value_bits).wire_bytes
+
+    def new_state(self, n, bucket_seed, rank):
+        # the world size is only known at the first call (the hook passes it then)
+        return {"bucket_seed": bucket_seed, "rank": rank, "st": None}
+
+    def _state(self, state, n, world) -> _RegionState:
+        if state["st"] is None or state["st"].world != world:
+            state["st"] = _RegionState(self, n, world, state["bucket_seed"], state["rank"])
+        return state["st"]
+
+    def slot_bytes(self, n, world):
+        w = [self.region_wire_bytes(e - s) for s, e in regions(n, world)]
+        return max(w), max(w)
+
+    def wire_bytes(self, n):
+        raise NotImplementedError("RegionPayload: the size depends on the world size; use slot_bytes(n, world)")
+
+    def compress_regions(self, g, state, step, rank, world):
+        st = self._state(state, g.numel(), world)
+        x = _np(g)
+        out = np.zeros((world, st.slot), np.uint8)
+        for j, (s, e) in enumerate(st.regions):
+            if e > s:
+                p = st.local[j].compress(x[s:e])
+                out[j, :p.size] = p
+        return torch.from_numpy(out)
+
+    def reduce_owned(self, received, state, step, rank, world):
+        st = state["st"]  # made by compress_regions of the same call
+        out = np.zeros(st.owner_slot, np.uint8)
+        s, e = st.regions[rank]
+        if e == s:
+            return torch.from_numpy(out)
+        w = st.wire[rank]
+        r = _np(received)
+        acc = np.zeros(e - s, np.float32)
+        for i in range(world):  # rank order: the same sum on every owner run
+            acc += G.decompress(np.ascontiguousarray(r[i, :w]))
+        p = st.owner.compress(acc)
+        out[:p.size] = p
+        return torch.from_numpy(out)
+
+    def decode(self, gathered, n, state, step, world):
+        st = self._state(state, n, world)
+        out = np.zeros(n, np.float32)
+        for j, (s, e) in enumerate(st.regions):
+            if e > s:
+                v = G.decompress(np.ascontiguousarray(_np(gathered[j])[:st.wire[j]]))
+                out[s:e] = v / np.float32(world)
+        return torch.from_numpy(out)
+
+    def residuals(self, state):
+        """``(sum of this rank's regional residuals as a dense n-vector, owner residual
+        of the owned region as a dense n-vector)``, for the conservation check."""
+        st = state["st"]
+        loc = np.zeros(st.n, np.float32)
+        own = np.zeros(st.n, np.float32)
+        for j, (s, e) in enumerate(st.regions):
+            if e > s:
+                loc[s:e] = st.local[j].residual()
+        s, e = st.regions[st.rank]
+        if e > s:
+            own[s:e] = st.owner.residual()
+        return loc, own

@@ -1,0 +1,374 @@
+"""What gradient compression buys at N ranks: a simulator from measured inputs.
+
+    python -m experiments.grad_compression.simulate                       # char LM, the default grid
+    python -m experiments.grad_compression.simulate --model params:1e9    # a 1B-parameter model's buckets
+    python -m experiments.grad_compression.simulate --check benches/results/grad_ranks.jsonl
+
+One machine cannot run 64 or 1024 ranks, but what each rank sends is fixed by
+the exchange's algorithm and the payload sizes, and those are exact functions
+of the bucket sizes. The simulator takes
+
+* the model's DDP buckets, **measured**: a one-process gloo group builds the
+  real ``DistributedDataParallel`` and a hook records the bucket sizes (for
+  ``params:N`` models: 25 MB buckets after a 1 MiB first bucket, DDP's defaults);
+* payload sizes from the **library itself** (``tritter_accel.grad.Compressor``
+  wire sizes of every bucket and every region, exactly what the hook sends);
+* compute and compression time **measured here**: one training step of the
+  model (forward, backward, optimizer; 1 thread), and the library's compress
+  and decompress throughput on gradients of the buckets' sizes;
+* a link: bandwidth (Gbit/s) and a per-message latency (``--alpha-us``).
+
+and computes, per rank and step, the bytes each exchange moves (the same
+formulas as ``CompressionHookState``'s traffic counters:
+``comm_hook.collective_traffic``) and the step time
+
+    step = compute + compression work + communication (no overlap, conservative)
+
+with ring all-reduce ``2 (N-1) (alpha + B / (N beta))``, ring all-gather
+``(N-1) (alpha + B / beta)`` and pairwise all-to-all ``(N-1) (alpha + S / beta)``
+(B the buffer, S one slot). Exchanges:
+
+* ``dense``: ring all-reduce of the f32 buckets (DDP's default);
+* ``qtopk-allgather R``: quantized top-k payloads gathered from every rank
+  (what ``lib-qtopk:R`` does): every rank decodes N payloads;
+* ``qtopk-region R``: the two-phase region exchange (``lib-rqtopk:R``);
+* ``powersgd r``: PyTorch's PowerSGD (two all-reduces of P and Q per matrix,
+  1-D tensors uncompressed), char LM only (it needs the matrix shapes).
+
+``--check FILE`` compares the simulated per-rank traffic with the meter's
+counts of real gloo runs (JSON lines from ``run.py --raw``, any world size).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "python-ctypes"))
+sys.path.insert(0, str(REPO))
+
+DDP_BUCKET_BYTES = 25 * 1024 * 1024
+DDP_FIRST_BUCKET_BYTES = 1024 * 1024
+
+
+# -- traffic formulas (bytes one rank sends per step) ---------------------------------------------
+
+def allreduce_bytes(b: float, n: int) -> float:
+    return 2.0 * (n - 1) / n * b
+
+
+def allgather_bytes(b: float, n: int) -> float:
+    return (n - 1) * b
+
+
+def alltoall_bytes(slot: float, n: int) -> float:
+    return (n - 1) * slot
+
+
+def wire_qtopk(n: int, ratio: float, value_bits: int = 2) -> int:
+    from tritter_accel import grad as G
+    return G.Compressor(n, "qtopk", ratio, error_feedback=False, value_bits=value_bits).wire_bytes
+
+
+def region_slots(n: int, world: int, ratio: float, method: str = "qtopk") -> Tuple[int, int]:
+    from tritter_accel.torch.compressors import RegionPayload
+    return RegionPayload(method, ratio).slot_bytes(n, world)
+
+
+def traffic(buckets: List[int], exchange: str, world: int, ratio: float = 32.0,
+            powersgd_shapes=None, powersgd_rank: int = 4) -> float:
+    """Bytes one rank sends per (post-warm-up) step for ``exchange`` over ``buckets``."""
+    if world == 1:
+        return 0.0
+    if exchange == "dense":
+        return sum(allreduce_bytes(4 * n, world) for n in buckets)
+    if exchange == "qtopk-allgather":
+        return sum(allgather_bytes(wire_qtopk(n, ratio), world) for n in buckets)
+    if exchange == "qtopk-region":
+        tot = 0.0
+        for n in buckets:
+            slot, owned = region_slots(n, world, ratio)
+            tot += alltoall_bytes(slot, world) + allgather_bytes(owned, world)
+        return tot
+    if exchange == "powersgd":
+        # per 2-D gradient (rows x cols): P (rows x r) and Q (cols x r) all-reduced; 1-D uncompressed
+        tot = 0.0
+        for shape in powersgd_shapes:
+            if len(shape) >= 2:
+                rows, cols = shape[0], int(np.prod(shape[1:]))
+                r = min(powersgd_rank, rows, cols)
+                tot += allreduce_bytes(4 * rows * r, world) + allreduce_bytes(4 * cols * r, world)
+            else:
+                tot += allreduce_bytes(4 * int(np.prod(shape)), world)
+        return tot
+    raise ValueError(f"exchange: unknown {exchange!r}")
+
+
+def comm_time(buckets, exchange, world, ratio, beta, alpha, powersgd_shapes=None) -> float:
+    """Seconds of communication per step on a link of ``beta`` bytes/s and ``alpha`` s per message."""
+    if world == 1:
+        return 0.0
+    t = 0.0
+    if exchange == "dense":
+        for n in buckets:
+            t += 2 * (world - 1) * alpha + allreduce_bytes(4 * n, world) / beta
+    elif exchange == "qtopk-allgather":
+        for n in buckets:
+            t += (world - 1) * alpha + allgather_bytes(wire_qtopk(n, ratio), world) / beta
+    elif exchange == "qtopk-region":
+        for n in buckets:
+            slot, owned = region_slots(n, world, ratio)
+            t += 2 * (world - 1) * alpha + (alltoall_bytes(slot, world) + allgather_bytes(owned, world)) / beta
+    elif exchange == "powersgd":
+        for shape in powersgd_shapes:
+            msgs = 2 if len(shape) >= 2 else 1
+            t += msgs * 2 * (world - 1) * alpha
+        t += traffic(buckets, "powersgd", world, powersgd_shapes=powersgd_shapes) / beta
+    return t
+
+
+# -- measured inputs ------------------------------------------------------------------------------
+
+def measure_buckets(model) -> List[int]:
+    """DDP's real bucket sizes for ``model`` (one-process gloo group, one backward pass)."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from experiments.grad_compression.ddp import free_port
+    own = not dist.is_initialized()
+    if own:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        ddp = DDP(model)
+        sizes: Dict[int, int] = {}
+
+        def hook(state, bucket):
+            sizes[bucket.index()] = bucket.buffer().numel()
+            fut = torch.futures.Future()
+            fut.set_result(bucket.buffer())
+            return fut
+        ddp.register_comm_hook(None, hook)
+        for _ in range(2):  # DDP rebuilds its buckets after the first step
+            sizes.clear()
+            x = torch.randint(0, 96, (2, 16))
+            ddp(x).float().sum().backward()
+        return [sizes[i] for i in sorted(sizes)]
+    finally:
+        if own:
+            dist.destroy_process_group()
+
+
+def synthetic_buckets(params: int) -> List[int]:
+    first = DDP_FIRST_BUCKET_BYTES // 4
+    cap = DDP_BUCKET_BYTES // 4
+    out = [min(first, params)]
+    left = params - out[0]
+    while left > 0:
+        out.append(min(cap, left))
+        left -= out[-1]
+    return out
+
+
+def _median_time(fn, reps: int) -> float:
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def measure_compute_charlm(reps: int = 15, batch: int = 32) -> float:
+    """Median seconds of one char-LM training step (forward, backward, SGD) at ``batch``, 1 thread."""
+    import torch
+    import torch.nn.functional as F
+    from experiments.grad_compression.models import CharGRU
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    m = CharGRU()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randint(0, 96, (batch, 65))
+
+    def step():
+        out = m(x[:, :-1])
+        loss = F.cross_entropy(out.reshape(-1, 96), x[:, 1:].reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return _median_time(step, reps)
+
+
+def measure_codec(ratio: float, n: int = 1 << 20, reps: int = 7) -> Tuple[float, float]:
+    """Library quantized top-k at ``ratio`` with error feedback: ``(compress s/element,
+    decompress s/element)`` medians on an n-element gradient (one library thread)."""
+    from tritter_accel import grad as G
+    from tritter_accel import set_num_threads
+    set_num_threads(1)
+    g = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    c = G.Compressor(n, "qtopk", ratio, error_feedback=True)
+    p = c.compress(g)
+    tc = _median_time(lambda: c.compress(g), reps)
+    td = _median_time(lambda: G.decompress(p), reps)
+    return tc / n, td / n
+
+
+def codec_time(buckets, exchange, world, c_el, d_el) -> float:
+    """Compression work per rank and step (s) from per-element costs."""
+    n = sum(buckets)
+    if exchange in ("dense", "powersgd") or world == 1:
+        return 0.0  # PowerSGD's own matmuls are not modelled (favours PowerSGD)
+    if exchange == "qtopk-allgather":
+        return n * c_el + world * n * d_el  # every rank decodes every rank's payload
+    if exchange == "qtopk-region":
+        # N regional compressions (n in all) + N decodes of the owned region (n) +
+        # owner re-compression (n/N) + N decodes of the gathered regions (n)
+        return n * c_el + n * d_el + (n / world) * c_el + n * d_el
+    raise ValueError(exchange)
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} CPUs)"
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def simulate(args) -> List[str]:
+    ratios = [float(r) for r in args.ratios.split(",")]
+    worlds = [int(w) for w in args.worlds.split(",")]
+    links = [float(x) for x in args.links.split(",")]
+    alpha = args.alpha_us * 1e-6
+    shapes = None
+    if args.model == "charlm":
+        from experiments.grad_compression.models import CharGRU
+        import torch
+        torch.manual_seed(0)
+        model = CharGRU()
+        buckets = measure_buckets(model)
+        shapes = [tuple(p.shape) for p in model.parameters()]
+        compute = measure_compute_charlm(batch=args.batch) if args.compute_ms is None else args.compute_ms / 1e3
+        label = f"char LM (GRU 256, {sum(buckets):,} parameters)"
+    elif args.model.startswith("params:"):
+        params = int(float(args.model.split(":", 1)[1]))
+        buckets = synthetic_buckets(params)
+        compute = (args.compute_ms or 0.0) / 1e3
+        label = f"{params:,}-parameter model (DDP default buckets)"
+    else:
+        raise SystemExit(f"--model: charlm or params:N, got {args.model!r}")
+    codec = {r: measure_codec(r) for r in ratios}
+    lines = [
+        "# Compressed data-parallel exchange at N ranks: simulated from measured inputs",
+        "",
+        f"- command: `python -m experiments.grad_compression.simulate {' '.join(sys.argv[1:])}`".rstrip(),
+        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {cpu_name()}",
+        f"- model: {label}; DDP buckets (measured): {', '.join(f'{b:,}' for b in buckets)} elements",
+        f"- compute per step (measured{'' if args.compute_ms is None else ': given'}): {compute * 1e3:.2f} ms"
+        + (f" (batch {args.batch}, 1 thread)" if args.model == "charlm" and args.compute_ms is None else ""),
+        "- library quantized top-k + EF, one thread (measured): "
+        + "; ".join(f"{r:g}x compress {1 / c / 1e9 * 4:.2f} GB/s, decode {1 / d / 1e9 * 4:.2f} GB/s of f32"
+                    for r, (c, d) in codec.items()),
+        f"- link: bandwidth as given, {args.alpha_us:g} µs per message; no overlap of communication with "
+        "compute (conservative for every method alike); PowerSGD's own matrix products are not counted.",
+        "",
+        "## Traffic per rank and step, relative to ring all-reduce of the f32 gradient at the same N",
+        "",
+        "| N | dense MB/rank/step | " + " | ".join(
+            f"qtopk {r:g}x all_gather | qtopk {r:g}x region" for r in ratios)
+        + (" | PowerSGD r4" if shapes else "") + " |",
+        "|---|---|" + "---|---|" * len(ratios) + ("---|" if shapes else ""),
+    ]
+    for n in worlds:
+        dense = traffic(buckets, "dense", n)
+        cells = [f"{dense / 1e6:.3f}"]
+        for r in ratios:
+            cells.append(f"{dense / traffic(buckets, 'qtopk-allgather', n, r):.1f}x")
+            cells.append(f"{dense / traffic(buckets, 'qtopk-region', n, r):.1f}x")
+        if shapes:
+            cells.append(f"{dense / traffic(buckets, 'powersgd', n, powersgd_shapes=shapes):.1f}x")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "## Step time speed-up over uncompressed all-reduce (compute + compression + communication)",
+              "", "Above 1: compression pays off; below 1 (bold): it costs time.", ""]
+    methods = [(f"qtopk {r:g}x all_gather", "qtopk-allgather", r) for r in ratios] + \
+              [(f"qtopk {r:g}x region", "qtopk-region", r) for r in ratios]
+    if shapes:
+        methods.append(("PowerSGD r4", "powersgd", 32.0))
+    for gbit in links:
+        beta = gbit * 1e9 / 8
+        lines += [f"### {gbit:g} Gbit/s", "",
+                  "| N | uncompressed step ms | " + " | ".join(m[0] for m in methods) + " |",
+                  "|---|---|" + "---|" * len(methods)]
+        for n in worlds:
+            base = compute + comm_time(buckets, "dense", n, 1, beta, alpha)
+            cells = [f"{base * 1e3:.2f}"]
+            for _, ex, r in methods:
+                c_el, d_el = codec.get(r, (0.0, 0.0))
+                t = compute + codec_time(buckets, ex, n, c_el, d_el) + comm_time(
+                    buckets, ex, n, r, beta, alpha, powersgd_shapes=shapes)
+                s = base / t
+                cells.append(f"{s:.2f}" if s >= 1 else f"**{s:.2f}**")
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def check(path: pathlib.Path) -> List[str]:
+    """Simulated vs metered traffic of recorded gloo runs (needs hook_bucket_sizes and step_traffic)."""
+    rows = ["| run | N | metered bytes/rank/step | simulated | ratio |", "|---|---|---|---|---|"]
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        spec, world = r.get("method", ""), r.get("world", 2)
+        sizes, st = r.get("hook_bucket_sizes"), r.get("traffic_per_step")
+        if not sizes or st is None:
+            continue
+        name, _, arg = spec.partition(":")
+        ratio = float(arg.split(":")[0]) if arg else 32.0
+        ex = {"none": "dense", "lib-qtopk": "qtopk-allgather", "lib-rqtopk": "qtopk-region"}.get(name)
+        if ex is None:
+            continue
+        sim = traffic(sizes, ex, world, ratio)
+        rows.append(f"| `{spec}` seed {r.get('seed')} | {world} | {st:,.0f} | {sim:,.0f} | {st / sim:.4f} |")
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="charlm", help="charlm (measured buckets) or params:N")
+    ap.add_argument("--ratios", default="32,100")
+    ap.add_argument("--worlds", default="2,4,8,16,64,256,1024")
+    ap.add_argument("--links", default="1,10,25,100,400", help="Gbit/s")
+    ap.add_argument("--alpha-us", type=float, default=10.0, help="latency per message (µs)")
+    ap.add_argument("--batch", type=int, default=32, help="per-rank batch of the measured char-LM step")
+    ap.add_argument("--compute-ms", type=float, default=None, help="compute per step instead of measuring it")
+    ap.add_argument("--check", default=None, help="JSON lines of gloo runs to cross-check traffic against")
+    ap.add_argument("--out", default=None, help="write the markdown report here (default: print)")
+    args = ap.parse_args(argv)
+    lines = simulate(args)
+    if args.check:
+        lines += ["", "## Cross-check against gloo runs (traffic metered around the real collectives)", ""]
+        lines += check(pathlib.Path(args.check))
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        pathlib.Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,12 +1,11 @@
 //! Mixed-precision conversion throughput (scalar reference vs the SIMD kernel
-//! vs the `half` crate's slice conversion as the named baseline), and the
-//! phase trainer's per-step cost against a plain copy of the gradients.
+//! vs the `half` crate's slice conversion as the named baseline). The phase
+//! trainer's costs are in `benches/predict.rs`.
 //!
 //! `cargo bench --bench precision`; throughput is in f32 elements.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::slice::HalfFloatSliceExt;
-use tritter_accel::grad::predict::{PhaseConfig, PhaseTrainer};
 use tritter_accel::precision::convert::{self, Level};
 use tritter_accel::precision::stochastic::f32_to_bf16_stochastic;
 
@@ -69,64 +68,5 @@ fn conversions(c: &mut Criterion) {
     tritter_accel::parallel::set_num_threads(0);
 }
 
-/// One backward step (record) and one predicted step for a 1M-element
-/// parameter with the default window of 8, against copying the gradient.
-fn phase_trainer(c: &mut Criterion) {
-    tritter_accel::parallel::set_num_threads(1);
-    let grad = data();
-    let mut out = vec![0f32; N];
-    let mut g = c.benchmark_group("phase_trainer_1M");
-    g.throughput(Throughput::Elements(N as u64));
-    g.sample_size(20);
-    g.bench_function("baseline_copy", |b| {
-        b.iter(|| out.copy_from_slice(black_box(&grad)))
-    });
-    for bf16 in [false, true] {
-        let cfg = PhaseConfig {
-            warmup_steps: 1_000_000,
-            history_bf16: bf16,
-            ..Default::default()
-        };
-        let mut tr = PhaseTrainer::new(cfg).unwrap();
-        tr.add_parameter(&[N]).unwrap();
-        for _ in 0..8 {
-            tr.begin_step().unwrap();
-            tr.record_gradient(0, &grad).unwrap();
-            tr.end_step(1.0, None).unwrap();
-        }
-        let name = if bf16 { "bf16_history" } else { "f32_history" };
-        g.bench_function(BenchmarkId::new("record", name), |b| {
-            b.iter(|| {
-                tr.begin_step().unwrap();
-                tr.record_gradient(0, black_box(&grad)).unwrap();
-                tr.end_step(1.0, None).unwrap();
-            })
-        });
-        // A trainer whose next step is a Predict step, kept open.
-        let cfg = PhaseConfig {
-            warmup_steps: 8,
-            full_steps: 0,
-            predict_steps: 1_000_000,
-            correct_every: 0,
-            adaptive_phases: false,
-            history_bf16: bf16,
-            ..Default::default()
-        };
-        let mut tr = PhaseTrainer::new(cfg).unwrap();
-        tr.add_parameter(&[N]).unwrap();
-        for _ in 0..8 {
-            tr.begin_step().unwrap();
-            tr.record_gradient(0, &grad).unwrap();
-            tr.end_step(1.0, None).unwrap();
-        }
-        tr.begin_step().unwrap();
-        g.bench_function(BenchmarkId::new("predict", name), |b| {
-            b.iter(|| tr.predict_gradient(0, black_box(&mut out)).unwrap())
-        });
-    }
-    g.finish();
-    tritter_accel::parallel::set_num_threads(0);
-}
-
-criterion_group!(benches, conversions, phase_trainer);
+criterion_group!(benches, conversions);
 criterion_main!(benches);

@@ -129,7 +129,7 @@
  * ABI version: bumped on any incompatible change to an export, struct or enum.
  * Loaders compare it with [`tritter_abi_version`] before making any other call.
  */
-#define TRITTER_ABI_VERSION 1
+#define TRITTER_ABI_VERSION 2
 
 /**
  * CPU level code: portable scalar code.
@@ -351,9 +351,79 @@
 #define TRITTER_PHASE_PREDICT 2
 
 /**
- * Phase code: correct (backward pass inside a prediction segment).
+ * Phase code: correct (backward pass that ends a predicted run or segment).
  */
 #define TRITTER_PHASE_CORRECT 3
+
+/**
+ * Schedule code: predict only while the measured error is at most `max_error` (default).
+ */
+#define TRITTER_SCHEDULE_GUARDED 0
+
+/**
+ * Schedule code: the seed's fixed cycles.
+ */
+#define TRITTER_SCHEDULE_FIXED 1
+
+/**
+ * Predictor code: repeat the newest gradient (mask bit `1 << 0`).
+ */
+#define TRITTER_PREDICTOR_LAST 0
+
+/**
+ * Predictor code: exponentially weighted mean of the history (mask bit `1 << 1`).
+ */
+#define TRITTER_PREDICTOR_EMA 1
+
+/**
+ * Predictor code: weighted least-squares line, extrapolated (mask bit `1 << 2`).
+ */
+#define TRITTER_PREDICTOR_WLS 2
+
+/**
+ * Reason code: collecting history (warmup).
+ */
+#define TRITTER_REASON_WARMUP 0
+
+/**
+ * Reason code: placed by the fixed schedule.
+ */
+#define TRITTER_REASON_SCHEDULE 1
+
+/**
+ * Reason code: measured error at most `max_error`: predicting.
+ */
+#define TRITTER_REASON_ERROR_BELOW_THRESHOLD 2
+
+/**
+ * Reason code: measured error above `max_error`: backward passes continue.
+ */
+#define TRITTER_REASON_ERROR_ABOVE_THRESHOLD 3
+
+/**
+ * Reason code: error below `max_error` but not yet at enough consecutive checks.
+ */
+#define TRITTER_REASON_PROBING 4
+
+/**
+ * Reason code: a backward step that checks the predicted run before it.
+ */
+#define TRITTER_REASON_CHECK 5
+
+/**
+ * Reason code: a backward step reported a non-finite loss: prediction stopped.
+ */
+#define TRITTER_REASON_NON_FINITE_LOSS 6
+
+/**
+ * Reason code: fixed schedule, the segment's loss rose (segment cut short).
+ */
+#define TRITTER_REASON_LOSS_RISE 7
+
+/**
+ * Reason code: `predict_steps` is 0 (prediction off).
+ */
+#define TRITTER_REASON_DISABLED 8
 
 /**
  * Largest rank `tritter_phase_trainer_add_param` accepts.
@@ -1011,51 +1081,68 @@ typedef struct tritter_loss_scaler_state_t {
 } tritter_loss_scaler_state_t;
 
 /**
- * Phase-trainer settings. Get defaults from [`tritter_phase_config_default`]
- * (or [`tritter_phase_config_conservative`]); the fields are documented in
- * `docs/predict.md`.
+ * Phase-trainer settings. Get them from [`tritter_phase_config_default`]
+ * (guarded), [`tritter_phase_config_seed`] or
+ * [`tritter_phase_config_conservative`] (fixed), then change fields; they are
+ * documented in `docs/predict.md`.
  */
 typedef struct tritter_phase_config_t {
   /**
-   * Backward steps before the first cycle (default 10).
+   * `TRITTER_SCHEDULE_GUARDED` (default) or `TRITTER_SCHEDULE_FIXED`.
+   */
+  uint32_t schedule;
+  /**
+   * Backward steps before any prediction (default 10).
    */
   size_t warmup_steps;
   /**
-   * Full steps at the start of each cycle (default 5).
+   * Fixed: Full steps at the start of each cycle (default 5).
    */
   size_t full_steps;
   /**
-   * Prediction-segment length (default 20; 0 = never predict).
+   * Fixed: segment length; guarded: longest predicted run (0 = never predict; default 8, seed 20).
    */
   size_t predict_steps;
   /**
-   * Every k-th segment step is a Correct (backward) step (default 5; 0 = none).
+   * Fixed: every k-th segment step is a Correct (backward) step (default 5; 0 = none).
    */
   size_t correct_every;
   /**
-   * Back off prediction when the loss rises (default true).
+   * Fixed: cut a segment short when the loss rises (default true).
    */
   bool adaptive_phases;
   /**
-   * Relative loss rise that triggers the back-off (finite, >= 0; default 0.1).
+   * Fixed: relative loss rise that cuts a segment (finite, >= 0; default 0.1).
    */
   float loss_increase_threshold;
   /**
-   * Recorded gradients kept per element (1..=256; default 8).
+   * Recorded gradients kept (1..=256; default 8).
    */
   size_t history_window;
   /**
-   * Steps past the newest record the linear trend is extrapolated (default 1).
+   * WLS: steps past the newest record the line is extrapolated (default 1).
    */
   size_t prediction_horizon;
   /**
-   * Exponential weight per step of age (in (0, 1]; default 0.95).
+   * WLS: weight per step of age (in (0, 1]; default 0.95).
    */
   float history_decay;
   /**
-   * Relative residual norm above which the residual is added (>= 0, INFINITY = never; default 0.1).
+   * EMA: weight per step of age (in (0, 1]; default 0.9).
    */
-  float residual_threshold;
+  float ema_decay;
+  /**
+   * Enabled predictors: mask of `1 << TRITTER_PREDICTOR_*` (1..=7; default 7 = all; seed 4 = WLS).
+   */
+  uint32_t predictors;
+  /**
+   * Guarded: largest overall relative error |p - g| / |g| at which prediction starts or continues (default 0.3).
+   */
+  float max_error;
+  /**
+   * Guarded: consecutive checks at most `max_error` before a run starts (>= 1; default 3).
+   */
+  size_t min_checks;
   /**
    * Keep the history in bf16 (half the memory; default false).
    */
@@ -1078,6 +1165,10 @@ typedef struct tritter_step_info_t {
    * Whether the caller must back-propagate and record gradients.
    */
   bool needs_backward;
+  /**
+   * Why the step has this phase (`TRITTER_REASON_*`; see `tritter_phase_reason_name`).
+   */
+  uint32_t reason;
 } tritter_step_info_t;
 
 /**
@@ -1109,19 +1200,27 @@ typedef struct tritter_phase_stats_t {
    */
   uint64_t backward_passes;
   /**
-   * Adaptive back-offs.
+   * Back-offs: failed checks after a run (guarded) or loss rises (fixed).
    */
   uint64_t backoffs;
   /**
-   * Current prediction-segment length.
+   * Predicted runs (guarded) or segments (fixed) started.
+   */
+  uint64_t runs;
+  /**
+   * Current run length (guarded) or segment length (fixed).
    */
   uint64_t current_predict_steps;
   /**
-   * Post-warmup backward steps at which the prediction error was measured.
+   * Checks after warmup (backward steps with a history).
    */
   uint64_t error_samples;
   /**
-   * Mean relative prediction error ‖pred − g‖/‖g‖ over those steps (NaN before any).
+   * Of those, checks whose error was above `max_error`.
+   */
+  uint64_t failed_checks;
+  /**
+   * Mean overall relative error |p - g| / |g| of the chosen predictors over the checks (NaN before any).
    */
   double mean_prediction_error;
   /**
@@ -1129,7 +1228,31 @@ typedef struct tritter_phase_stats_t {
    */
   double mean_last_gradient_error;
   /**
-   * Bytes of history and residuals.
+   * The last check's overall relative error (NaN before any check).
+   */
+  double last_error;
+  /**
+   * The last check's overall cosine between prediction and gradient (NaN before any).
+   */
+  double last_cosine;
+  /**
+   * The latest decision's reason (`TRITTER_REASON_*`).
+   */
+  uint32_t last_reason;
+  /**
+   * How many parameters use the last-gradient predictor now.
+   */
+  uint64_t params_last;
+  /**
+   * How many parameters use the EMA predictor now.
+   */
+  uint64_t params_ema;
+  /**
+   * How many parameters use the WLS predictor now.
+   */
+  uint64_t params_wls;
+  /**
+   * Bytes of gradient history.
    */
   uint64_t memory_bytes;
   /**
@@ -1157,6 +1280,73 @@ typedef struct tritter_phase_stats_t {
    */
   double measured_speedup;
 } tritter_phase_stats_t;
+
+/**
+ * One parameter's measurements at the last check. Relative error is
+ * |p - g| / |g|, cosine is <p, g> / (|p| |g|), score the running average of
+ * the squared relative error (lower is better) over all checks, run score
+ * the same over the checks that ended a predicted run (the choice follows it
+ * once there is one); NaN: not measured (no check yet, or the predictor is
+ * disabled).
+ */
+typedef struct tritter_phase_param_stats_t {
+  /**
+   * The predictor the parameter uses now (`TRITTER_PREDICTOR_*`).
+   */
+  uint32_t predictor;
+  /**
+   * Checks that measured it.
+   */
+  uint64_t checks;
+  /**
+   * Relative error of the last-gradient predictor.
+   */
+  double rel_error_last;
+  /**
+   * Relative error of the EMA predictor.
+   */
+  double rel_error_ema;
+  /**
+   * Relative error of the WLS predictor.
+   */
+  double rel_error_wls;
+  /**
+   * Cosine of the last-gradient predictor.
+   */
+  double cosine_last;
+  /**
+   * Cosine of the EMA predictor.
+   */
+  double cosine_ema;
+  /**
+   * Cosine of the WLS predictor.
+   */
+  double cosine_wls;
+  /**
+   * Score of the last-gradient predictor.
+   */
+  double score_last;
+  /**
+   * Score of the EMA predictor.
+   */
+  double score_ema;
+  /**
+   * Score of the WLS predictor.
+   */
+  double score_wls;
+  /**
+   * Score of the last-gradient predictor over the checks that ended a run.
+   */
+  double run_score_last;
+  /**
+   * Score of the EMA predictor over the checks that ended a run.
+   */
+  double run_score_ema;
+  /**
+   * Score of the WLS predictor over the checks that ended a run.
+   */
+  double run_score_wls;
+} tritter_phase_param_stats_t;
 
 /**
  * Facts about a [`tritter_ternary_matrix_t`].
@@ -2398,7 +2588,9 @@ tritter_status_t tritter_convert_dlpack(const struct tritter_dl_tensor_t *src,
                                         void *stream);
 
 /**
- * Writes the default settings (the seed's: 10/5/20/5, adaptive, 0.1, 8, 1, 0.95, 0.1, f32 history).
+ * Writes the default settings: the guarded schedule (warmup 10, runs of at
+ * most 8 predicted steps, max_error 0.3, 3 clean checks, all predictors,
+ * window 8, f32 history).
  *
  * # Safety
  * `config_out` must be valid for writing one `tritter_phase_config_t`.
@@ -2407,14 +2599,37 @@ TRITTER_MUST_USE
 tritter_status_t tritter_phase_config_default(struct tritter_phase_config_t *config_out);
 
 /**
- * Writes the conservative settings (20 warmup, 10 full, 6-step segments with
- * every 3rd a Correct step, back-off at a 5% rise).
+ * Writes the seed's settings: fixed schedule 10 warmup / 5 full / 20-step
+ * segments with every 5th a Correct step, loss back-off at a 10% rise, WLS
+ * only. It broke training on every task measured (docs/predict.md).
+ *
+ * # Safety
+ * `config_out` must be valid for writing one `tritter_phase_config_t`.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_phase_config_seed(struct tritter_phase_config_t *config_out);
+
+/**
+ * Writes the conservative fixed settings (20 warmup, 10 full, 6-step
+ * segments with every 3rd a Correct step, back-off at a 5% rise, WLS only).
  *
  * # Safety
  * `config_out` must be valid for writing one `tritter_phase_config_t`.
  */
 TRITTER_MUST_USE
 tritter_status_t tritter_phase_config_conservative(struct tritter_phase_config_t *config_out);
+
+/**
+ * The name of a reason code (`"warmup"`, `"error_above_threshold"`, ...) as
+ * a static NUL-terminated string, or NULL for an unknown code. Never fails.
+ */
+const char *tritter_phase_reason_name(uint32_t reason);
+
+/**
+ * The name of a predictor code (`"last"`, `"ema"`, `"wls"`) as a static
+ * NUL-terminated string, or NULL for an unknown code. Never fails.
+ */
+const char *tritter_phase_predictor_name(uint32_t predictor);
 
 /**
  * Creates a phase trainer with no parameters. `config` may be NULL
@@ -2514,9 +2729,11 @@ tritter_status_t tritter_phase_trainer_predict(const struct tritter_phase_traine
                                                size_t out_len);
 
 /**
- * Ends the step with its loss (a non-finite loss counts as a rise for the
- * adaptive schedule) and its measured wall time in seconds (`seconds < 0`:
- * not measured).
+ * Ends the step with its loss and its measured wall time in seconds
+ * (`seconds < 0`: not measured). On a backward step a non-finite loss stops
+ * prediction. On a Predict step the guarded schedule ignores the loss (pass
+ * NAN when the forward pass was skipped); the fixed schedule with
+ * `adaptive_phases` counts a non-finite loss as a rise.
  *
  * Errors: no open step, or a backward step with an unrecorded parameter
  * (`TRITTER_ERR_INVALID_STATE`; the step stays open); `seconds` NaN or
@@ -2539,6 +2756,20 @@ tritter_status_t tritter_phase_trainer_end_step(struct tritter_phase_trainer_t *
 TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_stats(const struct tritter_phase_trainer_t *trainer,
                                              struct tritter_phase_stats_t *stats_out);
+
+/**
+ * Writes parameter `param`'s measurements: the predictor it uses, and each
+ * predictor's relative error, cosine and score at the last check.
+ *
+ * Errors: unknown `param` (`TRITTER_ERR_INVALID_ARGUMENT`).
+ *
+ * # Safety
+ * `trainer` must be a live handle; `stats_out` valid for one write.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_phase_trainer_param_stats(const struct tritter_phase_trainer_t *trainer,
+                                                   size_t param,
+                                                   struct tritter_phase_param_stats_t *stats_out);
 
 /**
  * Writes the default configuration (AbsMean, per row, no threshold, eps 1e-5).

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Phase-trainer experiment (digits MLP + stdlib char-LM, baseline / default /
-# conservative, 3 seeds). Writes benches/results/predict.md.
-#   scripts/experiment-predict.sh            # default size (a few minutes on 2 cores)
-#   scripts/experiment-predict.sh --full     # larger LM, 2000 steps
-#   scripts/experiment-predict.sh --smoke    # seconds
+# Phase-trainer experiment: baseline / default (guarded) / the seed's fixed
+# schedule on digits (minibatch, full batch, fine-tuning) and the stdlib char
+# LM (batch 32 and 512), 3 seeds. Writes benches/results/predict.md.
+#   scripts/experiment-predict.sh                       # 20-60 minutes on 2 shared cores
+#   scripts/experiment-predict.sh --tasks digits-full   # one task
+#   scripts/experiment-predict.sh --smoke               # seconds
+# The offline predictability check (how well any predictor could do) is
+# `python experiments/phase_trainer/predictability.py [--lm]`.
 # Uses .venv/bin/python if present (needs numpy, torch, scikit-learn:
 # python-ctypes/requirements-test.txt), and builds the release library first.
 set -euo pipefail

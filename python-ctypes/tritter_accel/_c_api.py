@@ -15,7 +15,7 @@ TRITTER_DL_BFLOAT = 4
 TRITTER_VERSION_MAJOR = 0
 TRITTER_VERSION_MINOR = 1
 TRITTER_VERSION_PATCH = 0
-TRITTER_ABI_VERSION = 1
+TRITTER_ABI_VERSION = 2
 TRITTER_CPU_LEVEL_SCALAR = 0
 TRITTER_CPU_LEVEL_AVX2 = 1
 TRITTER_CPU_LEVEL_AVX512 = 2
@@ -60,6 +60,20 @@ TRITTER_PHASE_WARMUP = 0
 TRITTER_PHASE_FULL = 1
 TRITTER_PHASE_PREDICT = 2
 TRITTER_PHASE_CORRECT = 3
+TRITTER_SCHEDULE_GUARDED = 0
+TRITTER_SCHEDULE_FIXED = 1
+TRITTER_PREDICTOR_LAST = 0
+TRITTER_PREDICTOR_EMA = 1
+TRITTER_PREDICTOR_WLS = 2
+TRITTER_REASON_WARMUP = 0
+TRITTER_REASON_SCHEDULE = 1
+TRITTER_REASON_ERROR_BELOW_THRESHOLD = 2
+TRITTER_REASON_ERROR_ABOVE_THRESHOLD = 3
+TRITTER_REASON_PROBING = 4
+TRITTER_REASON_CHECK = 5
+TRITTER_REASON_NON_FINITE_LOSS = 6
+TRITTER_REASON_LOSS_RISE = 7
+TRITTER_REASON_DISABLED = 8
 TRITTER_PHASE_MAX_NDIM = 32
 TRITTER_QUANT_ABSMEAN = 0
 TRITTER_QUANT_ABSMAX = 1
@@ -259,6 +273,7 @@ class tritter_loss_scaler_state_t(ctypes.Structure):
 
 class tritter_phase_config_t(ctypes.Structure):
     _fields_ = [
+        ('schedule', ctypes.c_uint32),
         ('warmup_steps', ctypes.c_size_t),
         ('full_steps', ctypes.c_size_t),
         ('predict_steps', ctypes.c_size_t),
@@ -268,7 +283,10 @@ class tritter_phase_config_t(ctypes.Structure):
         ('history_window', ctypes.c_size_t),
         ('prediction_horizon', ctypes.c_size_t),
         ('history_decay', ctypes.c_float),
-        ('residual_threshold', ctypes.c_float),
+        ('ema_decay', ctypes.c_float),
+        ('predictors', ctypes.c_uint32),
+        ('max_error', ctypes.c_float),
+        ('min_checks', ctypes.c_size_t),
         ('history_bf16', ctypes.c_bool),
     ]
 
@@ -278,6 +296,7 @@ class tritter_step_info_t(ctypes.Structure):
         ('step', ctypes.c_uint64),
         ('phase', ctypes.c_uint32),
         ('needs_backward', ctypes.c_bool),
+        ('reason', ctypes.c_uint32),
     ]
 
 
@@ -290,10 +309,18 @@ class tritter_phase_stats_t(ctypes.Structure):
         ('correct_steps', ctypes.c_uint64),
         ('backward_passes', ctypes.c_uint64),
         ('backoffs', ctypes.c_uint64),
+        ('runs', ctypes.c_uint64),
         ('current_predict_steps', ctypes.c_uint64),
         ('error_samples', ctypes.c_uint64),
+        ('failed_checks', ctypes.c_uint64),
         ('mean_prediction_error', ctypes.c_double),
         ('mean_last_gradient_error', ctypes.c_double),
+        ('last_error', ctypes.c_double),
+        ('last_cosine', ctypes.c_double),
+        ('last_reason', ctypes.c_uint32),
+        ('params_last', ctypes.c_uint64),
+        ('params_ema', ctypes.c_uint64),
+        ('params_wls', ctypes.c_uint64),
         ('memory_bytes', ctypes.c_uint64),
         ('timed_backward_steps', ctypes.c_uint64),
         ('backward_seconds', ctypes.c_double),
@@ -301,6 +328,25 @@ class tritter_phase_stats_t(ctypes.Structure):
         ('predict_seconds', ctypes.c_double),
         ('step_ratio', ctypes.c_double),
         ('measured_speedup', ctypes.c_double),
+    ]
+
+
+class tritter_phase_param_stats_t(ctypes.Structure):
+    _fields_ = [
+        ('predictor', ctypes.c_uint32),
+        ('checks', ctypes.c_uint64),
+        ('rel_error_last', ctypes.c_double),
+        ('rel_error_ema', ctypes.c_double),
+        ('rel_error_wls', ctypes.c_double),
+        ('cosine_last', ctypes.c_double),
+        ('cosine_ema', ctypes.c_double),
+        ('cosine_wls', ctypes.c_double),
+        ('score_last', ctypes.c_double),
+        ('score_ema', ctypes.c_double),
+        ('score_wls', ctypes.c_double),
+        ('run_score_last', ctypes.c_double),
+        ('run_score_ema', ctypes.c_double),
+        ('run_score_wls', ctypes.c_double),
     ]
 
 
@@ -414,7 +460,10 @@ FUNCTIONS = {
     'tritter_loss_scaler_set_scale': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_float]),
     'tritter_convert_dlpack': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_phase_config_default': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_phase_config_seed': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_phase_config_conservative': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_phase_reason_name': (ctypes.c_char_p, [ctypes.c_uint32]),
+    'tritter_phase_predictor_name': (ctypes.c_char_p, [ctypes.c_uint32]),
     'tritter_phase_trainer_new': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_phase_trainer_free': (None, [ctypes.c_void_p]),
     'tritter_phase_trainer_add_param': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
@@ -424,6 +473,7 @@ FUNCTIONS = {
     'tritter_phase_trainer_predict': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_phase_trainer_end_step': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_float, ctypes.c_double]),
     'tritter_phase_trainer_stats': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_phase_trainer_param_stats': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
     'tritter_quant_config_default': (ctypes.c_uint32, [ctypes.c_void_p]),
     'tritter_num_scales': (ctypes.c_uint32, [ctypes.c_uint32, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p]),
     'tritter_packed_size': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p]),

@@ -14,7 +14,7 @@ pub const TRITTER_VERSION_MINOR: u32 = 1;
 pub const TRITTER_VERSION_PATCH: u32 = 0;
 /// ABI version: bumped on any incompatible change to an export, struct or enum.
 /// Loaders compare it with [`tritter_abi_version`] before making any other call.
-pub const TRITTER_ABI_VERSION: u32 = 1;
+pub const TRITTER_ABI_VERSION: u32 = 2;
 
 /// The library version as a static NUL-terminated string, `"MAJOR.MINOR.PATCH"`.
 #[no_mangle]

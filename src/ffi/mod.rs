@@ -22,6 +22,7 @@ pub mod grad;
 pub mod precision;
 pub mod predict;
 pub mod ternary;
+pub mod train;
 pub mod vsa;
 
 pub use status::tritter_status_t;

@@ -50,6 +50,7 @@ mod neon;
 pub mod reference;
 #[cfg(test)]
 mod tests;
+pub mod train;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -230,6 +231,9 @@ pub fn gemm_with_level(
             "level",
             format!("this CPU does not support {}", level.name()),
         ));
+    }
+    if train::handles(m, x.nrows(), mode, level) {
+        return train::gemm_matrix(m, x, bias, y, level);
     }
     fast::gemm(level, m, x, bias, mode, y, fast::MAX_CHUNK_BLOCKS);
     Ok(())

@@ -11,7 +11,7 @@ use super::handle;
 use super::status::{guard, tritter_status_t};
 use super::ternary::{tritter_quant_config_t, tritter_ternary_matrix_t};
 use crate::ternary::matmul::train::{self, ActIn, ActOut, TernaryWeights};
-use crate::ternary::quant::{self, QuantConfig, QuantMethod};
+use crate::ternary::quant::{QuantConfig, QuantMethod};
 use crate::ternary::{ActivationMode, Granularity};
 use crate::{Error, Result};
 
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn tritter_quantize_pack_2bit_dlpack(
                 format!("scales_out is {:?}, expected [{sr}, {sg}]", s.shape()),
             ));
         }
-        let (bytes, scales) = quant::quantize_pack_2bit(w, &cfg)?;
+        let (bytes, scales) = train::quantize_pack_2bit(w, &cfg, crate::cpu::active())?;
         match p.as_slice_mut() {
             Some(d) => d.copy_from_slice(&bytes),
             None => p.iter_mut().zip(bytes.iter()).for_each(|(d, &b)| *d = b),

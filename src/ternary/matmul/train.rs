@@ -59,7 +59,7 @@ use super::layout::{ComputeFormat, ComputeLayout, BLOCK_BYTES, TILE_ROWS};
 use super::{ActivationMode, Level};
 use crate::cpu::CpuLevel;
 use crate::ternary::pack::{row_bytes, PackedLayout};
-use crate::ternary::quant;
+use crate::ternary::quant::{self, QuantConfig, QuantMethod};
 use crate::ternary::{Granularity, TernaryMatrix};
 use crate::{Error, Result};
 
@@ -211,6 +211,11 @@ impl<'a> TernaryWeights<'a> {
         let mut bad = false;
         for i in 0..nr {
             let r = r0 + i;
+            // The rows of a block are a stride apart in memory: fetch a few
+            // rows ahead (the hardware prefetcher does not follow).
+            if r + PREFETCH_ROWS < self.rows {
+                self.prefetch(r + PREFETCH_ROWS, k0);
+            }
             let row = &mut out[i * ld..i * ld + kw];
             if r >= self.rows {
                 row.fill(0.0);
@@ -240,6 +245,35 @@ impl<'a> TernaryWeights<'a> {
             row[kc..].fill(0.0);
         }
         bad
+    }
+}
+
+/// Rows ahead [`TernaryWeights::decode`] prefetches.
+const PREFETCH_ROWS: usize = 8;
+
+impl TernaryWeights<'_> {
+    /// Hints the cache to load the codes of row `r` from column `k0` (one
+    /// 64-byte block row).
+    #[inline(always)]
+    fn prefetch(&self, r: usize, k0: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = match self.codes {
+                Codes::Canonical { bytes, row_bytes } => bytes[r * row_bytes + k0 / 4..].as_ptr(),
+                Codes::Planes(lay) => {
+                    let off = ((k0 / KB) * TILE_ROWS + r % TILE_ROWS) * BLOCK_BYTES;
+                    lay.tile(r / TILE_ROWS)[off..].as_ptr()
+                }
+            };
+            // SAFETY: a prefetch never faults; p points into the weights.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    p as *const i8,
+                )
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (r, k0);
     }
 }
 
@@ -676,6 +710,156 @@ pub fn linear_grad_input(
     Ok(())
 }
 
+/// Quantizes `w` (`[rows, cols]`, any strides) straight into canonical
+/// 2-bit bytes (`rows * ceil(cols / 4)`) and scales: the training path does
+/// this once a step. Bit-identical to
+/// [`quant::quantize_pack_2bit`] (tested), which it calls except on AVX2
+/// machines without AVX-512 (where the library's fused kernel is scalar):
+/// there whole 32-weight chunks of a scale group are divided, compared and
+/// packed eight lanes at a time (`vdivps`, `vcmpps`, `pdep`).
+///
+/// Errors: as [`quant::quantize_pack_2bit`] (non-finite weights name
+/// `weights`; invalid config fields).
+pub fn quantize_pack_2bit(
+    w: ArrayView2<f32>,
+    cfg: &QuantConfig,
+    level: CpuLevel,
+) -> Result<(Vec<u8>, Vec<f32>)> {
+    let (rows, cols) = w.dim();
+    let glen = cfg.granularity.group_len(cols).max(1);
+    let avx512 = crate::cpu::features().avx512f && CpuLevel::Avx512.allowed_under(level);
+    if !simd_at(level) || avx512 || !(glen >= cols || glen.is_multiple_of(32)) {
+        return quant::quantize_pack_2bit(w, cfg);
+    }
+    cfg.validate()?;
+    let data = match w.to_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(w.iter().copied().collect::<Vec<f32>>()),
+    };
+    let ngroups = if cols == 0 { 1 } else { cols.div_ceil(glen) };
+    // Per tensor: every row's statistic first. Per row / group: each row's
+    // scales are computed right before it is quantized (the row is then
+    // still in L1), in the library's summation order.
+    let per_tensor = cfg.granularity == Granularity::PerTensor;
+    let mut scales = if per_tensor || cols == 0 {
+        if cols > 0 && rows > 0 {
+            let per_row: Vec<f64> = crate::parallel::install(|| {
+                data.par_chunks(cols)
+                    .map(|r| group_stat(r, cfg.method))
+                    .collect()
+            });
+            vec![match cfg.method {
+                QuantMethod::AbsMean => {
+                    (per_row.iter().sum::<f64>() / (rows as f64 * cols as f64)) as f32
+                }
+                QuantMethod::AbsMax => per_row.iter().fold(0f64, |m, &v| m.max(v)) as f32,
+            }]
+        } else {
+            quant::compute_scales(&data, rows, cols, cfg)
+        }
+    } else {
+        vec![0f32; rows * ngroups]
+    };
+    let rb = row_bytes(cols, PackedLayout::TwoBit);
+    let mut packed = Vec::new();
+    packed
+        .try_reserve_exact(crate::checked_mul(rows, rb, "weights")?)
+        .map_err(|_| Error::overflow("weights", "cannot allocate the packed weights"))?;
+    packed.resize(rows * rb, 0u8);
+    let nonfinite = std::sync::atomic::AtomicBool::new(false);
+    if cols > 0 {
+        let s0 = scales.first().copied().unwrap_or(0.0);
+        let srow = if per_tensor { 0 } else { ngroups };
+        let mut dummy = vec![0f32; rows];
+        let sc: &mut [f32] = if per_tensor { &mut dummy } else { &mut scales };
+        crate::parallel::install(|| {
+            packed
+                .par_chunks_mut(rb)
+                .zip(data.par_chunks(cols))
+                .zip(sc.par_chunks_mut(srow.max(1)))
+                .for_each(|((out, src), srow)| {
+                    let mut bad = false;
+                    for g in 0..ngroups {
+                        let (k0, k1) = (g * glen, ((g + 1) * glen).min(cols));
+                        let s = if per_tensor {
+                            s0
+                        } else {
+                            let v = group_stat(&src[k0..k1], cfg.method);
+                            srow[g] = match cfg.method {
+                                QuantMethod::AbsMean => (v / (k1 - k0) as f64) as f32,
+                                QuantMethod::AbsMax => v as f32,
+                            };
+                            srow[g]
+                        };
+                        // (divisor, bound): t = +1 iff w / d > b, -1 iff < -b
+                        let (d, b) = match cfg.threshold {
+                            Some(f) => (1.0, f * s),
+                            None => (s + cfg.eps, 0.5),
+                        };
+                        #[cfg(target_arch = "x86_64")]
+                        let n32 = {
+                            let n32 = (k1 - k0) / 32 * 32;
+                            // SAFETY: simd_at checked AVX2 + FMA (+ BMI2, part of
+                            // the avx2 level); k0 is a multiple of 32 (glen is, or
+                            // there is one group), so the chunk starts on a byte.
+                            bad |= unsafe {
+                                x86::quantize_pack(
+                                    &src[k0..k0 + n32],
+                                    &mut out[k0 / 4..(k0 + n32) / 4],
+                                    d,
+                                    b,
+                                    cfg.threshold.is_some(),
+                                )
+                            };
+                            n32
+                        };
+                        #[cfg(not(target_arch = "x86_64"))]
+                        let n32 = 0;
+                        for k in k0 + n32..k1 {
+                            let v = src[k];
+                            let q = if cfg.threshold.is_some() { v } else { v / d };
+                            let code = if q > b {
+                                1u8
+                            } else if q < -b {
+                                2
+                            } else {
+                                0
+                            };
+                            out[k / 4] |= code << (2 * (k % 4));
+                            bad |= !v.is_finite();
+                        }
+                    }
+                    if bad {
+                        nonfinite.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+        });
+    }
+    if nonfinite.into_inner() || !scales.iter().all(|s| s.is_finite()) {
+        crate::check_finite(&data, "weights")?;
+    }
+    Ok((packed, scales))
+}
+
+/// `quant`'s group statistic (`abs_sum`: 16 f32 lanes, lane `i` taking
+/// elements `i, i + 16, ...`, lanes added in f64 in order; or `abs_max`),
+/// with AVX2: bit-identical (the same lanes in two registers; max is exact).
+fn group_stat(xs: &[f32], method: QuantMethod) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: only reached from quantize_pack_2bit's AVX2 path.
+    unsafe {
+        match method {
+            QuantMethod::AbsMean => x86::abs_sum(xs),
+            QuantMethod::AbsMax => x86::abs_max(xs) as f64,
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    match method {
+        QuantMethod::AbsMean => quant::abs_sum(xs),
+        QuantMethod::AbsMax => quant::abs_max(xs) as f64,
+    }
+}
+
 fn cpu_level(level: Level) -> CpuLevel {
     match level {
         Level::Scalar => CpuLevel::Scalar,
@@ -779,6 +963,103 @@ mod x86 {
                 }
             }
         }
+    }
+
+    /// `quant::abs_sum` (see `group_stat`).
+    ///
+    /// # Safety
+    /// AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn abs_sum(xs: &[f32]) -> f64 {
+        let absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let (mut a, mut b) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut chunks = xs.chunks_exact(16);
+        for c in &mut chunks {
+            // SAFETY: c holds 16 floats.
+            unsafe {
+                a = _mm256_add_ps(a, _mm256_and_ps(_mm256_loadu_ps(c.as_ptr()), absmask));
+                b = _mm256_add_ps(
+                    b,
+                    _mm256_and_ps(_mm256_loadu_ps(c.as_ptr().add(8)), absmask),
+                );
+            }
+        }
+        let mut lanes = [0f32; 16];
+        // SAFETY: lanes holds 16 floats.
+        unsafe {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), a);
+            _mm256_storeu_ps(lanes.as_mut_ptr().add(8), b);
+        }
+        for (l, v) in lanes.iter_mut().zip(chunks.remainder()) {
+            *l += v.abs();
+        }
+        lanes.iter().map(|&v| v as f64).sum()
+    }
+
+    /// `quant::abs_max`: max |x|, NaN ignored (as `f32::max`), 0 when empty.
+    ///
+    /// # Safety
+    /// AVX2.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn abs_max(xs: &[f32]) -> f32 {
+        let absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let (mut a, mut b) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut chunks = xs.chunks_exact(16);
+        for c in &mut chunks {
+            // SAFETY: c holds 16 floats. `max(v, acc)` returns acc when v is NaN.
+            unsafe {
+                a = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(c.as_ptr()), absmask), a);
+                b = _mm256_max_ps(
+                    _mm256_and_ps(_mm256_loadu_ps(c.as_ptr().add(8)), absmask),
+                    b,
+                );
+            }
+        }
+        let mut lanes = [0f32; 8];
+        // SAFETY: lanes holds 8 floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_max_ps(a, b)) };
+        let m = lanes.iter().fold(0f32, |m, &v| m.max(v));
+        chunks.remainder().iter().fold(m, |m, v| m.max(v.abs()))
+    }
+
+    /// Quantizes and packs `src` (a multiple of 32 weights) into `dst`
+    /// (`src.len() / 4` bytes): `q = w / d` (or `w` with a threshold),
+    /// `t = +1` iff `q > b`, `-1` iff `q < -b` (ordered compares: NaN gives
+    /// 0, as the scalar rule). Returns whether any weight was not finite.
+    ///
+    /// # Safety
+    /// AVX2 + FMA + BMI2.
+    #[target_feature(enable = "avx2,fma,bmi2")]
+    pub(super) unsafe fn quantize_pack(
+        src: &[f32],
+        dst: &mut [u8],
+        d: f32,
+        b: f32,
+        threshold: bool,
+    ) -> bool {
+        const EVEN: u64 = 0x5555_5555_5555_5555;
+        let (dv, hi, lo) = (_mm256_set1_ps(d), _mm256_set1_ps(b), _mm256_set1_ps(-b));
+        let absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let max = _mm256_set1_ps(f32::MAX);
+        let mut bad = _mm256_setzero_ps();
+        for (s, o) in src.chunks_exact(32).zip(dst.chunks_exact_mut(8)) {
+            let (mut p, mut n) = (0u64, 0u64);
+            for i in 0..4 {
+                // SAFETY: s holds 32 floats.
+                let w = unsafe { _mm256_loadu_ps(s.as_ptr().add(8 * i)) };
+                bad = _mm256_or_ps(
+                    bad,
+                    _mm256_cmp_ps::<_CMP_NLE_UQ>(_mm256_and_ps(w, absmask), max),
+                );
+                let q = if threshold { w } else { _mm256_div_ps(w, dv) };
+                p |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(q, hi)) as u64) << (8 * i);
+                n |= (_mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(q, lo)) as u64) << (8 * i);
+            }
+            // +1 -> code 01 (even bit), -1 -> code 10 (odd bit), weight e at bits 2e
+            let v = _pdep_u64(p, EVEN) | _pdep_u64(n, EVEN << 1);
+            o.copy_from_slice(&v.to_le_bytes());
+        }
+        _mm256_movemask_ps(bad) != 0
     }
 
     /// The 6 x 16 FMA micro-kernel: `c[i][j] (+)= Σ_p a[i·rs + p·CS] · b[p·ldb + j]`.

@@ -568,3 +568,84 @@ fn dispatcher_sends_f32_batches_here_at_simd_levels() {
         }
     }
 }
+
+#[test]
+fn quantize_pack_equals_the_library_quantizer() {
+    use crate::ternary::quant::{QuantConfig, QuantMethod};
+    let levels = levels();
+    for (rows, cols) in [
+        (0usize, 5usize),
+        (3, 0),
+        (1, 1),
+        (5, 31),
+        (4, 32),
+        (7, 33),
+        (9, 257),
+        (33, 640),
+    ] {
+        // a weight exactly on each rounding boundary, and a NaN-free rest
+        let mut w = uniform(rows, cols, (rows * 7 + cols) as u64, -1.0, 1.0);
+        for g in [
+            Granularity::PerTensor,
+            Granularity::PerRow,
+            Granularity::PerGroup(32),
+            Granularity::PerGroup(64),
+            Granularity::PerGroup(5),
+        ] {
+            for (method, threshold) in [
+                (QuantMethod::AbsMean, None),
+                (QuantMethod::AbsMax, Some(0.05f32)),
+                (QuantMethod::AbsMax, None),
+                (QuantMethod::AbsMean, Some(0.7)),
+            ] {
+                let cfg = QuantConfig {
+                    method,
+                    granularity: g,
+                    threshold,
+                    eps: 1e-5,
+                };
+                if rows > 0 && cols > 2 {
+                    // ties: w / d == 0.5 exactly (d = s + eps of row 0's group 0)
+                    let s = quant::compute_scales(w.as_slice().unwrap(), rows, cols, &cfg)[0];
+                    w[[0, 1]] = 0.5 * (s + 1e-5);
+                    w[[0, 2]] = -0.05 * s;
+                }
+                let want = quant::quantize_pack_2bit(w.view(), &cfg).unwrap();
+                for &level in &levels {
+                    let got = quantize_pack_2bit(w.view(), &cfg, level).unwrap();
+                    assert_eq!(
+                        got,
+                        want,
+                        "{rows}x{cols} {g:?} {method:?} {threshold:?} {}",
+                        level.name()
+                    );
+                    // strided input: the same bytes
+                    let wt = w.t().to_owned();
+                    let got = quantize_pack_2bit(wt.t(), &cfg, level).unwrap();
+                    assert_eq!(got, want, "strided {rows}x{cols} {g:?} {}", level.name());
+                }
+            }
+        }
+        if rows * cols > 0 {
+            for bad in [f32::NAN, f32::INFINITY] {
+                let mut w2 = w.clone();
+                w2[[rows - 1, cols - 1]] = bad;
+                for method in [QuantMethod::AbsMean, QuantMethod::AbsMax] {
+                    let cfg = QuantConfig {
+                        method,
+                        ..QuantConfig::default()
+                    };
+                    let want = quant::quantize_pack_2bit(w2.view(), &cfg)
+                        .unwrap_err()
+                        .to_string();
+                    for &level in &levels {
+                        let got = quantize_pack_2bit(w2.view(), &cfg, level)
+                            .unwrap_err()
+                            .to_string();
+                        assert_eq!(got, want, "{}", level.name());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -28,6 +28,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import tritter_accel as ta  # noqa: E402
 from tritter_accel.torch import TernaryLinear, linear_weight_bytes  # noqa: E402
 
 CORPUS = pathlib.Path("/usr/share/common-licenses")
@@ -160,7 +161,11 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-windows", type=int, default=512)
     p.add_argument("--log", type=int, default=0, help="print the training loss every N steps")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch and library threads (small layers run best on one)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ta.set_num_threads(args.threads)
     data = load_corpus()
     print(f"corpus {CORPUS}: {len(data[3])} files, {len(data[0])} train / {len(data[1])} held-out chars "
           f"(held out: {', '.join(sorted(HELD_OUT))}), vocab {data[2]}")

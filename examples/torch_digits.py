@@ -21,6 +21,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import tritter_accel as ta  # noqa: E402
 from tritter_accel.torch import TernaryLinear, linear_weight_bytes  # noqa: E402
 
 
@@ -78,7 +79,11 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--mode", default="bittorch", choices=["bittorch", "bitnet"])
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch and library threads (small layers run best on one)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    ta.set_num_threads(args.threads)
     data = load_digits()
     print(f"digits: {len(data[0])} train / {len(data[2])} test, MLP 64-{args.hidden}-{args.hidden}-10, "
           f"{args.epochs} epochs, batch {args.batch}, Adam lr {args.lr} (cosine), ternary mode {args.mode}, "

@@ -7,7 +7,8 @@ Environment:
   TRITTER_ACCEL_PREBUILT  path of an already built libtritter_accel.so
                           (.dylib/.dll) to package instead of running cargo;
   CARGO                   the cargo executable (default: `cargo` on PATH);
-  CARGO_TARGET_DIR        cargo's target directory (default: <repo>/target).
+  CARGO_TARGET_DIR        cargo's target directory (default: <repo>/target);
+  TRITTER_ACCEL_STRIP=0   keep the library's debug line tables (stripped by default).
 """
 import os
 import pathlib
@@ -15,7 +16,7 @@ import shutil
 import subprocess
 import sys
 
-from setuptools import setup
+from setuptools import Distribution, setup
 from setuptools.command.bdist_wheel import bdist_wheel
 from setuptools.command.build_py import build_py
 
@@ -60,22 +61,29 @@ class BuildPy(build_py):
         dest = pathlib.Path(self.build_lib) / "tritter_accel"
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(lib, dest / LIB)
+        strip = shutil.which("strip") if sys.platform.startswith("linux") else None
+        if strip and os.environ.get("TRITTER_ACCEL_STRIP", "1") != "0":
+            # the release profile keeps line tables for profiling; the wheel need not
+            subprocess.check_call([strip, "--strip-debug", str(dest / LIB)])
         inc = dest / "include"
         inc.mkdir(exist_ok=True)
         for h in HEADERS:
             shutil.copy2(ROOT / "include" / h, inc / h)
 
 
+class BinaryDistribution(Distribution):
+    """Holds a native library: installs to platlib, wheel not pure."""
+
+    def has_ext_modules(self):
+        return True
+
+
 class BdistWheel(bdist_wheel):
     """A platform wheel that does not depend on the Python ABI."""
-
-    def finalize_options(self):
-        super().finalize_options()
-        self.root_is_pure = False
 
     def get_tag(self):
         _, _, plat = super().get_tag()
         return "py3", "none", plat
 
 
-setup(cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel})
+setup(distclass=BinaryDistribution, cmdclass={"build_py": BuildPy, "bdist_wheel": BdistWheel})

@@ -48,3 +48,6 @@ fi
 step "Python tests"
 export TRITTER_ACCEL_LIB="$PWD/target/release/libtritter_accel.so"
 .venv/bin/python -m pytest -q python-ctypes/tests
+
+step "Python wheel: from source (cargo) into a clean venv outside the checkout (scripts/test-wheel.sh)"
+scripts/test-wheel.sh .venv/bin/python

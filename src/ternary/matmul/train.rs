@@ -389,6 +389,26 @@ impl ActOut<'_> {
     }
 }
 
+/// Work (multiply-adds, or weights quantized) below which a call runs on
+/// the calling thread: handing out tasks costs tens of microseconds, and
+/// far more when the machine is oversubscribed.
+const INLINE_WORK: usize = 1 << 21;
+
+/// `body` over the chunks of `v` (`chunk` elements each, with their index):
+/// on the crate pool, or in order on this thread when `work` is small.
+fn for_chunks<T: Send>(
+    v: &mut [T],
+    chunk: usize,
+    work: usize,
+    body: impl Fn((usize, &mut [T])) + Sync + Send,
+) {
+    if work < INLINE_WORK || v.len() <= chunk {
+        v.chunks_mut(chunk.max(1)).enumerate().for_each(body);
+    } else {
+        crate::parallel::install(|| v.par_chunks_mut(chunk.max(1)).enumerate().for_each(body));
+    }
+}
+
 /// Whether a level runs the AVX2 + FMA kernels (else the portable ones).
 fn simd_at(level: CpuLevel) -> bool {
     cfg!(target_arch = "x86_64") && CpuLevel::Avx2.allowed_under(level) && level.is_supported()
@@ -559,11 +579,12 @@ pub fn linear(
             k0 += kc;
         }
     };
-    if nblocks == 1 {
-        body((0, &mut ct[..]));
-    } else {
-        crate::parallel::install(|| ct.par_chunks_mut(blk).enumerate().for_each(body));
-    }
+    for_chunks(
+        &mut ct,
+        blk,
+        batch.saturating_mul(rows).saturating_mul(cols),
+        body,
+    );
     if bad.into_inner() {
         return Err(Error::data(
             "packed",
@@ -602,7 +623,12 @@ fn pack_x(x: &ActIn, mode: ActivationMode, npanels: usize) -> Result<Vec<f32>> {
             }
         }
     };
-    crate::parallel::install(|| xp.par_chunks_mut(cols * NR).enumerate().for_each(body));
+    for_chunks(
+        &mut xp,
+        cols * NR,
+        batch.saturating_mul(cols).saturating_mul(64),
+        body,
+    );
     Ok(xp)
 }
 
@@ -652,8 +678,11 @@ pub fn linear_grad_input(
     // dy packed as [sliver][n][MR]: the broadcasts of one tile are contiguous.
     let mut dyp = zeroed(crate::checked_mul(nsl * MR, n, "dy")?, "dy")?;
     if n > 0 {
-        crate::parallel::install(|| {
-            dyp.par_chunks_mut(n * MR).enumerate().for_each(|(s, out)| {
+        for_chunks(
+            &mut dyp,
+            n * MR,
+            batch.saturating_mul(n).saturating_mul(64),
+            |(s, out)| {
                 let mut row = vec![0f32; n];
                 for i in 0..MR.min(batch - s * MR) {
                     dy.row_into(s * MR + i, &mut row);
@@ -661,8 +690,8 @@ pub fn linear_grad_input(
                         out[p * MR + i] = v;
                     }
                 }
-            })
-        });
+            },
+        );
     }
     let nkb = cols.div_ceil(KB);
     let blk = nsl * MR * KB;
@@ -693,11 +722,12 @@ pub fn linear_grad_input(
             p0 += pc;
         }
     };
-    if nkb == 1 {
-        body((0, &mut cacc[..]));
-    } else {
-        crate::parallel::install(|| cacc.par_chunks_mut(blk).enumerate().for_each(body));
-    }
+    for_chunks(
+        &mut cacc,
+        blk,
+        batch.saturating_mul(n).saturating_mul(cols),
+        body,
+    );
     if bad.into_inner() {
         return Err(Error::data(
             "packed",
@@ -743,11 +773,17 @@ pub fn quantize_pack_2bit(
     let per_tensor = cfg.granularity == Granularity::PerTensor;
     let mut scales = if per_tensor || cols == 0 {
         if cols > 0 && rows > 0 {
-            let per_row: Vec<f64> = crate::parallel::install(|| {
-                data.par_chunks(cols)
+            let per_row: Vec<f64> = if rows * cols < INLINE_WORK {
+                data.chunks(cols)
                     .map(|r| group_stat(r, cfg.method))
                     .collect()
-            });
+            } else {
+                crate::parallel::install(|| {
+                    data.par_chunks(cols)
+                        .map(|r| group_stat(r, cfg.method))
+                        .collect()
+                })
+            };
             vec![match cfg.method {
                 QuantMethod::AbsMean => {
                     (per_row.iter().sum::<f64>() / (rows as f64 * cols as f64)) as f32
@@ -772,68 +808,77 @@ pub fn quantize_pack_2bit(
         let srow = if per_tensor { 0 } else { ngroups };
         let mut dummy = vec![0f32; rows];
         let sc: &mut [f32] = if per_tensor { &mut dummy } else { &mut scales };
-        crate::parallel::install(|| {
+        let row = |((out, src), srow): ((&mut [u8], &[f32]), &mut [f32])| {
+            let mut bad = false;
+            for g in 0..ngroups {
+                let (k0, k1) = (g * glen, ((g + 1) * glen).min(cols));
+                let s = if per_tensor {
+                    s0
+                } else {
+                    let v = group_stat(&src[k0..k1], cfg.method);
+                    srow[g] = match cfg.method {
+                        QuantMethod::AbsMean => (v / (k1 - k0) as f64) as f32,
+                        QuantMethod::AbsMax => v as f32,
+                    };
+                    srow[g]
+                };
+                // (divisor, bound): t = +1 iff w / d > b, -1 iff < -b
+                let (d, b) = match cfg.threshold {
+                    Some(f) => (1.0, f * s),
+                    None => (s + cfg.eps, 0.5),
+                };
+                #[cfg(target_arch = "x86_64")]
+                let n32 = {
+                    let n32 = (k1 - k0) / 32 * 32;
+                    // SAFETY: simd_at checked AVX2 + FMA (+ BMI2, part of
+                    // the avx2 level); k0 is a multiple of 32 (glen is, or
+                    // there is one group), so the chunk starts on a byte.
+                    bad |= unsafe {
+                        x86::quantize_pack(
+                            &src[k0..k0 + n32],
+                            &mut out[k0 / 4..(k0 + n32) / 4],
+                            d,
+                            b,
+                            cfg.threshold.is_some(),
+                        )
+                    };
+                    n32
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let n32 = 0;
+                for k in k0 + n32..k1 {
+                    let v = src[k];
+                    let q = if cfg.threshold.is_some() { v } else { v / d };
+                    let code = if q > b {
+                        1u8
+                    } else if q < -b {
+                        2
+                    } else {
+                        0
+                    };
+                    out[k / 4] |= code << (2 * (k % 4));
+                    bad |= !v.is_finite();
+                }
+            }
+            if bad {
+                nonfinite.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        if rows * cols < INLINE_WORK {
             packed
-                .par_chunks_mut(rb)
-                .zip(data.par_chunks(cols))
-                .zip(sc.par_chunks_mut(srow.max(1)))
-                .for_each(|((out, src), srow)| {
-                    let mut bad = false;
-                    for g in 0..ngroups {
-                        let (k0, k1) = (g * glen, ((g + 1) * glen).min(cols));
-                        let s = if per_tensor {
-                            s0
-                        } else {
-                            let v = group_stat(&src[k0..k1], cfg.method);
-                            srow[g] = match cfg.method {
-                                QuantMethod::AbsMean => (v / (k1 - k0) as f64) as f32,
-                                QuantMethod::AbsMax => v as f32,
-                            };
-                            srow[g]
-                        };
-                        // (divisor, bound): t = +1 iff w / d > b, -1 iff < -b
-                        let (d, b) = match cfg.threshold {
-                            Some(f) => (1.0, f * s),
-                            None => (s + cfg.eps, 0.5),
-                        };
-                        #[cfg(target_arch = "x86_64")]
-                        let n32 = {
-                            let n32 = (k1 - k0) / 32 * 32;
-                            // SAFETY: simd_at checked AVX2 + FMA (+ BMI2, part of
-                            // the avx2 level); k0 is a multiple of 32 (glen is, or
-                            // there is one group), so the chunk starts on a byte.
-                            bad |= unsafe {
-                                x86::quantize_pack(
-                                    &src[k0..k0 + n32],
-                                    &mut out[k0 / 4..(k0 + n32) / 4],
-                                    d,
-                                    b,
-                                    cfg.threshold.is_some(),
-                                )
-                            };
-                            n32
-                        };
-                        #[cfg(not(target_arch = "x86_64"))]
-                        let n32 = 0;
-                        for k in k0 + n32..k1 {
-                            let v = src[k];
-                            let q = if cfg.threshold.is_some() { v } else { v / d };
-                            let code = if q > b {
-                                1u8
-                            } else if q < -b {
-                                2
-                            } else {
-                                0
-                            };
-                            out[k / 4] |= code << (2 * (k % 4));
-                            bad |= !v.is_finite();
-                        }
-                    }
-                    if bad {
-                        nonfinite.store(true, std::sync::atomic::Ordering::Relaxed);
-                    }
-                })
-        });
+                .chunks_mut(rb)
+                .zip(data.chunks(cols))
+                .zip(sc.chunks_mut(srow.max(1)))
+                .for_each(row);
+        } else {
+            crate::parallel::install(|| {
+                packed
+                    .par_chunks_mut(rb)
+                    .zip(data.par_chunks(cols))
+                    .zip(sc.par_chunks_mut(srow.max(1)))
+                    .for_each(row)
+            });
+        }
     }
     if nonfinite.into_inner() || !scales.iter().all(|s| s.is_finite()) {
         crate::check_finite(&data, "weights")?;

@@ -231,27 +231,33 @@ def test_opcheck():
 
 
 def test_torch_compile_fullgraph_matches_eager():
+    """inductor (C++ codegen: the slow part) on a bittorch-mode model; both
+    modes through dynamo + AOT autograd without codegen ("aot_eager")."""
     import time
 
-    torch.manual_seed(0)
+    def check(mode, backend):
+        torch.manual_seed(0)
 
-    def model():
-        return torch.nn.Sequential(TernaryLinear(24, 32), torch.nn.ReLU(), TernaryLinear(32, 8, mode="bitnet"))
+        def model():
+            return torch.nn.Sequential(TernaryLinear(24, 32, mode=mode), torch.nn.ReLU(),
+                                       TernaryLinear(32, 8, mode=mode, group_size=8))
 
-    eager, comp = model(), model()
-    comp.load_state_dict(eager.state_dict())
-    t0 = time.perf_counter()
-    cm = torch.compile(comp, fullgraph=True)
-    x = torch.randn(6, 24)
-    y_c = cm(x)
-    y_c.square().sum().backward()
-    cost = time.perf_counter() - t0
-    y_e = eager(x)
-    y_e.square().sum().backward()
-    print(f"torch.compile (fullgraph) first forward+backward: {cost:.1f} s")
-    assert torch.allclose(y_c, y_e, rtol=1e-5, atol=1e-6)
-    for pc, pe in zip(comp.parameters(), eager.parameters()):
-        assert torch.allclose(pc.grad, pe.grad, rtol=1e-4, atol=1e-6)
+        eager, comp = model(), model()
+        comp.load_state_dict(eager.state_dict())
+        t0 = time.perf_counter()
+        cm = torch.compile(comp, fullgraph=True, backend=backend)
+        x = torch.randn(6, 24)
+        y_c = cm(x)
+        y_c.square().sum().backward()
+        print(f"torch.compile({backend}, fullgraph) {mode}: first forward+backward {time.perf_counter() - t0:.1f} s")
+        y_e = eager(x)
+        y_e.square().sum().backward()
+        assert torch.allclose(y_c, y_e, rtol=1e-5, atol=1e-6)
+        for pc, pe in zip(comp.parameters(), eager.parameters()):
+            assert torch.allclose(pc.grad, pe.grad, rtol=1e-4, atol=1e-6)
+
+    check("bittorch", "inductor")
+    check("bitnet", "aot_eager")
 
 
 # ---------------------------------------------------------------- devices

@@ -4,6 +4,7 @@ table: medians in µs and ratios (baseline time / our time, > 1 = we are
 faster). Standard library only.
 
     python benches/matmul_report.py FILE.tsv ...
+    python benches/matmul_report.py --bitnet BITNET.tsv   # the same-process table
 """
 import sys
 from collections import defaultdict
@@ -25,7 +26,65 @@ COLS = [
 ]
 
 
+def read(paths):
+    t = defaultdict(dict)
+    for path in paths:
+        for line in open(path):
+            p = line.split()
+            if len(p) != 6:
+                continue
+            name, r, c, b, th, us = p[0], int(p[1]), int(p[2]), int(p[3]), int(p[4]), float(p[5])
+            t[(r, c, b, th)][name] = us
+    return t
+
+
+def bitnet_table(paths):
+    """bitnet.cpp I2_S and this library timed in one process (the harness
+    interleaves them): medians, and ratios > 1 where this library is faster."""
+    t = read(paths)
+    head = ["rows x cols", "batch", "thr", "read I2_S bytes", "bitnet I2_S", "ours i8", "ours i8 base-3",
+            "ours f32", "bitnet / ours i8", "floor / ours i8", "base-3 / 2-bit", "GMAC/s ours i8"]
+    print("Median µs per call (weights cold), same process:\n")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for k in sorted(t):
+        v = t[k]
+        f = lambda n: f"{v[n]:.1f}" if n in v else "–"
+        def ratio(a, b):
+            return f"{v[a] / v[b]:.2f}" if a in v and b in v else "–"
+        gmac = f"{k[0] * k[1] * k[2] / v['tritter_i8'] / 1e3:.0f}" if "tritter_i8" in v else "–"
+        cells = [f"{k[0]}x{k[1]}", str(k[2]), str(k[3]), f("read_floor_2bit"), f("bitnet_i2s"), f("tritter_i8"),
+                 f("tritter_i8_base3"), f("tritter_f32"), ratio("bitnet_i2s", "tritter_i8"),
+                 ratio("read_floor_2bit", "tritter_i8") if k[2] == 1 else "–",
+                 ratio("tritter_i8_base3", "tritter_i8"), gmac]
+        print("| " + " | ".join(cells) + " |")
+
+
+def threads_table(path):
+    """scripts/bench-matmul.sh --threads: lines `busy impl rows cols batch
+    threads us`; the 2-thread speed-up over 1 thread at each number of busy
+    loops the script ran beside the bench (> 1: two threads faster)."""
+    t = defaultdict(dict)
+    for line in open(path):
+        p = line.split()
+        if len(p) != 7:
+            continue
+        busy, name, r, c, b, th, us = int(p[0]), p[1], int(p[2]), int(p[3]), int(p[4]), int(p[5]), float(p[6])
+        t[(name, r, c, busy)][th] = us
+    head = ["impl", "rows x cols", "busy loops", "1 thread µs", "2 threads µs", "2T speed-up"]
+    print("Batch 1, weights cold, medians:\n")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for (name, r, c, busy), v in sorted(t.items()):
+        if 1 in v and 2 in v:
+            print(f"| {name} | {r}x{c} | {busy} | {v[1]:.1f} | {v[2]:.1f} | {v[1] / v[2]:.2f} |")
+
+
 def main():
+    if sys.argv[1:2] == ["--threads"]:
+        return threads_table(sys.argv[2])
+    if sys.argv[1:2] == ["--bitnet"]:
+        return bitnet_table(sys.argv[2:])
     t = defaultdict(dict)
     for path in sys.argv[1:]:
         for line in open(path):

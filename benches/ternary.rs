@@ -6,7 +6,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::Array2;
-use tritter_accel::ternary::matmul::{gemm_with_level, ComputeFormat, Level};
+use tritter_accel::cpu::CpuLevel;
+use tritter_accel::ternary::matmul::{gemm_with_level, ComputeFormat};
 use tritter_accel::ternary::{quant, ActivationMode, Granularity, QuantConfig, TernaryMatrix};
 
 fn rand_f32(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
@@ -25,7 +26,7 @@ fn matmul(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("matmul_{n}x{n}_b{batch}"));
         g.throughput(Throughput::Elements((n * n * batch) as u64));
         g.sample_size(20);
-        let level = Level::best();
+        let level = tritter_accel::cpu::active();
         for (name, mm, mode) in [
             ("int8", &m, ActivationMode::Int8),
             ("int8_base3", &m3, ActivationMode::Int8),
@@ -45,7 +46,7 @@ fn matmul(c: &mut Criterion) {
                         None,
                         ActivationMode::Int8,
                         y.view_mut(),
-                        Level::Scalar,
+                        CpuLevel::Scalar,
                     )
                     .unwrap()
                 })

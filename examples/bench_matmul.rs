@@ -7,12 +7,23 @@
 //! ```text
 //! cargo run --release --example bench_matmul [-- --full] [--no-ref] [--no-ndarray]
 //!     [--shapes 4096x4096,2048x2048] [--batches 1,64] [--impls i8,i8_base3,f32]
+//!     [--rounds R] [--describe]
+//! ```
+//!
+//! `--rounds R` interleaves: R rounds, each timing every implementation at
+//! 1 and 2 threads in turn, and prints the median of the round medians (on a
+//! shared machine this compares 1 and 2 threads under the same load).
+//! Environment: `TRITTER_BENCH_COLD_MIB` (rotation size, 0 = one matrix),
+//! `TRITTER_BENCH_CLOCK=cpu` (process CPU time instead of wall time).
+//!
+//! ```text
 //! ```
 
 use std::time::Instant;
 
 use ndarray::Array2;
-use tritter_accel::ternary::matmul::{gemm_with_level, ComputeFormat, Level};
+use tritter_accel::cpu::CpuLevel;
+use tritter_accel::ternary::matmul::{gemm_with_level, ComputeFormat};
 use tritter_accel::ternary::{ActivationMode, Granularity, TernaryMatrix};
 
 const COLD_BYTES: usize = 64 << 20;
@@ -27,17 +38,44 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Runs `f(i)` (i = call index) until about `budget_s` seconds or `max`
 /// calls, at least `min`, after `warm` warm-up calls; returns the median µs.
+/// Microseconds of process CPU time (all threads).
+fn cpu_us() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+}
+
+/// Whether `TRITTER_BENCH_CLOCK=cpu`: time calls by process CPU time
+/// instead of wall time. On a loaded machine a call longer than a scheduler
+/// slice is preempted, inflating its wall time; its CPU time is not. With
+/// more than one thread it is the sum over the threads (spinning included),
+/// so use it for one-thread comparisons.
+fn cpu_clock() -> bool {
+    std::env::var("TRITTER_BENCH_CLOCK").is_ok_and(|v| v == "cpu")
+}
+
 fn time(mut f: impl FnMut(usize), warm: usize, min: usize, max: usize, budget_s: f64) -> f64 {
     for i in 0..warm {
         f(i);
     }
+    let cpu = cpu_clock();
     let start = Instant::now();
     let mut t = Vec::new();
     let mut i = warm;
     while t.len() < min || (t.len() < max && start.elapsed().as_secs_f64() < budget_s) {
-        let t0 = Instant::now();
-        f(i);
-        t.push(t0.elapsed().as_secs_f64() * 1e6);
+        if cpu {
+            let c0 = cpu_us();
+            f(i);
+            t.push(cpu_us() - c0);
+        } else {
+            let t0 = Instant::now();
+            f(i);
+            t.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
         i += 1;
     }
     median(t)
@@ -72,6 +110,10 @@ fn main() {
     let full = args.iter().any(|a| a == "--full");
     let no_ref = args.iter().any(|a| a == "--no-ref");
     let no_nd = args.iter().any(|a| a == "--no-ndarray");
+    if args.iter().any(|a| a == "--describe") {
+        eprintln!("{}", tritter_accel::cpu::describe());
+        return;
+    }
     if args.iter().any(|a| a == "--quant") {
         return bench_quant();
     }
@@ -111,7 +153,10 @@ fn main() {
     } else {
         vec![1, 64]
     };
-    let level = Level::best();
+    let level = tritter_accel::cpu::active();
+    let rounds: usize = list("--rounds")
+        .map_or(1, |v| v[0].parse().expect("--rounds: an integer"))
+        .max(1);
     eprintln!("level {level:?}; shapes {shapes:?}; batches {batches:?}");
 
     for &(rows, cols) in &shapes {
@@ -162,71 +207,95 @@ fn main() {
             let x = rand_f32(batch, cols, 7);
             let mut y = Array2::<f32>::zeros((batch, rows));
             let (min, max) = if batch == 1 { (30, 400) } else { (7, 60) };
-            for threads in [1usize, 2] {
-                tritter_accel::parallel::set_num_threads(threads);
-                let mut run = |name: &str, ms: &[TernaryMatrix], mode: ActivationMode| {
-                    let us = time(
-                        |i| {
-                            gemm_with_level(
-                                &ms[i % nmat],
-                                x.view(),
-                                None,
-                                mode,
-                                y.view_mut(),
-                                level,
-                            )
-                            .unwrap()
-                        },
-                        nmat,
-                        min,
-                        max,
-                        0.6,
-                    );
-                    emit(name, rows, cols, batch, threads, us);
-                };
-                if batch == 1 && !args.iter().any(|a| a == "--no-floor") {
-                    // the same run's floor: just reading each matrix's weights
-                    let us = time(
-                        |i| {
-                            std::hint::black_box(tritter_accel::ternary::matmul::read_floor_probe(
-                                &mats[i % nmat],
-                            ));
-                        },
-                        nmat,
-                        min,
-                        max,
-                        0.6,
-                    );
-                    emit("read_floor_2bit", rows, cols, batch, threads, us);
-                }
-                for imp in &impls {
-                    match imp.as_str() {
-                        "i8" => run("tritter_i8", &mats, ActivationMode::Int8),
-                        "i8_base3" => run("tritter_i8_base3", &mats3, ActivationMode::Int8),
-                        "f32" => run("tritter_f32", &mats, ActivationMode::F32),
-                        other => panic!("--impls: unknown {other} (i8, i8_base3, f32)"),
+            // `--rounds R`: R rounds, each timing every (threads, impl) in
+            // turn (1 and 2 threads interleaved), median of the round medians
+            let (rmin, rmax, budget) = (
+                (min / rounds).max(5),
+                (max / rounds).max(5),
+                0.6 / rounds as f64,
+            );
+            let mut res: Vec<(String, usize, Vec<f64>)> = Vec::new();
+            let mut record = |name: &str, threads: usize, us: f64| match res
+                .iter_mut()
+                .find(|(n, t, _)| n == name && *t == threads)
+            {
+                Some(e) => e.2.push(us),
+                None => res.push((name.to_string(), threads, vec![us])),
+            };
+            for _round in 0..rounds {
+                for threads in [1usize, 2] {
+                    tritter_accel::parallel::set_num_threads(threads);
+                    let mut run = |ms: &[TernaryMatrix], mode: ActivationMode| {
+                        time(
+                            |i| {
+                                gemm_with_level(
+                                    &ms[i % nmat],
+                                    x.view(),
+                                    None,
+                                    mode,
+                                    y.view_mut(),
+                                    level,
+                                )
+                                .unwrap()
+                            },
+                            nmat,
+                            rmin,
+                            rmax,
+                            budget,
+                        )
+                    };
+                    if batch == 1 && !args.iter().any(|a| a == "--no-floor") {
+                        // the same run's floor: just reading each matrix's weights
+                        let us = time(
+                            |i| {
+                                std::hint::black_box(
+                                    tritter_accel::ternary::matmul::read_floor_probe(
+                                        &mats[i % nmat],
+                                    ),
+                                );
+                            },
+                            nmat,
+                            rmin,
+                            rmax,
+                            budget,
+                        );
+                        record("read_floor_2bit", threads, us);
+                    }
+                    for imp in &impls {
+                        let (name, us) = match imp.as_str() {
+                            "i8" => ("tritter_i8", run(&mats, ActivationMode::Int8)),
+                            "i8_base3" => ("tritter_i8_base3", run(&mats3, ActivationMode::Int8)),
+                            "f32" => ("tritter_f32", run(&mats, ActivationMode::F32)),
+                            other => panic!("--impls: unknown {other} (i8, i8_base3, f32)"),
+                        };
+                        record(name, threads, us);
                     }
                 }
-                if !no_ref && batch <= 8 && threads == 1 {
-                    let us = time(
-                        |i| {
-                            gemm_with_level(
-                                &mats[i % nmat],
-                                x.view(),
-                                None,
-                                ActivationMode::Int8,
-                                y.view_mut(),
-                                Level::Scalar,
-                            )
-                            .unwrap()
-                        },
-                        1,
-                        3,
-                        3,
-                        0.0,
-                    );
-                    emit("scalar_reference_i8", rows, cols, batch, threads, us);
-                }
+            }
+            for (name, threads, v) in res {
+                let us = if v.len() == 1 { v[0] } else { median(v) };
+                emit(&name, rows, cols, batch, threads, us);
+            }
+            if !no_ref && batch <= 8 {
+                tritter_accel::parallel::set_num_threads(1);
+                let us = time(
+                    |i| {
+                        gemm_with_level(
+                            &mats[i % nmat],
+                            x.view(),
+                            None,
+                            ActivationMode::Int8,
+                            y.view_mut(),
+                            CpuLevel::Scalar,
+                        )
+                        .unwrap()
+                    },
+                    1,
+                    3,
+                    3,
+                    0.0,
+                );
+                emit("scalar_reference_i8", rows, cols, batch, 1, us);
             }
             if !no_nd {
                 // ndarray (matrixmultiply, one thread) f32 x · Wᵀ.

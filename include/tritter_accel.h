@@ -138,6 +138,152 @@
 #define TRITTER_GRAD_PAYLOAD_OVERHEAD 44
 
 /**
+ * `cache_dtype`: f32 (4 bytes a value).
+ */
+#define TRITTER_CACHE_F32 0
+
+/**
+ * `cache_dtype`: IEEE half (2 bytes a value).
+ */
+#define TRITTER_CACHE_F16 1
+
+/**
+ * `cache_dtype`: bfloat16 (2 bytes a value).
+ */
+#define TRITTER_CACHE_BF16 2
+
+/**
+ * `logits_mode`: no logits (fill the cache only).
+ */
+#define TRITTER_LOGITS_NONE 0
+
+/**
+ * `logits_mode`: the last token of each input.
+ */
+#define TRITTER_LOGITS_LAST 1
+
+/**
+ * `logits_mode`: every token.
+ */
+#define TRITTER_LOGITS_ALL 2
+
+/**
+ * Most dimensions a [`tritter_tensor_info_t`] reports.
+ */
+#define TRITTER_MAX_DIMS 16
+
+/**
+ * `dtype`: boolean (1 byte).
+ */
+#define TRITTER_DTYPE_BOOL 0
+
+/**
+ * `dtype`: uint8.
+ */
+#define TRITTER_DTYPE_U8 1
+
+/**
+ * `dtype`: int8.
+ */
+#define TRITTER_DTYPE_I8 2
+
+/**
+ * `dtype`: int16.
+ */
+#define TRITTER_DTYPE_I16 3
+
+/**
+ * `dtype`: uint16.
+ */
+#define TRITTER_DTYPE_U16 4
+
+/**
+ * `dtype`: int32.
+ */
+#define TRITTER_DTYPE_I32 5
+
+/**
+ * `dtype`: uint32.
+ */
+#define TRITTER_DTYPE_U32 6
+
+/**
+ * `dtype`: int64.
+ */
+#define TRITTER_DTYPE_I64 7
+
+/**
+ * `dtype`: uint64.
+ */
+#define TRITTER_DTYPE_U64 8
+
+/**
+ * `dtype`: IEEE half.
+ */
+#define TRITTER_DTYPE_F16 9
+
+/**
+ * `dtype`: bfloat16.
+ */
+#define TRITTER_DTYPE_BF16 10
+
+/**
+ * `dtype`: IEEE single.
+ */
+#define TRITTER_DTYPE_F32 11
+
+/**
+ * `dtype`: IEEE double.
+ */
+#define TRITTER_DTYPE_F64 12
+
+/**
+ * `dtype`: ggml TQ1_0 (256 ternary weights in 54 bytes).
+ */
+#define TRITTER_DTYPE_TQ1_0 13
+
+/**
+ * `dtype`: ggml TQ2_0 (256 ternary weights in 66 bytes).
+ */
+#define TRITTER_DTYPE_TQ2_0 14
+
+/**
+ * `dtype`: another ggml type (listed, not converted; `ggml_type` says which).
+ */
+#define TRITTER_DTYPE_OTHER 255
+
+/**
+ * `format` of [`tritter_checkpoint_writer_save`]: safetensors with the
+ * library's `__metadata__`.
+ */
+#define TRITTER_SAVE_SAFETENSORS 0
+
+/**
+ * `format`: GGUF v3, ternary matrices as TQ2_0.
+ */
+#define TRITTER_SAVE_GGUF_TQ2_0 1
+
+/**
+ * `format`: GGUF v3, ternary matrices as TQ1_0.
+ */
+#define TRITTER_SAVE_GGUF_TQ1_0 2
+
+/**
+ * `kind` of [`tritter_checkpoint_kind`]: a single safetensors file.
+ */
+#define TRITTER_CHECKPOINT_SAFETENSORS 0
+
+/**
+ * `kind`: a Hugging Face checkpoint directory.
+ */
+#define TRITTER_CHECKPOINT_HF_DIR 1
+
+/**
+ * `kind`: a GGUF file.
+ */
+#define TRITTER_CHECKPOINT_GGUF 2
+
+/**
  * Phase code: warmup (backward pass).
  */
 #define TRITTER_PHASE_WARMUP 0
@@ -340,6 +486,22 @@ typedef uint32_t tritter_status_t;
 typedef struct tritter_bundle_accumulator_t tritter_bundle_accumulator_t;
 
 /**
+ * An open weight file or checkpoint directory (memory-mapped).
+ *
+ * Owns its mappings; free with [`tritter_checkpoint_free`]. Matrices and
+ * arrays read from it are copies and outlive it. Read-only after opening:
+ * one handle may be used by any number of threads at once. The files must
+ * not be truncated or rewritten while it is open.
+ */
+typedef struct tritter_checkpoint_t tritter_checkpoint_t;
+
+/**
+ * Named items collected for [`tritter_checkpoint_writer_save`].
+ * Not shareable across threads without a lock (it is mutated).
+ */
+typedef struct tritter_checkpoint_writer_t tritter_checkpoint_writer_t;
+
+/**
  * FetchSGD state (momentum and error tables in sketch space). Owns its
  * memory; free with [`tritter_fetchsgd_free`]. Mutated by step: not
  * shareable across threads without a lock.
@@ -362,11 +524,23 @@ typedef struct tritter_grad_compressor_t tritter_grad_compressor_t;
 typedef struct tritter_item_memory_t tritter_item_memory_t;
 
 /**
+ * A standalone KV cache (for decoders of your own). One call at a time.
+ */
+typedef struct tritter_kv_cache_t tritter_kv_cache_t;
+
+/**
  * A dynamic loss scaler with `torch.amp.GradScaler` semantics (scale,
  * growth tracker). Owns its state; free with [`tritter_loss_scaler_free`].
  * Mutated by `update`/`set_scale`: not shareable across threads without a lock.
  */
 typedef struct tritter_loss_scaler_t tritter_loss_scaler_t;
+
+/**
+ * A loaded BitNet b1.58 model (weights, configuration). Immutable: one
+ * handle may be used by any number of threads and sessions at once.
+ * Sessions keep the model alive, so it may be freed before them.
+ */
+typedef struct tritter_model_t tritter_model_t;
 
 /**
  * A phase trainer: registered parameters, their gradient history (f32 or
@@ -375,6 +549,13 @@ typedef struct tritter_loss_scaler_t tritter_loss_scaler_t;
  * across threads without a lock.
  */
 typedef struct tritter_phase_trainer_t tritter_phase_trainer_t;
+
+/**
+ * A session: a KV cache and activation buffers over a model. One call at a
+ * time per session (not shareable across threads without a lock); any
+ * number of sessions may share a model.
+ */
+typedef struct tritter_session_t tritter_session_t;
 
 /**
  * A packed ternary gradient accumulator. Owns its memory; free with
@@ -460,6 +641,194 @@ typedef struct tritter_grad_payload_info_t {
    */
   size_t wire_bytes;
 } tritter_grad_payload_info_t;
+
+/**
+ * Options of [`tritter_model_load`]. Get defaults from
+ * [`tritter_load_options_default`].
+ */
+typedef struct tritter_load_options_t {
+  /**
+   * Keep `lm_head` as int8 with one scale per row (half the bytes of
+   * bf16 read per token; logits change slightly).
+   */
+  bool lm_head_int8;
+} tritter_load_options_t;
+
+/**
+ * Facts about a model.
+ */
+typedef struct tritter_model_info_t {
+  /**
+   * Vocabulary size (token ids are `< vocab_size`; logits rows have this many values).
+   */
+  size_t vocab_size;
+  /**
+   * Model width.
+   */
+  size_t hidden_size;
+  /**
+   * MLP width.
+   */
+  size_t intermediate_size;
+  /**
+   * Decoder layers.
+   */
+  size_t num_layers;
+  /**
+   * Query heads.
+   */
+  size_t num_heads;
+  /**
+   * Key/value heads.
+   */
+  size_t num_kv_heads;
+  /**
+   * Width of a head.
+   */
+  size_t head_dim;
+  /**
+   * The configured context length (default session length).
+   */
+  size_t max_position_embeddings;
+  /**
+   * `lm_head` is the embedding matrix.
+   */
+  bool tie_word_embeddings;
+  /**
+   * First end-of-sequence id of the config, or `UINT32_MAX` if none.
+   */
+  uint32_t eos_token_id;
+  /**
+   * Beginning-of-sequence id of the config, or `UINT32_MAX` if none.
+   */
+  uint32_t bos_token_id;
+  /**
+   * Bytes of weights held.
+   */
+  size_t weight_bytes;
+} tritter_model_info_t;
+
+/**
+ * Sizes of a session. Get defaults from [`tritter_session_options_default`].
+ */
+typedef struct tritter_session_options_t {
+  /**
+   * Sequences held side by side (> 0).
+   */
+  size_t max_batch;
+  /**
+   * Positions per sequence: prompt + generated tokens (> 0).
+   */
+  size_t max_seq_len;
+  /**
+   * `TRITTER_CACHE_*`.
+   */
+  uint32_t cache_dtype;
+  /**
+   * Tokens one pass through the layers takes (> 0); longer prompts run in
+   * chunks of this many, with the same results. Sets the activation memory.
+   */
+  size_t max_step_tokens;
+} tritter_session_options_t;
+
+/**
+ * Bytes a model and one session take.
+ */
+typedef struct tritter_memory_report_t {
+  /**
+   * The model's weights (shared by sessions).
+   */
+  size_t weights;
+  /**
+   * The session's KV cache.
+   */
+  size_t kv_cache;
+  /**
+   * The session's activation buffers.
+   */
+  size_t activations;
+} tritter_memory_report_t;
+
+/**
+ * How to choose a token. Get defaults (greedy) from
+ * [`tritter_sampling_params_default`].
+ */
+typedef struct tritter_sampling_params_t {
+  /**
+   * 0 = greedy (argmax); > 0 = softmax(logits / temperature).
+   */
+  float temperature;
+  /**
+   * Keep the `top_k` largest logits (0 = all).
+   */
+  size_t top_k;
+  /**
+   * Nucleus mass in (0, 1] (1 = all).
+   */
+  float top_p;
+} tritter_sampling_params_t;
+
+/**
+ * What a file says about one tensor.
+ */
+typedef struct tritter_tensor_info_t {
+  /**
+   * `TRITTER_DTYPE_*` of the stored elements.
+   */
+  uint32_t dtype;
+  /**
+   * The ggml type number for GGUF tensors; `UINT32_MAX` otherwise.
+   */
+  uint32_t ggml_type;
+  /**
+   * Number of dimensions (at most `TRITTER_MAX_DIMS`); the sizes come
+   * from `tritter_checkpoint_tensor_shape`.
+   */
+  size_t ndim;
+  /**
+   * Elements (product of the shape).
+   */
+  size_t numel;
+  /**
+   * Bytes stored.
+   */
+  size_t nbytes;
+  /**
+   * Whether `tritter_checkpoint_ternary` applies (HF packed weight with
+   * `weight_scale`, a matrix saved by this library, TQ1_0/TQ2_0).
+   */
+  bool is_ternary;
+} tritter_tensor_info_t;
+
+/**
+ * Quantization settings. Get defaults from [`tritter_quant_config_default`].
+ */
+typedef struct tritter_quant_config_t {
+  /**
+   * `TRITTER_QUANT_*`.
+   */
+  uint32_t method;
+  /**
+   * `TRITTER_GRANULARITY_*`.
+   */
+  uint32_t granularity;
+  /**
+   * Weights per group for `TRITTER_GRANULARITY_PER_GROUP` (> 0); ignored otherwise.
+   */
+  size_t group_size;
+  /**
+   * If true, `|w| <= threshold_factor * s` becomes 0 and the rest `sign(w)`.
+   */
+  bool use_threshold;
+  /**
+   * Threshold factor (finite, >= 0) when `use_threshold`.
+   */
+  float threshold_factor;
+  /**
+   * Added to the scale before dividing (finite, >= 0; default 1e-5).
+   */
+  float eps;
+} tritter_quant_config_t;
 
 /**
  * Loss-scaler settings; defaults (torch's) from [`tritter_loss_scaler_config_default`].
@@ -662,36 +1031,6 @@ typedef struct tritter_phase_stats_t {
 } tritter_phase_stats_t;
 
 /**
- * Quantization settings. Get defaults from [`tritter_quant_config_default`].
- */
-typedef struct tritter_quant_config_t {
-  /**
-   * `TRITTER_QUANT_*`.
-   */
-  uint32_t method;
-  /**
-   * `TRITTER_GRANULARITY_*`.
-   */
-  uint32_t granularity;
-  /**
-   * Weights per group for `TRITTER_GRANULARITY_PER_GROUP` (> 0); ignored otherwise.
-   */
-  size_t group_size;
-  /**
-   * If true, `|w| <= threshold_factor * s` becomes 0 and the rest `sign(w)`.
-   */
-  bool use_threshold;
-  /**
-   * Threshold factor (finite, >= 0) when `use_threshold`.
-   */
-  float threshold_factor;
-  /**
-   * Added to the scale before dividing (finite, >= 0; default 1e-5).
-   */
-  float eps;
-} tritter_quant_config_t;
-
-/**
  * DLPack `DLDevice`.
  */
 typedef struct tritter_dl_device_t {
@@ -804,6 +1143,8 @@ typedef struct tritter_matrix_info_t {
    */
   uint32_t compute_format;
 } tritter_matrix_info_t;
+
+
 
 
 
@@ -1181,6 +1522,515 @@ tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_a
  * A live handle.
  */
 tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumulator_t *accumulator);
+
+/**
+ * Writes the default load options (bf16/f16/f32 `lm_head` as stored).
+ *
+ * # Safety
+ * `options_out` must be valid for writing one `tritter_load_options_t`.
+ */
+tritter_status_t tritter_load_options_default(struct tritter_load_options_t *options_out);
+
+/**
+ * Loads a Hugging Face BitNet checkpoint directory (`config.json`,
+ * `model.safetensors` or shards with `model.safetensors.index.json`) as
+ * transformers' `BitNetForCausalLM` defines it. `options` may be NULL.
+ * Errors: unreadable files (`TRITTER_ERR_IO`), a corrupt file, a missing
+ * or misshapen tensor (`TRITTER_ERR_INVALID_DATA`, naming the tensor), an
+ * unsupported configuration (`TRITTER_ERR_INVALID_ARGUMENT`, naming the field).
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string; `options` NULL or valid;
+ * `model_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_model_load(const char *path,
+                                    const struct tritter_load_options_t *options,
+                                    struct tritter_model_t **model_out);
+
+/**
+ * Releases a model handle (sessions made from it stay valid). NULL is a no-op.
+ *
+ * # Safety
+ * `model` must be NULL or a live handle not used afterwards.
+ */
+void tritter_model_free(struct tritter_model_t *model);
+
+/**
+ * Writes facts about `model` into `info_out`.
+ *
+ * # Safety
+ * `model` must be NULL or a live handle; `info_out` valid for writing.
+ */
+tritter_status_t tritter_model_info(const struct tritter_model_t *model,
+                                    struct tritter_model_info_t *info_out);
+
+/**
+ * Writes the default session options for `model`: one sequence of
+ * `max_position_embeddings` positions, f32 cache, 256-token steps.
+ *
+ * # Safety
+ * `model` must be NULL or a live handle; `options_out` valid for writing.
+ */
+tritter_status_t tritter_session_options_default(const struct tritter_model_t *model,
+                                                 struct tritter_session_options_t *options_out);
+
+/**
+ * The exact memory a session with `options` would take (weights, KV
+ * cache, activation buffers), computed without allocating.
+ *
+ * # Safety
+ * `model` NULL or live; `options` NULL or valid; `report_out` valid for writing.
+ */
+tritter_status_t tritter_session_memory(const struct tritter_model_t *model,
+                                        const struct tritter_session_options_t *options,
+                                        struct tritter_memory_report_t *report_out);
+
+/**
+ * Creates a session (allocates its KV cache and buffers; a size that cannot
+ * be allocated is `TRITTER_ERR_SIZE_OVERFLOW`, never an abort).
+ *
+ * # Safety
+ * `model` NULL or live; `options` NULL or valid; `session_out` valid for writing.
+ */
+tritter_status_t tritter_session_new(const struct tritter_model_t *model,
+                                     const struct tritter_session_options_t *options,
+                                     struct tritter_session_t **session_out);
+
+/**
+ * Releases a session. NULL is a no-op.
+ *
+ * # Safety
+ * `session` must be NULL or a live handle not used afterwards.
+ */
+void tritter_session_free(struct tritter_session_t *session);
+
+/**
+ * Appends tokens to several sequences at once and runs them: `n_seqs`
+ * inputs, input `i` appending `lengths[i]` tokens to sequence `seqs[i]`;
+ * `tokens` holds them back to back (`Σ lengths` ids). `logits_mode`
+ * (`TRITTER_LOGITS_*`) picks the rows of logits written to `logits_out`
+ * (`rows · vocab_size` floats, input by input): none, the last token of
+ * each input, or all. Errors leave the session as it was: unknown or
+ * repeated sequences, empty inputs, ids >= vocab, a sequence that would
+ * outgrow `max_seq_len`, a small `logits_out`.
+ *
+ * # Safety
+ * `session` NULL or live; every array NULL or valid for its stated length.
+ */
+tritter_status_t tritter_session_forward(struct tritter_session_t *session,
+                                         const size_t *seqs,
+                                         const size_t *lengths,
+                                         size_t n_seqs,
+                                         const uint32_t *tokens,
+                                         size_t n_tokens,
+                                         uint32_t logits_mode,
+                                         float *logits_out,
+                                         size_t logits_len);
+
+/**
+ * Runs a prompt of `n_tokens` ids for sequence `seq` (appended to what it
+ * holds) and writes the logits of its last token (`vocab_size` floats).
+ * Errors as [`tritter_session_forward`].
+ *
+ * # Safety
+ * `session` NULL or live; arrays NULL or valid for their lengths.
+ */
+tritter_status_t tritter_session_prefill(struct tritter_session_t *session,
+                                         size_t seq,
+                                         const uint32_t *tokens,
+                                         size_t n_tokens,
+                                         float *logits_out,
+                                         size_t logits_len);
+
+/**
+ * One decode step: token `tokens[i]` appended to sequence `seqs[i]` for
+ * `n` sequences; logits `[n, vocab_size]` into `logits_out`.
+ *
+ * # Safety
+ * `session` NULL or live; arrays NULL or valid for their lengths.
+ */
+tritter_status_t tritter_session_decode(struct tritter_session_t *session,
+                                        const size_t *seqs,
+                                        const uint32_t *tokens,
+                                        size_t n,
+                                        float *logits_out,
+                                        size_t logits_len);
+
+/**
+ * Positions held by sequence `seq`.
+ *
+ * # Safety
+ * `session` NULL or live; `len_out` valid for writing.
+ */
+tritter_status_t tritter_session_seq_len(const struct tritter_session_t *session,
+                                         size_t seq,
+                                         size_t *len_out);
+
+/**
+ * Empties sequence `seq`.
+ *
+ * # Safety
+ * `session` NULL or live.
+ */
+tritter_status_t tritter_session_reset(struct tritter_session_t *session, size_t seq);
+
+/**
+ * Keeps the first `len` positions of sequence `seq` (prefix reuse); `len`
+ * may not exceed what it holds.
+ *
+ * # Safety
+ * `session` NULL or live.
+ */
+tritter_status_t tritter_session_truncate(struct tritter_session_t *session,
+                                          size_t seq,
+                                          size_t len);
+
+/**
+ * Writes the default sampling parameters (greedy).
+ *
+ * # Safety
+ * `params_out` valid for writing.
+ */
+tritter_status_t tritter_sampling_params_default(struct tritter_sampling_params_t *params_out);
+
+/**
+ * Chooses a token from `vocab` logits: greedy when `temperature == 0`,
+ * else a draw from the (top-k, top-p filtered) softmax of `logits /
+ * temperature` with the uniform number `(seed, index)`: the same inputs
+ * always give the same token. `params` may be NULL (greedy). Errors:
+ * empty or non-finite logits, `temperature < 0`, `top_p` outside (0, 1].
+ *
+ * # Safety
+ * `logits` NULL or valid for `vocab` floats; `params` NULL or valid;
+ * `token_out` valid for writing.
+ */
+tritter_status_t tritter_sample(const float *logits,
+                                size_t vocab,
+                                const struct tritter_sampling_params_t *params,
+                                uint64_t seed,
+                                uint64_t index,
+                                uint32_t *token_out);
+
+/**
+ * Generates continuations of `n_seqs` prompts (lengths `lengths[i]`, ids
+ * back to back in `tokens`) in one call: prefill, then up to
+ * `max_new_tokens` decode steps, each sequence stopping after one of the
+ * `n_stop` ids in `stop`. Sequence `i`'s `j`-th new token is drawn with
+ * `tritter_sample(.., derive(seed, i), j)`. Writes prompt + new tokens of
+ * sequence `i` at `tokens_out[i · stride]` and its length to
+ * `lengths_out[i]`; `stride` must be at least the longest prompt +
+ * `max_new_tokens`. `params` may be NULL (greedy).
+ *
+ * # Safety
+ * `model` NULL or live; arrays NULL or valid for their stated lengths
+ * (`tokens_out`: `n_seqs · stride`).
+ */
+tritter_status_t tritter_model_generate(const struct tritter_model_t *model,
+                                        const uint32_t *tokens,
+                                        size_t n_tokens,
+                                        const size_t *lengths,
+                                        size_t n_seqs,
+                                        size_t max_new_tokens,
+                                        const struct tritter_sampling_params_t *params,
+                                        uint64_t seed,
+                                        const uint32_t *stop,
+                                        size_t n_stop,
+                                        uint32_t cache_dtype,
+                                        uint32_t *tokens_out,
+                                        size_t stride,
+                                        size_t *lengths_out);
+
+/**
+ * Exact bytes a KV cache of this shape and `dtype` (`TRITTER_CACHE_*`)
+ * allocates, without allocating.
+ *
+ * # Safety
+ * `bytes_out` valid for writing.
+ */
+tritter_status_t tritter_kv_cache_memory(size_t layers,
+                                         size_t batch,
+                                         size_t kv_heads,
+                                         size_t max_seq_len,
+                                         size_t head_dim,
+                                         uint32_t dtype,
+                                         size_t *bytes_out);
+
+/**
+ * Allocates an empty KV cache `[layers][batch][kv_heads][max_seq_len][head_dim]`
+ * for keys and for values.
+ *
+ * # Safety
+ * `cache_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_kv_cache_new(size_t layers,
+                                      size_t batch,
+                                      size_t kv_heads,
+                                      size_t max_seq_len,
+                                      size_t head_dim,
+                                      uint32_t dtype,
+                                      struct tritter_kv_cache_t **cache_out);
+
+/**
+ * Releases a KV cache. NULL is a no-op.
+ *
+ * # Safety
+ * `cache` NULL or a live handle not used afterwards.
+ */
+void tritter_kv_cache_free(struct tritter_kv_cache_t *cache);
+
+/**
+ * Appends one position to sequence `seq` in every layer: `k` and `v` hold
+ * `layers · kv_heads · head_dim` floats each, layer-major. O(1); nothing
+ * stored moves. A full sequence is `TRITTER_ERR_INVALID_STATE`.
+ *
+ * # Safety
+ * `cache` NULL or live; `k`, `v` NULL or valid for `len` floats.
+ */
+tritter_status_t tritter_kv_cache_append(struct tritter_kv_cache_t *cache,
+                                         size_t seq,
+                                         const float *k,
+                                         const float *v,
+                                         size_t len);
+
+/**
+ * Reads position `pos` of `(layer, seq)` back as f32 (`kv_heads · head_dim`
+ * floats each into `k_out`, `v_out`).
+ *
+ * # Safety
+ * `cache` NULL or live; outputs NULL or valid for `len` floats.
+ */
+tritter_status_t tritter_kv_cache_read(const struct tritter_kv_cache_t *cache,
+                                       size_t layer,
+                                       size_t seq,
+                                       size_t pos,
+                                       float *k_out,
+                                       float *v_out,
+                                       size_t len);
+
+/**
+ * Positions held by sequence `seq`.
+ *
+ * # Safety
+ * `cache` NULL or live; `len_out` valid for writing.
+ */
+tritter_status_t tritter_kv_cache_len(const struct tritter_kv_cache_t *cache,
+                                      size_t seq,
+                                      size_t *len_out);
+
+/**
+ * Keeps the first `len` positions of `seq` (`len` = 0 empties it).
+ *
+ * # Safety
+ * `cache` NULL or live.
+ */
+tritter_status_t tritter_kv_cache_truncate(struct tritter_kv_cache_t *cache,
+                                           size_t seq,
+                                           size_t len);
+
+/**
+ * Opens `path`: a Hugging Face checkpoint directory (`config.json` +
+ * `model.safetensors` or `model.safetensors.index.json` shards), a
+ * `.safetensors` file, or a GGUF file (recognised by its magic).
+ *
+ * Errors: NULL or non-UTF-8 `path`; `TRITTER_ERR_IO` when a file cannot be
+ * opened; `TRITTER_ERR_INVALID_DATA` / `TRITTER_ERR_UNSUPPORTED_DTYPE` for a
+ * malformed file, with a message naming the file, tensor and problem.
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string; `checkpoint_out` valid for
+ * writing one pointer.
+ */
+tritter_status_t tritter_checkpoint_open(const char *path,
+                                         struct tritter_checkpoint_t **checkpoint_out);
+
+/**
+ * Closes a checkpoint (unmaps its files). NULL is a no-op.
+ *
+ * # Safety
+ * `checkpoint` must be NULL or a live handle not used again.
+ */
+void tritter_checkpoint_free(struct tritter_checkpoint_t *checkpoint);
+
+/**
+ * The kind of file opened (`TRITTER_CHECKPOINT_*`).
+ *
+ * # Safety
+ * `checkpoint` must be NULL or live; `kind_out` valid for writing.
+ */
+tritter_status_t tritter_checkpoint_kind(const struct tritter_checkpoint_t *checkpoint,
+                                         uint32_t *kind_out);
+
+/**
+ * Number of tensors stored.
+ *
+ * # Safety
+ * `checkpoint` must be NULL or live; `count_out` valid for writing.
+ */
+tritter_status_t tritter_checkpoint_num_tensors(const struct tritter_checkpoint_t *checkpoint,
+                                                size_t *count_out);
+
+/**
+ * The name of tensor `index` (`0 <= index < num_tensors`; sorted for
+ * safetensors and HF, file order for GGUF). The string is owned by the
+ * checkpoint and valid until it is freed.
+ *
+ * # Safety
+ * `checkpoint` must be NULL or live; `name_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_checkpoint_tensor_name(const struct tritter_checkpoint_t *checkpoint,
+                                                size_t index,
+                                                const char **name_out);
+
+/**
+ * The checkpoint's `config.json` as compact JSON text ("" when it has
+ * none). Owned by the checkpoint, valid until it is freed.
+ *
+ * # Safety
+ * `checkpoint` must be NULL or live; `json_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_checkpoint_config_json(const struct tritter_checkpoint_t *checkpoint,
+                                                const char **json_out);
+
+/**
+ * Dtype, shape and size of tensor `name`.
+ *
+ * Errors: NULL arguments; `TRITTER_ERR_INVALID_ARGUMENT` naming an unknown
+ * tensor.
+ *
+ * # Safety
+ * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `info_out` valid
+ * for writing one `tritter_tensor_info_t`.
+ */
+tritter_status_t tritter_checkpoint_tensor_info(const struct tritter_checkpoint_t *checkpoint,
+                                                const char *name,
+                                                struct tritter_tensor_info_t *info_out);
+
+/**
+ * The logical shape of tensor `name` (outermost first; GGUF's `ne`
+ * reversed) into `shape_out`, which must hold at least `ndim` sizes.
+ *
+ * # Safety
+ * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `shape_out`
+ * NULL or valid for `shape_len` sizes.
+ */
+tritter_status_t tritter_checkpoint_tensor_shape(const struct tritter_checkpoint_t *checkpoint,
+                                                 const char *name,
+                                                 size_t *shape_out,
+                                                 size_t shape_len);
+
+/**
+ * Tensor `name` converted to f32 (row-major, its `numel` elements; floats
+ * widened exactly, integers cast, TQ1_0/TQ2_0 dequantized as ggml does).
+ * `out_len` must be at least `numel` (else `TRITTER_ERR_BUFFER_TOO_SMALL`).
+ *
+ * # Safety
+ * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `out` NULL or
+ * valid for `out_len` floats.
+ */
+tritter_status_t tritter_checkpoint_tensor_f32(const struct tritter_checkpoint_t *checkpoint,
+                                               const char *name,
+                                               float *out,
+                                               size_t out_len);
+
+/**
+ * Tensor `name` as a new ternary matrix (an HF packed BitNet weight with
+ * its exact `1 / weight_scale`, a matrix saved by this library, or a
+ * TQ1_0/TQ2_0 tensor with group-256 scales). The matrix is a copy: it
+ * outlives the checkpoint.
+ *
+ * Errors name the tensor and the problem: unknown tensor, no scale tensor,
+ * invalid codes (`TRITTER_ERR_INVALID_DATA`), non-finite scales, a dtype
+ * that is not ternary (`TRITTER_ERR_UNSUPPORTED_DTYPE`).
+ *
+ * # Safety
+ * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `matrix_out`
+ * valid for writing one pointer.
+ */
+tritter_status_t tritter_checkpoint_ternary(const struct tritter_checkpoint_t *checkpoint,
+                                            const char *name,
+                                            struct tritter_ternary_matrix_t **matrix_out);
+
+/**
+ * A 2-D float tensor `name` quantized with `config` (NULL: defaults) into a
+ * new ternary matrix (for unquantized checkpoints).
+ *
+ * # Safety
+ * As [`tritter_checkpoint_ternary`]; `config` NULL or valid.
+ */
+tritter_status_t tritter_checkpoint_ternary_quantized(const struct tritter_checkpoint_t *checkpoint,
+                                                      const char *name,
+                                                      const struct tritter_quant_config_t *config,
+                                                      struct tritter_ternary_matrix_t **matrix_out);
+
+/**
+ * A new, empty writer.
+ *
+ * # Safety
+ * `writer_out` valid for writing one pointer.
+ */
+tritter_status_t tritter_checkpoint_writer_new(struct tritter_checkpoint_writer_t **writer_out);
+
+/**
+ * Frees a writer. NULL is a no-op.
+ *
+ * # Safety
+ * `writer` NULL or a live handle not used again.
+ */
+void tritter_checkpoint_writer_free(struct tritter_checkpoint_writer_t *writer);
+
+/**
+ * Adds a copy of ternary `matrix` as `name`.
+ *
+ * # Safety
+ * `writer` NULL or live (not used by another thread meanwhile); `name` NULL
+ * or NUL-terminated; `matrix` NULL or live.
+ */
+tritter_status_t tritter_checkpoint_writer_add_ternary(struct tritter_checkpoint_writer_t *writer,
+                                                       const char *name,
+                                                       const struct tritter_ternary_matrix_t *matrix);
+
+/**
+ * Adds a copy of row-major f32 `data` with `shape` (`ndim` dimensions,
+ * at most 4 for GGUF), to be stored as `dtype` (`TRITTER_DTYPE_F32`, `F16`
+ * or `BF16`; round to nearest even).
+ *
+ * # Safety
+ * `writer` NULL or live; `name` NULL or NUL-terminated; `shape` NULL or
+ * `ndim` sizes; `data` NULL or the product of the shape floats.
+ */
+tritter_status_t tritter_checkpoint_writer_add_f32(struct tritter_checkpoint_writer_t *writer,
+                                                   const char *name,
+                                                   const float *data,
+                                                   const size_t *shape,
+                                                   size_t ndim,
+                                                   uint32_t dtype);
+
+/**
+ * Adds a metadata string (`__metadata__` in safetensors, a string key/value
+ * in GGUF).
+ *
+ * # Safety
+ * `writer` NULL or live; `key`, `value` NULL or NUL-terminated.
+ */
+tritter_status_t tritter_checkpoint_writer_add_metadata(struct tritter_checkpoint_writer_t *writer,
+                                                        const char *key,
+                                                        const char *value);
+
+/**
+ * Writes everything added so far to `path` in `format`
+ * (`TRITTER_SAVE_*`); the writer keeps its items. The file is written
+ * beside `path` and renamed into place.
+ *
+ * Errors: duplicate or empty names, a matrix GGUF cannot hold (columns not
+ * a multiple of 256, groups that are not whole 256-weight blocks, a scale
+ * beyond f16) naming it; `TRITTER_ERR_IO`.
+ *
+ * # Safety
+ * `writer` NULL or live; `path` NULL or NUL-terminated.
+ */
+tritter_status_t tritter_checkpoint_writer_save(const struct tritter_checkpoint_writer_t *writer,
+                                                const char *path,
+                                                uint32_t format);
 
 /**
  * Converts `n` f32 values to bf16 bit patterns, round to nearest even

@@ -8,7 +8,10 @@
 //! | [`ternary`] | quantization, packing layouts, ternary matmul, the [`ternary::TernaryMatrix`] |
 //! | [`vsa`] | vector-symbolic-architecture hypervectors and their algebra |
 //! | [`grad`] | gradient compression and gradient prediction |
+//! | [`infer`] | the BitNet b1.58 decoder: KV cache, sampling, sessions, generation |
+//! | [`io`] | safetensors, Hugging Face BitNet checkpoints and GGUF (TQ1_0/TQ2_0): read, write |
 //! | [`precision`] | f32 <-> bf16/f16 conversion, stochastic rounding, loss scaling |
+//! | [`core`] | the seeds' Rust API (`core::{quantization, ternary, vsa, training, device}`), a facade over the modules below |
 //! | [`cpu`] | the one CPU capability module: detected and active instruction-set level for every domain |
 //! | [`cuda`] | the CUDA backend (a stub returning [`Error::CudaUnavailable`] without the `cuda` feature) |
 //! | [`ffi`] | the C ABI: handles, status codes, last error, DLPack views |
@@ -26,11 +29,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod core;
 pub mod cpu;
 pub mod cuda;
 pub mod error;
 pub mod ffi;
 pub mod grad;
+pub mod infer;
+pub mod io;
 pub mod parallel;
 pub mod precision;
 pub mod rng;

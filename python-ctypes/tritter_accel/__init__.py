@@ -17,6 +17,9 @@ from .vsa import *  # noqa: F401,F403,E402
 from .grad import *  # noqa: F401,F403,E402
 from .predict import *  # noqa: F401,F403,E402
 from .precision import *  # noqa: F401,F403,E402
+from .infer import *  # noqa: F401,F403,E402
+from .io import *  # noqa: F401,F403,E402
+from .cpu import *  # noqa: F401,F403,E402
 
 # Version (equal to the library's; the loader checks) and the C headers a
 # wheel ships for C/C++ users.

@@ -27,6 +27,35 @@ TRITTER_GRAD_TOPK = 3
 TRITTER_GRAD_PROJECTION = 4
 TRITTER_GRAD_QTOPK = 5
 TRITTER_GRAD_PAYLOAD_OVERHEAD = 44
+TRITTER_CACHE_F32 = 0
+TRITTER_CACHE_F16 = 1
+TRITTER_CACHE_BF16 = 2
+TRITTER_LOGITS_NONE = 0
+TRITTER_LOGITS_LAST = 1
+TRITTER_LOGITS_ALL = 2
+TRITTER_MAX_DIMS = 16
+TRITTER_DTYPE_BOOL = 0
+TRITTER_DTYPE_U8 = 1
+TRITTER_DTYPE_I8 = 2
+TRITTER_DTYPE_I16 = 3
+TRITTER_DTYPE_U16 = 4
+TRITTER_DTYPE_I32 = 5
+TRITTER_DTYPE_U32 = 6
+TRITTER_DTYPE_I64 = 7
+TRITTER_DTYPE_U64 = 8
+TRITTER_DTYPE_F16 = 9
+TRITTER_DTYPE_BF16 = 10
+TRITTER_DTYPE_F32 = 11
+TRITTER_DTYPE_F64 = 12
+TRITTER_DTYPE_TQ1_0 = 13
+TRITTER_DTYPE_TQ2_0 = 14
+TRITTER_DTYPE_OTHER = 255
+TRITTER_SAVE_SAFETENSORS = 0
+TRITTER_SAVE_GGUF_TQ2_0 = 1
+TRITTER_SAVE_GGUF_TQ1_0 = 2
+TRITTER_CHECKPOINT_SAFETENSORS = 0
+TRITTER_CHECKPOINT_HF_DIR = 1
+TRITTER_CHECKPOINT_GGUF = 2
 TRITTER_PHASE_WARMUP = 0
 TRITTER_PHASE_FULL = 1
 TRITTER_PHASE_PREDICT = 2
@@ -109,6 +138,76 @@ class tritter_grad_payload_info_t(ctypes.Structure):
     ]
 
 
+class tritter_load_options_t(ctypes.Structure):
+    _fields_ = [
+        ('lm_head_int8', ctypes.c_bool),
+    ]
+
+
+class tritter_model_info_t(ctypes.Structure):
+    _fields_ = [
+        ('vocab_size', ctypes.c_size_t),
+        ('hidden_size', ctypes.c_size_t),
+        ('intermediate_size', ctypes.c_size_t),
+        ('num_layers', ctypes.c_size_t),
+        ('num_heads', ctypes.c_size_t),
+        ('num_kv_heads', ctypes.c_size_t),
+        ('head_dim', ctypes.c_size_t),
+        ('max_position_embeddings', ctypes.c_size_t),
+        ('tie_word_embeddings', ctypes.c_bool),
+        ('eos_token_id', ctypes.c_uint32),
+        ('bos_token_id', ctypes.c_uint32),
+        ('weight_bytes', ctypes.c_size_t),
+    ]
+
+
+class tritter_session_options_t(ctypes.Structure):
+    _fields_ = [
+        ('max_batch', ctypes.c_size_t),
+        ('max_seq_len', ctypes.c_size_t),
+        ('cache_dtype', ctypes.c_uint32),
+        ('max_step_tokens', ctypes.c_size_t),
+    ]
+
+
+class tritter_memory_report_t(ctypes.Structure):
+    _fields_ = [
+        ('weights', ctypes.c_size_t),
+        ('kv_cache', ctypes.c_size_t),
+        ('activations', ctypes.c_size_t),
+    ]
+
+
+class tritter_sampling_params_t(ctypes.Structure):
+    _fields_ = [
+        ('temperature', ctypes.c_float),
+        ('top_k', ctypes.c_size_t),
+        ('top_p', ctypes.c_float),
+    ]
+
+
+class tritter_tensor_info_t(ctypes.Structure):
+    _fields_ = [
+        ('dtype', ctypes.c_uint32),
+        ('ggml_type', ctypes.c_uint32),
+        ('ndim', ctypes.c_size_t),
+        ('numel', ctypes.c_size_t),
+        ('nbytes', ctypes.c_size_t),
+        ('is_ternary', ctypes.c_bool),
+    ]
+
+
+class tritter_quant_config_t(ctypes.Structure):
+    _fields_ = [
+        ('method', ctypes.c_uint32),
+        ('granularity', ctypes.c_uint32),
+        ('group_size', ctypes.c_size_t),
+        ('use_threshold', ctypes.c_bool),
+        ('threshold_factor', ctypes.c_float),
+        ('eps', ctypes.c_float),
+    ]
+
+
 class tritter_loss_scaler_config_t(ctypes.Structure):
     _fields_ = [
         ('init_scale', ctypes.c_float),
@@ -173,17 +272,6 @@ class tritter_phase_stats_t(ctypes.Structure):
         ('predict_seconds', ctypes.c_double),
         ('step_ratio', ctypes.c_double),
         ('measured_speedup', ctypes.c_double),
-    ]
-
-
-class tritter_quant_config_t(ctypes.Structure):
-    _fields_ = [
-        ('method', ctypes.c_uint32),
-        ('granularity', ctypes.c_uint32),
-        ('group_size', ctypes.c_size_t),
-        ('use_threshold', ctypes.c_bool),
-        ('threshold_factor', ctypes.c_float),
-        ('eps', ctypes.c_float),
     ]
 
 
@@ -265,6 +353,47 @@ FUNCTIONS = {
     'tritter_ternary_accumulator_read': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_bool]),
     'tritter_ternary_accumulator_info': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
     'tritter_ternary_accumulator_reset': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_load_options_default': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_model_load': (ctypes.c_uint32, [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_model_free': (None, [ctypes.c_void_p]),
+    'tritter_model_info': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_session_options_default': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_session_memory': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_session_new': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_session_free': (None, [ctypes.c_void_p]),
+    'tritter_session_forward': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_session_prefill': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_session_decode': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_session_seq_len': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_session_reset': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_session_truncate': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]),
+    'tritter_sampling_params_default': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_sample': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p]),
+    'tritter_model_generate': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_kv_cache_memory': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p]),
+    'tritter_kv_cache_new': (ctypes.c_uint32, [ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p]),
+    'tritter_kv_cache_free': (None, [ctypes.c_void_p]),
+    'tritter_kv_cache_append': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_kv_cache_read': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_kv_cache_len': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_kv_cache_truncate': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]),
+    'tritter_checkpoint_open': (ctypes.c_uint32, [ctypes.c_char_p, ctypes.c_void_p]),
+    'tritter_checkpoint_free': (None, [ctypes.c_void_p]),
+    'tritter_checkpoint_kind': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_checkpoint_num_tensors': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_checkpoint_tensor_name': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    'tritter_checkpoint_config_json': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_checkpoint_tensor_info': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]),
+    'tritter_checkpoint_tensor_shape': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_checkpoint_tensor_f32': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]),
+    'tritter_checkpoint_ternary': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]),
+    'tritter_checkpoint_ternary_quantized': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p]),
+    'tritter_checkpoint_writer_new': (ctypes.c_uint32, [ctypes.c_void_p]),
+    'tritter_checkpoint_writer_free': (None, [ctypes.c_void_p]),
+    'tritter_checkpoint_writer_add_ternary': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]),
+    'tritter_checkpoint_writer_add_f32': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint32]),
+    'tritter_checkpoint_writer_add_metadata': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]),
+    'tritter_checkpoint_writer_save': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32]),
     'tritter_f32_to_bf16': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_bf16_to_f32': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),
     'tritter_f32_to_f16': (ctypes.c_uint32, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]),

@@ -19,6 +19,8 @@ pub mod runtime;
 pub mod status;
 
 pub mod grad;
+pub mod infer;
+pub mod io;
 pub mod precision;
 pub mod predict;
 pub mod ternary;

@@ -86,7 +86,7 @@ pub struct tritter_matrix_info_t {
 ///
 /// Owns its memory; free with [`tritter_ternary_matrix_free`]. Immutable after
 /// creation: one handle may be used by any number of threads at once.
-pub struct tritter_ternary_matrix_t(TernaryMatrix);
+pub struct tritter_ternary_matrix_t(pub(crate) TernaryMatrix);
 
 impl tritter_ternary_matrix_t {
     /// The matrix a handle owns (for the other FFI modules).
@@ -114,7 +114,7 @@ impl From<&QuantConfig> for tritter_quant_config_t {
     }
 }
 
-fn to_config(c: Option<&tritter_quant_config_t>) -> Result<QuantConfig> {
+pub(crate) fn to_config(c: Option<&tritter_quant_config_t>) -> Result<QuantConfig> {
     let Some(c) = c else {
         return Ok(QuantConfig::default());
     };

@@ -121,6 +121,29 @@ impl TernaryMatrix {
         ))
     }
 
+    /// From codes `t + 1` that `fill(o, c)` writes for row `o` (`cols`
+    /// values, each 0, 1 or 2; the caller has validated them): the file
+    /// readers build the kernels' layout straight from their bytes.
+    pub(crate) fn from_code_rows(
+        rows: usize,
+        cols: usize,
+        scales: Vec<f32>,
+        granularity: Granularity,
+        fill: impl Fn(usize, &mut [u8]) + Sync,
+    ) -> Result<Self> {
+        let granularity = granularity.validate()?;
+        pack::packed_len(rows, cols, PackedLayout::TwoBit)?;
+        check_scales(&scales, granularity, rows, cols)?;
+        let compute = ComputeLayout::from_code_rows(rows, cols, ComputeFormat::default(), fill);
+        Ok(TernaryMatrix {
+            rows,
+            cols,
+            granularity,
+            scales,
+            compute,
+        })
+    }
+
     fn assemble(
         rows: usize,
         cols: usize,

@@ -314,6 +314,18 @@ impl ComputeLayout {
         })
     }
 
+    /// Builds the layout from codes `t + 1` (each 0, 1 or 2: the caller
+    /// guarantees it) written row by row by `fill(o, c)` (`cols` values):
+    /// importers whose bytes already hold such codes skip the canonical copy.
+    pub(crate) fn from_code_rows(
+        rows: usize,
+        cols: usize,
+        format: ComputeFormat,
+        fill: impl Fn(usize, &mut [u8]) + Sync,
+    ) -> Self {
+        Self::from_rows(rows, cols, format, fill)
+    }
+
     /// The same weights in `format` (decoded row by row from this layout, no
     /// canonical copy in between).
     pub fn to_format(&self, rows: usize, cols: usize, format: ComputeFormat) -> Self {

@@ -3,11 +3,15 @@
 //! * [`reference`](mod@reference): the scalar definition every fast kernel must equal.
 //! * [`layout`]: the compute layout (2-bit bit planes or base-3 fixed point,
 //!   row tiles, padded K) built once per matrix.
-//! * `x86` (AVX2, AVX-512BW, AVX-512 VNNI) and `neon` kernels, driven by
-//!   `fast` (rayon over row tiles, cache blocks over the batch).
-//! * [`gemm`]: the dispatcher the [`TernaryMatrix`] uses;
-//!   it picks the best [`Level`] the CPU has at run time (`TRITTER_CPU_LEVEL`
-//!   = `scalar`/`avx2`/`avx512`/`avx512vnni` forces a supported one).
+//! * `avx2` (int8 kernels designed for AVX2), `x86` (AVX-512BW, AVX-512
+//!   VNNI, and AVX2 f32/decoder kernels) and `neon` kernels, driven by the
+//!   `driver`: a plan, a strategy chosen from the mode, the batch and the
+//!   level's kernels, activations prepared once, the strategy's execution
+//!   (rayon or the low-latency fork-join over row tiles) and an epilogue.
+//! * [`gemm`]: the dispatcher the [`TernaryMatrix`] uses; it runs the
+//!   kernels of the crate's active [`CpuLevel`] ([`crate::cpu::active`]:
+//!   the best level the CPU has, or the lower one `TRITTER_CPU_LEVEL` =
+//!   `scalar`/`avx2`/`avx512`/`avx512vnni` names).
 //!
 //! The SIMD kernels cover every shape, both activation modes and every scale
 //! granularity. Per-group scales whose group length is not a multiple of the
@@ -15,17 +19,21 @@
 //! copies of the activations masked to each group, so a K block that two
 //! groups share is multiplied once per group (about `1 + block / group_len`
 //! times the work of aligned groups).
-//! f32 activations use direct kernels on the packed tiles at every batch size
-//! (AVX2, AVX-512; both compute formats); int8 uses direct kernels at batch 1
-//! and decoded codes otherwise. The f32 kernels never multiply a weight:
-//! 2-bit on AVX-512 looks up `t₁·x₁ + t₂·x₂` for each pair of weights in a
-//! 16-entry table built per call from the activations (`vpermps`, 16 output
-//! rows a register); the others add or subtract each activation under a mask
-//! (AVX-512) or a blend (AVX2). Cost at 4096², batch 1, one thread on the
-//! AVX-512 development machine: about 4x the int8 kernel for 2-bit, 11x for
-//! base-3 (see BENCHMARKS.md); int8 stays the fast mode.
-//! On aarch64 the NEON kernels work on codes decoded by scalar code (no
-//! direct kernels yet).
+//!
+//! Strategies by level (batch 1 / batch > 1):
+//!
+//! | | int8 | f32 activations |
+//! |---|---|---|
+//! | AVX2 | multi-tile GEMV on the packed tiles / GEMM on decoded codes (`vpmaddubsw`, i16 sums) | three int8 digits through the int8 GEMV / from batch 4 (2-bit format) the [`train`] tiles (decoded `s·t` x FMA micro-kernel), else direct add-or-subtract kernels |
+//! | AVX-512 | multi-tile GEMV (VNNI: both formats; BW: 2-bit) / decoded codes | pair tables + `vpermps` (2-bit), direct masked adds (base-3); from batch 4 (2-bit) the [`train`] tiles |
+//!
+//! Except the [`train`] tiles (which multiply decoded `s·t` by FMA), the
+//! f32 kernels never multiply a weight by an activation in floating point. The AVX2 batch-1 path splits each scale group's activations into
+//! three int8 digits, `x ≈ (65536 h + 256 m + l) / scale` with `scale =
+//! 8355711 / max_g |x|` (24-bit fixed point relative to the group's largest
+//! value), sums `t · digit` exactly in integers and rounds once; about 2x the
+//! int8 GEMV's time. On aarch64 the NEON kernels work on codes decoded by
+//! scalar code (no direct kernels yet).
 //!
 //! # Definition
 //!
@@ -35,7 +43,11 @@
 //! * **F32 activations**: `y[b,o] = Σ_g s[o,g] · (Σ_{k∈g} t[o,k] · x[b,k]) + bias[o]`;
 //!   the inner sum uses only additions and subtractions. Fast kernels may sum
 //!   in another order; they match the reference within
-//!   `cols · 2⁻²³ · Σ_g |s[o,g]| Σ_{k∈g} |x[b,k]|` (f32 summation bound).
+//!   `(cols + cols/256 + 3) · 2⁻²³ · (Σ_g |s[o,g]| Σ_{k∈g} |x[b,k]| + |bias[o]|)`:
+//!   twice the f32 summation bound `cols · 2⁻²⁴ · Σ` (one for the
+//!   reference's order, one for the kernel's), a few final roundings, and
+//!   `cols/256` for the AVX2 digits, whose rounding moves each `x` by at most
+//!   `max_g |x| / (2 · 8355711) = 1.004 · 2⁻²⁴ · max_g |x|`.
 //! * **Int8 activations** (W1.58A8): each row of `X` is quantized with
 //!   [`quantize_activations_i8`](super::quant::quantize_activations_i8) to
 //!   `(q[b,·], a[b])`; then
@@ -43,10 +55,20 @@
 //!   the inner sums exact in i32 and the group sum in f32 in group order,
 //!   so every kernel is bit-identical to the reference.
 
-mod fast;
+mod acts;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod decoded;
+mod direct;
+mod driver;
+mod epilogue;
+mod gemv;
+mod kernels;
 pub mod layout;
+mod lut;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+mod plan;
 pub mod reference;
 #[cfg(test)]
 mod tests;
@@ -59,6 +81,7 @@ pub use layout::ComputeFormat;
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 use super::TernaryMatrix;
+use crate::cpu::CpuLevel;
 use crate::{Error, Result};
 
 /// How activations enter the product.
@@ -123,85 +146,8 @@ pub fn check_shapes(
     Ok(())
 }
 
-/// A CPU instruction-set level with its own kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Level {
-    /// The scalar reference kernel (always available).
-    Scalar,
-    /// AVX2 (`maddubs` for int8).
-    Avx2,
-    /// AVX-512 F + BW (`maddubs` for int8, mask registers for f32).
-    Avx512,
-    /// AVX-512 F + BW + VNNI (`vpdpbusd` for int8).
-    Avx512Vnni,
-    /// aarch64 NEON.
-    Neon,
-}
-
-impl Level {
-    /// Every level, slowest first.
-    pub const ALL: [Level; 5] = [
-        Level::Scalar,
-        Level::Avx2,
-        Level::Avx512,
-        Level::Avx512Vnni,
-        Level::Neon,
-    ];
-
-    /// Whether this CPU can run the level.
-    pub fn is_supported(self) -> bool {
-        match self {
-            Level::Scalar => true,
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => is_x86_feature_detected!("avx2"),
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => {
-                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512Vnni => {
-                Level::Avx512.is_supported() && is_x86_feature_detected!("avx512vnni")
-            }
-            #[cfg(target_arch = "aarch64")]
-            Level::Neon => std::arch::is_aarch64_feature_detected!("neon"),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-
-    /// The level's name (`scalar`, `avx2`, `avx512`, `avx512vnni`, `neon`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Scalar => "scalar",
-            Level::Avx2 => "avx2",
-            Level::Avx512 => "avx512",
-            Level::Avx512Vnni => "avx512vnni",
-            Level::Neon => "neon",
-        }
-    }
-
-    /// The best supported level, or the one named by `TRITTER_CPU_LEVEL` if
-    /// set and supported (read once).
-    pub fn best() -> Level {
-        static BEST: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| {
-            let forced = std::env::var("TRITTER_CPU_LEVEL").ok().and_then(|v| {
-                Level::ALL
-                    .into_iter()
-                    .find(|l| l.name() == v.trim() && l.is_supported())
-            });
-            forced.unwrap_or_else(|| {
-                Level::ALL
-                    .into_iter()
-                    .rev()
-                    .find(|l| l.is_supported())
-                    .unwrap_or(Level::Scalar)
-            })
-        })
-    }
-}
-
-/// `y = x · Wᵀ (+ bias)` with the fastest kernel available ([`Level::best`]).
+/// `y = x · Wᵀ (+ bias)` with the kernels of the crate's active CPU level
+/// ([`crate::cpu::active`]; `TRITTER_CPU_LEVEL` caps it).
 pub fn gemm(
     m: &TernaryMatrix,
     x: ArrayView2<f32>,
@@ -209,10 +155,12 @@ pub fn gemm(
     mode: ActivationMode,
     y: ArrayViewMut2<f32>,
 ) -> Result<()> {
-    gemm_with_level(m, x, bias, mode, y, Level::best())
+    gemm_with_level(m, x, bias, mode, y, crate::cpu::active())
 }
 
 /// As [`gemm`] with the kernels of a given `level` (for tests and benches).
+/// A level without matmul kernels of its own (none today) would run the
+/// best kernels below it.
 ///
 /// Errors: shape mismatches, non-finite `x`, and [`Error::InvalidArgument`]
 /// (naming `level`) if this CPU lacks the level.
@@ -222,7 +170,7 @@ pub fn gemm_with_level(
     bias: Option<ArrayView1<f32>>,
     mode: ActivationMode,
     y: ArrayViewMut2<f32>,
-    level: Level,
+    level: CpuLevel,
 ) -> Result<()> {
     check_shapes(m, &x, bias.as_ref(), &y)?;
     crate::check_finite_view(&x, "x")?;
@@ -232,11 +180,7 @@ pub fn gemm_with_level(
             format!("this CPU does not support {}", level.name()),
         ));
     }
-    if train::handles(m, x.nrows(), mode, level) {
-        return train::gemm_matrix(m, x, bias, y, level);
-    }
-    fast::gemm(level, m, x, bias, mode, y, fast::MAX_CHUNK_BLOCKS);
-    Ok(())
+    driver::gemm(level, m, x, bias, mode, y, driver::MAX_CHUNK_BLOCKS)
 }
 
 /// The weight-read floor of a batch-1 call: reads every byte of `m`'s
@@ -246,5 +190,5 @@ pub fn gemm_with_level(
 /// the same matrices, instead of assuming a bandwidth.
 #[doc(hidden)]
 pub fn read_floor_probe(m: &TernaryMatrix) -> u64 {
-    fast::read_floor_probe(m)
+    driver::read_floor_probe(m)
 }

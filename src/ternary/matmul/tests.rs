@@ -5,17 +5,38 @@
 use ndarray::{Array1, Array2};
 
 use super::layout::ComputeFormat;
-use super::{fast, gemm_with_level, reference, ActivationMode, Level};
+use super::{driver, gemm_with_level, kernels, reference, ActivationMode};
+use crate::cpu::CpuLevel;
 use crate::ternary::{Granularity, TernaryMatrix};
 
 const BOUNDARY: [usize; 14] = [0, 1, 3, 4, 5, 31, 32, 33, 127, 128, 129, 255, 256, 257];
 const FORMATS: [ComputeFormat; 2] = [ComputeFormat::TwoBit, ComputeFormat::Base3];
 
-fn levels() -> Vec<Level> {
-    Level::ALL
-        .into_iter()
-        .filter(|l| l.is_supported())
-        .collect()
+/// Every level this CPU supports (each test runs all of them); prints, once
+/// per test binary, which levels ran and which this CPU cannot run.
+fn levels() -> Vec<CpuLevel> {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let names = |v: Vec<CpuLevel>| v.iter().map(|l| l.name()).collect::<Vec<_>>().join(" ");
+        let skipped = names(crate::cpu::unsupported_levels());
+        let line = format!(
+            "matmul kernels tested at levels: {} | skipped (not on this CPU, no emulator): {}\n",
+            names(crate::cpu::supported_levels()),
+            if skipped.is_empty() {
+                "none".into()
+            } else {
+                skipped
+            }
+        );
+        // straight to file descriptor 2: the test harness captures the
+        // output of passing tests (eprintln! and io::stderr alike)
+        #[cfg(unix)]
+        // SAFETY: writes line.len() bytes from a live buffer to fd 2.
+        let _ = unsafe { libc::write(2, line.as_ptr() as *const libc::c_void, line.len()) };
+        #[cfg(not(unix))]
+        eprint!("{line}");
+    });
+    crate::cpu::supported_levels()
 }
 
 fn trits(rows: usize, cols: usize, seed: u64) -> Array2<i8> {
@@ -41,15 +62,15 @@ fn matrix(t: &Array2<i8>, g: Granularity, seed: u64, fmt: ComputeFormat) -> Tern
         .with_compute_format(fmt)
 }
 
-/// The documented f32 bound `cols · 2⁻²³ · (Σ_g |s| Σ_k |x| + |bias|)`
-/// (with two extra terms for the final bias addition of either side).
+/// The documented f32 bound `(cols + cols/256 + 3) · 2⁻²³ · (Σ_g |s| Σ_k |x| + |bias|)`.
 fn f32_bound(m: &TernaryMatrix, x: &Array2<f32>, bias: &Array1<f32>, b: usize, o: usize) -> f32 {
     let glen = m.granularity().group_len(m.cols());
     let mut s = 0f64;
     for k in 0..m.cols() {
         s += m.scale(o, k / glen).abs() as f64 * x[[b, k]].abs() as f64;
     }
-    ((m.cols() + 2) as f64 * f64::powi(2.0, -23) * (s + bias[o].abs() as f64)) as f32
+    let c = m.cols() as f64;
+    ((c + c / 256.0 + 3.0) * f64::powi(2.0, -23) * (s + bias[o].abs() as f64)) as f32
 }
 
 /// Runs `m` on every level and mode and compares with the reference.
@@ -86,9 +107,9 @@ fn check(m: &TernaryMatrix, x: &Array2<f32>, bias: &Array1<f32>, what: &str) {
 #[test]
 fn levels_include_the_best_and_scalar() {
     let l = levels();
-    assert!(l.contains(&Level::Scalar));
-    assert!(l.contains(&Level::best()));
-    eprintln!("levels on this CPU: {l:?}");
+    assert!(l.contains(&CpuLevel::Scalar));
+    assert!(l.contains(&crate::cpu::active()));
+    println!("{}", crate::cpu::describe());
 }
 
 #[test]
@@ -260,7 +281,7 @@ fn chunked_k_ranges_stay_bit_identical() {
                 for level in levels() {
                     for chunk in [1usize, 2, 3] {
                         let mut got = Array2::zeros((batch, 9));
-                        fast::gemm(
+                        driver::gemm(
                             level,
                             &m,
                             x.view(),
@@ -268,7 +289,8 @@ fn chunked_k_ranges_stay_bit_identical() {
                             ActivationMode::Int8,
                             got.view_mut(),
                             chunk,
-                        );
+                        )
+                        .unwrap();
                         assert!(
                             got.iter()
                                 .zip(want.iter())
@@ -302,8 +324,8 @@ fn compute_format_does_not_change_equality_or_results() {
 #[test]
 fn raw_int8_kernels_exact_on_extremes() {
     use super::layout::{ComputeLayout, TILE_ROWS};
-    use super::x86;
-    let nkb = fast::MAX_CHUNK_BLOCKS;
+    use super::{avx2, x86};
+    let nkb = driver::MAX_CHUNK_BLOCKS;
     for fmt in FORMATS {
         let bk = fmt.block_k();
         let kp = nkb * bk;
@@ -318,14 +340,29 @@ fn raw_int8_kernels_exact_on_extremes() {
                 let tile = lay.tile(0).as_ptr();
                 // SAFETY: features checked per level below; sizes as documented.
                 unsafe {
-                    let mut gemv: Vec<(&str, fast::GemvI8Ptr)> = Vec::new();
-                    if Level::Avx2.is_supported() && fmt == ComputeFormat::TwoBit {
-                        gemv.push(("avx2", x86::i8_gemv_2bit_avx2));
+                    if CpuLevel::Avx2.is_supported() {
+                        // 1..=3 activation rows: q, then the other extreme, then q
+                        let q2 = vec![if qv == 127 { -128i8 } else { 127 }; kp];
+                        let want2 = ((*tv as i64 + 1) * q2[0] as i64 * kp as i64) as i32;
+                        let f = match fmt {
+                            ComputeFormat::TwoBit => avx2::i8_gemv_n_2bit,
+                            ComputeFormat::Base3 => avx2::i8_gemv_n_base3,
+                        };
+                        for na in 1..=3 {
+                            let mut out = vec![0i32; TILE_ROWS * na];
+                            let qs = [q.as_ptr(), q2.as_ptr(), q.as_ptr()];
+                            f(tile, lay.tile_bytes(), &qs, na, nkb, 1, out.as_mut_ptr());
+                            for (i, &v) in out.iter().enumerate() {
+                                let w = if i % na == 1 { want2 } else { want };
+                                assert_eq!(v, w, "avx2 gemv_n {fmt:?} na{na} w{wi} q{qv}");
+                            }
+                        }
                     }
-                    if Level::Avx512.is_supported() && fmt == ComputeFormat::TwoBit {
+                    let mut gemv: Vec<(&str, kernels::GemvI8)> = Vec::new();
+                    if CpuLevel::Avx512.is_supported() && fmt == ComputeFormat::TwoBit {
                         gemv.push(("avx512", x86::i8_gemv_2bit_avx512));
                     }
-                    if Level::Avx512Vnni.is_supported() {
+                    if CpuLevel::Avx512Vnni.is_supported() {
                         gemv.push(match fmt {
                             ComputeFormat::TwoBit => ("vnni", x86::i8_gemv_2bit_vnni),
                             ComputeFormat::Base3 => ("vnni3", x86::i8_gemv_base3_vnni),
@@ -335,19 +372,19 @@ fn raw_int8_kernels_exact_on_extremes() {
                         assert_eq!(f(tile, q.as_ptr(), nkb), [want; 4], "{name} w{wi} q{qv}");
                     }
                     let mut dec = vec![0u8; TILE_ROWS * kp];
-                    let mut gemm: Vec<(&str, fast::GemmI8Ptr)> = Vec::new();
-                    if Level::Avx2.is_supported() {
-                        let d: fast::DecodePtr = match fmt {
+                    let mut gemm: Vec<(&str, kernels::GemmI8)> = Vec::new();
+                    if CpuLevel::Avx2.is_supported() {
+                        let d: kernels::Decode = match fmt {
                             ComputeFormat::TwoBit => x86::decode_2bit_avx2,
                             ComputeFormat::Base3 => x86::decode_base3_avx2,
                         };
                         d(tile, nkb, dec.as_mut_ptr(), kp);
                         assert!(dec.iter().all(|&c| c as i8 == tv + 1), "avx2 decode");
-                        gemm.push(("avx2", x86::i8_gemm_avx2));
+                        gemm.push(("avx2", avx2::i8_gemm));
                     }
-                    if Level::Avx512.is_supported() {
+                    if CpuLevel::Avx512.is_supported() {
                         dec.fill(9);
-                        let d: fast::DecodePtr = match fmt {
+                        let d: kernels::Decode = match fmt {
                             ComputeFormat::TwoBit => x86::decode_2bit_avx512,
                             ComputeFormat::Base3 => x86::decode_base3_avx512,
                         };
@@ -355,7 +392,7 @@ fn raw_int8_kernels_exact_on_extremes() {
                         assert!(dec.iter().all(|&c| c as i8 == tv + 1), "avx512 decode");
                         gemm.push(("avx512", x86::i8_gemm_avx512));
                     }
-                    if Level::Avx512Vnni.is_supported() {
+                    if CpuLevel::Avx512Vnni.is_supported() {
                         gemm.push(("vnni", x86::i8_gemm_vnni));
                     }
                     for (name, f) in gemm {
@@ -373,6 +410,101 @@ fn raw_int8_kernels_exact_on_extremes() {
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The AVX2 activation quantizer is bit-identical to the scalar one on every
+/// length and on the rounding ties and clamps.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_activation_quantizer_equals_the_scalar_one() {
+    if !CpuLevel::Avx2.is_supported() {
+        return;
+    }
+    use crate::ternary::quant::{abs_max, quantize_act_row};
+    let ties = [
+        0.5f32, -0.5, 1.5, -1.5, 2.5, 126.5, 127.5, -127.5, -128.5, 128.0, -129.0, 1e30, -1e30,
+        0.0, -0.0, 1e-30, 63.49999, 63.5, 63.50001,
+    ];
+    for &n in &BOUNDARY {
+        for seed in 0..3u64 {
+            let x: Vec<f32> = (0..n)
+                .map(|i| match seed {
+                    0 => ties[i % ties.len()],
+                    1 => crate::rng::uniform_f32(7, i as u64) * 300.0 - 150.0,
+                    _ => (i as f32 - n as f32 / 2.0) * 0.5,
+                })
+                .collect();
+            // SAFETY: AVX2 checked above.
+            let m = unsafe { super::avx2::abs_max(&x) };
+            assert_eq!(
+                m.to_bits(),
+                abs_max(&x).to_bits(),
+                "abs_max n{n} seed{seed}"
+            );
+            for s in [1.0f32, 127.0 / m.max(1e-5), 0.37] {
+                let (mut a, mut b) = (vec![0i8; n], vec![0i8; n]);
+                quantize_act_row(&x, s, &mut a);
+                // SAFETY: AVX2 checked above.
+                unsafe { super::avx2::quantize_act(&x, s, &mut b) };
+                assert_eq!(a, b, "quantize n{n} seed{seed} s{s}");
+            }
+        }
+    }
+}
+
+/// f32 activations that are hard for a fixed-point split: one spike, values
+/// over 60 orders of magnitude in one scale group, all-zero groups, and
+/// per-group scales a million apart; every level within the f32 bound.
+#[test]
+fn f32_activations_with_extreme_dynamic_range() {
+    let cols = 777;
+    let xs: Vec<Array2<f32>> = vec![
+        Array2::from_shape_fn((1, cols), |(_, k)| if k == 400 { 3e6 } else { 1e-3 }),
+        Array2::from_shape_fn((1, cols), |(_, k)| {
+            let e = (k % 61) as i32 - 30;
+            (if k % 2 == 0 { 1.0 } else { -1.0 }) * 10f32.powi(e)
+        }),
+        Array2::from_shape_fn((1, cols), |(_, k)| if k < 300 { 0.0 } else { 0.25 }),
+        Array2::from_shape_fn((2, cols), |(b, k)| ((k * 7 + b) % 13) as f32 - 6.0),
+    ];
+    for fmt in FORMATS {
+        for g in [
+            Granularity::PerRow,
+            Granularity::PerGroup(256),
+            Granularity::PerGroup(100),
+        ] {
+            let rows = 9;
+            let t = trits(rows, cols, 70);
+            let n = g.num_scales(rows, cols);
+            // scales alternating between 1e-3 and 1e3
+            let s: Vec<f32> = (0..n)
+                .map(|i| if i % 2 == 0 { 1e-3 } else { 1e3 })
+                .collect();
+            let m = TernaryMatrix::from_ternary(t.view(), &s, g)
+                .unwrap()
+                .with_compute_format(fmt);
+            let bias = uniform(1, rows, 71, -1.0, 1.0).row(0).to_owned();
+            for (i, x) in xs.iter().enumerate() {
+                check(&m, x, &bias, &format!("dynamic range x{i} {g:?}"));
+            }
+        }
+    }
+}
+
+/// K lengths around the AVX2 kernels' i16 widening points (8 two-bit or
+/// 6 base-3 K blocks for the GEMV, 2048 codes for the GEMM).
+#[test]
+fn k_lengths_around_the_widening_points() {
+    for fmt in FORMATS {
+        for cols in [1535usize, 1536, 1537, 1920, 2047, 2048, 2049, 2080, 4097] {
+            let m = matrix(&trits(6, cols, cols as u64), Granularity::PerRow, 80, fmt);
+            let bias = uniform(1, 6, 81, -1.0, 1.0).row(0).to_owned();
+            for batch in [1usize, 3, 6] {
+                let x = uniform(batch, cols, 82 + batch as u64, -2.0, 2.0);
+                check(&m, &x, &bias, &format!("cols {cols} batch {batch}"));
             }
         }
     }

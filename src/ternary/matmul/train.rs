@@ -56,7 +56,7 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 
 use super::layout::{ComputeFormat, ComputeLayout, BLOCK_BYTES, TILE_ROWS};
-use super::{ActivationMode, Level};
+use super::ActivationMode;
 use crate::cpu::CpuLevel;
 use crate::ternary::pack::{row_bytes, PackedLayout};
 use crate::ternary::quant::{self, QuantConfig, QuantMethod};
@@ -905,24 +905,19 @@ fn group_stat(xs: &[f32], method: QuantMethod) -> f64 {
     }
 }
 
-fn cpu_level(level: Level) -> CpuLevel {
-    match level {
-        Level::Scalar => CpuLevel::Scalar,
-        Level::Avx2 => CpuLevel::Avx2,
-        Level::Avx512 => CpuLevel::Avx512,
-        Level::Avx512Vnni => CpuLevel::Avx512Vnni,
-        Level::Neon => CpuLevel::Neon,
-    }
-}
-
 /// Whether the matrix dispatcher should send this product to
 /// [`gemm_matrix`]: f32 activations, batch >= [`MIN_BATCH`], the 2-bit
 /// compute format, and a level with the SIMD kernels.
-pub(crate) fn handles(m: &TernaryMatrix, batch: usize, mode: ActivationMode, level: Level) -> bool {
+pub(crate) fn handles(
+    m: &TernaryMatrix,
+    batch: usize,
+    mode: ActivationMode,
+    level: CpuLevel,
+) -> bool {
     mode == ActivationMode::F32
         && batch >= MIN_BATCH
         && m.compute_format() == ComputeFormat::TwoBit
-        && simd_at(cpu_level(level))
+        && simd_at(level)
 }
 
 /// The dispatcher's entry: [`linear`] on a matrix (shapes already checked).
@@ -931,7 +926,7 @@ pub(crate) fn gemm_matrix(
     x: ArrayView2<f32>,
     bias: Option<ArrayView1<f32>>,
     y: ArrayViewMut2<f32>,
-    level: Level,
+    level: CpuLevel,
 ) -> Result<()> {
     let w = TernaryWeights::of_matrix(m).ok_or_else(|| {
         Error::invalid(
@@ -945,7 +940,7 @@ pub(crate) fn gemm_matrix(
         bias,
         ActivationMode::F32,
         ActOut::F32(y),
-        cpu_level(level),
+        level,
     )
 }
 

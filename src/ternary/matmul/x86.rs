@@ -1,4 +1,5 @@
-//! x86-64 kernels (AVX2, AVX-512BW, AVX-512 VNNI) over the compute layout.
+//! x86-64 kernels (AVX-512BW, AVX-512 VNNI; AVX2 decoders and f32
+//! kernels) over the compute layout. The AVX2 int8 kernels are in `avx2`.
 //!
 //! All kernels work on one tile of [`TILE_ROWS`] rows. Int8 kernels return the
 //! exact `Σ_k c[r,k] · q[k]` with codes `c = t + 1` in {0, 1, 2} (the offset
@@ -12,7 +13,7 @@
 //!
 //! # Safety
 //! Every function requires the CPU features it is compiled for, and pointers
-//! valid for the lengths documented on it (the driver in `fast.rs` guarantees
+//! valid for the lengths documented on it (the strategies the `driver` runs guarantee
 //! both).
 
 #![allow(clippy::missing_safety_doc)]
@@ -36,14 +37,6 @@ unsafe fn ld512(p: *const u8) -> __m512i {
 #[inline(always)]
 unsafe fn ld256(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p as *const __m256i)
-}
-
-#[inline(always)]
-unsafe fn hsum256_epi32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-    _mm_cvtsi128_si32(s)
 }
 
 #[inline(always)]
@@ -150,7 +143,6 @@ tiles_kernel!(
     i8_gemv_2bit_avx512,
     "avx512f,avx512bw"
 );
-tiles_kernel!(i8_gemv_2bit_avx2_tiles, i8_gemv_2bit_avx2, "avx2");
 tiles_kernel!(
     i8_gemv_base3_vnni_tiles,
     i8_gemv_base3_vnni,
@@ -198,51 +190,6 @@ pub unsafe fn i8_gemv_2bit_avx512(w: *const u8, q: *const i8, nkb: usize) -> [i3
         _mm512_reduce_add_epi32(acc[1]),
         _mm512_reduce_add_epi32(acc[2]),
         _mm512_reduce_add_epi32(acc[3]),
-    ]
-}
-
-/// As [`i8_gemv_2bit_vnni`] with AVX2 (each 64-byte row block in two halves).
-#[target_feature(enable = "avx2")]
-#[inline]
-pub unsafe fn i8_gemv_2bit_avx2(w: *const u8, q: *const i8, nkb: usize) -> [i32; 4] {
-    let m3 = _mm256_set1_epi8(3);
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_si256(); 4];
-    for kb in 0..nkb {
-        for h in 0..2 {
-            let qb = (q.add(kb * 256) as *const u8).add(32 * h);
-            let a = [
-                ld256(qb),
-                ld256(qb.add(64)),
-                ld256(qb.add(128)),
-                ld256(qb.add(192)),
-            ];
-            let wb = w.add(kb * TB + 32 * h);
-            for (r, accr) in acc.iter_mut().enumerate() {
-                let v = ld256(wb.add(r * BLOCK_BYTES));
-                let c0 = _mm256_and_si256(v, m3);
-                let c1 = _mm256_and_si256(_mm256_srli_epi16::<2>(v), m3);
-                let c2 = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m3);
-                let c3 = _mm256_and_si256(_mm256_srli_epi16::<6>(v), m3);
-                let p = _mm256_add_epi16(
-                    _mm256_add_epi16(
-                        _mm256_maddubs_epi16(c0, a[0]),
-                        _mm256_maddubs_epi16(c1, a[1]),
-                    ),
-                    _mm256_add_epi16(
-                        _mm256_maddubs_epi16(c2, a[2]),
-                        _mm256_maddubs_epi16(c3, a[3]),
-                    ),
-                );
-                *accr = _mm256_add_epi32(*accr, _mm256_madd_epi16(p, ones));
-            }
-        }
-    }
-    [
-        hsum256_epi32(acc[0]),
-        hsum256_epi32(acc[1]),
-        hsum256_epi32(acc[2]),
-        hsum256_epi32(acc[3]),
     ]
 }
 
@@ -474,82 +421,12 @@ pub unsafe fn i8_gemm_avx512(
     }
 }
 
-#[target_feature(enable = "avx2")]
-unsafe fn i8_gemm_avx2_nb<const NB: usize>(
-    w: &[*const u8; 4],
-    q: &[*const i8; 4],
-    len: usize,
-) -> [[i32; 4]; 4] {
-    let z = _mm256_setzero_si256();
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [[z; NB]; 4];
-    let mut k = 0;
-    while k < len {
-        for h in 0..2 {
-            let kk = k + 32 * h;
-            let wv = [
-                ld256(w[0].add(kk)),
-                ld256(w[1].add(kk)),
-                ld256(w[2].add(kk)),
-                ld256(w[3].add(kk)),
-            ];
-            for b in 0..NB {
-                let a = ld256(q[b].add(kk) as *const u8);
-                for r in 0..4 {
-                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[r], a), ones);
-                    acc[r][b] = _mm256_add_epi32(acc[r][b], p);
-                }
-            }
-        }
-        k += 64;
-    }
-    let mut out = [[0i32; 4]; 4];
-    for r in 0..4 {
-        for b in 0..NB {
-            out[r][b] = hsum256_epi32(acc[r][b]);
-        }
-    }
-    out
-}
-
-/// Dispatches [`i8_gemm_avx2_nb`] on `nb` in 1..=4 (AVX2 keeps 2 batch rows
-/// in flight: 16 registers).
-#[target_feature(enable = "avx2")]
-pub unsafe fn i8_gemm_avx2(
-    w: &[*const u8; 4],
-    q: &[*const i8; 4],
-    nb: usize,
-    len: usize,
-) -> [[i32; 4]; 4] {
-    match nb {
-        1 => i8_gemm_avx2_nb::<1>(w, q, len),
-        2 => i8_gemm_avx2_nb::<2>(w, q, len),
-        3 => {
-            let mut a = i8_gemm_avx2_nb::<2>(w, q, len);
-            let b = i8_gemm_avx2_nb::<1>(w, &[q[2], q[2], q[2], q[2]], len);
-            for r in 0..4 {
-                a[r][2] = b[r][0];
-            }
-            a
-        }
-        _ => {
-            let mut a = i8_gemm_avx2_nb::<2>(w, q, len);
-            let b = i8_gemm_avx2_nb::<2>(w, &[q[2], q[3], q[2], q[3]], len);
-            for r in 0..4 {
-                a[r][2] = b[r][0];
-                a[r][3] = b[r][1];
-            }
-            a
-        }
-    }
-}
-
 // ---------------------------------------------------------------- f32 activations
 
 /// Direct f32 kernels: `Σ_k t[r,k] · x[b,k]` for the 4 rows of a packed tile
 /// and `nb` (1 or 2) batch rows, adds and subtracts only, over `nkb` K blocks.
 ///
-/// The activations are permuted per K block (see `fast::permute_f32`):
+/// The activations are permuted per K block (see `acts::permute_f32`):
 /// position `(4 i + m) · 16 + L` holds `x[64 i + 4 L + m]`, so that dword lane
 /// `L` of a row's 64 block bytes holds, at bit offset `8 m`, the code (2-bit:
 /// bits `8 m + 2 i ..`, plane `i`; base-3: digit `i` decoded to a byte) of the
@@ -896,7 +773,7 @@ unsafe fn transpose16(r: &[__m512i; 16]) -> [__m512i; 16] {
 /// of codes `(c[64·2h + 4j + m], c[64·(2h+1) + 4j + m])`, and `vpermps`
 /// picks `t₁·x₁ + t₂·x₂` from the pair's 16-entry table
 /// (`lut + ((kb · 16 + j) · 8 + n) · 16`, entry `c₁ + 4 c₂`; see
-/// `fast::build_lut_2bit`). Four running sums a lane (by `n mod 4`), added
+/// `acts::build_lut_2bit`). Four running sums a lane (by `n mod 4`), added
 /// in a fixed order at the end.
 #[target_feature(enable = "avx512f,avx512bw")]
 pub unsafe fn f32_lut_2bit_avx512(

@@ -541,7 +541,7 @@ fn dispatcher_sends_f32_batches_here_at_simd_levels() {
     use super::super::gemm_with_level;
     let c = Case::new(70, 300, Granularity::PerGroup(64), 3);
     let x = uniform(9, 300, 4, -1.0, 1.0);
-    for level in Level::ALL.into_iter().filter(|l| l.is_supported()) {
+    for level in crate::cpu::supported_levels() {
         let mut y = Array2::<f32>::zeros((9, 70));
         gemm_with_level(
             &c.m,
@@ -561,7 +561,7 @@ fn dispatcher_sends_f32_batches_here_at_simd_levels() {
                 None,
                 ActivationMode::F32,
                 ActOut::F32(z.view_mut()),
-                cpu_level(level),
+                level,
             )
             .unwrap();
             assert_eq!(y, z, "{level:?}");

@@ -1,0 +1,2 @@
+// Shim (our code): see ggml-bitnet.h.
+#pragma once

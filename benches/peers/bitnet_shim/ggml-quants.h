@@ -1,0 +1,3 @@
+// Shim (our code): see ggml-bitnet.h.
+#pragma once
+#include "ggml-bitnet.h"

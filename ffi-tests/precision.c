@@ -147,7 +147,7 @@ static void test_loss_scaler(void) {
     tritter_loss_scaler_config_t cfg;
     CHECK_OK(tritter_loss_scaler_config_default(&cfg));
     CHECK(cfg.init_scale == 65536.0f && cfg.growth_factor == 2.0f && cfg.backoff_factor == 0.5f);
-    CHECK(cfg.growth_interval == 2000 && cfg.min_scale == 0.0f && isinf(cfg.max_scale));
+    CHECK(cfg.growth_interval == 2000 && cfg.min_scale == 0x1p-24f && isinf(cfg.max_scale));
     cfg.growth_interval = 4;
     tritter_loss_scaler_t *s = NULL;
     CHECK_OK(tritter_loss_scaler_new(&cfg, &s));

@@ -225,7 +225,6 @@ static void test_item_memory(void) {
     /* bad inputs */
     uint64_t l8[8];
     double s8[8];
-    CHECK_ERR(tritter_item_memory_new(0, &m), TRITTER_ERR_INVALID_ARGUMENT, "dim");
     CHECK_ERR(tritter_item_memory_new(10, NULL), TRITTER_ERR_NULL_POINTER, "memory_out");
     CHECK_ERR(tritter_item_memory_add(NULL, pq, nw, 0, NULL), TRITTER_ERR_NULL_POINTER, "memory");
     CHECK_ERR(tritter_item_memory_add(m, NULL, nw, 0, NULL), TRITTER_ERR_NULL_POINTER, "vector");

@@ -10,6 +10,58 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/*
+ * Conventions of every export (tested from C in ffi-tests/, under ASan+UBSan
+ * and valgrind; the rules are decided once, here).
+ *
+ * Status. Every fallible export returns tritter_status_t (TRITTER_OK = 0) and
+ *   is TRITTER_MUST_USE; tritter_last_error() names the argument at fault.
+ *   Out-parameters and handles are left untouched on error unless an export
+ *   says otherwise. A panic inside the library is TRITTER_ERR_INTERNAL.
+ *
+ * Memory. Every allocation whose size comes from a number the caller passes
+ *   (a dimension, a shape, a capacity, the logical size of a DLPack view, the
+ *   dim in a payload header) is fallible: TRITTER_ERR_OUT_OF_MEMORY when the
+ *   allocator refuses (the call changes nothing; the process carries on),
+ *   TRITTER_ERR_SIZE_OVERFLOW when the byte count exceeds PTRDIFF_MAX. Never an
+ *   abort. (The scratch of the top-k and quantized top-k encoders, at most a
+ *   few bytes per gradient element, is the one exception left.)
+ *
+ * Size limits. No buffer or allocation above PTRDIFF_MAX bytes; DLPack views
+ *   of at most PTRDIFF_MAX elements; gradient compressors and FetchSGD: dim <=
+ *   2^32 - 1 (u32 indices); count sketch rows 1..15, cols 1..2^32 - 1; ternary
+ *   blocks a multiple of 4 in 4..2^20; phase-trainer parameters <=
+ *   TRITTER_PHASE_MAX_NDIM dimensions; <= 4096 threads.
+ *
+ * Buffers. (NULL, 0) is an empty buffer; NULL with a non-zero length is
+ *   TRITTER_ERR_NULL_POINTER. An optional input (a bias, bundle weights) is
+ *   absent only as (NULL, 0). Outputs may be larger than needed; smaller is
+ *   TRITTER_ERR_BUFFER_TOO_SMALL. Outputs must not overlap inputs, except where
+ *   an export allows it (tritter_grad_payload_sum may write over a or b).
+ *
+ * Zero sizes. Empty buffers, a batch of 0, matrices with 0 rows or 0 columns
+ *   and hypervectors of 0 trits are valid and give empty results. A gradient
+ *   length of 0 is not (the payload format has no empty gradient): compressors,
+ *   sketches, projections, accumulators, FetchSGD and phase-trainer parameters
+ *   with a zero dimension give TRITTER_ERR_INVALID_ARGUMENT naming it.
+ *
+ * Floats. Every float array a call reads as data (weights, x, bias, scales,
+ *   gradients, sketch tables, projections) must be finite:
+ *   TRITTER_ERR_NON_FINITE names the array and the flat index. By design the
+ *   precision conversions carry inf/NaN through, the loss scaler's unscale and
+ *   found_inf detect them, and a non-finite loss given to
+ *   tritter_phase_trainer_end_step marks a diverged step. Other scalar float
+ *   parameters have documented ranges that exclude NaN
+ *   (TRITTER_ERR_INVALID_ARGUMENT). Scales, in matrices and in payloads, are
+ *   magnitudes: finite and >= 0.
+ *
+ * Payloads. A payload that tritter_grad_payload_info accepts decodes to finite
+ *   values (projection values are at most FLT_MAX / 2 in magnitude; the median
+ *   of two sketch rows is taken as a/2 + b/2). Compressors, tritter_count_sketch,
+ *   tritter_grad_project and tritter_grad_payload_sum never produce values
+ *   outside that range: they return an error instead.
+ */
+
 /** Marks a function whose status result must be checked. */
 #if defined(__GNUC__) || defined(__clang__)
 #define TRITTER_MUST_USE __attribute__((warn_unused_result))
@@ -466,6 +518,12 @@ enum tritter_status_t
    */
   TRITTER_ERR_IO = 13,
   /**
+   * An allocation the call needed was refused (the size came from the
+   * caller: a dimension, a shape, a capacity, a payload header). Nothing
+   * was changed; the process is intact and other calls still work.
+   */
+  TRITTER_ERR_OUT_OF_MEMORY = 14,
+  /**
    * A bug in the library (a caught panic); please report it.
    */
   TRITTER_ERR_INTERNAL = 255,
@@ -831,7 +889,10 @@ typedef struct tritter_quant_config_t {
 } tritter_quant_config_t;
 
 /**
- * Loss-scaler settings; defaults (torch's) from [`tritter_loss_scaler_config_default`].
+ * Loss-scaler settings; defaults (torch's, plus a floor) from
+ * [`tritter_loss_scaler_config_default`]. Above `min_scale` the scale
+ * follows `torch.amp.GradScaler` step for step; the floor keeps a long run
+ * of overflows from driving it to 0, where torch's would stay for good.
  */
 typedef struct tritter_loss_scaler_config_t {
   /**
@@ -851,7 +912,8 @@ typedef struct tritter_loss_scaler_config_t {
    */
   uint32_t growth_interval;
   /**
-   * Lower bound of the scale (finite, >= 0; default 0).
+   * Lower bound of the scale (finite, >= FLT_MIN = 2^-126 so that 1/scale
+   * is finite; default 2^-24, the smallest positive f16).
    */
   float min_scale;
   /**
@@ -1144,12 +1206,6 @@ typedef struct tritter_matrix_info_t {
   uint32_t compute_format;
 } tritter_matrix_info_t;
 
-
-
-
-
-
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -1174,7 +1230,7 @@ bool tritter_cuda_available(void);
  * `TRITTER_NUM_THREADS` or the available parallelism). Results never depend
  * on it. Thread-safe; calls in progress finish on the previous pool.
  */
-tritter_status_t tritter_set_num_threads(size_t num_threads);
+TRITTER_MUST_USE tritter_status_t tritter_set_num_threads(size_t num_threads);
 
 /**
  * Writes the number of worker threads to `*num_threads_out`.
@@ -1182,7 +1238,7 @@ tritter_status_t tritter_set_num_threads(size_t num_threads);
  * # Safety
  * `num_threads_out` must be valid for writing one `size_t`.
  */
-tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
+TRITTER_MUST_USE tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
 
 /**
  * Writes the CPU instruction-set level this CPU supports (`*detected_out`)
@@ -1194,7 +1250,7 @@ tritter_status_t tritter_get_num_threads(size_t *num_threads_out);
  * # Safety
  * Each non-NULL pointer must be valid for writing one `uint32_t`.
  */
-tritter_status_t tritter_cpu_level(uint32_t *detected_out, uint32_t *active_out);
+TRITTER_MUST_USE tritter_status_t tritter_cpu_level(uint32_t *detected_out, uint32_t *active_out);
 
 /**
  * The name of a CPU level code (`"scalar"`, `"avx2"`, `"avx512"`,
@@ -1226,17 +1282,21 @@ const char *tritter_status_name(uint32_t status);
  * # Safety
  * `config_out` must be valid for writing one `tritter_grad_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_config_default(struct tritter_grad_config_t *config_out);
 
 /**
  * Creates a compressor for gradients of `dim` floats.
  * Errors: NULL `config`/`compressor_out`, `dim` zero or >= 2^32, invalid
- * method code, ratio < 1 or non-finite, bad rows/block.
+ * method code, ratio < 1 or non-finite, bad rows/block;
+ * `TRITTER_ERR_OUT_OF_MEMORY` naming `dim` when the error-feedback residual
+ * (`4 dim` bytes) cannot be allocated.
  *
  * # Safety
  * `config` must point to a valid config; `compressor_out` must be valid for
  * writing one pointer. The caller owns the new handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_new(size_t dim,
                                              const struct tritter_grad_config_t *config,
                                              struct tritter_grad_compressor_t **compressor_out);
@@ -1255,6 +1315,7 @@ void tritter_grad_compressor_free(struct tritter_grad_compressor_t *compressor);
  * # Safety
  * `compressor` must be a live handle; `bytes_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_wire_bytes(const struct tritter_grad_compressor_t *compressor,
                                                     size_t *bytes_out);
 
@@ -1269,6 +1330,7 @@ tritter_status_t tritter_grad_compressor_wire_bytes(const struct tritter_grad_co
  * # Safety
  * Pointers valid for their lengths; `payload_out` must not overlap `grad`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_compress(struct tritter_grad_compressor_t *compressor,
                                                   const float *grad,
                                                   size_t n,
@@ -1283,6 +1345,7 @@ tritter_status_t tritter_grad_compressor_compress(struct tritter_grad_compressor
  * # Safety
  * `residual_out` valid for `out_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_residual(const struct tritter_grad_compressor_t *compressor,
                                                   float *residual_out,
                                                   size_t out_len);
@@ -1293,6 +1356,7 @@ tritter_status_t tritter_grad_compressor_residual(const struct tritter_grad_comp
  * # Safety
  * `compressor` must be a live handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_reset(struct tritter_grad_compressor_t *compressor);
 
 /**
@@ -1301,6 +1365,7 @@ tritter_status_t tritter_grad_compressor_reset(struct tritter_grad_compressor_t 
  * # Safety
  * `compressor` must be a live handle; `step_out` valid for one `uint64_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_compressor_step(const struct tritter_grad_compressor_t *compressor,
                                               uint64_t *step_out);
 
@@ -1311,6 +1376,7 @@ tritter_status_t tritter_grad_compressor_step(const struct tritter_grad_compress
  * # Safety
  * `payload` valid for `payload_len` bytes; `info_out` for one struct.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_payload_info(const uint8_t *payload,
                                            size_t payload_len,
                                            struct tritter_grad_payload_info_t *info_out);
@@ -1323,6 +1389,7 @@ tritter_status_t tritter_grad_payload_info(const uint8_t *payload,
  * # Safety
  * `payload` valid for `payload_len` bytes; `out` for `out_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_decompress(const uint8_t *payload,
                                          size_t payload_len,
                                          float *out,
@@ -1333,12 +1400,22 @@ tritter_status_t tritter_grad_decompress(const uint8_t *payload,
  * dim, seed and geometry into `sum_out` (`sum_cap >= a_len`); the result
  * decodes the sum of the two gradients. Errors: invalid payloads, non-linear
  * method or mismatch (`TRITTER_ERR_INVALID_ARGUMENT` naming `other`), buffer
- * too small.
+ * too small, and `TRITTER_ERR_NON_FINITE` naming `sum` when the sum leaves
+ * the range a payload may hold (an element overflows to ±inf, or a
+ * projection value exceeds ±f32::MAX/2): every payload this returns
+ * validates and decodes to finite values.
+ *
+ * Aliasing: `sum_out` may be the same buffer as `a` or `b` (an in-place
+ * sum, e.g. `tritter_grad_payload_sum(acc, n, p, n, acc, n)`): both inputs
+ * are read and validated completely before anything is written. Any other
+ * partial overlap is undefined. Nothing is written on error.
  *
  * # Safety
- * Inputs valid for their lengths; `sum_out` for `sum_cap` bytes and not
- * overlapping the inputs.
+ * Inputs valid for their lengths; `sum_out` valid for `sum_cap` bytes and
+ * either disjoint from the inputs or starting at the same address as one
+ * of them.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_payload_sum(const uint8_t *a,
                                           size_t a_len,
                                           const uint8_t *b,
@@ -1351,11 +1428,14 @@ tritter_status_t tritter_grad_payload_sum(const uint8_t *a,
  * floats, row-major, overwritten). Linear: tables of several workers made
  * with the same `(rows, cols, seed)` may be summed before decoding.
  * Errors: NULL, `n` zero, rows not in 1..=15, cols zero, table length,
- * non-finite gradient.
+ * non-finite gradient, and a table that overflows f32 (finite values too
+ * large; `TRITTER_ERR_INVALID_ARGUMENT` naming `grad`, the table's content
+ * is then unspecified).
  *
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_count_sketch(const float *grad,
                                       size_t n,
                                       size_t rows,
@@ -1370,6 +1450,7 @@ tritter_status_t tritter_count_sketch(const float *grad,
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_count_sketch_estimate(const float *table,
                                                size_t table_len,
                                                size_t rows,
@@ -1381,12 +1462,14 @@ tritter_status_t tritter_count_sketch_estimate(const float *table,
 /**
  * Creates FetchSGD state for `dim`-gradients sketched into `rows x cols`
  * with `seed`, applying `k` coordinates per step, with momentum in
- * `[0, 1)`. Errors: as [`tritter_count_sketch`], `k` not in 1..=dim,
- * momentum out of range.
+ * `[0, 1)`. Errors: as [`tritter_count_sketch`], `dim` >= 2^32, `k` not in
+ * 1..=dim, momentum out of range; `TRITTER_ERR_OUT_OF_MEMORY` naming `cols`
+ * when the two `rows * cols` f32 tables cannot be allocated.
  *
  * # Safety
  * `fetchsgd_out` valid for writing one pointer; the caller owns the handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_fetchsgd_new(size_t dim,
                                       size_t rows,
                                       size_t cols,
@@ -1412,6 +1495,7 @@ void tritter_fetchsgd_free(struct tritter_fetchsgd_t *fetchsgd);
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_fetchsgd_step(struct tritter_fetchsgd_t *fetchsgd,
                                        const float *summed,
                                        size_t summed_len,
@@ -1424,7 +1508,7 @@ tritter_status_t tritter_fetchsgd_step(struct tritter_fetchsgd_t *fetchsgd,
  * # Safety
  * A live handle.
  */
-tritter_status_t tritter_fetchsgd_reset(struct tritter_fetchsgd_t *fetchsgd);
+TRITTER_MUST_USE tritter_status_t tritter_fetchsgd_reset(struct tritter_fetchsgd_t *fetchsgd);
 
 /**
  * Output length of the random projection of `dim` floats keeping the
@@ -1433,7 +1517,10 @@ tritter_status_t tritter_fetchsgd_reset(struct tritter_fetchsgd_t *fetchsgd);
  * # Safety
  * `m_out` valid for one `size_t`.
  */
-tritter_status_t tritter_grad_projection_len(size_t dim, double ratio, size_t *m_out);
+TRITTER_MUST_USE
+tritter_status_t tritter_grad_projection_len(size_t dim,
+                                             double ratio,
+                                             size_t *m_out);
 
 /**
  * `y = P grad`: the sparse ternary random projection of `n` floats into `m`
@@ -1442,6 +1529,7 @@ tritter_status_t tritter_grad_projection_len(size_t dim, double ratio, size_t *m
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_project(const float *grad,
                                       size_t n,
                                       uint64_t seed,
@@ -1454,6 +1542,7 @@ tritter_status_t tritter_grad_project(const float *grad,
  * # Safety
  * Pointers valid for their lengths; no overlap.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_grad_unproject(const float *compressed,
                                         size_t m,
                                         uint64_t seed,
@@ -1462,11 +1551,13 @@ tritter_status_t tritter_grad_unproject(const float *compressed,
 
 /**
  * Creates a packed ternary accumulator for `dim`-gradients (2 bits a
- * coordinate + one f32 scale per `block`). Errors: `dim` zero, bad block.
+ * coordinate + one f32 scale per `block`). Errors: `dim` zero, bad block,
+ * `TRITTER_ERR_OUT_OF_MEMORY` naming `dim` when the state cannot be allocated.
  *
  * # Safety
  * `accumulator_out` valid for writing one pointer; the caller owns it.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_new(size_t dim,
                                                  size_t block,
                                                  uint64_t seed,
@@ -1488,6 +1579,7 @@ void tritter_ternary_accumulator_free(struct tritter_ternary_accumulator_t *accu
  * # Safety
  * `grad` valid for `n` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_add(struct tritter_ternary_accumulator_t *accumulator,
                                                  const float *grad,
                                                  size_t n,
@@ -1500,6 +1592,7 @@ tritter_status_t tritter_ternary_accumulator_add(struct tritter_ternary_accumula
  * # Safety
  * `out` valid for `n` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_read(const struct tritter_ternary_accumulator_t *accumulator,
                                                   float *out,
                                                   size_t n,
@@ -1511,6 +1604,7 @@ tritter_status_t tritter_ternary_accumulator_read(const struct tritter_ternary_a
  * # Safety
  * Out-pointers valid for one value each.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_accumulator_t *accumulator,
                                                   size_t *memory_bytes_out,
                                                   uint64_t *count_out);
@@ -1521,6 +1615,7 @@ tritter_status_t tritter_ternary_accumulator_info(const struct tritter_ternary_a
  * # Safety
  * A live handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumulator_t *accumulator);
 
 /**
@@ -1529,6 +1624,7 @@ tritter_status_t tritter_ternary_accumulator_reset(struct tritter_ternary_accumu
  * # Safety
  * `options_out` must be valid for writing one `tritter_load_options_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_load_options_default(struct tritter_load_options_t *options_out);
 
 /**
@@ -1543,6 +1639,7 @@ tritter_status_t tritter_load_options_default(struct tritter_load_options_t *opt
  * `path` must be NULL or a NUL-terminated string; `options` NULL or valid;
  * `model_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_model_load(const char *path,
                                     const struct tritter_load_options_t *options,
                                     struct tritter_model_t **model_out);
@@ -1561,6 +1658,7 @@ void tritter_model_free(struct tritter_model_t *model);
  * # Safety
  * `model` must be NULL or a live handle; `info_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_model_info(const struct tritter_model_t *model,
                                     struct tritter_model_info_t *info_out);
 
@@ -1571,6 +1669,7 @@ tritter_status_t tritter_model_info(const struct tritter_model_t *model,
  * # Safety
  * `model` must be NULL or a live handle; `options_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_options_default(const struct tritter_model_t *model,
                                                  struct tritter_session_options_t *options_out);
 
@@ -1581,6 +1680,7 @@ tritter_status_t tritter_session_options_default(const struct tritter_model_t *m
  * # Safety
  * `model` NULL or live; `options` NULL or valid; `report_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_memory(const struct tritter_model_t *model,
                                         const struct tritter_session_options_t *options,
                                         struct tritter_memory_report_t *report_out);
@@ -1592,6 +1692,7 @@ tritter_status_t tritter_session_memory(const struct tritter_model_t *model,
  * # Safety
  * `model` NULL or live; `options` NULL or valid; `session_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_new(const struct tritter_model_t *model,
                                      const struct tritter_session_options_t *options,
                                      struct tritter_session_t **session_out);
@@ -1617,6 +1718,7 @@ void tritter_session_free(struct tritter_session_t *session);
  * # Safety
  * `session` NULL or live; every array NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_forward(struct tritter_session_t *session,
                                          const size_t *seqs,
                                          const size_t *lengths,
@@ -1635,6 +1737,7 @@ tritter_status_t tritter_session_forward(struct tritter_session_t *session,
  * # Safety
  * `session` NULL or live; arrays NULL or valid for their lengths.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_prefill(struct tritter_session_t *session,
                                          size_t seq,
                                          const uint32_t *tokens,
@@ -1649,6 +1752,7 @@ tritter_status_t tritter_session_prefill(struct tritter_session_t *session,
  * # Safety
  * `session` NULL or live; arrays NULL or valid for their lengths.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_decode(struct tritter_session_t *session,
                                         const size_t *seqs,
                                         const uint32_t *tokens,
@@ -1662,6 +1766,7 @@ tritter_status_t tritter_session_decode(struct tritter_session_t *session,
  * # Safety
  * `session` NULL or live; `len_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_seq_len(const struct tritter_session_t *session,
                                          size_t seq,
                                          size_t *len_out);
@@ -1672,7 +1777,9 @@ tritter_status_t tritter_session_seq_len(const struct tritter_session_t *session
  * # Safety
  * `session` NULL or live.
  */
-tritter_status_t tritter_session_reset(struct tritter_session_t *session, size_t seq);
+TRITTER_MUST_USE
+tritter_status_t tritter_session_reset(struct tritter_session_t *session,
+                                       size_t seq);
 
 /**
  * Keeps the first `len` positions of sequence `seq` (prefix reuse); `len`
@@ -1681,6 +1788,7 @@ tritter_status_t tritter_session_reset(struct tritter_session_t *session, size_t
  * # Safety
  * `session` NULL or live.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_session_truncate(struct tritter_session_t *session,
                                           size_t seq,
                                           size_t len);
@@ -1691,6 +1799,7 @@ tritter_status_t tritter_session_truncate(struct tritter_session_t *session,
  * # Safety
  * `params_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_sampling_params_default(struct tritter_sampling_params_t *params_out);
 
 /**
@@ -1704,6 +1813,7 @@ tritter_status_t tritter_sampling_params_default(struct tritter_sampling_params_
  * `logits` NULL or valid for `vocab` floats; `params` NULL or valid;
  * `token_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_sample(const float *logits,
                                 size_t vocab,
                                 const struct tritter_sampling_params_t *params,
@@ -1725,6 +1835,7 @@ tritter_status_t tritter_sample(const float *logits,
  * `model` NULL or live; arrays NULL or valid for their stated lengths
  * (`tokens_out`: `n_seqs · stride`).
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_model_generate(const struct tritter_model_t *model,
                                         const uint32_t *tokens,
                                         size_t n_tokens,
@@ -1747,6 +1858,7 @@ tritter_status_t tritter_model_generate(const struct tritter_model_t *model,
  * # Safety
  * `bytes_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_memory(size_t layers,
                                          size_t batch,
                                          size_t kv_heads,
@@ -1762,6 +1874,7 @@ tritter_status_t tritter_kv_cache_memory(size_t layers,
  * # Safety
  * `cache_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_new(size_t layers,
                                       size_t batch,
                                       size_t kv_heads,
@@ -1786,6 +1899,7 @@ void tritter_kv_cache_free(struct tritter_kv_cache_t *cache);
  * # Safety
  * `cache` NULL or live; `k`, `v` NULL or valid for `len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_append(struct tritter_kv_cache_t *cache,
                                          size_t seq,
                                          const float *k,
@@ -1799,6 +1913,7 @@ tritter_status_t tritter_kv_cache_append(struct tritter_kv_cache_t *cache,
  * # Safety
  * `cache` NULL or live; outputs NULL or valid for `len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_read(const struct tritter_kv_cache_t *cache,
                                        size_t layer,
                                        size_t seq,
@@ -1813,6 +1928,7 @@ tritter_status_t tritter_kv_cache_read(const struct tritter_kv_cache_t *cache,
  * # Safety
  * `cache` NULL or live; `len_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_len(const struct tritter_kv_cache_t *cache,
                                       size_t seq,
                                       size_t *len_out);
@@ -1823,6 +1939,7 @@ tritter_status_t tritter_kv_cache_len(const struct tritter_kv_cache_t *cache,
  * # Safety
  * `cache` NULL or live.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_kv_cache_truncate(struct tritter_kv_cache_t *cache,
                                            size_t seq,
                                            size_t len);
@@ -1840,6 +1957,7 @@ tritter_status_t tritter_kv_cache_truncate(struct tritter_kv_cache_t *cache,
  * `path` must be NULL or a NUL-terminated string; `checkpoint_out` valid for
  * writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_open(const char *path,
                                          struct tritter_checkpoint_t **checkpoint_out);
 
@@ -1857,6 +1975,7 @@ void tritter_checkpoint_free(struct tritter_checkpoint_t *checkpoint);
  * # Safety
  * `checkpoint` must be NULL or live; `kind_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_kind(const struct tritter_checkpoint_t *checkpoint,
                                          uint32_t *kind_out);
 
@@ -1866,6 +1985,7 @@ tritter_status_t tritter_checkpoint_kind(const struct tritter_checkpoint_t *chec
  * # Safety
  * `checkpoint` must be NULL or live; `count_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_num_tensors(const struct tritter_checkpoint_t *checkpoint,
                                                 size_t *count_out);
 
@@ -1877,6 +1997,7 @@ tritter_status_t tritter_checkpoint_num_tensors(const struct tritter_checkpoint_
  * # Safety
  * `checkpoint` must be NULL or live; `name_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_tensor_name(const struct tritter_checkpoint_t *checkpoint,
                                                 size_t index,
                                                 const char **name_out);
@@ -1888,6 +2009,7 @@ tritter_status_t tritter_checkpoint_tensor_name(const struct tritter_checkpoint_
  * # Safety
  * `checkpoint` must be NULL or live; `json_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_config_json(const struct tritter_checkpoint_t *checkpoint,
                                                 const char **json_out);
 
@@ -1901,6 +2023,7 @@ tritter_status_t tritter_checkpoint_config_json(const struct tritter_checkpoint_
  * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `info_out` valid
  * for writing one `tritter_tensor_info_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_tensor_info(const struct tritter_checkpoint_t *checkpoint,
                                                 const char *name,
                                                 struct tritter_tensor_info_t *info_out);
@@ -1913,6 +2036,7 @@ tritter_status_t tritter_checkpoint_tensor_info(const struct tritter_checkpoint_
  * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `shape_out`
  * NULL or valid for `shape_len` sizes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_tensor_shape(const struct tritter_checkpoint_t *checkpoint,
                                                  const char *name,
                                                  size_t *shape_out,
@@ -1927,6 +2051,7 @@ tritter_status_t tritter_checkpoint_tensor_shape(const struct tritter_checkpoint
  * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `out` NULL or
  * valid for `out_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_tensor_f32(const struct tritter_checkpoint_t *checkpoint,
                                                const char *name,
                                                float *out,
@@ -1946,6 +2071,7 @@ tritter_status_t tritter_checkpoint_tensor_f32(const struct tritter_checkpoint_t
  * `checkpoint` NULL or live; `name` NULL or NUL-terminated; `matrix_out`
  * valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_ternary(const struct tritter_checkpoint_t *checkpoint,
                                             const char *name,
                                             struct tritter_ternary_matrix_t **matrix_out);
@@ -1957,6 +2083,7 @@ tritter_status_t tritter_checkpoint_ternary(const struct tritter_checkpoint_t *c
  * # Safety
  * As [`tritter_checkpoint_ternary`]; `config` NULL or valid.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_ternary_quantized(const struct tritter_checkpoint_t *checkpoint,
                                                       const char *name,
                                                       const struct tritter_quant_config_t *config,
@@ -1968,6 +2095,7 @@ tritter_status_t tritter_checkpoint_ternary_quantized(const struct tritter_check
  * # Safety
  * `writer_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_writer_new(struct tritter_checkpoint_writer_t **writer_out);
 
 /**
@@ -1985,6 +2113,7 @@ void tritter_checkpoint_writer_free(struct tritter_checkpoint_writer_t *writer);
  * `writer` NULL or live (not used by another thread meanwhile); `name` NULL
  * or NUL-terminated; `matrix` NULL or live.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_writer_add_ternary(struct tritter_checkpoint_writer_t *writer,
                                                        const char *name,
                                                        const struct tritter_ternary_matrix_t *matrix);
@@ -1998,6 +2127,7 @@ tritter_status_t tritter_checkpoint_writer_add_ternary(struct tritter_checkpoint
  * `writer` NULL or live; `name` NULL or NUL-terminated; `shape` NULL or
  * `ndim` sizes; `data` NULL or the product of the shape floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_writer_add_f32(struct tritter_checkpoint_writer_t *writer,
                                                    const char *name,
                                                    const float *data,
@@ -2012,6 +2142,7 @@ tritter_status_t tritter_checkpoint_writer_add_f32(struct tritter_checkpoint_wri
  * # Safety
  * `writer` NULL or live; `key`, `value` NULL or NUL-terminated.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_writer_add_metadata(struct tritter_checkpoint_writer_t *writer,
                                                         const char *key,
                                                         const char *value);
@@ -2028,6 +2159,7 @@ tritter_status_t tritter_checkpoint_writer_add_metadata(struct tritter_checkpoin
  * # Safety
  * `writer` NULL or live; `path` NULL or NUL-terminated.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_checkpoint_writer_save(const struct tritter_checkpoint_writer_t *writer,
                                                 const char *path,
                                                 uint32_t format);
@@ -2044,7 +2176,11 @@ tritter_status_t tritter_checkpoint_writer_save(const struct tritter_checkpoint_
  * `src` must be valid for `n` reads and `dst` for `dst_len` writes; they
  * must not overlap.
  */
-tritter_status_t tritter_f32_to_bf16(const float *src, size_t n, uint16_t *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_f32_to_bf16(const float *src,
+                                     size_t n,
+                                     uint16_t *dst,
+                                     size_t dst_len);
 
 /**
  * Converts `n` bf16 bit patterns to f32 (exact, NaN payloads kept).
@@ -2053,7 +2189,11 @@ tritter_status_t tritter_f32_to_bf16(const float *src, size_t n, uint16_t *dst, 
  * # Safety
  * As [`tritter_f32_to_bf16`].
  */
-tritter_status_t tritter_bf16_to_f32(const uint16_t *src, size_t n, float *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_bf16_to_f32(const uint16_t *src,
+                                     size_t n,
+                                     float *dst,
+                                     size_t dst_len);
 
 /**
  * Converts `n` f32 values to IEEE binary16 bit patterns, round to nearest
@@ -2063,7 +2203,11 @@ tritter_status_t tritter_bf16_to_f32(const uint16_t *src, size_t n, float *dst, 
  * # Safety
  * As [`tritter_f32_to_bf16`].
  */
-tritter_status_t tritter_f32_to_f16(const float *src, size_t n, uint16_t *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_f32_to_f16(const float *src,
+                                    size_t n,
+                                    uint16_t *dst,
+                                    size_t dst_len);
 
 /**
  * Converts `n` IEEE binary16 bit patterns to f32 (exact; NaNs keep sign and
@@ -2072,7 +2216,11 @@ tritter_status_t tritter_f32_to_f16(const float *src, size_t n, uint16_t *dst, s
  * # Safety
  * As [`tritter_f32_to_bf16`].
  */
-tritter_status_t tritter_f16_to_f32(const uint16_t *src, size_t n, float *dst, size_t dst_len);
+TRITTER_MUST_USE
+tritter_status_t tritter_f16_to_f32(const uint16_t *src,
+                                    size_t n,
+                                    float *dst,
+                                    size_t dst_len);
 
 /**
  * Rounds `n` f32 values to bf16 stochastically: unbiased, a pure function of
@@ -2087,6 +2235,7 @@ tritter_status_t tritter_f16_to_f32(const uint16_t *src, size_t n, float *dst, s
  * # Safety
  * As `tritter_f32_to_bf16`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_f32_to_bf16_stochastic(const float *src,
                                                 size_t n,
                                                 uint64_t seed,
@@ -2100,6 +2249,7 @@ tritter_status_t tritter_f32_to_bf16_stochastic(const float *src,
  * # Safety
  * `config_out` must be valid for writing one `tritter_loss_scaler_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_config_default(struct tritter_loss_scaler_config_t *config_out);
 
 /**
@@ -2109,6 +2259,7 @@ tritter_status_t tritter_loss_scaler_config_default(struct tritter_loss_scaler_c
  * # Safety
  * `config` must be NULL or valid; `scaler_out` valid for writing a pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_new(const struct tritter_loss_scaler_config_t *config,
                                          struct tritter_loss_scaler_t **scaler_out);
 
@@ -2126,6 +2277,7 @@ void tritter_loss_scaler_free(struct tritter_loss_scaler_t *scaler);
  * # Safety
  * `scaler` must be a live handle; `state_out` valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_state(const struct tritter_loss_scaler_t *scaler,
                                            struct tritter_loss_scaler_state_t *state_out);
 
@@ -2143,6 +2295,7 @@ tritter_status_t tritter_loss_scaler_state(const struct tritter_loss_scaler_t *s
  * `buffers` and `lens` must hold `count` entries; each buffer must be valid
  * for `lens[i]` reads and writes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_unscale(const struct tritter_loss_scaler_t *scaler,
                                              float *const *buffers,
                                              const size_t *lens,
@@ -2155,6 +2308,7 @@ tritter_status_t tritter_loss_scaler_unscale(const struct tritter_loss_scaler_t 
  * # Safety
  * As [`tritter_loss_scaler_unscale`] (the buffers are only read).
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_found_inf(const float *const *buffers,
                                    const size_t *lens,
                                    size_t count,
@@ -2169,6 +2323,7 @@ tritter_status_t tritter_found_inf(const float *const *buffers,
  * `scaler` must be a live handle not used concurrently; `new_scale_out`
  * NULL or valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_loss_scaler_update(struct tritter_loss_scaler_t *scaler,
                                             bool found_inf,
                                             float *new_scale_out);
@@ -2180,7 +2335,9 @@ tritter_status_t tritter_loss_scaler_update(struct tritter_loss_scaler_t *scaler
  * # Safety
  * `scaler` must be a live handle not used concurrently.
  */
-tritter_status_t tritter_loss_scaler_set_scale(struct tritter_loss_scaler_t *scaler, float scale);
+TRITTER_MUST_USE
+tritter_status_t tritter_loss_scaler_set_scale(struct tritter_loss_scaler_t *scaler,
+                                               float scale);
 
 /**
  * Writes the default settings (the seed's: 10/5/20/5, adaptive, 0.1, 8, 1, 0.95, 0.1, f32 history).
@@ -2188,6 +2345,7 @@ tritter_status_t tritter_loss_scaler_set_scale(struct tritter_loss_scaler_t *sca
  * # Safety
  * `config_out` must be valid for writing one `tritter_phase_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_config_default(struct tritter_phase_config_t *config_out);
 
 /**
@@ -2197,6 +2355,7 @@ tritter_status_t tritter_phase_config_default(struct tritter_phase_config_t *con
  * # Safety
  * `config_out` must be valid for writing one `tritter_phase_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_config_conservative(struct tritter_phase_config_t *config_out);
 
 /**
@@ -2206,6 +2365,7 @@ tritter_status_t tritter_phase_config_conservative(struct tritter_phase_config_t
  * # Safety
  * `config` must be NULL or valid; `trainer_out` valid for writing a pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_new(const struct tritter_phase_config_t *config,
                                            struct tritter_phase_trainer_t **trainer_out);
 
@@ -2223,12 +2383,15 @@ void tritter_phase_trainer_free(struct tritter_phase_trainer_t *trainer);
  * (0, 1, ... in order). Gradients cross flattened row-major.
  *
  * Errors: after the first step (`TRITTER_ERR_INVALID_STATE`); a zero
- * dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes.
+ * dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes;
+ * `TRITTER_ERR_OUT_OF_MEMORY` naming `shape` when its history cannot be
+ * allocated (nothing is registered then).
  *
  * # Safety
  * `trainer` must be a live handle; `shape` valid for `ndim` reads;
  * `id_out` valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_add_param(struct tritter_phase_trainer_t *trainer,
                                                  const size_t *shape,
                                                  size_t ndim,
@@ -2240,6 +2403,7 @@ tritter_status_t tritter_phase_trainer_add_param(struct tritter_phase_trainer_t 
  * # Safety
  * `trainer` must be a live handle; `numel_out` valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_param_numel(const struct tritter_phase_trainer_t *trainer,
                                                    size_t param,
                                                    size_t *numel_out);
@@ -2253,6 +2417,7 @@ tritter_status_t tritter_phase_trainer_param_numel(const struct tritter_phase_tr
  * # Safety
  * `trainer` must be a live handle; `info_out` valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_begin_step(struct tritter_phase_trainer_t *trainer,
                                                   struct tritter_step_info_t *info_out);
 
@@ -2268,6 +2433,7 @@ tritter_status_t tritter_phase_trainer_begin_step(struct tritter_phase_trainer_t
  * # Safety
  * `trainer` must be a live handle; `grad` valid for `len` reads.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_record(struct tritter_phase_trainer_t *trainer,
                                               size_t param,
                                               const float *grad,
@@ -2283,6 +2449,7 @@ tritter_status_t tritter_phase_trainer_record(struct tritter_phase_trainer_t *tr
  * # Safety
  * `trainer` must be a live handle; `out` valid for `out_len` writes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_predict(const struct tritter_phase_trainer_t *trainer,
                                                size_t param,
                                                float *out,
@@ -2300,6 +2467,7 @@ tritter_status_t tritter_phase_trainer_predict(const struct tritter_phase_traine
  * # Safety
  * `trainer` must be a live handle.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_end_step(struct tritter_phase_trainer_t *trainer,
                                                 float loss,
                                                 double seconds);
@@ -2310,6 +2478,7 @@ tritter_status_t tritter_phase_trainer_end_step(struct tritter_phase_trainer_t *
  * # Safety
  * `trainer` must be a live handle; `stats_out` valid for one write.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_phase_trainer_stats(const struct tritter_phase_trainer_t *trainer,
                                              struct tritter_phase_stats_t *stats_out);
 
@@ -2319,6 +2488,7 @@ tritter_status_t tritter_phase_trainer_stats(const struct tritter_phase_trainer_
  * # Safety
  * `config_out` must be valid for writing one `tritter_quant_config_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_quant_config_default(struct tritter_quant_config_t *config_out);
 
 /**
@@ -2327,6 +2497,7 @@ tritter_status_t tritter_quant_config_default(struct tritter_quant_config_t *con
  * # Safety
  * `num_scales_out` must be valid for writing one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_num_scales(uint32_t granularity,
                                     size_t group_size,
                                     size_t rows,
@@ -2339,7 +2510,11 @@ tritter_status_t tritter_num_scales(uint32_t granularity,
  * # Safety
  * `size_out` must be valid for writing one `size_t`.
  */
-tritter_status_t tritter_packed_size(size_t rows, size_t cols, uint32_t layout, size_t *size_out);
+TRITTER_MUST_USE
+tritter_status_t tritter_packed_size(size_t rows,
+                                     size_t cols,
+                                     uint32_t layout,
+                                     size_t *size_out);
 
 /**
  * Quantizes row-major f32 `weights` `[rows, cols]` to ternary values and scales.
@@ -2353,6 +2528,7 @@ tritter_status_t tritter_packed_size(size_t rows, size_t cols, uint32_t layout, 
  * Each pointer must be NULL or valid for its stated length; outputs must not
  * overlap inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_quantize_f32(const float *weights,
                                       size_t rows,
                                       size_t cols,
@@ -2369,6 +2545,7 @@ tritter_status_t tritter_quantize_f32(const float *weights,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_pack(const int8_t *ternary,
                               size_t rows,
                               size_t cols,
@@ -2384,6 +2561,7 @@ tritter_status_t tritter_pack(const int8_t *ternary,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_unpack(const uint8_t *packed,
                                 size_t packed_len,
                                 size_t rows,
@@ -2400,6 +2578,7 @@ tritter_status_t tritter_unpack(const uint8_t *packed,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_quantize_activations_i8(const float *x,
                                                  size_t batch,
                                                  size_t dim,
@@ -2416,6 +2595,7 @@ tritter_status_t tritter_quantize_activations_i8(const float *x,
  * `weights` must be NULL or valid for `rows * cols` floats; `matrix_out` valid
  * for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_f32(const float *weights,
                                                  size_t rows,
                                                  size_t cols,
@@ -2424,11 +2604,15 @@ tritter_status_t tritter_ternary_matrix_from_f32(const float *weights,
 
 /**
  * Like [`tritter_ternary_matrix_from_f32`] from a 2-D float32 DLPack tensor
- * (any non-negative strides, CPU memory).
+ * (any non-negative strides, CPU memory). A strided or broadcast (stride 0)
+ * view is copied: its logical size, not the memory behind it, sets the
+ * allocation (`TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
+ * naming `weights` when refused).
  *
  * # Safety
  * `weights` must be NULL or a valid tensor; `matrix_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_dlpack(const struct tritter_dl_tensor_t *weights,
                                                     const struct tritter_quant_config_t *config,
                                                     struct tritter_ternary_matrix_t **matrix_out);
@@ -2441,6 +2625,7 @@ tritter_status_t tritter_ternary_matrix_from_dlpack(const struct tritter_dl_tens
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_ternary(const int8_t *ternary,
                                                      size_t rows,
                                                      size_t cols,
@@ -2457,6 +2642,7 @@ tritter_status_t tritter_ternary_matrix_from_ternary(const int8_t *ternary,
  * # Safety
  * Each pointer must be NULL or valid for its stated length.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_from_packed(const uint8_t *packed,
                                                     size_t packed_len,
                                                     size_t rows,
@@ -2478,6 +2664,7 @@ tritter_status_t tritter_ternary_matrix_from_packed(const uint8_t *packed,
  * # Safety
  * `matrix` must be NULL or live; `matrix_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_with_compute_format(const struct tritter_ternary_matrix_t *matrix,
                                                             uint32_t compute_format,
                                                             struct tritter_ternary_matrix_t **matrix_out);
@@ -2496,6 +2683,7 @@ void tritter_ternary_matrix_free(struct tritter_ternary_matrix_t *matrix);
  * # Safety
  * `matrix` must be NULL or live; `info_out` valid for writing.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_info(const struct tritter_ternary_matrix_t *matrix,
                                              struct tritter_matrix_info_t *info_out);
 
@@ -2505,6 +2693,7 @@ tritter_status_t tritter_ternary_matrix_info(const struct tritter_ternary_matrix
  * # Safety
  * `matrix` must be NULL or live; `packed_out` valid for `packed_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_export_packed(const struct tritter_ternary_matrix_t *matrix,
                                                       uint32_t layout,
                                                       uint8_t *packed_out,
@@ -2516,6 +2705,7 @@ tritter_status_t tritter_ternary_matrix_export_packed(const struct tritter_terna
  * # Safety
  * `matrix` must be NULL or live; `scales_out` valid for `scales_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_scales(const struct tritter_ternary_matrix_t *matrix,
                                                float *scales_out,
                                                size_t scales_len);
@@ -2526,6 +2716,7 @@ tritter_status_t tritter_ternary_matrix_scales(const struct tritter_ternary_matr
  * # Safety
  * `matrix` must be NULL or live; `ternary_out` valid for `ternary_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_to_ternary(const struct tritter_ternary_matrix_t *matrix,
                                                    int8_t *ternary_out,
                                                    size_t ternary_len);
@@ -2536,20 +2727,25 @@ tritter_status_t tritter_ternary_matrix_to_ternary(const struct tritter_ternary_
  * # Safety
  * `matrix` must be NULL or live; `weights_out` valid for `weights_len` floats.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_to_f32(const struct tritter_ternary_matrix_t *matrix,
                                                float *weights_out,
                                                size_t weights_len);
 
 /**
  * `y = x · Wᵀ (+ bias)` on row-major buffers: `x` is `[batch, in_features]`
- * (`in_features` must equal the matrix's `cols`), `bias` is NULL or
- * `bias_len == rows` floats, `y` receives `[batch, rows]`.
+ * (`in_features` must equal the matrix's `cols`), `y` receives
+ * `[batch, rows]`. No bias is `(bias, bias_len) = (NULL, 0)`; otherwise
+ * `bias_len` must equal `rows` (`TRITTER_ERR_SHAPE_MISMATCH` naming
+ * `bias_len`) and `bias` be non-NULL (`TRITTER_ERR_NULL_POINTER`). `x` and
+ * `bias` must be finite (`TRITTER_ERR_NON_FINITE` naming them).
  * `act_mode` is `TRITTER_ACT_F32` or `TRITTER_ACT_INT8`.
  *
  * # Safety
  * `matrix` must be NULL or live; pointers valid for their lengths; `y` must
  * not overlap the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_matmul(const struct tritter_ternary_matrix_t *matrix,
                                                const float *x,
                                                size_t batch,
@@ -2562,13 +2758,15 @@ tritter_status_t tritter_ternary_matrix_matmul(const struct tritter_ternary_matr
 
 /**
  * `y = x · Wᵀ (+ bias)` on DLPack tensors: `x` float32 `[batch, cols]`,
- * `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written).
+ * `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written);
+ * `x` and `bias` finite (`TRITTER_ERR_NON_FINITE`).
  * Any non-negative strides; CPU memory (CUDA tensors report
  * `TRITTER_ERR_CUDA_UNAVAILABLE` until the CUDA backend lands).
  *
  * # Safety
  * `matrix` must be NULL or live; tensors NULL or valid; `y` must not overlap inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_ternary_matrix_t *matrix,
                                                       const struct tritter_dl_tensor_t *x,
                                                       const struct tritter_dl_tensor_t *bias,
@@ -2662,7 +2860,7 @@ tritter_status_t tritter_ternary_matrix_matmul_t_dlpack(const struct tritter_ter
  * # Safety
  * `words_out` must be valid for writing one `size_t`.
  */
-tritter_status_t tritter_hv_packed_words(size_t dim, size_t *words_out);
+TRITTER_MUST_USE tritter_status_t tritter_hv_packed_words(size_t dim, size_t *words_out);
 
 /**
  * Writes `random(dim, seed, density)` packed: trit `i` is non-zero iff
@@ -2673,6 +2871,7 @@ tritter_status_t tritter_hv_packed_words(size_t dim, size_t *words_out);
  * # Safety
  * `words_out` must be NULL or valid for `words_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_random(size_t dim,
                                    uint64_t seed,
                                    double density,
@@ -2686,6 +2885,7 @@ tritter_status_t tritter_hv_random(size_t dim,
  * # Safety
  * `trits_out` must be NULL or valid for `trits_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_random_dense(size_t dim,
                                          uint64_t seed,
                                          double density,
@@ -2699,6 +2899,7 @@ tritter_status_t tritter_hv_random_dense(size_t dim,
  * # Safety
  * `trits` NULL or valid for `dim` bytes; `words_out` NULL or valid for `words_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_pack(const int8_t *trits,
                                  size_t dim,
                                  uint64_t *words_out,
@@ -2710,6 +2911,7 @@ tritter_status_t tritter_hv_pack(const int8_t *trits,
  * # Safety
  * `words` NULL or valid for `words_len` words; `trits_out` NULL or valid for `trits_len` bytes.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_unpack(const uint64_t *words,
                                    size_t words_len,
                                    size_t dim,
@@ -2725,6 +2927,7 @@ tritter_status_t tritter_hv_unpack(const uint64_t *words,
  * Inputs NULL or valid for `words_len` words; `out` NULL or valid for
  * `out_len` words and not overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_bind(const uint64_t *a,
                                  const uint64_t *b,
                                  size_t words_len,
@@ -2740,6 +2943,7 @@ tritter_status_t tritter_hv_bind(const uint64_t *a,
  * # Safety
  * As [`tritter_hv_bind`].
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_unbind(const uint64_t *c,
                                    const uint64_t *b,
                                    size_t words_len,
@@ -2759,6 +2963,7 @@ tritter_status_t tritter_hv_unbind(const uint64_t *c,
  * # Safety
  * Pointers NULL or valid for their lengths; `out` not overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_bundle(const uint64_t *vectors,
                                    size_t vectors_len,
                                    size_t n,
@@ -2777,6 +2982,7 @@ tritter_status_t tritter_hv_bundle(const uint64_t *vectors,
  * # Safety
  * As [`tritter_hv_bind`].
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_permute(const uint64_t *a,
                                     size_t words_len,
                                     size_t dim,
@@ -2791,6 +2997,7 @@ tritter_status_t tritter_hv_permute(const uint64_t *a,
  * # Safety
  * Inputs NULL or valid for `words_len` words; `score_out` valid for one double.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_similarity(const uint64_t *a,
                                        const uint64_t *b,
                                        size_t words_len,
@@ -2806,6 +3013,7 @@ tritter_status_t tritter_hv_similarity(const uint64_t *a,
  * # Safety
  * Pointers NULL or valid for their lengths; `scores_out` not overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_hv_similarity_many(const uint64_t *query,
                                             size_t query_len,
                                             const uint64_t *rows,
@@ -2817,11 +3025,14 @@ tritter_status_t tritter_hv_similarity_many(const uint64_t *query,
                                             size_t scores_len);
 
 /**
- * Creates an empty bundle accumulator for `dim` trits in `*acc_out`.
+ * Creates an empty bundle accumulator for `dim` trits in `*acc_out` (8
+ * bytes a trit; `TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
+ * naming `dim` when that cannot be allocated).
  *
  * # Safety
  * `acc_out` valid for writing one pointer.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_new(size_t dim,
                                                 struct tritter_bundle_accumulator_t **acc_out);
 
@@ -2833,6 +3044,7 @@ tritter_status_t tritter_bundle_accumulator_new(size_t dim,
  * `acc` NULL or live (not used by another thread meanwhile); `vector` NULL or
  * valid for `words_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_add(struct tritter_bundle_accumulator_t *acc,
                                                 const uint64_t *vector,
                                                 size_t words_len,
@@ -2845,6 +3057,7 @@ tritter_status_t tritter_bundle_accumulator_add(struct tritter_bundle_accumulato
  * # Safety
  * `acc` NULL or live; `out` NULL or valid for `out_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_finish(const struct tritter_bundle_accumulator_t *acc,
                                                    uint32_t tie_rule,
                                                    uint64_t tie_seed,
@@ -2857,6 +3070,7 @@ tritter_status_t tritter_bundle_accumulator_finish(const struct tritter_bundle_a
  * # Safety
  * `acc` NULL or live; `len_out` valid for writing one `uint64_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_len(const struct tritter_bundle_accumulator_t *acc,
                                                 uint64_t *len_out);
 
@@ -2866,6 +3080,7 @@ tritter_status_t tritter_bundle_accumulator_len(const struct tritter_bundle_accu
  * # Safety
  * `acc` NULL or live (not used by another thread meanwhile).
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_bundle_accumulator_reset(struct tritter_bundle_accumulator_t *acc);
 
 /**
@@ -2877,12 +3092,16 @@ tritter_status_t tritter_bundle_accumulator_reset(struct tritter_bundle_accumula
 void tritter_bundle_accumulator_free(struct tritter_bundle_accumulator_t *acc);
 
 /**
- * Creates an empty item memory for vectors of `dim` trits (`dim > 0`).
+ * Creates an empty item memory for vectors of `dim` trits (`dim == 0` is
+ * valid, as for every VSA call). Storage grows with each add; a refused
+ * allocation is `TRITTER_ERR_OUT_OF_MEMORY` and leaves the memory unchanged.
  *
  * # Safety
  * `memory_out` valid for writing one pointer.
  */
-tritter_status_t tritter_item_memory_new(size_t dim, struct tritter_item_memory_t **memory_out);
+TRITTER_MUST_USE
+tritter_status_t tritter_item_memory_new(size_t dim,
+                                         struct tritter_item_memory_t **memory_out);
 
 /**
  * Stores a packed vector (validated) with `label`; writes its 0-based index
@@ -2892,6 +3111,7 @@ tritter_status_t tritter_item_memory_new(size_t dim, struct tritter_item_memory_
  * `memory` NULL or live (exclusive access); `vector` NULL or valid for
  * `words_len` words; `index_out` NULL or valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_add(struct tritter_item_memory_t *memory,
                                          const uint64_t *vector,
                                          size_t words_len,
@@ -2904,6 +3124,7 @@ tritter_status_t tritter_item_memory_add(struct tritter_item_memory_t *memory,
  * # Safety
  * `memory` NULL or live; `len_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_len(const struct tritter_item_memory_t *memory,
                                          size_t *len_out);
 
@@ -2913,6 +3134,7 @@ tritter_status_t tritter_item_memory_len(const struct tritter_item_memory_t *mem
  * # Safety
  * `memory` NULL or live; `dim_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_dim(const struct tritter_item_memory_t *memory,
                                          size_t *dim_out);
 
@@ -2923,6 +3145,7 @@ tritter_status_t tritter_item_memory_dim(const struct tritter_item_memory_t *mem
  * # Safety
  * `memory` NULL or live; `out` NULL or valid for `out_len` words.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_get(const struct tritter_item_memory_t *memory,
                                          size_t index,
                                          uint64_t *out,
@@ -2940,6 +3163,7 @@ tritter_status_t tritter_item_memory_get(const struct tritter_item_memory_t *mem
  * `memory` NULL or live; `query` NULL or valid for `query_len` words;
  * outputs valid for `capacity` elements; `found_out` valid for one `size_t`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_query_topk(const struct tritter_item_memory_t *memory,
                                                 const uint64_t *query,
                                                 size_t query_len,
@@ -2958,6 +3182,7 @@ tritter_status_t tritter_item_memory_query_topk(const struct tritter_item_memory
  * `memory` NULL or live; `query` NULL or valid for `query_len` words;
  * `scores_out` NULL or valid for `scores_len` doubles.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_item_memory_similarities(const struct tritter_item_memory_t *memory,
                                                   const uint64_t *query,
                                                   size_t query_len,

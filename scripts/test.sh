@@ -45,6 +45,9 @@ if [ "${TRITTER_TEST_FAST:-0}" != 1 ]; then
     cargo bench --no-run -q
 fi
 
+step "seeded mutation test of every decoder (fuzz/README.md): 4 s a target, release"
+TRITTER_MUTATION_SECS=4 cargo test --release -q --test fuzz_mutation -- --nocapture
+
 step "Python tests"
 export TRITTER_ACCEL_LIB="$PWD/target/release/libtritter_accel.so"
 .venv/bin/python -m pytest -q python-ctypes/tests

@@ -67,7 +67,7 @@ impl CpuLevel {
 
     /// The level's C code (`TRITTER_CPU_LEVEL_*`: 0 scalar, 1 avx2,
     /// 2 avx512, 3 avx512vnni, 16 neon).
-    pub fn code(self) -> u32 {
+    pub const fn code(self) -> u32 {
         match self {
             CpuLevel::Scalar => 0,
             CpuLevel::Avx2 => 1,

@@ -85,6 +85,17 @@ pub enum Error {
     /// An I/O error (file formats).
     #[error("I/O error: {0}")]
     Io(String),
+    /// An allocation was refused. Every allocation whose size comes from a
+    /// caller (a dimension, shape, capacity, payload header) goes through
+    /// the fallible helpers below, so the library reports this instead of
+    /// aborting its host process.
+    #[error("out of memory: `{arg}` needs {bytes} bytes")]
+    OutOfMemory {
+        /// Name of the argument that sized the allocation.
+        arg: &'static str,
+        /// Bytes requested.
+        bytes: usize,
+    },
     /// A bug: a panic caught at the C boundary, or a broken invariant.
     #[error("internal error: {0}")]
     Internal(String),
@@ -130,6 +141,149 @@ pub fn checked_mul(a: usize, b: usize, arg: &'static str) -> Result<usize> {
         .ok_or_else(|| Error::overflow(arg, format!("{a} * {b} overflows usize")))
 }
 
+/// Gives a field-less enum its C codes from one list: `ALL`, `code()` (a
+/// `const fn` with an exhaustive `match`, so a variant without a code does
+/// not compile) and `from_code()` (the same list read the other way, so the
+/// two cannot disagree; a repeated code fails a compile-time assertion).
+/// `src/ffi` ties each `TRITTER_*` constant to `code()` with a compile-time
+/// assertion (`ffi::status::c_constants!`).
+///
+/// ```ignore
+/// c_codes!(Algebra, "algebra", "algebra code" { Map = 0 => "MAP", Modular = 1 => "modular" });
+/// ```
+#[macro_export]
+#[doc(hidden)]
+macro_rules! c_codes {
+    ($ty:ident, $arg:literal, $what:literal { $($v:ident = $c:literal => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every variant, in the order of the code table.
+            pub const ALL: &'static [$ty] = &[$($ty::$v),+];
+            /// The C code of the variant.
+            pub const fn code(self) -> u32 {
+                match self {
+                    $($ty::$v => $c,)+
+                }
+            }
+            /// The variant with C code `code`; [`Error::InvalidArgument`](crate::Error)
+            /// naming the argument otherwise.
+            pub fn from_code(code: u32) -> $crate::Result<Self> {
+                match code {
+                    $($c => Ok($ty::$v),)+
+                    _ => Err($crate::Error::invalid(
+                        $arg,
+                        format!(
+                            "unknown {} {code} ({})",
+                            $what,
+                            [$(concat!(stringify!($c), " = ", $name)),+].join(", ")
+                        ),
+                    )),
+                }
+            }
+        }
+        const _: () = {
+            let codes: &[u32] = &[$($c),+];
+            let mut i = 0;
+            while i < codes.len() {
+                let mut j = i + 1;
+                while j < codes.len() {
+                    assert!(codes[i] != codes[j], "two variants share a C code");
+                    j += 1;
+                }
+                i += 1;
+            }
+        };
+    };
+}
+
+/// Element types whose all-zero bit pattern is a valid value (so a zeroed
+/// allocation is an initialized buffer of zeros).
+///
+/// # Safety
+/// Implement only for types for which every byte being 0 is a valid value.
+pub unsafe trait Zeroable: Copy {}
+macro_rules! zeroable {
+    ($($t:ty),*) => { $(unsafe impl Zeroable for $t {})* };
+}
+zeroable!(u8, i8, u16, i16, u32, i32, u64, i64, usize, isize, f32, f64);
+unsafe impl<T: Zeroable, const N: usize> Zeroable for [T; N] {}
+
+/// Bytes of `n` values of `T`, or [`Error::SizeOverflow`] when that exceeds
+/// `isize::MAX` (the most any allocation may hold).
+pub fn alloc_bytes<T>(n: usize, arg: &'static str) -> Result<usize> {
+    match n.checked_mul(std::mem::size_of::<T>()) {
+        Some(b) if b <= isize::MAX as usize => Ok(b),
+        _ => Err(Error::overflow(
+            arg,
+            format!(
+                "{n} elements of {} bytes exceed the largest possible allocation",
+                std::mem::size_of::<T>()
+            ),
+        )),
+    }
+}
+
+/// `n` zeros, allocated fallibly (zeroed pages from the allocator, as
+/// `vec![0; n]` does): [`Error::OutOfMemory`] or [`Error::SizeOverflow`]
+/// naming `arg` instead of an abort.
+pub fn try_zeroed<T: Zeroable>(n: usize, arg: &'static str) -> Result<Vec<T>> {
+    let bytes = alloc_bytes::<T>(n, arg)?;
+    if n == 0 || bytes == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| Error::overflow(arg, "layout"))?;
+    // SAFETY: layout has non-zero size; an all-zero T is valid (Zeroable),
+    // and the pointer comes from the global allocator with T's layout, as
+    // Vec::from_raw_parts requires.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout) as *mut T;
+        if p.is_null() {
+            return Err(Error::OutOfMemory { arg, bytes });
+        }
+        Ok(Vec::from_raw_parts(p, n, n))
+    }
+}
+
+/// `n` copies of `value`, allocated fallibly (see [`try_zeroed`]).
+pub fn try_vec<T: Clone>(n: usize, value: T, arg: &'static str) -> Result<Vec<T>> {
+    let mut v = try_with_capacity(n, arg)?;
+    v.resize(n, value);
+    Ok(v)
+}
+
+/// An empty vector with room for `n` elements, allocated fallibly.
+pub fn try_with_capacity<T>(n: usize, arg: &'static str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    try_reserve(&mut v, n, arg)?;
+    Ok(v)
+}
+
+/// Makes room for `additional` more elements in `v`, fallibly.
+pub fn try_reserve<T>(v: &mut Vec<T>, additional: usize, arg: &'static str) -> Result<()> {
+    let total = v.len().saturating_add(additional);
+    let bytes = alloc_bytes::<T>(total, arg)?;
+    // amortized (doubling) growth, so a push loop stays linear
+    v.try_reserve(additional)
+        .map_err(|_| Error::OutOfMemory { arg, bytes })
+}
+
+/// A copy of `s`, allocated fallibly.
+pub fn try_to_vec<T: Clone>(s: &[T], arg: &'static str) -> Result<Vec<T>> {
+    let mut v = try_with_capacity(s.len(), arg)?;
+    v.extend_from_slice(s);
+    Ok(v)
+}
+
+/// Collects an iterator of known length `n` into a vector allocated fallibly.
+pub fn try_collect<T>(
+    n: usize,
+    it: impl IntoIterator<Item = T>,
+    arg: &'static str,
+) -> Result<Vec<T>> {
+    let mut v = try_with_capacity(n, arg)?;
+    v.extend(it);
+    Ok(v)
+}
+
 /// Returns the index of the first non-finite value, as an error naming `arg`.
 pub fn check_finite(xs: &[f32], arg: &'static str) -> Result<()> {
     // Branch-free scan in chunks; only locate the index on failure.
@@ -159,5 +313,46 @@ pub fn check_finite_view(x: &ndarray::ArrayView2<f32>, arg: &'static str) -> Res
     match x.iter().position(|v| !v.is_finite()) {
         None => Ok(()),
         Some(index) => Err(Error::NonFinite { arg, index }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fallible_allocation_reports_instead_of_aborting() {
+        // More bytes than isize::MAX: a size error, before asking the allocator.
+        assert!(matches!(
+            try_zeroed::<f32>(usize::MAX / 2, "n"),
+            Err(Error::SizeOverflow { arg: "n", .. })
+        ));
+        assert!(matches!(
+            try_vec(usize::MAX, 0u8, "n"),
+            Err(Error::SizeOverflow { arg: "n", .. })
+        ));
+        // A size the allocator must refuse (2^62 bytes): out of memory.
+        match try_zeroed::<u8>(1 << 62, "dim") {
+            Err(Error::OutOfMemory { arg, bytes }) => {
+                assert_eq!((arg, bytes), ("dim", 1 << 62));
+            }
+            other => panic!("{other:?}"),
+        }
+        match try_with_capacity::<u64>(1 << 59, "dim") {
+            Err(Error::OutOfMemory { arg: "dim", bytes }) => assert_eq!(bytes, 1 << 62),
+            other => panic!("{other:?}"),
+        }
+        let mut v = vec![1u8; 3];
+        assert!(matches!(
+            try_reserve(&mut v, 1 << 62, "more"),
+            Err(Error::OutOfMemory { arg: "more", .. })
+        ));
+        // Small sizes work and are zeroed / filled.
+        assert_eq!(try_zeroed::<f32>(5, "n").unwrap(), vec![0.0; 5]);
+        assert_eq!(try_zeroed::<[u64; 2]>(2, "n").unwrap(), vec![[0; 2]; 2]);
+        assert_eq!(try_vec(3, 7i8, "n").unwrap(), vec![7; 3]);
+        assert_eq!(try_to_vec(&[1, 2], "n").unwrap(), vec![1, 2]);
+        assert!(try_zeroed::<u8>(0, "n").unwrap().is_empty());
+        assert_eq!(try_collect(3, 0..3, "n").unwrap(), vec![0, 1, 2]);
     }
 }

@@ -43,7 +43,10 @@ pub mod rng;
 pub mod ternary;
 pub mod vsa;
 
-pub use error::{check_finite, check_finite_view, checked_mul, Error, Result};
+pub use error::{
+    check_finite, check_finite_view, checked_mul, try_collect, try_reserve, try_to_vec, try_vec,
+    try_with_capacity, try_zeroed, Error, Result,
+};
 
 /// Crate version as `MAJOR.MINOR.PATCH` (from Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -57,7 +57,8 @@ def split_param(p):
 
 
 def generate():
-    text = strip_comments(HEADER.read_text())
+    # TRITTER_MUST_USE marks status-returning prototypes (warn_unused_result); ctypes ignores it.
+    text = strip_comments(HEADER.read_text()).replace("TRITTER_MUST_USE ", "")
     consts = re.findall(r"#define (TRITTER_[A-Z0-9_]+) (-?\d+)\b", text)
     enum_vals = re.findall(r"^\s*(TRITTER_[A-Z0-9_]+) = (\d+),?$", text, flags=re.M)
     structs = {}

@@ -6,6 +6,7 @@ the repository's target/{release,debug}. PyTorch integration lives in
 """
 from ._lib import (CudaUnavailableError, InvalidArgumentError, InvalidDataError, NonFiniteError,  # noqa: F401
                    NullPointerError, ShapeMismatchError, TritterError, library_path)
+from ._lib import OutOfMemoryError  # noqa: F401,E402
 from .ternary import (TernaryMatrix, cuda_available, get_num_threads, pack, pack_ternary_weights,  # noqa: F401
                       packed_size, quant_config, quantize, quantize_activations_i8, quantize_weights_absmean,
                       set_num_threads, ternary_matmul, unpack, unpack_ternary_weights, version)

@@ -18,11 +18,37 @@ _DL = {
 
 
 def carray(a, dtype, ndim=None, name="array"):
-    """`a` as a C-contiguous array of `dtype` (copying only if needed)."""
+    """`a` as a C-contiguous array of `dtype` (copying only if needed).
+    None and object arrays are refused (NumPy would turn None into NaN)."""
+    if a is None:
+        raise TypeError(f"{name} is None, expected an array")
+    if isinstance(a, np.ndarray) and a.dtype == object:
+        raise TypeError(f"{name} has dtype object, expected numbers")
     arr = np.ascontiguousarray(a, dtype=dtype)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
     return arr
+
+
+def out_array(out, dtype, shape=None, size=None, name="out"):
+    """Checks an array the library writes into, before its pointer crosses:
+    a NumPy array of exactly `dtype`, C-contiguous (no negative or gapped
+    strides), writeable, and of `shape` (or `size` elements) when given.
+    Anything else raises (TypeError for the wrong kind or dtype, ValueError
+    otherwise): the library only sees a pointer and a length."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(out).__name__}")
+    if out.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)}, got {out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (got strides {out.strides})")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    if shape is not None and out.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {out.shape}")
+    if size is not None and out.size != size:
+        raise ValueError(f"{name} must have {size} elements, got {out.size}")
+    return out
 
 
 def ptr(arr):

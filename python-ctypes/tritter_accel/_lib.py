@@ -55,6 +55,10 @@ class CudaUnavailableError(TritterError):
     pass
 
 
+class OutOfMemoryError(TritterError, MemoryError):
+    """An allocation sized by the arguments was refused; nothing changed."""
+
+
 _ERRORS = {
     C.TRITTER_ERR_NULL_POINTER: NullPointerError,
     C.TRITTER_ERR_INVALID_ARGUMENT: InvalidArgumentError,
@@ -65,6 +69,7 @@ _ERRORS = {
     C.TRITTER_ERR_INVALID_DATA: InvalidDataError,
     C.TRITTER_ERR_UNSUPPORTED_DTYPE: InvalidArgumentError,
     C.TRITTER_ERR_CUDA_UNAVAILABLE: CudaUnavailableError,
+    C.TRITTER_ERR_OUT_OF_MEMORY: OutOfMemoryError,
 }
 
 

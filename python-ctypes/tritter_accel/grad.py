@@ -27,7 +27,7 @@ import ctypes
 import numpy as np
 
 from . import _c_api as C
-from ._arrays import carray, ptr
+from ._arrays import carray, out_array, ptr
 from ._lib import call
 from ._managed import Handle, new_handle
 
@@ -138,8 +138,8 @@ def decompress(payload, out=None):
     p = _bytes(payload)
     if out is None:
         out = np.empty(payload_info(p)["dim"], np.float32)
-    elif out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise ValueError("out must be a C-contiguous float32 array")
+    else:
+        out_array(out, np.float32)
     call("tritter_grad_decompress", ptr(p), p.size, ptr(out), out.size)
     return out
 
@@ -157,6 +157,8 @@ def count_sketch(grad, rows, cols, seed, out=None):
     g = _vec(grad, "grad")
     if out is None:
         out = np.empty((int(rows), int(cols)), np.float32)
+    else:  # [rows, cols] or flat
+        out_array(out, np.float32, size=int(rows) * int(cols))
     call("tritter_count_sketch", ptr(g), g.size, int(rows), int(cols), int(seed) & (2**64 - 1), ptr(out), out.size)
     return out
 
@@ -210,6 +212,8 @@ class FetchSGD(Handle):
         t = carray(summed, np.float32, None, "summed").reshape(-1)
         if out is None:
             out = np.empty(self.dim, np.float32)
+        else:
+            out_array(out, np.float32, shape=(self.dim,))
         call("tritter_fetchsgd_step", self.raw, ptr(t), t.size, ptr(out), out.size)
         return out
 

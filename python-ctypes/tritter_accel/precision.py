@@ -20,13 +20,15 @@ __all__ = ["f32_to_bf16", "bf16_to_f32", "f32_to_f16", "f16_to_f32", "f32_to_bf1
 
 
 def _narrow(export, x, *extra):
-    a = carray(x, np.float32)
+    a = carray(x, np.float32, name="x")
     out = np.empty(a.shape, np.uint16)
     call(export, ptr(a), a.size, *extra, ptr(out), out.size)
     return out
 
 
 def _widen(export, bits):
+    if bits is None or (isinstance(bits, np.ndarray) and bits.dtype == object):
+        raise TypeError("expected an array of 16-bit values")
     h = np.ascontiguousarray(bits)
     if h.dtype.itemsize != 2:
         raise TypeError(f"expected 16-bit values, got dtype {h.dtype}")
@@ -96,11 +98,17 @@ class LossScaler(Handle):
     _free = "tritter_loss_scaler_free"
 
     def __init__(self, init_scale=65536.0, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000,
-                 min_scale=0.0, max_scale=float("inf")):
+                 min_scale=None, max_scale=None):
+        """`min_scale`/`max_scale` default to the library's (2^-24: the scale never gets stuck at 0;
+        +inf)."""
         c = C.tritter_loss_scaler_config_t()
+        call("tritter_loss_scaler_config_default", ctypes.byref(c))
         c.init_scale, c.growth_factor, c.backoff_factor = init_scale, growth_factor, backoff_factor
         c.growth_interval = int(growth_interval)
-        c.min_scale, c.max_scale = min_scale, max_scale
+        if min_scale is not None:
+            c.min_scale = min_scale
+        if max_scale is not None:
+            c.max_scale = max_scale
         super().__init__(new_handle("tritter_loss_scaler_new", ctypes.byref(c)))
 
     def _state(self):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _c_api as C
-from ._arrays import carray, ptr
+from ._arrays import carray, out_array, ptr
 from ._lib import call
 from ._managed import Handle, new_handle
 
@@ -102,8 +102,7 @@ class PhaseTrainer(Handle):
         shape = self.shapes[name]
         if out is None:
             out = np.empty(shape, np.float32)
-        if out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise TypeError("out must be a C-contiguous float32 array")
+        out_array(out, np.float32)  # its length is checked by the library
         call("tritter_phase_trainer_predict", self.raw, self._ids[name], ptr(out), out.size)
         return out
 

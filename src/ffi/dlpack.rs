@@ -101,10 +101,10 @@ dl_elem!(half::bf16, TRITTER_DL_BFLOAT, 16, "bfloat16");
 
 fn dtype_name(d: tritter_dl_dtype_t) -> String {
     let k = match d.code {
-        0 => "int",
-        1 => "uint",
-        2 => "float",
-        4 => "bfloat",
+        TRITTER_DL_INT => "int",
+        TRITTER_DL_UINT => "uint",
+        TRITTER_DL_FLOAT => "float",
+        TRITTER_DL_BFLOAT => "bfloat",
         _ => "code",
     };
     format!("{k}{}x{}", d.bits, d.lanes)
@@ -185,6 +185,13 @@ unsafe fn layout<T: DlElem>(
         numel = numel
             .checked_mul(s)
             .ok_or_else(|| Error::overflow(name, format!("shape {shape:?} overflows")))?;
+    }
+    // ndarray's limit for any view (broadcast views included).
+    if numel > isize::MAX as usize {
+        return Err(Error::overflow(
+            name,
+            format!("shape {shape:?} has more than isize::MAX elements"),
+        ));
     }
     let strides: Vec<usize> = if t.strides.is_null() {
         let mut st = vec![0usize; ndim];

@@ -27,6 +27,13 @@ pub const TRITTER_GRAD_PROJECTION: u32 = 4;
 /// coordinates kept at 32x with 2-bit codes, where top-k keeps 1 in 64); use
 /// it with error feedback.
 pub const TRITTER_GRAD_QTOPK: u32 = 5;
+super::status::c_constants!(Method, Method::ALL, {
+    Method::CountSketch => TRITTER_GRAD_SKETCH,
+    Method::Ternary => TRITTER_GRAD_TERNARY,
+    Method::TopK => TRITTER_GRAD_TOPK,
+    Method::Projection => TRITTER_GRAD_PROJECTION,
+    Method::QTopK => TRITTER_GRAD_QTOPK,
+});
 /// Bytes of payload header plus checksum.
 pub const TRITTER_GRAD_PAYLOAD_OVERHEAD: usize = 44;
 const _: () = assert!(TRITTER_GRAD_PAYLOAD_OVERHEAD == payload::OVERHEAD);
@@ -120,6 +127,7 @@ pub struct tritter_ternary_accumulator_t(TernaryAccumulator);
 ///
 /// # Safety
 /// `config_out` must be valid for writing one `tritter_grad_config_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_config_default(
     config_out: *mut tritter_grad_config_t,
@@ -135,11 +143,14 @@ pub unsafe extern "C" fn tritter_grad_config_default(
 
 /// Creates a compressor for gradients of `dim` floats.
 /// Errors: NULL `config`/`compressor_out`, `dim` zero or >= 2^32, invalid
-/// method code, ratio < 1 or non-finite, bad rows/block.
+/// method code, ratio < 1 or non-finite, bad rows/block;
+/// `TRITTER_ERR_OUT_OF_MEMORY` naming `dim` when the error-feedback residual
+/// (`4 dim` bytes) cannot be allocated.
 ///
 /// # Safety
 /// `config` must point to a valid config; `compressor_out` must be valid for
 /// writing one pointer. The caller owns the new handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_new(
     dim: usize,
@@ -173,6 +184,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_free(compressor: *mut tritter_g
 ///
 /// # Safety
 /// `compressor` must be a live handle; `bytes_out` valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_wire_bytes(
     compressor: *const tritter_grad_compressor_t,
@@ -193,6 +205,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_wire_bytes(
 ///
 /// # Safety
 /// Pointers valid for their lengths; `payload_out` must not overlap `grad`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_compress(
     compressor: *mut tritter_grad_compressor_t,
@@ -214,9 +227,9 @@ pub unsafe extern "C" fn tritter_grad_compressor_compress(
                 format!("expected {} elements, got {n}", c.0.dim()),
             ));
         }
-        let p = c.0.compress(g)?.to_bytes();
-        out.copy_from_slice(&p);
-        unsafe { args::write(written_out, p.len(), "written_out") }
+        let p = c.0.compress(g)?;
+        payload::encode_into(&p, out)?;
+        unsafe { args::write(written_out, need, "written_out") }
     })
 }
 
@@ -225,6 +238,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_compress(
 ///
 /// # Safety
 /// `residual_out` valid for `out_len` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_residual(
     compressor: *const tritter_grad_compressor_t,
@@ -248,6 +262,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_residual(
 ///
 /// # Safety
 /// `compressor` must be a live handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_reset(
     compressor: *mut tritter_grad_compressor_t,
@@ -264,6 +279,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_reset(
 ///
 /// # Safety
 /// `compressor` must be a live handle; `step_out` valid for one `uint64_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_compressor_step(
     compressor: *const tritter_grad_compressor_t,
@@ -280,6 +296,7 @@ pub unsafe extern "C" fn tritter_grad_compressor_step(
 ///
 /// # Safety
 /// `payload` valid for `payload_len` bytes; `info_out` for one struct.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_payload_info(
     payload: *const u8,
@@ -309,6 +326,7 @@ pub unsafe extern "C" fn tritter_grad_payload_info(
 ///
 /// # Safety
 /// `payload` valid for `payload_len` bytes; `out` for `out_len` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_decompress(
     payload: *const u8,
@@ -328,11 +346,21 @@ pub unsafe extern "C" fn tritter_grad_decompress(
 /// dim, seed and geometry into `sum_out` (`sum_cap >= a_len`); the result
 /// decodes the sum of the two gradients. Errors: invalid payloads, non-linear
 /// method or mismatch (`TRITTER_ERR_INVALID_ARGUMENT` naming `other`), buffer
-/// too small.
+/// too small, and `TRITTER_ERR_NON_FINITE` naming `sum` when the sum leaves
+/// the range a payload may hold (an element overflows to ±inf, or a
+/// projection value exceeds ±f32::MAX/2): every payload this returns
+/// validates and decodes to finite values.
+///
+/// Aliasing: `sum_out` may be the same buffer as `a` or `b` (an in-place
+/// sum, e.g. `tritter_grad_payload_sum(acc, n, p, n, acc, n)`): both inputs
+/// are read and validated completely before anything is written. Any other
+/// partial overlap is undefined. Nothing is written on error.
 ///
 /// # Safety
-/// Inputs valid for their lengths; `sum_out` for `sum_cap` bytes and not
-/// overlapping the inputs.
+/// Inputs valid for their lengths; `sum_out` valid for `sum_cap` bytes and
+/// either disjoint from the inputs or starting at the same address as one
+/// of them.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_payload_sum(
     a: *const u8,
@@ -343,14 +371,18 @@ pub unsafe extern "C" fn tritter_grad_payload_sum(
     sum_cap: usize,
 ) -> tritter_status_t {
     guard(|| {
-        let pa = unsafe { args::slice(a, a_len, "a")? };
-        let pb = unsafe { args::slice(b, b_len, "b")? };
-        let mut ca = Compressed::from_bytes(pa)?;
-        let cb = Compressed::from_bytes(pb)?;
-        ca.add_assign(&cb)?;
-        let out = unsafe { args::out_slice(sum_out, sum_cap, ca.wire_bytes(), "sum_out")? };
-        out.copy_from_slice(&ca.to_bytes());
-        Ok(())
+        // Decode (copying) both inputs in a scope of their own: their borrows
+        // end before the output, which may alias one of them, is borrowed.
+        let sum = {
+            let pa = unsafe { args::slice(a, a_len, "a")? };
+            let pb = unsafe { args::slice(b, b_len, "b")? };
+            let mut ca = Compressed::from_bytes(pa)?;
+            let cb = Compressed::from_bytes(pb)?;
+            ca.add_assign(&cb)?;
+            ca
+        };
+        let out = unsafe { args::out_slice(sum_out, sum_cap, sum.wire_bytes(), "sum_out")? };
+        payload::encode_into(&sum, out)
     })
 }
 
@@ -358,10 +390,13 @@ pub unsafe extern "C" fn tritter_grad_payload_sum(
 /// floats, row-major, overwritten). Linear: tables of several workers made
 /// with the same `(rows, cols, seed)` may be summed before decoding.
 /// Errors: NULL, `n` zero, rows not in 1..=15, cols zero, table length,
-/// non-finite gradient.
+/// non-finite gradient, and a table that overflows f32 (finite values too
+/// large; `TRITTER_ERR_INVALID_ARGUMENT` naming `grad`, the table's content
+/// is then unspecified).
 ///
 /// # Safety
 /// Pointers valid for their lengths; no overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_count_sketch(
     grad: *const f32,
@@ -377,7 +412,14 @@ pub unsafe extern "C" fn tritter_count_sketch(
         let g = unsafe { args::slice(grad, n, "grad")? };
         let t = unsafe { args::out_slice(table_out, table_len, cs.table_len(), "table_out")? };
         t.fill(0.0);
-        cs.accumulate(g, t)
+        cs.accumulate(g, t)?;
+        if let Some(i) = t.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                "grad",
+                format!("its sketch overflows f32 at table element {i} (values too large)"),
+            ));
+        }
+        Ok(())
     })
 }
 
@@ -385,6 +427,7 @@ pub unsafe extern "C" fn tritter_count_sketch(
 ///
 /// # Safety
 /// Pointers valid for their lengths; no overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_count_sketch_estimate(
     table: *const f32,
@@ -416,11 +459,13 @@ pub unsafe extern "C" fn tritter_count_sketch_estimate(
 
 /// Creates FetchSGD state for `dim`-gradients sketched into `rows x cols`
 /// with `seed`, applying `k` coordinates per step, with momentum in
-/// `[0, 1)`. Errors: as [`tritter_count_sketch`], `k` not in 1..=dim,
-/// momentum out of range.
+/// `[0, 1)`. Errors: as [`tritter_count_sketch`], `dim` >= 2^32, `k` not in
+/// 1..=dim, momentum out of range; `TRITTER_ERR_OUT_OF_MEMORY` naming `cols`
+/// when the two `rows * cols` f32 tables cannot be allocated.
 ///
 /// # Safety
 /// `fetchsgd_out` valid for writing one pointer; the caller owns the handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_fetchsgd_new(
     dim: usize,
@@ -457,6 +502,7 @@ pub unsafe extern "C" fn tritter_fetchsgd_free(fetchsgd: *mut tritter_fetchsgd_t
 ///
 /// # Safety
 /// Pointers valid for their lengths; no overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_fetchsgd_step(
     fetchsgd: *mut tritter_fetchsgd_t,
@@ -483,6 +529,7 @@ pub unsafe extern "C" fn tritter_fetchsgd_step(
 ///
 /// # Safety
 /// A live handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_fetchsgd_reset(
     fetchsgd: *mut tritter_fetchsgd_t,
@@ -498,6 +545,7 @@ pub unsafe extern "C" fn tritter_fetchsgd_reset(
 ///
 /// # Safety
 /// `m_out` valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_projection_len(
     dim: usize,
@@ -518,6 +566,7 @@ pub unsafe extern "C" fn tritter_grad_projection_len(
 ///
 /// # Safety
 /// Pointers valid for their lengths; no overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_project(
     grad: *const f32,
@@ -538,6 +587,7 @@ pub unsafe extern "C" fn tritter_grad_project(
 ///
 /// # Safety
 /// Pointers valid for their lengths; no overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_grad_unproject(
     compressed: *const f32,
@@ -555,10 +605,12 @@ pub unsafe extern "C" fn tritter_grad_unproject(
 }
 
 /// Creates a packed ternary accumulator for `dim`-gradients (2 bits a
-/// coordinate + one f32 scale per `block`). Errors: `dim` zero, bad block.
+/// coordinate + one f32 scale per `block`). Errors: `dim` zero, bad block,
+/// `TRITTER_ERR_OUT_OF_MEMORY` naming `dim` when the state cannot be allocated.
 ///
 /// # Safety
 /// `accumulator_out` valid for writing one pointer; the caller owns it.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_accumulator_new(
     dim: usize,
@@ -596,6 +648,7 @@ pub unsafe extern "C" fn tritter_ternary_accumulator_free(
 ///
 /// # Safety
 /// `grad` valid for `n` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_accumulator_add(
     accumulator: *mut tritter_ternary_accumulator_t,
@@ -615,6 +668,7 @@ pub unsafe extern "C" fn tritter_ternary_accumulator_add(
 ///
 /// # Safety
 /// `out` valid for `n` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_accumulator_read(
     accumulator: *const tritter_ternary_accumulator_t,
@@ -633,6 +687,7 @@ pub unsafe extern "C" fn tritter_ternary_accumulator_read(
 ///
 /// # Safety
 /// Out-pointers valid for one value each.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_accumulator_info(
     accumulator: *const tritter_ternary_accumulator_t,
@@ -651,6 +706,7 @@ pub unsafe extern "C" fn tritter_ternary_accumulator_info(
 ///
 /// # Safety
 /// A live handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_accumulator_reset(
     accumulator: *mut tritter_ternary_accumulator_t,

@@ -155,6 +155,7 @@ fn logits_mode(code: u32) -> Result<Logits> {
 ///
 /// # Safety
 /// `options_out` must be valid for writing one `tritter_load_options_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_load_options_default(
     options_out: *mut tritter_load_options_t,
@@ -178,6 +179,7 @@ pub unsafe extern "C" fn tritter_load_options_default(
 /// # Safety
 /// `path` must be NULL or a NUL-terminated string; `options` NULL or valid;
 /// `model_out` valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_model_load(
     path: *const c_char,
@@ -217,6 +219,7 @@ pub unsafe extern "C" fn tritter_model_free(model: *mut tritter_model_t) {
 ///
 /// # Safety
 /// `model` must be NULL or a live handle; `info_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_model_info(
     model: *const tritter_model_t,
@@ -248,6 +251,7 @@ pub unsafe extern "C" fn tritter_model_info(
 ///
 /// # Safety
 /// `model` must be NULL or a live handle; `options_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_session_options_default(
     model: *const tritter_model_t,
@@ -276,6 +280,7 @@ pub unsafe extern "C" fn tritter_session_options_default(
 ///
 /// # Safety
 /// `model` NULL or live; `options` NULL or valid; `report_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_session_memory(
     model: *const tritter_model_t,
@@ -305,6 +310,7 @@ pub unsafe extern "C" fn tritter_session_memory(
 ///
 /// # Safety
 /// `model` NULL or live; `options` NULL or valid; `session_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_session_new(
     model: *const tritter_model_t,
@@ -340,6 +346,7 @@ pub unsafe extern "C" fn tritter_session_free(session: *mut tritter_session_t) {
 ///
 /// # Safety
 /// `session` NULL or live; every array NULL or valid for its stated length.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_session_forward(
     session: *mut tritter_session_t,
@@ -387,6 +394,7 @@ pub unsafe extern "C" fn tritter_session_forward(
 ///
 /// # Safety
 /// `session` NULL or live; arrays NULL or valid for their lengths.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_session_prefill(
     session: *mut tritter_session_t,
@@ -409,6 +417,7 @@ pub unsafe extern "C" fn tritter_session_prefill(
 ///
 /// # Safety
 /// `session` NULL or live; arrays NULL or valid for their lengths.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_session_decode(
     session: *mut tritter_session_t,
@@ -431,6 +440,7 @@ pub unsafe extern "C" fn tritter_session_decode(
 ///
 /// # Safety
 /// `session` NULL or live; `len_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_session_seq_len(
     session: *const tritter_session_t,
@@ -453,6 +463,7 @@ pub unsafe extern "C" fn tritter_session_seq_len(
 ///
 /// # Safety
 /// `session` NULL or live.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_session_reset(
     session: *mut tritter_session_t,
@@ -466,6 +477,7 @@ pub unsafe extern "C" fn tritter_session_reset(
 ///
 /// # Safety
 /// `session` NULL or live.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_session_truncate(
     session: *mut tritter_session_t,
@@ -483,6 +495,7 @@ pub unsafe extern "C" fn tritter_session_truncate(
 ///
 /// # Safety
 /// `params_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_sampling_params_default(
     params_out: *mut tritter_sampling_params_t,
@@ -510,6 +523,7 @@ pub unsafe extern "C" fn tritter_sampling_params_default(
 /// # Safety
 /// `logits` NULL or valid for `vocab` floats; `params` NULL or valid;
 /// `token_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_sample(
     logits: *const f32,
@@ -542,6 +556,7 @@ pub unsafe extern "C" fn tritter_sample(
 /// # Safety
 /// `model` NULL or live; arrays NULL or valid for their stated lengths
 /// (`tokens_out`: `n_seqs · stride`).
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_model_generate(
     model: *const tritter_model_t,
@@ -640,6 +655,7 @@ fn cache_shape(
 ///
 /// # Safety
 /// `bytes_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_kv_cache_memory(
     layers: usize,
@@ -664,6 +680,7 @@ pub unsafe extern "C" fn tritter_kv_cache_memory(
 ///
 /// # Safety
 /// `cache_out` valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_kv_cache_new(
     layers: usize,
@@ -699,6 +716,7 @@ pub unsafe extern "C" fn tritter_kv_cache_free(cache: *mut tritter_kv_cache_t) {
 ///
 /// # Safety
 /// `cache` NULL or live; `k`, `v` NULL or valid for `len` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_kv_cache_append(
     cache: *mut tritter_kv_cache_t,
@@ -722,6 +740,7 @@ pub unsafe extern "C" fn tritter_kv_cache_append(
 ///
 /// # Safety
 /// `cache` NULL or live; outputs NULL or valid for `len` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_kv_cache_read(
     cache: *const tritter_kv_cache_t,
@@ -744,6 +763,7 @@ pub unsafe extern "C" fn tritter_kv_cache_read(
 ///
 /// # Safety
 /// `cache` NULL or live; `len_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_kv_cache_len(
     cache: *const tritter_kv_cache_t,
@@ -766,6 +786,7 @@ pub unsafe extern "C" fn tritter_kv_cache_len(
 ///
 /// # Safety
 /// `cache` NULL or live.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_kv_cache_truncate(
     cache: *mut tritter_kv_cache_t,

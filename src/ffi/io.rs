@@ -152,6 +152,7 @@ fn open_safe(path: &str) -> Result<tritter_checkpoint_t> {
 /// # Safety
 /// `path` must be NULL or a NUL-terminated string; `checkpoint_out` valid for
 /// writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_open(
     path: *const c_char,
@@ -178,6 +179,7 @@ pub unsafe extern "C" fn tritter_checkpoint_free(checkpoint: *mut tritter_checkp
 ///
 /// # Safety
 /// `checkpoint` must be NULL or live; `kind_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_kind(
     checkpoint: *const tritter_checkpoint_t,
@@ -198,6 +200,7 @@ pub unsafe extern "C" fn tritter_checkpoint_kind(
 ///
 /// # Safety
 /// `checkpoint` must be NULL or live; `count_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_num_tensors(
     checkpoint: *const tritter_checkpoint_t,
@@ -215,6 +218,7 @@ pub unsafe extern "C" fn tritter_checkpoint_num_tensors(
 ///
 /// # Safety
 /// `checkpoint` must be NULL or live; `name_out` valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_tensor_name(
     checkpoint: *const tritter_checkpoint_t,
@@ -238,6 +242,7 @@ pub unsafe extern "C" fn tritter_checkpoint_tensor_name(
 ///
 /// # Safety
 /// `checkpoint` must be NULL or live; `json_out` valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_config_json(
     checkpoint: *const tritter_checkpoint_t,
@@ -280,6 +285,7 @@ fn info_safe(c: &tritter_checkpoint_t, name: &str) -> Result<tritter_tensor_info
 /// # Safety
 /// `checkpoint` NULL or live; `name` NULL or NUL-terminated; `info_out` valid
 /// for writing one `tritter_tensor_info_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_tensor_info(
     checkpoint: *const tritter_checkpoint_t,
@@ -301,6 +307,7 @@ pub unsafe extern "C" fn tritter_checkpoint_tensor_info(
 /// # Safety
 /// `checkpoint` NULL or live; `name` NULL or NUL-terminated; `shape_out`
 /// NULL or valid for `shape_len` sizes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_tensor_shape(
     checkpoint: *const tritter_checkpoint_t,
@@ -327,6 +334,7 @@ pub unsafe extern "C" fn tritter_checkpoint_tensor_shape(
 /// # Safety
 /// `checkpoint` NULL or live; `name` NULL or NUL-terminated; `out` NULL or
 /// valid for `out_len` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_tensor_f32(
     checkpoint: *const tritter_checkpoint_t,
@@ -358,6 +366,7 @@ pub unsafe extern "C" fn tritter_checkpoint_tensor_f32(
 /// # Safety
 /// `checkpoint` NULL or live; `name` NULL or NUL-terminated; `matrix_out`
 /// valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_ternary(
     checkpoint: *const tritter_checkpoint_t,
@@ -378,6 +387,7 @@ pub unsafe extern "C" fn tritter_checkpoint_ternary(
 ///
 /// # Safety
 /// As [`tritter_checkpoint_ternary`]; `config` NULL or valid.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_ternary_quantized(
     checkpoint: *const tritter_checkpoint_t,
@@ -399,6 +409,7 @@ pub unsafe extern "C" fn tritter_checkpoint_ternary_quantized(
 ///
 /// # Safety
 /// `writer_out` valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_writer_new(
     writer_out: *mut *mut tritter_checkpoint_writer_t,
@@ -429,6 +440,7 @@ pub unsafe extern "C" fn tritter_checkpoint_writer_free(writer: *mut tritter_che
 /// # Safety
 /// `writer` NULL or live (not used by another thread meanwhile); `name` NULL
 /// or NUL-terminated; `matrix` NULL or live.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_writer_add_ternary(
     writer: *mut tritter_checkpoint_writer_t,
@@ -452,6 +464,7 @@ pub unsafe extern "C" fn tritter_checkpoint_writer_add_ternary(
 /// # Safety
 /// `writer` NULL or live; `name` NULL or NUL-terminated; `shape` NULL or
 /// `ndim` sizes; `data` NULL or the product of the shape floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_writer_add_f32(
     writer: *mut tritter_checkpoint_writer_t,
@@ -485,10 +498,7 @@ pub unsafe extern "C" fn tritter_checkpoint_writer_add_f32(
                 )
             })?;
         let src = unsafe { args::slice(data, numel, "data")? };
-        let mut v = crate::io::try_alloc(0, 0f32, "data")?;
-        v.try_reserve_exact(numel)
-            .map_err(|_| Error::overflow("data", "out of memory"))?;
-        v.extend_from_slice(src);
+        let v = crate::error::try_to_vec(src, "data")?;
         w.items.push((n.to_string(), WriterItem::Float(v, sh, d)));
         Ok(())
     })
@@ -499,6 +509,7 @@ pub unsafe extern "C" fn tritter_checkpoint_writer_add_f32(
 ///
 /// # Safety
 /// `writer` NULL or live; `key`, `value` NULL or NUL-terminated.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_writer_add_metadata(
     writer: *mut tritter_checkpoint_writer_t,
@@ -524,6 +535,7 @@ pub unsafe extern "C" fn tritter_checkpoint_writer_add_metadata(
 ///
 /// # Safety
 /// `writer` NULL or live; `path` NULL or NUL-terminated.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_checkpoint_writer_save(
     writer: *const tritter_checkpoint_writer_t,

@@ -37,6 +37,7 @@ unsafe fn convert_slices<S, D>(
 /// # Safety
 /// `src` must be valid for `n` reads and `dst` for `dst_len` writes; they
 /// must not overlap.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_f32_to_bf16(
     src: *const f32,
@@ -52,6 +53,7 @@ pub unsafe extern "C" fn tritter_f32_to_bf16(
 ///
 /// # Safety
 /// As [`tritter_f32_to_bf16`].
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bf16_to_f32(
     src: *const u16,
@@ -68,6 +70,7 @@ pub unsafe extern "C" fn tritter_bf16_to_f32(
 ///
 /// # Safety
 /// As [`tritter_f32_to_bf16`].
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_f32_to_f16(
     src: *const f32,
@@ -83,6 +86,7 @@ pub unsafe extern "C" fn tritter_f32_to_f16(
 ///
 /// # Safety
 /// As [`tritter_f32_to_bf16`].
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_f16_to_f32(
     src: *const u16,
@@ -104,6 +108,7 @@ pub unsafe extern "C" fn tritter_f16_to_f32(
 ///
 /// # Safety
 /// As `tritter_f32_to_bf16`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_f32_to_bf16_stochastic(
     src: *const f32,
@@ -120,7 +125,10 @@ pub unsafe extern "C" fn tritter_f32_to_bf16_stochastic(
     })
 }
 
-/// Loss-scaler settings; defaults (torch's) from [`tritter_loss_scaler_config_default`].
+/// Loss-scaler settings; defaults (torch's, plus a floor) from
+/// [`tritter_loss_scaler_config_default`]. Above `min_scale` the scale
+/// follows `torch.amp.GradScaler` step for step; the floor keeps a long run
+/// of overflows from driving it to 0, where torch's would stay for good.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct tritter_loss_scaler_config_t {
@@ -132,7 +140,8 @@ pub struct tritter_loss_scaler_config_t {
     pub backoff_factor: f32,
     /// Overflow-free steps between growths (>= 1; default 2000).
     pub growth_interval: u32,
-    /// Lower bound of the scale (finite, >= 0; default 0).
+    /// Lower bound of the scale (finite, >= FLT_MIN = 2^-126 so that 1/scale
+    /// is finite; default 2^-24, the smallest positive f16).
     pub min_scale: f32,
     /// Upper bound of the scale (>= min_scale, may be INFINITY; default INFINITY).
     pub max_scale: f32,
@@ -187,6 +196,7 @@ pub struct tritter_loss_scaler_t(LossScaler);
 ///
 /// # Safety
 /// `config_out` must be valid for writing one `tritter_loss_scaler_config_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_config_default(
     config_out: *mut tritter_loss_scaler_config_t,
@@ -199,6 +209,7 @@ pub unsafe extern "C" fn tritter_loss_scaler_config_default(
 ///
 /// # Safety
 /// `config` must be NULL or valid; `scaler_out` valid for writing a pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_new(
     config: *const tritter_loss_scaler_config_t,
@@ -228,6 +239,7 @@ pub unsafe extern "C" fn tritter_loss_scaler_free(scaler: *mut tritter_loss_scal
 ///
 /// # Safety
 /// `scaler` must be a live handle; `state_out` valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_state(
     scaler: *const tritter_loss_scaler_t,
@@ -285,6 +297,7 @@ unsafe fn buffers<'a>(
 /// # Safety
 /// `buffers` and `lens` must hold `count` entries; each buffer must be valid
 /// for `lens[i]` reads and writes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_unscale(
     scaler: *const tritter_loss_scaler_t,
@@ -306,6 +319,7 @@ pub unsafe extern "C" fn tritter_loss_scaler_unscale(
 ///
 /// # Safety
 /// As [`tritter_loss_scaler_unscale`] (the buffers are only read).
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_found_inf(
     buffers: *const *const f32,
@@ -333,6 +347,7 @@ pub unsafe extern "C" fn tritter_found_inf(
 /// # Safety
 /// `scaler` must be a live handle not used concurrently; `new_scale_out`
 /// NULL or valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_update(
     scaler: *mut tritter_loss_scaler_t,
@@ -354,6 +369,7 @@ pub unsafe extern "C" fn tritter_loss_scaler_update(
 ///
 /// # Safety
 /// `scaler` must be a live handle not used concurrently.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_loss_scaler_set_scale(
     scaler: *mut tritter_loss_scaler_t,

@@ -25,6 +25,13 @@ pub const TRITTER_PHASE_CORRECT: u32 = 3;
 /// Largest rank `tritter_phase_trainer_add_param` accepts.
 pub const TRITTER_PHASE_MAX_NDIM: usize = 32;
 
+super::status::c_constants!(Phase, Phase::ALL, {
+    Phase::Warmup => TRITTER_PHASE_WARMUP,
+    Phase::Full => TRITTER_PHASE_FULL,
+    Phase::Predict => TRITTER_PHASE_PREDICT,
+    Phase::Correct => TRITTER_PHASE_CORRECT,
+});
+
 /// Phase-trainer settings. Get defaults from [`tritter_phase_config_default`]
 /// (or [`tritter_phase_config_conservative`]); the fields are documented in
 /// `docs/predict.md`.
@@ -180,6 +187,7 @@ pub struct tritter_phase_trainer_t(PhaseTrainer);
 ///
 /// # Safety
 /// `config_out` must be valid for writing one `tritter_phase_config_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_config_default(
     config_out: *mut tritter_phase_config_t,
@@ -192,6 +200,7 @@ pub unsafe extern "C" fn tritter_phase_config_default(
 ///
 /// # Safety
 /// `config_out` must be valid for writing one `tritter_phase_config_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_config_conservative(
     config_out: *mut tritter_phase_config_t,
@@ -204,6 +213,7 @@ pub unsafe extern "C" fn tritter_phase_config_conservative(
 ///
 /// # Safety
 /// `config` must be NULL or valid; `trainer_out` valid for writing a pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_new(
     config: *const tritter_phase_config_t,
@@ -234,11 +244,14 @@ pub unsafe extern "C" fn tritter_phase_trainer_free(trainer: *mut tritter_phase_
 /// (0, 1, ... in order). Gradients cross flattened row-major.
 ///
 /// Errors: after the first step (`TRITTER_ERR_INVALID_STATE`); a zero
-/// dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes.
+/// dimension or `ndim` too large (names `shape` / `ndim`); overflowing sizes;
+/// `TRITTER_ERR_OUT_OF_MEMORY` naming `shape` when its history cannot be
+/// allocated (nothing is registered then).
 ///
 /// # Safety
 /// `trainer` must be a live handle; `shape` valid for `ndim` reads;
 /// `id_out` valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_add_param(
     trainer: *mut tritter_phase_trainer_t,
@@ -265,6 +278,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_add_param(
 ///
 /// # Safety
 /// `trainer` must be a live handle; `numel_out` valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_param_numel(
     trainer: *const tritter_phase_trainer_t,
@@ -285,6 +299,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_param_numel(
 ///
 /// # Safety
 /// `trainer` must be a live handle; `info_out` valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_begin_step(
     trainer: *mut tritter_phase_trainer_t,
@@ -313,6 +328,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_begin_step(
 ///
 /// # Safety
 /// `trainer` must be a live handle; `grad` valid for `len` reads.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_record(
     trainer: *mut tritter_phase_trainer_t,
@@ -335,6 +351,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_record(
 ///
 /// # Safety
 /// `trainer` must be a live handle; `out` valid for `out_len` writes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_predict(
     trainer: *const tritter_phase_trainer_t,
@@ -360,6 +377,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_predict(
 ///
 /// # Safety
 /// `trainer` must be a live handle.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_end_step(
     trainer: *mut tritter_phase_trainer_t,
@@ -377,6 +395,7 @@ pub unsafe extern "C" fn tritter_phase_trainer_end_step(
 ///
 /// # Safety
 /// `trainer` must be a live handle; `stats_out` valid for one write.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_phase_trainer_stats(
     trainer: *const tritter_phase_trainer_t,

@@ -37,6 +37,7 @@ pub extern "C" fn tritter_cuda_available() -> bool {
 /// Sets the number of worker threads the library's kernels use (0 = default:
 /// `TRITTER_NUM_THREADS` or the available parallelism). Results never depend
 /// on it. Thread-safe; calls in progress finish on the previous pool.
+#[must_use]
 #[no_mangle]
 pub extern "C" fn tritter_set_num_threads(num_threads: usize) -> tritter_status_t {
     guard(|| {
@@ -55,6 +56,7 @@ pub extern "C" fn tritter_set_num_threads(num_threads: usize) -> tritter_status_
 ///
 /// # Safety
 /// `num_threads_out` must be valid for writing one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_get_num_threads(num_threads_out: *mut usize) -> tritter_status_t {
     guard(|| unsafe {
@@ -77,6 +79,14 @@ pub const TRITTER_CPU_LEVEL_AVX512VNNI: u32 = 3;
 /// CPU level code: aarch64 NEON.
 pub const TRITTER_CPU_LEVEL_NEON: u32 = 16;
 
+super::status::c_constants!(crate::cpu::CpuLevel, &crate::cpu::CpuLevel::LEVELS, {
+    crate::cpu::CpuLevel::Scalar => TRITTER_CPU_LEVEL_SCALAR,
+    crate::cpu::CpuLevel::Avx2 => TRITTER_CPU_LEVEL_AVX2,
+    crate::cpu::CpuLevel::Avx512 => TRITTER_CPU_LEVEL_AVX512,
+    crate::cpu::CpuLevel::Avx512Vnni => TRITTER_CPU_LEVEL_AVX512VNNI,
+    crate::cpu::CpuLevel::Neon => TRITTER_CPU_LEVEL_NEON,
+});
+
 /// Writes the CPU instruction-set level this CPU supports (`*detected_out`)
 /// and the one every kernel runs at (`*active_out`: the detected level, or
 /// the lower one named by `TRITTER_CPU_LEVEL`). Codes are `TRITTER_CPU_LEVEL_*`;
@@ -85,6 +95,7 @@ pub const TRITTER_CPU_LEVEL_NEON: u32 = 16;
 ///
 /// # Safety
 /// Each non-NULL pointer must be valid for writing one `uint32_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_cpu_level(
     detected_out: *mut u32,
@@ -113,5 +124,20 @@ pub extern "C" fn tritter_cpu_level_name(level: u32) -> *const c_char {
         Some(crate::cpu::CpuLevel::Avx512Vnni) => c"avx512vnni".as_ptr(),
         Some(crate::cpu::CpuLevel::Neon) => c"neon".as_ptr(),
         None => std::ptr::null(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_level_names_are_the_core_names() {
+        for l in crate::cpu::CpuLevel::LEVELS {
+            let p = tritter_cpu_level_name(l.code());
+            let n = unsafe { std::ffi::CStr::from_ptr(p) };
+            assert_eq!(n.to_str().unwrap(), l.name());
+        }
+        assert!(tritter_cpu_level_name(99).is_null());
     }
 }

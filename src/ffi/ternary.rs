@@ -35,6 +35,32 @@ pub const TRITTER_ACT_F32: u32 = 0;
 /// `act_mode`: int8 per-token absmax activations (W1.58A8).
 pub const TRITTER_ACT_INT8: u32 = 1;
 
+super::status::c_constants!(QuantMethod, QuantMethod::ALL, {
+    QuantMethod::AbsMean => TRITTER_QUANT_ABSMEAN,
+    QuantMethod::AbsMax => TRITTER_QUANT_ABSMAX,
+});
+super::status::c_constants!(
+    Granularity,
+    &[Granularity::PerTensor, Granularity::PerRow, Granularity::PerGroup(1)],
+    {
+        Granularity::PerTensor => TRITTER_GRANULARITY_PER_TENSOR,
+        Granularity::PerRow => TRITTER_GRANULARITY_PER_ROW,
+        Granularity::PerGroup(_) => TRITTER_GRANULARITY_PER_GROUP,
+    }
+);
+super::status::c_constants!(PackedLayout, PackedLayout::ALL, {
+    PackedLayout::TwoBit => TRITTER_LAYOUT_2BIT,
+    PackedLayout::Base3 => TRITTER_LAYOUT_BASE3,
+});
+super::status::c_constants!(ComputeFormat, ComputeFormat::ALL, {
+    ComputeFormat::TwoBit => TRITTER_COMPUTE_2BIT,
+    ComputeFormat::Base3 => TRITTER_COMPUTE_BASE3,
+});
+super::status::c_constants!(ActivationMode, ActivationMode::ALL, {
+    ActivationMode::F32 => TRITTER_ACT_F32,
+    ActivationMode::Int8 => TRITTER_ACT_INT8,
+});
+
 /// Quantization settings. Get defaults from [`tritter_quant_config_default`].
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -98,10 +124,7 @@ impl tritter_ternary_matrix_t {
 impl From<&QuantConfig> for tritter_quant_config_t {
     fn from(c: &QuantConfig) -> Self {
         tritter_quant_config_t {
-            method: match c.method {
-                QuantMethod::AbsMean => TRITTER_QUANT_ABSMEAN,
-                QuantMethod::AbsMax => TRITTER_QUANT_ABSMAX,
-            },
+            method: c.method.code(),
             granularity: c.granularity.code(),
             group_size: match c.granularity {
                 Granularity::PerGroup(g) => g,
@@ -136,6 +159,7 @@ pub(crate) fn to_config(c: Option<&tritter_quant_config_t>) -> Result<QuantConfi
 ///
 /// # Safety
 /// `config_out` must be valid for writing one `tritter_quant_config_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_quant_config_default(
     config_out: *mut tritter_quant_config_t,
@@ -147,6 +171,7 @@ pub unsafe extern "C" fn tritter_quant_config_default(
 ///
 /// # Safety
 /// `num_scales_out` must be valid for writing one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_num_scales(
     granularity: u32,
@@ -166,6 +191,7 @@ pub unsafe extern "C" fn tritter_num_scales(
 ///
 /// # Safety
 /// `size_out` must be valid for writing one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_packed_size(
     rows: usize,
@@ -190,6 +216,7 @@ pub unsafe extern "C" fn tritter_packed_size(
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length; outputs must not
 /// overlap inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_quantize_f32(
     weights: *const f32,
@@ -223,6 +250,7 @@ pub unsafe extern "C" fn tritter_quantize_f32(
 ///
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_pack(
     ternary: *const i8,
@@ -254,6 +282,7 @@ pub unsafe extern "C" fn tritter_pack(
 ///
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_unpack(
     packed: *const u8,
@@ -284,6 +313,7 @@ pub unsafe extern "C" fn tritter_unpack(
 ///
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_quantize_activations_i8(
     x: *const f32,
@@ -314,6 +344,7 @@ pub unsafe extern "C" fn tritter_quantize_activations_i8(
 /// # Safety
 /// `weights` must be NULL or valid for `rows * cols` floats; `matrix_out` valid
 /// for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_from_f32(
     weights: *const f32,
@@ -336,10 +367,14 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_f32(
 }
 
 /// Like [`tritter_ternary_matrix_from_f32`] from a 2-D float32 DLPack tensor
-/// (any non-negative strides, CPU memory).
+/// (any non-negative strides, CPU memory). A strided or broadcast (stride 0)
+/// view is copied: its logical size, not the memory behind it, sets the
+/// allocation (`TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
+/// naming `weights` when refused).
 ///
 /// # Safety
 /// `weights` must be NULL or a valid tensor; `matrix_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_from_dlpack(
     weights: *const tritter_dl_tensor_t,
@@ -361,6 +396,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_dlpack(
 ///
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_from_ternary(
     ternary: *const i8,
@@ -392,6 +428,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_ternary(
 ///
 /// # Safety
 /// Each pointer must be NULL or valid for its stated length.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_from_packed(
     packed: *const u8,
@@ -425,6 +462,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_from_packed(
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `matrix_out` valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_with_compute_format(
     matrix: *const tritter_ternary_matrix_t,
@@ -435,7 +473,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_with_compute_format(
         args::check_out(matrix_out, "matrix_out")?;
         let m = &unsafe { handle::get(matrix, "matrix")? }.0;
         let f = ComputeFormat::from_code(compute_format)?;
-        let copy = m.clone().with_compute_format(f);
+        let copy = m.try_with_compute_format(f)?;
         unsafe { handle::store(matrix_out, tritter_ternary_matrix_t(copy), "matrix_out") }
     })
 }
@@ -453,6 +491,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_free(matrix: *mut tritter_ternar
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `info_out` valid for writing.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_info(
     matrix: *const tritter_ternary_matrix_t,
@@ -471,10 +510,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_info(
             packed_bytes_2bit: pack::packed_len(m.rows(), m.cols(), PackedLayout::TwoBit)?,
             packed_bytes_base3: pack::packed_len(m.rows(), m.cols(), PackedLayout::Base3)?,
             memory_bytes: m.memory_bytes(),
-            compute_format: match m.compute_format() {
-                ComputeFormat::TwoBit => TRITTER_COMPUTE_2BIT,
-                ComputeFormat::Base3 => TRITTER_COMPUTE_BASE3,
-            },
+            compute_format: m.compute_format().code(),
         };
         unsafe { args::write(info_out, info, "info_out") }
     })
@@ -484,6 +520,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_info(
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `packed_out` valid for `packed_len` bytes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_export_packed(
     matrix: *const tritter_ternary_matrix_t,
@@ -504,6 +541,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_export_packed(
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `scales_out` valid for `scales_len` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_scales(
     matrix: *const tritter_ternary_matrix_t,
@@ -523,6 +561,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_scales(
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `ternary_out` valid for `ternary_len` bytes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_to_ternary(
     matrix: *const tritter_ternary_matrix_t,
@@ -542,6 +581,7 @@ pub unsafe extern "C" fn tritter_ternary_matrix_to_ternary(
 ///
 /// # Safety
 /// `matrix` must be NULL or live; `weights_out` valid for `weights_len` floats.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_to_f32(
     matrix: *const tritter_ternary_matrix_t,
@@ -553,19 +593,22 @@ pub unsafe extern "C" fn tritter_ternary_matrix_to_f32(
         let out = unsafe {
             args::out_slice(weights_out, weights_len, m.rows() * m.cols(), "weights_out")?
         };
-        out.copy_from_slice(m.to_f32().as_slice().expect("contiguous"));
-        Ok(())
+        m.write_f32(out)
     })
 }
 
 /// `y = x · Wᵀ (+ bias)` on row-major buffers: `x` is `[batch, in_features]`
-/// (`in_features` must equal the matrix's `cols`), `bias` is NULL or
-/// `bias_len == rows` floats, `y` receives `[batch, rows]`.
+/// (`in_features` must equal the matrix's `cols`), `y` receives
+/// `[batch, rows]`. No bias is `(bias, bias_len) = (NULL, 0)`; otherwise
+/// `bias_len` must equal `rows` (`TRITTER_ERR_SHAPE_MISMATCH` naming
+/// `bias_len`) and `bias` be non-NULL (`TRITTER_ERR_NULL_POINTER`). `x` and
+/// `bias` must be finite (`TRITTER_ERR_NON_FINITE` naming them).
 /// `act_mode` is `TRITTER_ACT_F32` or `TRITTER_ACT_INT8`.
 ///
 /// # Safety
 /// `matrix` must be NULL or live; pointers valid for their lengths; `y` must
 /// not overlap the inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_matmul(
     matrix: *const tritter_ternary_matrix_t,
@@ -611,12 +654,14 @@ pub unsafe extern "C" fn tritter_ternary_matrix_matmul(
 }
 
 /// `y = x · Wᵀ (+ bias)` on DLPack tensors: `x` float32 `[batch, cols]`,
-/// `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written).
+/// `bias` NULL or float32 `[rows]`, `y` float32 `[batch, rows]` (written);
+/// `x` and `bias` finite (`TRITTER_ERR_NON_FINITE`).
 /// Any non-negative strides; CPU memory (CUDA tensors report
 /// `TRITTER_ERR_CUDA_UNAVAILABLE` until the CUDA backend lands).
 ///
 /// # Safety
 /// `matrix` must be NULL or live; tensors NULL or valid; `y` must not overlap inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_matmul_dlpack(
     matrix: *const tritter_ternary_matrix_t,

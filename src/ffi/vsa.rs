@@ -32,6 +32,20 @@ pub const TRITTER_VSA_TIE_ZERO: u32 = 0;
 /// `tie_rule`: a zero sum at trit `i` gives trit `i` of `random(dim, tie_seed, 1)` (bipolar result).
 pub const TRITTER_VSA_TIE_RANDOM: u32 = 1;
 
+super::status::c_constants!(Algebra, Algebra::ALL, {
+    Algebra::Map => TRITTER_VSA_ALGEBRA_MAP,
+    Algebra::Modular => TRITTER_VSA_ALGEBRA_MODULAR,
+});
+super::status::c_constants!(Metric, Metric::ALL, {
+    Metric::Dot => TRITTER_VSA_METRIC_DOT,
+    Metric::Cosine => TRITTER_VSA_METRIC_COSINE,
+    Metric::Hamming => TRITTER_VSA_METRIC_HAMMING,
+});
+super::status::c_constants!(TieRule, &[TieRule::Zero, TieRule::Random(0)], {
+    TieRule::Zero => TRITTER_VSA_TIE_ZERO,
+    TieRule::Random(_) => TRITTER_VSA_TIE_RANDOM,
+});
+
 /// A streaming bundle: `int64` counters per trit, fed one vector at a time.
 /// Owns its memory; free with [`tritter_bundle_accumulator_free`]. Adding
 /// mutates it: do not share one accumulator across threads without a lock.
@@ -76,6 +90,7 @@ unsafe fn hv_out<'a>(
 ///
 /// # Safety
 /// `words_out` must be valid for writing one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_packed_words(
     dim: usize,
@@ -91,6 +106,7 @@ pub unsafe extern "C" fn tritter_hv_packed_words(
 ///
 /// # Safety
 /// `words_out` must be NULL or valid for `words_len` words.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_random(
     dim: usize,
@@ -111,6 +127,7 @@ pub unsafe extern "C" fn tritter_hv_random(
 ///
 /// # Safety
 /// `trits_out` must be NULL or valid for `trits_len` bytes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_random_dense(
     dim: usize,
@@ -131,6 +148,7 @@ pub unsafe extern "C" fn tritter_hv_random_dense(
 ///
 /// # Safety
 /// `trits` NULL or valid for `dim` bytes; `words_out` NULL or valid for `words_len` words.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_pack(
     trits: *const i8,
@@ -150,6 +168,7 @@ pub unsafe extern "C" fn tritter_hv_pack(
 ///
 /// # Safety
 /// `words` NULL or valid for `words_len` words; `trits_out` NULL or valid for `trits_len` bytes.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_unpack(
     words: *const u64,
@@ -173,6 +192,7 @@ pub unsafe extern "C" fn tritter_hv_unpack(
 /// # Safety
 /// Inputs NULL or valid for `words_len` words; `out` NULL or valid for
 /// `out_len` words and not overlapping the inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_bind(
     a: *const u64,
@@ -198,6 +218,7 @@ pub unsafe extern "C" fn tritter_hv_bind(
 ///
 /// # Safety
 /// As [`tritter_hv_bind`].
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_unbind(
     c: *const u64,
@@ -227,6 +248,7 @@ pub unsafe extern "C" fn tritter_hv_unbind(
 ///
 /// # Safety
 /// Pointers NULL or valid for their lengths; `out` not overlapping the inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_bundle(
     vectors: *const u64,
@@ -278,6 +300,7 @@ pub unsafe extern "C" fn tritter_hv_bundle(
 ///
 /// # Safety
 /// As [`tritter_hv_bind`].
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_permute(
     a: *const u64,
@@ -300,6 +323,7 @@ pub unsafe extern "C" fn tritter_hv_permute(
 ///
 /// # Safety
 /// Inputs NULL or valid for `words_len` words; `score_out` valid for one double.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_similarity(
     a: *const u64,
@@ -325,6 +349,7 @@ pub unsafe extern "C" fn tritter_hv_similarity(
 ///
 /// # Safety
 /// Pointers NULL or valid for their lengths; `scores_out` not overlapping the inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_hv_similarity_many(
     query: *const u64,
@@ -354,10 +379,13 @@ pub unsafe extern "C" fn tritter_hv_similarity_many(
     })
 }
 
-/// Creates an empty bundle accumulator for `dim` trits in `*acc_out`.
+/// Creates an empty bundle accumulator for `dim` trits in `*acc_out` (8
+/// bytes a trit; `TRITTER_ERR_OUT_OF_MEMORY` / `TRITTER_ERR_SIZE_OVERFLOW`
+/// naming `dim` when that cannot be allocated).
 ///
 /// # Safety
 /// `acc_out` valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bundle_accumulator_new(
     dim: usize,
@@ -365,14 +393,8 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_new(
 ) -> tritter_status_t {
     guard(|| {
         args::check_out(acc_out, "acc_out")?;
-        elems(dim, 8, "dim")?;
-        unsafe {
-            handle::store(
-                acc_out,
-                tritter_bundle_accumulator_t(BundleAccumulator::new(dim)),
-                "acc_out",
-            )
-        }
+        let a = BundleAccumulator::new(dim)?;
+        unsafe { handle::store(acc_out, tritter_bundle_accumulator_t(a), "acc_out") }
     })
 }
 
@@ -382,6 +404,7 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_new(
 /// # Safety
 /// `acc` NULL or live (not used by another thread meanwhile); `vector` NULL or
 /// valid for `words_len` words.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bundle_accumulator_add(
     acc: *mut tritter_bundle_accumulator_t,
@@ -401,6 +424,7 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_add(
 ///
 /// # Safety
 /// `acc` NULL or live; `out` NULL or valid for `out_len` words.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bundle_accumulator_finish(
     acc: *const tritter_bundle_accumulator_t,
@@ -422,6 +446,7 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_finish(
 ///
 /// # Safety
 /// `acc` NULL or live; `len_out` valid for writing one `uint64_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bundle_accumulator_len(
     acc: *const tritter_bundle_accumulator_t,
@@ -437,6 +462,7 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_len(
 ///
 /// # Safety
 /// `acc` NULL or live (not used by another thread meanwhile).
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_bundle_accumulator_reset(
     acc: *mut tritter_bundle_accumulator_t,
@@ -456,10 +482,13 @@ pub unsafe extern "C" fn tritter_bundle_accumulator_free(acc: *mut tritter_bundl
     guard_value((), || unsafe { handle::free(acc) })
 }
 
-/// Creates an empty item memory for vectors of `dim` trits (`dim > 0`).
+/// Creates an empty item memory for vectors of `dim` trits (`dim == 0` is
+/// valid, as for every VSA call). Storage grows with each add; a refused
+/// allocation is `TRITTER_ERR_OUT_OF_MEMORY` and leaves the memory unchanged.
 ///
 /// # Safety
 /// `memory_out` valid for writing one pointer.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_new(
     dim: usize,
@@ -478,6 +507,7 @@ pub unsafe extern "C" fn tritter_item_memory_new(
 /// # Safety
 /// `memory` NULL or live (exclusive access); `vector` NULL or valid for
 /// `words_len` words; `index_out` NULL or valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_add(
     memory: *mut tritter_item_memory_t,
@@ -501,6 +531,7 @@ pub unsafe extern "C" fn tritter_item_memory_add(
 ///
 /// # Safety
 /// `memory` NULL or live; `len_out` valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_len(
     memory: *const tritter_item_memory_t,
@@ -516,6 +547,7 @@ pub unsafe extern "C" fn tritter_item_memory_len(
 ///
 /// # Safety
 /// `memory` NULL or live; `dim_out` valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_dim(
     memory: *const tritter_item_memory_t,
@@ -532,6 +564,7 @@ pub unsafe extern "C" fn tritter_item_memory_dim(
 ///
 /// # Safety
 /// `memory` NULL or live; `out` NULL or valid for `out_len` words.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_get(
     memory: *const tritter_item_memory_t,
@@ -561,6 +594,7 @@ pub unsafe extern "C" fn tritter_item_memory_get(
 /// # Safety
 /// `memory` NULL or live; `query` NULL or valid for `query_len` words;
 /// outputs valid for `capacity` elements; `found_out` valid for one `size_t`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_query_topk(
     memory: *const tritter_item_memory_t,
@@ -605,6 +639,7 @@ pub unsafe extern "C" fn tritter_item_memory_query_topk(
 /// # Safety
 /// `memory` NULL or live; `query` NULL or valid for `query_len` words;
 /// `scores_out` NULL or valid for `scores_len` doubles.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_item_memory_similarities(
     memory: *const tritter_item_memory_t,

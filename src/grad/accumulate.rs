@@ -26,7 +26,8 @@ pub struct TernaryAccumulator {
 }
 
 impl TernaryAccumulator {
-    /// An empty (zero) accumulator. Errors: `dim` zero, bad `block`.
+    /// An empty (zero) accumulator. Errors: `dim` zero, bad `block`,
+    /// [`Error::OutOfMemory`] naming `dim` when its state cannot be allocated.
     pub fn new(dim: usize, block: usize, seed: u64) -> Result<Self> {
         if dim == 0 {
             return Err(Error::invalid("dim", "must be > 0"));
@@ -37,8 +38,8 @@ impl TernaryAccumulator {
             block,
             seed,
             count: 0,
-            scales: vec![0.0; ternary::num_blocks(dim, block)],
-            packed: vec![0; ternary::packed_len(dim)],
+            scales: crate::try_zeroed(ternary::num_blocks(dim, block), "dim")?,
+            packed: crate::try_zeroed(ternary::packed_len(dim), "dim")?,
         })
     }
     /// Gradient length.
@@ -85,11 +86,11 @@ impl TernaryAccumulator {
             return Err(Error::invalid("alpha", "must be finite"));
         }
         crate::check_finite(g, "grad")?;
-        let mut x: Vec<f32> = g.iter().map(|v| alpha * v).collect();
+        let mut x = crate::try_collect(g.len(), g.iter().map(|v| alpha * v), "grad")?;
         ternary::dequantize_into(&self.scales, &self.packed, self.block, &mut x, Some(1.0))?;
         let seed = rng::derive(self.seed, self.count);
-        let mut scales = vec![0.0; self.scales.len()];
-        let mut packed = vec![0u8; self.packed.len()];
+        let mut scales = crate::try_zeroed(self.scales.len(), "grad")?;
+        let mut packed = crate::try_zeroed(self.packed.len(), "grad")?;
         // x can only overflow to inf if the inputs are near f32::MAX.
         ternary::quantize_into(&x, self.block, seed, &mut scales, &mut packed)?;
         self.scales = scales;

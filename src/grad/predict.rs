@@ -91,25 +91,6 @@ impl Phase {
     pub fn needs_backward(self) -> bool {
         self != Phase::Predict
     }
-    /// The C code (`TRITTER_PHASE_*`): 0 Warmup, 1 Full, 2 Predict, 3 Correct.
-    pub fn code(self) -> u32 {
-        match self {
-            Phase::Warmup => 0,
-            Phase::Full => 1,
-            Phase::Predict => 2,
-            Phase::Correct => 3,
-        }
-    }
-    /// The phase with this code, or InvalidArgument naming `phase`.
-    pub fn from_code(c: u32) -> Result<Phase> {
-        Ok(match c {
-            0 => Phase::Warmup,
-            1 => Phase::Full,
-            2 => Phase::Predict,
-            3 => Phase::Correct,
-            _ => return Err(Error::invalid("phase", format!("unknown phase code {c}"))),
-        })
-    }
     /// Lower-case name.
     pub fn name(self) -> &'static str {
         match self {
@@ -120,6 +101,13 @@ impl Phase {
         }
     }
 }
+
+crate::c_codes!(Phase, "phase", "phase code" {
+    Warmup = 0 => "warmup",
+    Full = 1 => "full",
+    Predict = 2 => "predict",
+    Correct = 3 => "correct",
+});
 
 /// Phase-trainer settings (the seed's `DeterministicPhaseConfig` fields).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -450,7 +438,8 @@ impl PhaseTrainer {
     /// id (0, 1, ... in order). Only before the first step.
     ///
     /// Errors: called after the first `begin_step` (InvalidState); a zero
-    /// dimension (InvalidArgument `shape`); sizes that overflow (SizeOverflow).
+    /// dimension (InvalidArgument `shape`); sizes that overflow (SizeOverflow);
+    /// history or residual that cannot be allocated (OutOfMemory `shape`).
     pub fn add_parameter(&mut self, shape: &[usize]) -> Result<usize> {
         if self.step > 0 || self.current.is_some() {
             return Err(Error::InvalidState(
@@ -472,16 +461,21 @@ impl PhaseTrainer {
                 "history would exceed the address space",
             ));
         }
+        // Fallible: the sizes come from the caller's shape (nothing is
+        // registered when an allocation is refused).
         let hist = if self.cfg.history_bf16 {
-            History::Bf16(vec![0; cells])
+            History::Bf16(crate::try_zeroed(cells, "shape")?)
         } else {
-            History::F32(vec![0.0; cells])
+            History::F32(crate::try_zeroed(cells, "shape")?)
         };
+        let residual = crate::try_zeroed(numel, "shape")?;
+        crate::try_reserve(&mut self.params, 1, "shape")?;
+        crate::try_reserve(&mut self.recorded, 1, "shape")?;
         self.params.push(Param {
             shape: shape.to_vec(),
             numel,
             hist,
-            residual: vec![0.0; numel],
+            residual,
             residual_updates: 0,
             apply_residual: false,
         });

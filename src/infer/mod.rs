@@ -63,35 +63,10 @@ pub use weights::{FloatTensor, LayerWeights, MemoryStore, ModelWeights, TensorSt
 
 /// The error for an allocation of `bytes` that failed.
 pub(crate) fn alloc_error(what: &'static str, bytes: usize) -> crate::Error {
-    crate::Error::overflow(
-        what,
-        format!("out of memory: could not allocate {bytes} bytes"),
-    )
+    crate::Error::OutOfMemory { arg: what, bytes }
 }
 
-/// Element types [`try_zeroed`] may allocate (all-zero bits are a valid value).
-pub(crate) trait Zeroable: Copy {}
-impl Zeroable for f32 {}
-impl Zeroable for u16 {}
-impl Zeroable for u8 {}
-
-/// A vector of `n` zeros, allocated fallibly and lazily zeroed (the OS
-/// hands out zero pages; untouched cache pages cost no memory).
-pub(crate) fn try_zeroed<T: Zeroable>(n: usize, what: &'static str) -> crate::Result<Vec<T>> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    let layout = std::alloc::Layout::array::<T>(n)
-        .map_err(|_| alloc_error(what, n.saturating_mul(std::mem::size_of::<T>())))?;
-    // SAFETY: layout has non-zero size (n > 0, T not zero-sized).
-    let p = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
-    if p.is_null() {
-        return Err(alloc_error(what, layout.size()));
-    }
-    // SAFETY: p was allocated by the global allocator with T's layout for n
-    // elements, all initialized (zero is a valid T).
-    Ok(unsafe { Vec::from_raw_parts(p, n, n) })
-}
+pub(crate) use crate::error::try_zeroed;
 
 #[cfg(test)]
 mod tests;

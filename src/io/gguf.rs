@@ -386,12 +386,18 @@ pub fn tq_to_matrix(
     let mut packed = super::try_alloc(rows * rb, 0u8, "tensor")?;
     let mut scales = super::try_alloc(nblocks, 0f32, "tensor")?;
     for_each_block(dtype, src, name, |bi, codes, d| {
-        scales[bi] = d;
+        // The library's scales are magnitudes (>= 0); ggml allows any sign.
+        // A negative d is stored as |d| with the block's trits negated:
+        // (c - 1) d = ((2 - c) - 1) (-d), exactly.
+        let neg = d < 0.0;
+        scales[bi] = d.abs();
         // Block bi is row bi / nb, columns (bi % nb) * 256 ..; 64 bytes.
         let dst = &mut packed[(bi / nb) * rb + (bi % nb) * 64..][..64];
+        let map: [u8; 3] = if neg { [1, 0, 2] } else { [2, 0, 1] };
         for (o, q) in dst.iter_mut().zip(codes.chunks_exact(4)) {
-            // code c = t + 1 -> library code: 0 -> 10, 1 -> 00, 2 -> 01.
-            let f = |c: u8| [2u8, 0, 1][c as usize];
+            // code c = t + 1 -> library code: 0 -> 10, 1 -> 00, 2 -> 01
+            // (mirrored for a negative block scale).
+            let f = |c: u8| map[c as usize];
             *o = f(q[0]) | f(q[1]) << 2 | f(q[2]) << 4 | f(q[3]) << 6;
         }
     })?;
@@ -670,9 +676,7 @@ impl<'a> Cursor<'a> {
         let n = self.count(min, &format!("{what}: array length"))?;
         macro_rules! arr {
             ($variant:ident, $get:expr) => {{
-                let mut v = Vec::new();
-                v.try_reserve_exact(n)
-                    .map_err(|_| self.err(format!("{what}: out of memory for {n} elements")))?;
+                let mut v = crate::error::try_with_capacity(n, "metadata array")?;
                 for _ in 0..n {
                     let x = $get(&mut *self)?;
                     v.push(x);
@@ -771,10 +775,8 @@ impl GgufFile {
         }
         let n_tensors = c.u64("tensor count")?;
         let n_kv = c.count(13, "metadata count")?;
-        let mut metadata: Vec<(String, GgufValue)> = Vec::new();
-        metadata
-            .try_reserve_exact(n_kv)
-            .map_err(|_| c.err("out of memory for the metadata"))?;
+        let mut metadata: Vec<(String, GgufValue)> =
+            crate::error::try_with_capacity(n_kv, "metadata")?;
         let mut keys = std::collections::HashSet::new();
         let mut alignment = DEFAULT_ALIGNMENT;
         for i in 0..n_kv {
@@ -1236,16 +1238,10 @@ mod tests {
             (crate::rng::hash2(seed, (i * cols + j) as u64) % 3) as i8 - 1
         });
         let ns = g.num_scales(rows, cols);
-        // f16-exact scales, some negative.
+        // f16-exact scales (matrices hold magnitudes; negative block
+        // scales in a file are tested in tq_negative_block_scales_import).
         let s: Vec<f32> = (0..ns)
-            .map(|i| {
-                let v = (crate::rng::hash2(seed ^ 7, i as u64) % 2000) as f32 / 256.0 + 0.125;
-                if i % 5 == 3 {
-                    -v
-                } else {
-                    v
-                }
-            })
+            .map(|i| (crate::rng::hash2(seed ^ 7, i as u64) % 2000) as f32 / 256.0 + 0.125)
             .collect();
         TernaryMatrix::from_ternary(t.view(), &s, g).unwrap()
     }
@@ -1311,5 +1307,26 @@ mod tests {
         assert!(tq_to_matrix(Dtype::TQ2_0, &b2, 2, 255, "w").is_err());
         let g = rand_matrix(2, 256, Granularity::PerGroup(64), 1);
         assert!(matrix_to_tq(&g, Dtype::TQ2_0, "w").is_err());
+    }
+
+    #[test]
+    fn tq_negative_block_scales_import() {
+        // ggml writes any f16 d; a negative one must import exactly (as |d|
+        // with the block's trits negated).
+        let m = rand_matrix(3, 512, Granularity::PerGroup(256), 11);
+        for dtype in [Dtype::TQ1_0, Dtype::TQ2_0] {
+            let mut bytes = matrix_to_tq(&m, dtype, "w").unwrap();
+            let bb = dtype.block().1;
+            for blk in [0usize, 3, 5] {
+                // d is the last two bytes of a block; flip its sign bit.
+                bytes[blk * bb + bb - 1] ^= 0x80;
+            }
+            let mut want = vec![0f32; 3 * 512];
+            dequantize(dtype, &bytes, &mut want, "w").unwrap();
+            assert!(want[..256].iter().any(|&v| v < 0.0) && want[..256].iter().any(|&v| v > 0.0));
+            let back = tq_to_matrix(dtype, &bytes, 3, 512, "w").unwrap();
+            assert_eq!(back.to_f32().as_slice().unwrap(), &want[..], "{dtype}");
+            assert!((0..6).all(|i| back.scale(i / 2, i % 2) >= 0.0));
+        }
     }
 }

@@ -32,18 +32,7 @@ use crate::{Error, Result};
 /// A `Vec` of `n` copies of `v`, or an error instead of an abort when the
 /// memory is not there (`arg` names what was being allocated).
 pub fn try_alloc<T: Clone>(n: usize, v: T, arg: &'static str) -> Result<Vec<T>> {
-    let mut out = Vec::new();
-    out.try_reserve_exact(n).map_err(|_| {
-        Error::overflow(
-            arg,
-            format!(
-                "out of memory allocating {n} elements of {} bytes",
-                std::mem::size_of::<T>()
-            ),
-        )
-    })?;
-    out.resize(n, v);
-    Ok(out)
+    crate::error::try_vec(n, v, arg)
 }
 
 /// Maps `path` read-only. Empty files map as an empty slice.

@@ -171,10 +171,7 @@ fn parse(path: &Path, buf: &[u8]) -> Result<Parsed> {
         .ok_or_else(|| bad(path, "header is not a JSON object"))?;
     let data_len = buf.len() - 8 - n;
     let mut metadata = BTreeMap::new();
-    let mut entries = Vec::new();
-    entries
-        .try_reserve_exact(obj.len())
-        .map_err(|_| bad(path, "out of memory for the tensor list"))?;
+    let mut entries = crate::error::try_with_capacity(obj.len(), "tensor list")?;
     // (start, end, index) for the overlap/gap check.
     for (name, v) in obj {
         if name == "__metadata__" {

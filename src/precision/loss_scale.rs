@@ -13,8 +13,17 @@
 //! This is `torch._amp_update_scale_` step for step (same f32 arithmetic; the
 //! unscale factor is `1/S` computed in f64 and rounded to f32, as
 //! `GradScaler.unscale_` does). Two bounds extend it: after each update the
-//! scale is clamped to `[min_scale, max_scale]`; the defaults (0 and +inf)
-//! leave torch's sequence unchanged.
+//! scale is clamped to `[min_scale, max_scale]`.
+//!
+//! **The floor.** torch's scale has no floor: a long run of overflow steps
+//! halves it to 0 (after about 150 from 2^16), where it stays for good
+//! (`0 · growth = 0`, and `1/0 = inf` turns every unscaled gradient into
+//! inf/NaN, so every later step overflows too). Here `min_scale` defaults to
+//! [`DEFAULT_MIN_SCALE`] = 2^-24 (the smallest positive f16: a loss of 1
+//! scaled below it is 0 in f16, so no useful scale is lower) and must be at
+//! least `f32::MIN_POSITIVE` (so `1/S` is finite): after the overflows stop,
+//! the scale grows back by `growth_factor` every `growth_interval` steps.
+//! Above the floor the sequence is torch's, step for step.
 
 use rayon::prelude::*;
 
@@ -31,11 +40,15 @@ pub struct LossScalerConfig {
     pub backoff_factor: f32,
     /// Overflow-free steps between growths (>= 1; default 2000).
     pub growth_interval: u32,
-    /// Lower bound on the scale (>= 0, finite; default 0 = none).
+    /// Lower bound on the scale (finite, >= `f32::MIN_POSITIVE`; default
+    /// [`DEFAULT_MIN_SCALE`] = 2^-24).
     pub min_scale: f32,
     /// Upper bound on the scale (>= min_scale, may be +inf; default +inf).
     pub max_scale: f32,
 }
+
+/// The default floor of the scale: 2^-24, the smallest positive f16.
+pub const DEFAULT_MIN_SCALE: f32 = 1.0 / 16_777_216.0;
 
 impl Default for LossScalerConfig {
     fn default() -> Self {
@@ -44,7 +57,7 @@ impl Default for LossScalerConfig {
             growth_factor: 2.0,
             backoff_factor: 0.5,
             growth_interval: 2000,
-            min_scale: 0.0,
+            min_scale: DEFAULT_MIN_SCALE,
             max_scale: f32::INFINITY,
         }
     }
@@ -65,8 +78,16 @@ impl LossScalerConfig {
         if self.growth_interval == 0 {
             return Err(Error::invalid("growth_interval", "must be >= 1"));
         }
-        if !(self.min_scale.is_finite() && self.min_scale >= 0.0) {
-            return Err(Error::invalid("min_scale", "must be finite and >= 0"));
+        if !(self.min_scale.is_finite() && self.min_scale >= f32::MIN_POSITIVE) {
+            return Err(Error::invalid(
+                "min_scale",
+                format!(
+                    "must be finite and >= {:e} (so 1/scale is finite and the scale can \
+                     recover), got {}",
+                    f32::MIN_POSITIVE,
+                    self.min_scale
+                ),
+            ));
         }
         if self.max_scale.is_nan() || self.max_scale < self.min_scale || self.max_scale <= 0.0 {
             return Err(Error::invalid("max_scale", "must be > 0 and >= min_scale"));
@@ -245,6 +266,54 @@ mod tests {
         assert_eq!(s.counts().1, pattern.iter().filter(|&&f| f).count() as u64);
     }
 
+    /// A long run of overflows stops at the floor (torch's unfloored scale
+    /// reaches 0 and never recovers); afterwards the scale grows back.
+    #[test]
+    fn default_floor_stops_backoff_and_the_scale_recovers() {
+        let cfg = LossScalerConfig {
+            growth_interval: 3,
+            ..Default::default()
+        };
+        let mut s = LossScaler::new(cfg).unwrap();
+        for _ in 0..400 {
+            s.update(true);
+        }
+        assert_eq!(s.scale(), DEFAULT_MIN_SCALE);
+        assert!(s.inv_scale().is_finite());
+        // unscale of finite values stays finite at the floor
+        let mut g = vec![1e-3f32 * DEFAULT_MIN_SCALE; 4];
+        assert!(!s.unscale(&mut [&mut g]));
+        assert!(g.iter().all(|v| v.is_finite() && (*v - 1e-3).abs() < 1e-9));
+        // 40 doublings, one per 3 clean steps, back to 2^16
+        for step in 1..=120 {
+            let v = s.update(false);
+            let want = DEFAULT_MIN_SCALE * 2f32.powi(step / 3);
+            assert_eq!(v, want, "clean step {step}");
+        }
+        assert_eq!(s.scale(), 65536.0);
+        // the floor itself is validated
+        for bad in [0.0, f32::MIN_POSITIVE / 2.0, -1.0, f32::INFINITY] {
+            let c = LossScalerConfig {
+                min_scale: bad,
+                init_scale: 1.0,
+                ..Default::default()
+            };
+            assert!(LossScaler::new(c).is_err(), "{bad}");
+        }
+        let c = LossScalerConfig {
+            min_scale: f32::MIN_POSITIVE,
+            init_scale: 1.0,
+            growth_interval: 1,
+            ..Default::default()
+        };
+        let mut s = LossScaler::new(c).unwrap();
+        for _ in 0..300 {
+            s.update(true);
+        }
+        assert_eq!(s.scale(), f32::MIN_POSITIVE);
+        assert_eq!(s.update(false), 2.0 * f32::MIN_POSITIVE);
+    }
+
     #[test]
     fn growth_stops_at_overflow_and_bounds_clamp() {
         let cfg = LossScalerConfig {
@@ -327,6 +396,13 @@ mod tests {
             (
                 LossScalerConfig {
                     min_scale: -1.0,
+                    ..Default::default()
+                },
+                "min_scale",
+            ),
+            (
+                LossScalerConfig {
+                    min_scale: 0.0,
                     ..Default::default()
                 },
                 "min_scale",

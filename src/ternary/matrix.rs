@@ -62,7 +62,19 @@ fn check_scales(scales: &[f32], g: Granularity, rows: usize, cols: usize) -> Res
             ),
         ));
     }
-    crate::check_finite(scales, "scales")
+    crate::check_finite(scales, "scales")?;
+    // One rule for scales everywhere (matrices and payload decoders): a
+    // scale is a magnitude (mean or max of |w|), so a negative one is corrupt.
+    if let Some(i) = scales.iter().position(|&s| s < 0.0) {
+        return Err(Error::invalid(
+            "scales",
+            format!(
+                "scale {} at index {i} is negative (scales are >= 0)",
+                scales[i]
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl TernaryMatrix {
@@ -70,7 +82,7 @@ impl TernaryMatrix {
     pub fn from_f32(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<Self> {
         let (rows, cols) = w.dim();
         let (packed, scales) = quant::quantize_pack_2bit(w, cfg)?;
-        Ok(Self::assemble(rows, cols, cfg.granularity, scales, packed))
+        Self::assemble(rows, cols, cfg.granularity, scales, packed)
     }
 
     /// From ternary values (each in {-1, 0, 1}) and scales of `granularity`'s
@@ -84,13 +96,13 @@ impl TernaryMatrix {
         let (rows, cols) = t.dim();
         check_scales(scales, granularity, rows, cols)?;
         let packed = pack::pack_2bit(t)?;
-        Ok(Self::assemble(
+        Self::assemble(
             rows,
             cols,
             granularity,
-            scales.to_vec(),
+            crate::try_to_vec(scales, "scales")?,
             packed,
-        ))
+        )
     }
 
     /// From packed bytes in `layout` (validated: length, codes, padding).
@@ -108,17 +120,17 @@ impl TernaryMatrix {
         let packed = match layout {
             PackedLayout::TwoBit => {
                 pack::validate_2bit(bytes, rows, cols)?;
-                bytes.to_vec()
+                crate::try_to_vec(bytes, "packed")?
             }
             PackedLayout::Base3 => pack::base3_to_2bit(bytes, rows, cols)?,
         };
-        Ok(Self::assemble(
+        Self::assemble(
             rows,
             cols,
             granularity,
-            scales.to_vec(),
+            crate::try_to_vec(scales, "scales")?,
             packed,
-        ))
+        )
     }
 
     /// From codes `t + 1` that `fill(o, c)` writes for row `o` (`cols`
@@ -134,7 +146,7 @@ impl TernaryMatrix {
         let granularity = granularity.validate()?;
         pack::packed_len(rows, cols, PackedLayout::TwoBit)?;
         check_scales(&scales, granularity, rows, cols)?;
-        let compute = ComputeLayout::from_code_rows(rows, cols, ComputeFormat::default(), fill);
+        let compute = ComputeLayout::from_code_rows(rows, cols, ComputeFormat::default(), fill)?;
         Ok(TernaryMatrix {
             rows,
             cols,
@@ -150,15 +162,15 @@ impl TernaryMatrix {
         granularity: Granularity,
         scales: Vec<f32>,
         packed: Vec<u8>,
-    ) -> Self {
-        let compute = ComputeLayout::from_2bit(&packed, rows, cols, ComputeFormat::default());
-        TernaryMatrix {
+    ) -> Result<Self> {
+        let compute = ComputeLayout::try_from_2bit(&packed, rows, cols, ComputeFormat::default())?;
+        Ok(TernaryMatrix {
             rows,
             cols,
             granularity,
             scales,
             compute,
-        }
+        })
     }
 
     /// The same matrix with its compute copy rebuilt in `format`
@@ -171,6 +183,19 @@ impl TernaryMatrix {
             self.compute = self.compute.to_format(self.rows, self.cols, format);
         }
         self
+    }
+
+    /// A copy whose compute layout is in `format` ([`Self::with_compute_format`]
+    /// without consuming `self`), allocated fallibly: [`Error::OutOfMemory`]
+    /// naming `matrix` instead of an abort.
+    pub fn try_with_compute_format(&self, format: ComputeFormat) -> Result<Self> {
+        Ok(TernaryMatrix {
+            rows: self.rows,
+            cols: self.cols,
+            granularity: self.granularity,
+            scales: crate::try_to_vec(&self.scales, "matrix")?,
+            compute: self.compute.try_to_format(self.rows, self.cols, format)?,
+        })
     }
 
     /// The compute format of the kernels' copy.
@@ -278,6 +303,29 @@ impl TernaryMatrix {
         self.write_ternary(t.as_slice_mut().expect("contiguous"))
             .expect("sized above");
         t
+    }
+    /// Writes the dequantized weights `t * s` into `out` (`rows * cols`,
+    /// row-major; else [`Error::ShapeMismatch`] naming `weights`); allocates
+    /// one row.
+    pub fn write_f32(&self, out: &mut [f32]) -> Result<()> {
+        if out.len() != self.rows * self.cols {
+            return Err(Error::shape(
+                "weights",
+                format!("{} values needed, got {}", self.rows * self.cols, out.len()),
+            ));
+        }
+        if self.cols == 0 {
+            return Ok(());
+        }
+        let glen = self.granularity.group_len(self.cols);
+        let mut t = crate::try_zeroed::<i8>(self.cols, "matrix")?;
+        for (o, row) in out.chunks_mut(self.cols).enumerate() {
+            self.compute.row_trits(o, &mut t);
+            for (k, (d, &v)) in row.iter_mut().zip(&t).enumerate() {
+                *d = v as f32 * self.scale(o, k / glen);
+            }
+        }
+        Ok(())
     }
     /// Dequantized weights `t * s`, `[rows, cols]`.
     pub fn to_f32(&self) -> Array2<f32> {

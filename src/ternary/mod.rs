@@ -64,7 +64,7 @@ impl Granularity {
     }
 
     /// C code of the granularity kind (0 tensor, 1 row, 2 group).
-    pub fn code(self) -> u32 {
+    pub const fn code(self) -> u32 {
         match self {
             Granularity::PerTensor => 0,
             Granularity::PerRow => 1,
@@ -72,16 +72,21 @@ impl Granularity {
         }
     }
 
-    /// Granularity from its C code and group size.
+    /// Granularity from its C code (the inverse of [`Granularity::code`]) and group size.
     pub fn from_code(code: u32, group_size: usize) -> Result<Self> {
-        match code {
-            0 => Ok(Granularity::PerTensor),
-            1 => Ok(Granularity::PerRow),
-            2 => Granularity::PerGroup(group_size).validate(),
-            c => Err(Error::invalid(
+        [
+            Granularity::PerTensor,
+            Granularity::PerRow,
+            Granularity::PerGroup(group_size),
+        ]
+        .into_iter()
+        .find(|g| g.code() == code)
+        .ok_or_else(|| {
+            Error::invalid(
                 "granularity",
-                format!("unknown granularity code {c} (0 tensor, 1 row, 2 group)"),
-            )),
-        }
+                format!("unknown granularity code {code} (0 tensor, 1 row, 2 group)"),
+            )
+        })?
+        .validate()
     }
 }

@@ -34,17 +34,18 @@ impl PackedLayout {
             PackedLayout::Base3 => 5,
         }
     }
-    /// From the C code (0 two-bit, 1 base-3).
-    pub fn from_code(code: u32) -> Result<Self> {
-        match code {
-            0 => Ok(PackedLayout::TwoBit),
-            1 => Ok(PackedLayout::Base3),
-            c => Err(Error::invalid(
-                "layout",
-                format!("unknown packed layout {c} (0 two-bit, 1 base-3)"),
-            )),
-        }
-    }
+}
+
+crate::c_codes!(PackedLayout, "layout", "packed layout" {
+    TwoBit = 0 => "two-bit",
+    Base3 = 1 => "base-3",
+});
+
+/// A `[rows, cols]` matrix of zero trits, allocated fallibly.
+pub(crate) fn zeros(rows: usize, cols: usize) -> Result<Array2<i8>> {
+    let n = checked_mul(rows, cols, "rows * cols")?;
+    let v = crate::try_zeroed(n, "rows * cols")?;
+    Ok(Array2::from_shape_vec((rows, cols), v).expect("rows * cols elements"))
 }
 
 /// Bytes per packed row of `cols` trits.
@@ -113,7 +114,7 @@ pub fn pack_2bit(t: ArrayView2<i8>) -> Result<Vec<u8>> {
     check_trits(&t, "ternary")?;
     let (rows, cols) = t.dim();
     let rb = row_bytes(cols, PackedLayout::TwoBit);
-    let mut out = vec![0u8; packed_len(rows, cols, PackedLayout::TwoBit)?];
+    let mut out = crate::try_zeroed(packed_len(rows, cols, PackedLayout::TwoBit)?, "rows * cols")?;
     let mut buf = Vec::with_capacity(cols);
     for (r, o) in t.rows().into_iter().zip(out.chunks_mut(rb.max(1))) {
         buf.clear();
@@ -172,7 +173,7 @@ pub fn validate_2bit(bytes: &[u8], rows: usize, cols: usize) -> Result<()> {
 pub fn unpack_2bit(bytes: &[u8], rows: usize, cols: usize) -> Result<Array2<i8>> {
     validate_2bit(bytes, rows, cols)?;
     let rb = row_bytes(cols, PackedLayout::TwoBit);
-    let mut out = Array2::<i8>::zeros((rows, cols));
+    let mut out = zeros(rows, cols)?;
     if cols == 0 {
         return Ok(out);
     }
@@ -244,7 +245,7 @@ pub fn pack_base3(t: ArrayView2<i8>) -> Result<Vec<u8>> {
     check_trits(&t, "ternary")?;
     let (rows, cols) = t.dim();
     let rb = row_bytes(cols, PackedLayout::Base3);
-    let mut out = vec![0u8; packed_len(rows, cols, PackedLayout::Base3)?];
+    let mut out = crate::try_zeroed(packed_len(rows, cols, PackedLayout::Base3)?, "rows * cols")?;
     let mut buf = Vec::with_capacity(cols);
     for (r, o) in t.rows().into_iter().zip(out.chunks_mut(rb.max(1))) {
         buf.clear();
@@ -268,7 +269,7 @@ pub fn unpack_base3(bytes: &[u8], rows: usize, cols: usize) -> Result<Array2<i8>
         ));
     }
     let rb = row_bytes(cols, PackedLayout::Base3);
-    let mut out = Array2::<i8>::zeros((rows, cols));
+    let mut out = zeros(rows, cols)?;
     if cols == 0 {
         return Ok(out);
     }

@@ -37,19 +37,10 @@ pub enum QuantMethod {
     AbsMax,
 }
 
-impl QuantMethod {
-    /// From the C code (0 AbsMean, 1 AbsMax).
-    pub fn from_code(code: u32) -> Result<Self> {
-        match code {
-            0 => Ok(QuantMethod::AbsMean),
-            1 => Ok(QuantMethod::AbsMax),
-            c => Err(Error::invalid(
-                "method",
-                format!("unknown quantization method {c} (0 absmean, 1 absmax)"),
-            )),
-        }
-    }
-}
+crate::c_codes!(QuantMethod, "method", "quantization method" {
+    AbsMean = 0 => "absmean",
+    AbsMax = 1 => "absmax",
+});
 
 /// Quantization settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -181,11 +172,13 @@ fn group_stat(xs: &[f32], method: QuantMethod) -> f64 {
 
 /// Computes the scales of a contiguous row-major `rows x cols` matrix.
 /// Returns `scale_rows * groups_per_row` values.
-pub fn compute_scales(w: &[f32], rows: usize, cols: usize, cfg: &QuantConfig) -> Vec<f32> {
+/// Errors: [`Error::OutOfMemory`] naming `weights` when the scales cannot
+/// be allocated.
+pub fn compute_scales(w: &[f32], rows: usize, cols: usize, cfg: &QuantConfig) -> Result<Vec<f32>> {
     let g = cfg.granularity;
     let (srows, ngroups) = g.scale_shape(rows, cols);
     if cols == 0 || rows == 0 {
-        return vec![0.0; srows * ngroups];
+        return crate::try_zeroed(srows * ngroups, "weights");
     }
     match g {
         Granularity::PerTensor => {
@@ -200,11 +193,11 @@ pub fn compute_scales(w: &[f32], rows: usize, cols: usize, cfg: &QuantConfig) ->
                 }
                 QuantMethod::AbsMax => per_row.iter().fold(0f64, |m, &v| m.max(v)) as f32,
             };
-            vec![s]
+            Ok(vec![s])
         }
         Granularity::PerRow | Granularity::PerGroup(_) => {
             let glen = g.group_len(cols);
-            let mut out = vec![0f32; srows * ngroups];
+            let mut out = crate::try_zeroed(srows * ngroups, "weights")?;
             crate::parallel::install(|| {
                 out.par_chunks_mut(ngroups)
                     .zip(w.par_chunks(cols))
@@ -218,7 +211,7 @@ pub fn compute_scales(w: &[f32], rows: usize, cols: usize, cfg: &QuantConfig) ->
                         }
                     })
             });
-            out
+            Ok(out)
         }
     }
 }
@@ -251,12 +244,15 @@ fn scale_for(scales: &[f32], g: Granularity, ngroups: usize, row: usize, group: 
     }
 }
 
-fn contiguous<'a>(w: &ArrayView2<'a, f32>) -> std::borrow::Cow<'a, [f32]> {
+/// The weights as one row-major slice: borrowed when contiguous, else a
+/// copy allocated fallibly (a strided or broadcast view's logical size may
+/// be far more than the memory behind it).
+fn contiguous<'a>(w: &ArrayView2<'a, f32>) -> Result<std::borrow::Cow<'a, [f32]>> {
     let w = *w;
-    match w.to_slice() {
+    Ok(match w.to_slice() {
         Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(w.iter().copied().collect()),
-    }
+        None => std::borrow::Cow::Owned(crate::try_collect(w.len(), w.iter().copied(), "weights")?),
+    })
 }
 
 /// Quantizes `w` (`[rows, cols]`, any strides) to ternary values and scales.
@@ -266,11 +262,11 @@ fn contiguous<'a>(w: &ArrayView2<'a, f32>) -> std::borrow::Cow<'a, [f32]> {
 pub fn quantize(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<Quantized> {
     cfg.validate()?;
     let (rows, cols) = w.dim();
-    let data = contiguous(&w);
+    let data = contiguous(&w)?;
     check_finite(&data, "weights")?;
-    let scales = compute_scales(&data, rows, cols, cfg);
+    let scales = compute_scales(&data, rows, cols, cfg)?;
     let (srows, ngroups) = cfg.granularity.scale_shape(rows, cols);
-    let mut values = Array2::<i8>::zeros((rows, cols));
+    let mut values = pack::zeros(rows, cols)?;
     if cols > 0 {
         let vs = values.as_slice_mut().expect("fresh array is contiguous");
         crate::parallel::install(|| {
@@ -306,8 +302,8 @@ pub fn quantize(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<Quantized> {
 pub fn quantize_pack_2bit(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<(Vec<u8>, Vec<f32>)> {
     cfg.validate()?;
     let (rows, cols) = w.dim();
-    let data = contiguous(&w);
-    let scales = compute_scales(&data, rows, cols, cfg);
+    let data = contiguous(&w)?;
+    let scales = compute_scales(&data, rows, cols, cfg)?;
     // An AbsMean scale is a sum of |w|: NaN or inf anywhere makes it
     // non-finite, so finite scales prove finite input and the separate scan
     // is needed only otherwise (where it finds the index, or passes when a
@@ -317,7 +313,7 @@ pub fn quantize_pack_2bit(w: ArrayView2<f32>, cfg: &QuantConfig) -> Result<(Vec<
     }
     let (_, ngroups) = cfg.granularity.scale_shape(rows, cols);
     let rb = pack::row_bytes(cols, pack::PackedLayout::TwoBit);
-    let mut packed = vec![0u8; rows * rb];
+    let mut packed = crate::try_zeroed(crate::checked_mul(rows, rb, "weights")?, "weights")?;
     if cols > 0 {
         crate::parallel::install(|| {
             packed
@@ -471,8 +467,8 @@ fn quantize_span(
 /// `(q, s)` with `s` of length `batch`; dequantize with `x ≈ q / s`.
 pub fn quantize_activations_i8(x: ArrayView2<f32>) -> Result<(Array2<i8>, Array1<f32>)> {
     let (b, d) = x.dim();
-    let mut q = Array2::<i8>::zeros((b, d));
-    let mut s = Array1::<f32>::zeros(b);
+    let mut q = pack::zeros(b, d)?;
+    let mut s = Array1::from_vec(crate::try_zeroed(b, "batch")?);
     for (bi, row) in x.axis_iter(Axis(0)).enumerate() {
         let data = contiguous_row(&row);
         check_finite(&data, "activations").map_err(|e| match e {

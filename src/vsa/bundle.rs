@@ -258,13 +258,12 @@ pub fn bundle_bitsliced_at(
     bundle_bitsliced_generic(dim, rows, tv, out)
 }
 
-fn tie_vector(dim: usize, tie: TieRule) -> Option<PackedHv> {
-    match tie {
+fn tie_vector(dim: usize, tie: TieRule) -> Result<Option<PackedHv>> {
+    Ok(match tie {
         TieRule::Zero => None,
-        TieRule::Random(seed) => {
-            Some(PackedHv::random(dim, seed, 1.0).expect("density 1 is valid"))
-        }
-    }
+        // (density 1 is valid: the only error is a refused allocation)
+        TieRule::Random(seed) => Some(PackedHv::random(dim, seed, 1.0)?),
+    })
 }
 
 /// Bundles `vectors` (each of `dim` trits) with optional integer `weights`
@@ -324,8 +323,8 @@ fn bundle_rows_unchecked(
             ));
         }
     }
-    let tv = tie_vector(dim, tie);
-    let mut out = vec![0u64; packed_words(dim)];
+    let tv = tie_vector(dim, tie)?;
+    let mut out = crate::try_zeroed(packed_words(dim), "dim")?;
     match weights {
         None => bundle_bitsliced_at(
             best_level(),
@@ -335,7 +334,7 @@ fn bundle_rows_unchecked(
             &mut out,
         ),
         Some(w) => {
-            let mut acc = BundleAccumulator::new(dim);
+            let mut acc = BundleAccumulator::new(dim)?;
             for (r, &wk) in rows.iter().zip(w) {
                 acc.add_words_unchecked(r, wk)?;
             }
@@ -394,14 +393,16 @@ pub struct BundleAccumulator {
 }
 
 impl BundleAccumulator {
-    /// An empty accumulator for `dim` trits.
-    pub fn new(dim: usize) -> Self {
-        BundleAccumulator {
+    /// An empty accumulator for `dim` trits (8 bytes a trit). Errors:
+    /// [`Error::OutOfMemory`] /
+    /// [`Error::SizeOverflow`] naming `dim`.
+    pub fn new(dim: usize) -> Result<Self> {
+        Ok(BundleAccumulator {
             dim,
-            counts: vec![0; dim],
+            counts: crate::try_zeroed(dim, "dim")?,
             total_abs: 0,
             added: 0,
-        }
+        })
     }
 
     /// Number of trits.
@@ -465,7 +466,9 @@ impl BundleAccumulator {
     pub fn finish(&self, tie: TieRule) -> PackedHv {
         let dim = self.dim;
         let w = plane_words(dim);
-        let tv = tie_vector(dim, tie);
+        // (sized like the counters, which exist: a refusal unwinds with the
+        // error, which the C boundary reports as TRITTER_ERR_OUT_OF_MEMORY)
+        let tv = tie_vector(dim, tie).unwrap_or_else(|e| std::panic::panic_any(e));
         let mut out = vec![0u64; 2 * w];
         for (wi, c) in self.counts.chunks(64).enumerate() {
             let (mut p, mut m, mut z) = (0u64, 0u64, 0u64);

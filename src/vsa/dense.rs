@@ -72,9 +72,11 @@ fn same_len(a: &[i8], b: &[i8]) -> Result<()> {
 /// `random(dim, seed, density)`, trit by trit.
 pub fn random(dim: usize, seed: u64, density: f64) -> Result<Vec<i8>> {
     packed::check_density(density)?;
-    Ok((0..dim as u64)
-        .map(|i| packed::random_trit(seed, density, i))
-        .collect())
+    crate::try_collect(
+        dim,
+        (0..dim as u64).map(|i| packed::random_trit(seed, density, i)),
+        "dim",
+    )
 }
 
 fn mod3(x: i8) -> i8 {

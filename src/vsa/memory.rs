@@ -77,11 +77,10 @@ fn push_top(metric: Metric, top: &mut Vec<(f64, usize)>, k: usize, c: (f64, usiz
 }
 
 impl ItemMemory {
-    /// An empty memory for vectors of `dim` trits. Errors: `dim == 0`.
+    /// An empty memory for vectors of `dim` trits. `dim == 0` is valid, as
+    /// everywhere in [`crate::vsa`] (empty vectors: every score is the
+    /// metric's value for all-zero operands).
     pub fn new(dim: usize) -> Result<Self> {
-        if dim == 0 {
-            return Err(Error::invalid("dim", "must be > 0"));
-        }
         Ok(ItemMemory {
             dim,
             w: plane_words(dim),
@@ -118,16 +117,22 @@ impl ItemMemory {
                 format!("dim {} != the memory's dim {}", v.dim(), self.dim),
             ));
         }
-        Ok(self.push(v.words(), label))
+        self.push(v.words(), label)
     }
 
     /// Stores a raw packed vector (validated; errors name `vector`).
     pub fn add_words(&mut self, words: &[u64], label: u64) -> Result<usize> {
         validate_words(self.dim, words, "vector")?;
-        Ok(self.push(words, label))
+        self.push(words, label)
     }
 
-    fn push(&mut self, words: &[u64], label: u64) -> usize {
+    fn push(&mut self, words: &[u64], label: u64) -> Result<usize> {
+        // Room first (fallible), so a refused allocation leaves the memory unchanged.
+        crate::try_reserve(&mut self.plus, self.w, "vector")?;
+        crate::try_reserve(&mut self.minus, self.w, "vector")?;
+        crate::try_reserve(&mut self.nnz, 1, "vector")?;
+        crate::try_reserve(&mut self.bipolar, 1, "vector")?;
+        crate::try_reserve(&mut self.labels, 1, "vector")?;
         let (p, m) = words.split_at(self.w);
         let nnz: u64 = words.iter().map(|x| x.count_ones() as u64).sum();
         self.plus.extend_from_slice(p);
@@ -135,7 +140,7 @@ impl ItemMemory {
         self.nnz.push(nnz);
         self.bipolar.push(nnz == self.dim as u64);
         self.labels.push(label);
-        self.labels.len() - 1
+        Ok(self.labels.len() - 1)
     }
 
     /// The label of row `index`. Errors: index out of range.
@@ -189,7 +194,7 @@ impl ItemMemory {
         let level = simd::best_level();
         let (qp, qm) = (q.plus(), q.minus());
         let nq = q.nnz();
-        let mut out = vec![0.0; self.len()];
+        let mut out = crate::try_zeroed(self.len(), "memory")?;
         use rayon::prelude::*;
         crate::parallel::install(|| {
             out.par_chunks_mut(BLOCK).enumerate().for_each(|(b, o)| {

@@ -72,19 +72,7 @@ pub enum Algebra {
     Modular,
 }
 
-impl Algebra {
-    /// From the C code: 0 = MAP, 1 = modular.
-    pub fn from_code(code: u32) -> Result<Self> {
-        match code {
-            0 => Ok(Algebra::Map),
-            1 => Ok(Algebra::Modular),
-            c => Err(Error::invalid(
-                "algebra",
-                format!("unknown algebra code {c} (0 = MAP, 1 = modular)"),
-            )),
-        }
-    }
-}
+crate::c_codes!(Algebra, "algebra", "algebra code" { Map = 0 => "MAP", Modular = 1 => "modular" });
 
 /// Similarity metric (see the module docs for the definitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -98,20 +86,13 @@ pub enum Metric {
     Hamming,
 }
 
-impl Metric {
-    /// From the C code: 0 = dot, 1 = cosine, 2 = Hamming.
-    pub fn from_code(code: u32) -> Result<Self> {
-        match code {
-            0 => Ok(Metric::Dot),
-            1 => Ok(Metric::Cosine),
-            2 => Ok(Metric::Hamming),
-            c => Err(Error::invalid(
-                "metric",
-                format!("unknown metric code {c} (0 = dot, 1 = cosine, 2 = hamming)"),
-            )),
-        }
-    }
+crate::c_codes!(Metric, "metric", "metric code" {
+    Dot = 0 => "dot",
+    Cosine = 1 => "cosine",
+    Hamming = 2 => "hamming",
+});
 
+impl Metric {
     /// The score of a pair from its counts: `agree` = positions where both are
     /// non-zero and equal, `disagree` = both non-zero and opposite, `nnz_a`,
     /// `nnz_b` the non-zero counts. Every path computes scores through here.
@@ -148,16 +129,24 @@ pub enum TieRule {
 }
 
 impl TieRule {
-    /// From the C code: 0 = zero, 1 = random with `seed`.
-    pub fn from_code(code: u32, seed: u64) -> Result<Self> {
-        match code {
-            0 => Ok(TieRule::Zero),
-            1 => Ok(TieRule::Random(seed)),
-            c => Err(Error::invalid(
-                "tie_rule",
-                format!("unknown tie rule code {c} (0 = zero, 1 = random)"),
-            )),
+    /// The C code: 0 = zero, 1 = random.
+    pub const fn code(self) -> u32 {
+        match self {
+            TieRule::Zero => 0,
+            TieRule::Random(_) => 1,
         }
+    }
+    /// From the C code (the inverse of [`TieRule::code`]), with `seed` for random ties.
+    pub fn from_code(code: u32, seed: u64) -> Result<Self> {
+        [TieRule::Zero, TieRule::Random(seed)]
+            .into_iter()
+            .find(|t| t.code() == code)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "tie_rule",
+                    format!("unknown tie rule code {code} (0 = zero, 1 = random)"),
+                )
+            })
     }
 }
 

@@ -130,7 +130,7 @@ impl PackedHv {
     pub fn from_trits(trits: &[i8]) -> Result<Self> {
         let dim = trits.len();
         let w = plane_words(dim);
-        let mut words = vec![0u64; 2 * w];
+        let mut words = crate::try_zeroed(2 * w, "dim")?;
         for (wi, chunk) in trits.chunks(64).enumerate() {
             let (mut p, mut m) = (0u64, 0u64);
             for (j, &t) in chunk.iter().enumerate() {
@@ -175,7 +175,7 @@ impl PackedHv {
     pub fn random(dim: usize, seed: u64, density: f64) -> Result<Self> {
         check_density(density)?;
         let w = plane_words(dim);
-        let mut words = vec![0u64; 2 * w];
+        let mut words = crate::try_zeroed(2 * w, "dim")?;
         for wi in 0..w {
             let (mut p, mut m) = (0u64, 0u64);
             let n = (dim - wi * 64).min(64);

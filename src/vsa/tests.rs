@@ -293,7 +293,7 @@ fn bundle_matches_dense_on_every_level() {
                     wwant
                 );
                 // Streaming accumulator: same result.
-                let mut acc = BundleAccumulator::new(d);
+                let mut acc = BundleAccumulator::new(d).unwrap();
                 for (v, &wk) in vs.iter().zip(&w) {
                     acc.add(v, wk).unwrap();
                 }
@@ -311,7 +311,7 @@ fn bundle_matches_dense_on_every_level() {
     assert!(e.to_string().contains("vectors"));
     let e = bundle::bundle(10, &[&a], Some(&[1, 2]), TieRule::Zero).unwrap_err();
     assert!(e.to_string().contains("weights"));
-    let mut acc = BundleAccumulator::new(10);
+    let mut acc = BundleAccumulator::new(10).unwrap();
     assert!(acc.add(&bipolar(11, 1), 1).is_err());
     acc.add(&a, 1).unwrap();
     acc.reset();
@@ -569,7 +569,12 @@ fn item_memory_topk_matches_brute_force_any_level_any_threads() {
     assert!(mem.query(&bipolar(521, 1), 1, Metric::Dot).is_err());
     assert!(mem.add(&bipolar(521, 1), 0).is_err());
     assert!(mem.get(2500).is_err());
-    assert!(ItemMemory::new(0).is_err());
+    // dim 0 is valid, as for every other VSA call (empty vectors score as all-zero ones)
+    let mut empty = ItemMemory::new(0).unwrap();
+    let z = PackedHv::from_trits(&[]).unwrap();
+    assert_eq!(empty.add(&z, 5).unwrap(), 0);
+    let hits = empty.query(&z, 1, Metric::Cosine).unwrap();
+    assert_eq!((hits[0].label, hits[0].score), (5, 0.0));
 }
 
 #[test]

@@ -43,36 +43,16 @@ pub enum Method {
     QTopK,
 }
 
+// The code used in payloads and at the C ABI (1..=5).
+crate::c_codes!(Method, "method", "method" {
+    CountSketch = 1 => "sketch",
+    Ternary = 2 => "ternary",
+    TopK = 3 => "top-k",
+    Projection = 4 => "projection",
+    QTopK = 5 => "quantized top-k",
+});
+
 impl Method {
-    /// The code used in payloads and at the C ABI (1..=5).
-    pub fn code(self) -> u32 {
-        match self {
-            Method::CountSketch => 1,
-            Method::Ternary => 2,
-            Method::TopK => 3,
-            Method::Projection => 4,
-            Method::QTopK => 5,
-        }
-    }
-    /// From a code; errors name `method`.
-    pub fn from_code(c: u32) -> Result<Self> {
-        Ok(match c {
-            1 => Method::CountSketch,
-            2 => Method::Ternary,
-            3 => Method::TopK,
-            4 => Method::Projection,
-            5 => Method::QTopK,
-            _ => {
-                return Err(Error::invalid(
-                    "method",
-                    format!(
-                        "unknown method {c} (1 sketch, 2 ternary, 3 top-k, 4 projection, \
-                         5 quantized top-k)"
-                    ),
-                ))
-            }
-        })
-    }
     /// Whether payloads of this method can be summed before decoding.
     pub fn is_linear(self) -> bool {
         matches!(self, Method::CountSketch | Method::Projection)
@@ -218,15 +198,21 @@ impl Compressed {
         }
     }
 
-    /// Decodes into a new vector.
+    /// Decodes into a new vector (allocated fallibly: `dim` comes from the
+    /// payload's header).
     pub fn decompress(&self) -> Result<Vec<f32>> {
-        let mut out = vec![0.0; self.dim];
+        let mut out = crate::try_zeroed(self.dim, "payload")?;
         self.decompress_into(&mut out)?;
         Ok(out)
     }
 
     /// `self += other` for linear methods (same method, dim, seed and
-    /// geometry); afterwards `self` decodes the sum. Errors name `other`.
+    /// geometry); afterwards `self` decodes the sum. Errors name `other`,
+    /// except [`Error::NonFinite`] naming `sum` (with the body element) when
+    /// the sum would leave the range a payload may hold (an element overflows
+    /// to ±inf, or a projection value exceeds [`payload::PROJECTION_MAX`]):
+    /// the sum of two valid payloads is then not a valid payload. `self` is
+    /// unchanged on error.
     pub fn add_assign(&mut self, other: &Compressed) -> Result<()> {
         if !self.method().is_linear() {
             return Err(Error::invalid(
@@ -252,6 +238,14 @@ impl Compressed {
             (Body::Projection { values: a }, Body::Projection { values: b }) => (a, b),
             _ => unreachable!("methods checked equal"),
         };
+        let method = other.method();
+        if let Some(index) = a
+            .iter()
+            .zip(b)
+            .position(|(x, y)| !payload::linear_value_ok(method, x + y))
+        {
+            return Err(Error::NonFinite { arg: "sum", index });
+        }
         for (x, y) in a.iter_mut().zip(b) {
             *x += y;
         }
@@ -362,7 +356,7 @@ impl Compressor {
             a,
             b,
             residual: if cfg.error_feedback {
-                vec![0.0; dim]
+                crate::try_zeroed(dim, "dim")?
             } else {
                 Vec::new()
             },
@@ -448,7 +442,7 @@ impl Compressor {
             }
             Method::Projection => {
                 let p = projection::Projection::new(self.dim, self.a, seed)?;
-                let mut values = vec![0.0; self.a];
+                let mut values = crate::try_zeroed(self.a, "grad")?;
                 p.project(x, &mut values)?;
                 Body::Projection { values }
             }
@@ -456,10 +450,12 @@ impl Compressor {
         // Sums of finite values can still overflow f32: never emit a payload
         // that the decoder would reject.
         if let Body::Sketch { table: v, .. } | Body::Projection { values: v } = &body {
-            if v.iter().any(|x| !x.is_finite()) {
+            if let Some((i, x)) = payload::linear_body_violation(self.cfg.method, v) {
                 return Err(Error::invalid(
                     "grad",
-                    "its sketch/projection overflows f32 (values too large)",
+                    format!(
+                        "its sketch/projection overflows (element {i} is {x:e}; values too large)"
+                    ),
                 ));
             }
         }
@@ -489,7 +485,10 @@ impl Compressor {
             crate::check_finite(grad, "grad")?;
             let mut x = std::mem::take(&mut self.scratch);
             x.clear();
-            x.reserve(grad.len());
+            if let Err(e) = crate::try_reserve(&mut x, grad.len(), "grad") {
+                self.scratch = x;
+                return Err(e);
+            }
             // (written in place: vectorizes, unlike a push per element)
             for (d, (g, e)) in x.spare_capacity_mut()[..grad.len()]
                 .iter_mut()

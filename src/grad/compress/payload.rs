@@ -18,9 +18,20 @@
 //!
 //! Decoding checks, in order: length ≥ 44, magic, version, method, flags,
 //! parameter ranges, body length equal to the one the parameters imply,
-//! total length, CRC, then the body itself (finite floats, valid 2-bit codes
-//! and zero padding, increasing in-range indices, a well-formed bit stream with zero padding). Any failure is
-//! [`Error::InvalidData`] naming `payload`.
+//! total length, CRC, then the body itself (finite floats, non-negative
+//! scales and levels, projection values within ±[`PROJECTION_MAX`], valid
+//! 2-bit codes and zero padding, increasing in-range indices, a well-formed
+//! bit stream with zero padding). Any failure is [`Error::InvalidData`]
+//! naming `payload`.
+//!
+//! **A payload that validates decodes to finite values**, for every method:
+//! ternary and top-k output stored finite values (times ±1), quantized
+//! top-k ±levels, the sketch medians of finite table entries (the mean of
+//! two middle rows is taken as `a/2 + b/2`, which cannot overflow), and the
+//! projection `Pᵀ y` sums [`projection::NNZ`] values of magnitude at most
+//! `f32::MAX / NNZ` per coordinate. The encoder never emits a payload the
+//! decoder would reject, and a sum of two payloads that would break these
+//! bounds is an error ([`Compressed::add_assign`]).
 
 use super::{projection, qtopk, sketch, ternary};
 use super::{Body, Compressed, Method};
@@ -34,6 +45,32 @@ pub const VERSION: u16 = 1;
 pub const HEADER: usize = 40;
 /// Header plus checksum.
 pub const OVERHEAD: usize = HEADER + 4;
+/// Largest magnitude of a projection payload value: `Pᵀ y` adds
+/// [`projection::NNZ`] of them (times `1/√NNZ`) per coordinate, so values
+/// up to `f32::MAX / NNZ` decode to finite floats.
+pub const PROJECTION_MAX: f32 = f32::MAX / projection::NNZ as f32;
+
+/// Whether `v` may stand in a linear body of `method` (see [`linear_body_violation`]).
+#[inline]
+pub fn linear_value_ok(method: Method, v: f32) -> bool {
+    match method {
+        Method::Projection => v.abs() <= PROJECTION_MAX,
+        _ => v.is_finite(),
+    }
+}
+
+/// The first value of a linear body (sketch table or projection values)
+/// that could make its decode non-finite, with its index: non-finite
+/// values, and for projections magnitudes above [`PROJECTION_MAX`].
+pub fn linear_body_violation(method: Method, values: &[f32]) -> Option<(usize, f32)> {
+    let bad = |v: f32| !linear_value_ok(method, v);
+    // Branch-free scan in chunks; locate the index only on failure.
+    let ci = values
+        .chunks(1024)
+        .position(|c| c.iter().fold(false, |b, &v| b | bad(v)))?;
+    let off = values[ci * 1024..].iter().position(|&v| bad(v))?;
+    Some((ci * 1024 + off, values[ci * 1024 + off]))
+}
 
 const CRC_TABLES: [[u32; 256]; 8] = {
     let mut t = [[0u32; 256]; 8];
@@ -108,59 +145,89 @@ pub(super) fn body_len(method: Method, dim: usize, a: usize, b: usize) -> Option
     }
 }
 
-fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
-    for x in v {
-        out.extend_from_slice(&x.to_le_bytes());
+/// Writes into a slice of exactly the payload's size.
+struct Cursor<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl Cursor<'_> {
+    fn put(&mut self, b: &[u8]) {
+        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
+        self.pos += b.len();
+    }
+    fn put_f32s(&mut self, v: &[f32]) {
+        let dst = &mut self.buf[self.pos..self.pos + 4 * v.len()];
+        for (d, x) in dst.chunks_exact_mut(4).zip(v) {
+            d.copy_from_slice(&x.to_le_bytes());
+        }
+        self.pos += 4 * v.len();
     }
 }
 
 fn get_f32s(b: &[u8]) -> Result<Vec<f32>> {
-    let v: Vec<f32> = b
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let v: Vec<f32> = crate::try_collect(
+        b.len() / 4,
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        "payload",
+    )?;
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
         return Err(bad(format!("non-finite float at body element {i}")));
     }
     Ok(v)
 }
 
-/// Serializes (see the module table).
+/// Serializes (see the module table) into a new vector.
 pub fn encode(c: &Compressed) -> Vec<u8> {
+    let mut out = vec![0u8; c.wire_bytes()];
+    encode_into(c, &mut out).expect("sized to wire_bytes");
+    out
+}
+
+/// Serializes into `out`, which must hold exactly [`Compressed::wire_bytes`]
+/// bytes (else [`Error::ShapeMismatch`] naming `payload_out`); allocates nothing.
+pub fn encode_into(c: &Compressed, out: &mut [u8]) -> Result<()> {
+    if out.len() != c.wire_bytes() {
+        return Err(Error::shape(
+            "payload_out",
+            format!("{} bytes needed, got {}", c.wire_bytes(), out.len()),
+        ));
+    }
     let (a, b) = c.params();
     let blen = c.body_bytes();
-    let mut out = Vec::with_capacity(HEADER + blen + 4);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.push(c.method().code() as u8);
-    out.push(0);
-    out.extend_from_slice(&(c.dim as u64).to_le_bytes());
-    out.extend_from_slice(&c.seed.to_le_bytes());
-    out.extend_from_slice(&(a as u32).to_le_bytes());
-    out.extend_from_slice(&(b as u32).to_le_bytes());
-    out.extend_from_slice(&(blen as u64).to_le_bytes());
+    let mut w = Cursor { buf: out, pos: 0 };
+    w.put(&MAGIC);
+    w.put(&VERSION.to_le_bytes());
+    w.put(&[c.method().code() as u8, 0]);
+    w.put(&(c.dim as u64).to_le_bytes());
+    w.put(&c.seed.to_le_bytes());
+    w.put(&(a as u32).to_le_bytes());
+    w.put(&(b as u32).to_le_bytes());
+    w.put(&(blen as u64).to_le_bytes());
     match &c.body {
-        Body::Sketch { table, .. } => put_f32s(&mut out, table),
+        Body::Sketch { table, .. } => w.put_f32s(table),
         Body::Ternary { scales, packed, .. } => {
-            put_f32s(&mut out, scales);
-            out.extend_from_slice(packed);
+            w.put_f32s(scales);
+            w.put(packed);
         }
         Body::TopK { indices, values } => {
             for i in indices {
-                out.extend_from_slice(&i.to_le_bytes());
+                w.put(&i.to_le_bytes());
             }
-            put_f32s(&mut out, values);
+            w.put_f32s(values);
         }
-        Body::Projection { values } => put_f32s(&mut out, values),
+        Body::Projection { values } => w.put_f32s(values),
         Body::QTopK { levels, stream, .. } => {
-            put_f32s(&mut out, levels);
-            out.extend_from_slice(stream);
+            w.put_f32s(levels);
+            w.put(stream);
         }
     }
-    let crc = crc32(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    debug_assert_eq!(out.len(), c.wire_bytes());
-    out
+    let end = w.pos;
+    debug_assert_eq!(end + 4, w.buf.len());
+    let crc = crc32(&w.buf[..end]);
+    w.put(&crc.to_le_bytes());
+    Ok(())
 }
 
 fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -280,7 +347,7 @@ pub fn decode(bytes: &[u8]) -> Result<Compressed> {
             if let Some(i) = scales.iter().position(|&s| s < 0.0) {
                 return Err(bad(format!("negative scale at block {i}")));
             }
-            let packed = body[4 * nb..].to_vec();
+            let packed = crate::try_to_vec(&body[4 * nb..], "payload")?;
             ternary::validate_packed(&packed, h.dim, "payload")?;
             Body::Ternary {
                 block: h.a,
@@ -290,7 +357,7 @@ pub fn decode(bytes: &[u8]) -> Result<Compressed> {
         }
         Method::TopK => {
             let k = h.a;
-            let indices: Vec<u32> = (0..k).map(|j| u32_at(body, 4 * j)).collect();
+            let indices = crate::try_collect(k, (0..k).map(|j| u32_at(body, 4 * j)), "payload")?;
             if let Some(j) = (0..k)
                 .find(|&j| indices[j] as usize >= h.dim || (j > 0 && indices[j] <= indices[j - 1]))
             {
@@ -304,16 +371,23 @@ pub fn decode(bytes: &[u8]) -> Result<Compressed> {
                 values: get_f32s(&body[4 * k..])?,
             }
         }
-        Method::Projection => Body::Projection {
-            values: get_f32s(body)?,
-        },
+        Method::Projection => {
+            let values = get_f32s(body)?;
+            if let Some((i, v)) = linear_body_violation(Method::Projection, &values) {
+                return Err(bad(format!(
+                    "projection value {v:e} at body element {i} is beyond ±{PROJECTION_MAX:e} \
+                     (its decode would overflow)"
+                )));
+            }
+            Body::Projection { values }
+        }
         Method::QTopK => {
             let (r, v) = qtopk::unpack_b(h.b).expect("checked by header");
             let levels = get_f32s(&body[..4 << v])?;
             if let Some(i) = levels.iter().position(|&l| l < 0.0) {
                 return Err(bad(format!("negative level {i}")));
             }
-            let stream = body[4 << v..].to_vec();
+            let stream = crate::try_to_vec(&body[4 << v..], "payload")?;
             qtopk::decode_entries(h.dim, h.a, r, v, &stream, "payload", |_, _, _| {})?;
             Body::QTopK {
                 k: h.a,

@@ -79,7 +79,9 @@ impl Projection {
         (b * len / nb, (b + 1) * len / nb)
     }
 
-    /// `y = P g`. Errors: lengths, non-finite `g`.
+    /// `y = P g`. Errors: lengths, non-finite `g`; a projection that
+    /// overflows f32 or exceeds `±f32::MAX / NNZ` (so [`Self::unproject`]
+    /// could not decode it) is [`Error::InvalidArgument`] naming `grad`.
     pub fn project(&self, g: &[f32], y: &mut [f32]) -> Result<()> {
         if g.len() != self.dim {
             return Err(Error::shape(
@@ -97,7 +99,7 @@ impl Projection {
         let nb = self.blocks();
         // Output blocks are disjoint: split y by block and fill each in parallel.
         let mut outs: Vec<&mut [f32]> = Vec::with_capacity(nb);
-        let mut rest = y;
+        let mut rest = &mut *y;
         for b in 0..nb {
             let (lo, hi) = Self::range(self.m, nb, b);
             let (head, tail) = rest.split_at_mut(hi - lo);
@@ -123,10 +125,22 @@ impl Projection {
                     }
                 })
         });
+        if let Some(i) = y
+            .iter()
+            .position(|v| v.is_nan() || v.abs() > f32::MAX / NNZ as f32)
+        {
+            return Err(Error::invalid(
+                "grad",
+                format!("its projection overflows at output {i} (values too large)"),
+            ));
+        }
         Ok(())
     }
 
-    /// `ĝ = Pᵀ y` (unbiased estimate of `g`). Errors: lengths, non-finite `y`.
+    /// `ĝ = Pᵀ y` (unbiased estimate of `g`; finite). Errors: lengths,
+    /// non-finite `y` ([`Error::NonFinite`]), a value beyond
+    /// `±f32::MAX / NNZ` whose sum could overflow ([`Error::InvalidArgument`];
+    /// both name `compressed`).
     pub fn unproject(&self, y: &[f32], g: &mut [f32]) -> Result<()> {
         if y.len() != self.m {
             return Err(Error::shape(
@@ -141,6 +155,15 @@ impl Projection {
             ));
         }
         crate::check_finite(y, "compressed")?;
+        if let Some(i) = y.iter().position(|v| v.abs() > f32::MAX / NNZ as f32) {
+            return Err(Error::invalid(
+                "compressed",
+                format!(
+                    "value {:e} at index {i} is beyond ±f32::MAX/{NNZ}: its decode would overflow",
+                    y[i]
+                ),
+            ));
+        }
         let nb = self.blocks();
         let seed = self.seed;
         let mut outs: Vec<&mut [f32]> = Vec::with_capacity(nb);

@@ -168,7 +168,10 @@ impl CountSketch {
         let threads = crate::parallel::num_threads().max(1);
         let chunks: Vec<&[f32]> = g.chunks(CHUNK).collect();
         let nb = threads.min(chunks.len());
-        let mut bufs = vec![vec![0.0f32; self.table_len()]; nb];
+        let mut bufs = crate::try_with_capacity(nb, "table")?;
+        for _ in 0..nb {
+            bufs.push(crate::try_zeroed::<f32>(self.table_len(), "table")?);
+        }
         for (w, wave) in chunks.chunks(nb).enumerate() {
             let fill = |(j, (buf, gc)): (usize, (&mut Vec<f32>, &&[f32]))| {
                 if w > 0 {
@@ -197,7 +200,7 @@ impl CountSketch {
 
     /// `S(g)`: a new table `[rows * cols]`, row-major.
     pub fn sketch(&self, g: &[f32]) -> Result<Vec<f32>> {
-        let mut t = vec![0.0f32; self.table_len()];
+        let mut t = crate::try_zeroed(self.table_len(), "table")?;
         self.accumulate(g, &mut t)?;
         Ok(t)
     }
@@ -261,7 +264,7 @@ impl CountSketch {
     /// The `k` coordinates with the largest estimated magnitude (ties to the
     /// lower index), ascending, with their estimates.
     pub fn top_k(&self, table: &[f32], k: usize) -> Result<(Vec<u32>, Vec<f32>)> {
-        let mut est = vec![0.0f32; self.dim];
+        let mut est = crate::try_zeroed(self.dim, "dim")?;
         self.estimate(table, &mut est)?;
         let idx = top_k_indices(&est, k)?;
         let vals = idx.iter().map(|&i| est[i as usize]).collect();
@@ -378,11 +381,20 @@ fn estimate_range(seeds: &[u64], cols: usize, table: &[f32], off: usize, out: &m
     estimate_impl(seeds, cols, table, off, out)
 }
 
-/// Median of a short slice (mean of the two middle values for even lengths).
+/// Mean of two values that cannot overflow: `a/2 + b/2` (halving is exact
+/// for normal numbers, so this is `(a + b) / 2` correctly rounded wherever
+/// that sum is finite; at the edge of the range it stays finite).
+#[inline]
+fn mid(a: f32, b: f32) -> f32 {
+    0.5 * a + 0.5 * b
+}
+
+/// Median of a short slice (mean of the two middle values for even lengths;
+/// finite for finite inputs).
 fn median(v: &mut [f32]) -> f32 {
     match v.len() {
         1 => v[0],
-        2 => 0.5 * (v[0] + v[1]),
+        2 => mid(v[0], v[1]),
         3 => {
             let (a, b, c) = (v[0], v[1], v[2]);
             a.max(b).min(a.min(b).max(c))
@@ -392,7 +404,7 @@ fn median(v: &mut [f32]) -> f32 {
             if n % 2 == 1 {
                 v[n / 2]
             } else {
-                0.5 * (v[n / 2 - 1] + v[n / 2])
+                mid(v[n / 2 - 1], v[n / 2])
             }
         }
     }
@@ -421,7 +433,8 @@ pub struct FetchSgd {
 }
 
 impl FetchSgd {
-    /// New state. Errors: `k` zero or above `dim`, `momentum` not in `[0, 1)`.
+    /// New state. Errors: `k` zero or above `dim`, `momentum` not in `[0, 1)`,
+    /// tables that cannot be allocated ([`Error::OutOfMemory`] naming `cols`).
     pub fn new(sketch: CountSketch, k: usize, momentum: f32) -> Result<Self> {
         if k == 0 || k > sketch.dim() {
             return Err(Error::invalid(
@@ -439,8 +452,8 @@ impl FetchSgd {
             sketch,
             k,
             momentum,
-            u: vec![0.0; sketch.table_len()],
-            e: vec![0.0; sketch.table_len()],
+            u: crate::try_zeroed(sketch.table_len(), "cols")?,
+            e: crate::try_zeroed(sketch.table_len(), "cols")?,
             steps: 0,
         })
     }
@@ -476,11 +489,31 @@ impl FetchSgd {
     }
 
     /// One step on the summed table; returns the sparse update `Δ` (indices
-    /// ascending, values). Errors: wrong table length, non-finite values.
+    /// ascending, values, all finite). Errors: wrong table length,
+    /// non-finite values, and ([`Error::NonFinite`] naming `summed`) a table
+    /// that would overflow the momentum or error table to ±inf; the state is
+    /// unchanged on error.
     pub fn step(&mut self, summed: &[f32]) -> Result<(Vec<u32>, Vec<f32>)> {
         self.sketch.check_table(summed, "summed")?;
         crate::check_finite(summed, "summed")?;
         let rho = self.momentum;
+        // First pass: would the new tables stay finite? (Checked before
+        // anything changes; the decode of finite tables is finite.)
+        if let Some(index) = self
+            .u
+            .iter()
+            .zip(&self.e)
+            .zip(summed)
+            .position(|((&u, &e), &s)| {
+                let u = rho * u + s;
+                !(u.is_finite() && (e + u).is_finite())
+            })
+        {
+            return Err(Error::NonFinite {
+                arg: "summed",
+                index,
+            });
+        }
         for ((u, e), &s) in self.u.iter_mut().zip(self.e.iter_mut()).zip(summed) {
             *u = rho * *u + s;
             *e += *u;

@@ -369,8 +369,8 @@ pub fn quantize_into(
 /// Quantizes `g`; returns `(scales, packed)`.
 pub fn quantize(g: &[f32], block: usize, seed: u64) -> Result<(Vec<f32>, Vec<u8>)> {
     check_block(block)?;
-    let mut s = vec![0.0; num_blocks(g.len(), block)];
-    let mut p = vec![0u8; packed_len(g.len())];
+    let mut s = crate::try_zeroed(num_blocks(g.len(), block), "grad")?;
+    let mut p = crate::try_zeroed(packed_len(g.len()), "grad")?;
     quantize_into(g, block, seed, &mut s, &mut p)?;
     Ok((s, p))
 }

@@ -39,23 +39,17 @@ pub enum ComputeFormat {
     Base3,
 }
 
+crate::c_codes!(ComputeFormat, "compute_format", "compute format" {
+    TwoBit = 0 => "two-bit",
+    Base3 = 1 => "base-3",
+});
+
 impl ComputeFormat {
     /// Weights per K block per row.
     pub const fn block_k(self) -> usize {
         match self {
             ComputeFormat::TwoBit => 256,
             ComputeFormat::Base3 => 320,
-        }
-    }
-    /// From a C code (0 two-bit, 1 base-3).
-    pub fn from_code(code: u32) -> crate::Result<Self> {
-        match code {
-            0 => Ok(ComputeFormat::TwoBit),
-            1 => Ok(ComputeFormat::Base3),
-            c => Err(crate::Error::invalid(
-                "compute_format",
-                format!("unknown compute format {c} (0 two-bit, 1 base-3)"),
-            )),
         }
     }
 }
@@ -95,27 +89,45 @@ unsafe impl Plain for i32 {}
 
 impl<T: Plain> Aligned<T> {
     /// Allocates without initialising (callers initialise every byte).
-    fn alloc(len: usize) -> Self {
-        let bytes = len
-            .checked_mul(std::mem::size_of::<T>())
-            .expect("buffer size overflows usize")
-            .div_ceil(64)
-            .max(1)
-            * 64;
-        let (ptr, layout) = huge::alloc(bytes);
-        Aligned {
+    /// Errors: [`crate::Error::SizeOverflow`] / [`crate::Error::OutOfMemory`] naming `arg`.
+    fn try_alloc(len: usize, arg: &'static str) -> crate::Result<Self> {
+        let bytes = crate::error::alloc_bytes::<T>(len, arg)?;
+        // rounded up to whole 64-byte lines (bytes <= isize::MAX: no overflow)
+        let bytes = bytes.div_ceil(64).max(1) * 64;
+        let (ptr, layout) = huge::alloc(bytes).ok_or(crate::Error::OutOfMemory { arg, bytes })?;
+        Ok(Aligned {
             ptr,
             layout,
             len,
             _t: std::marker::PhantomData,
-        }
+        })
     }
 
-    pub(crate) fn zeroed(len: usize) -> Self {
-        let a = Self::alloc(len);
+    /// `len` zeros, allocated fallibly.
+    pub(crate) fn try_zeroed(len: usize, arg: &'static str) -> crate::Result<Self> {
+        let a = Self::try_alloc(len, arg)?;
         // SAFETY: the allocation is layout.size() writable bytes.
         unsafe { std::ptr::write_bytes(a.ptr.as_ptr(), 0, a.layout.size()) };
-        a
+        Ok(a)
+    }
+
+    /// [`Self::try_zeroed`] for working buffers sized by a caller's
+    /// buffers: a refused allocation unwinds with the [`crate::Error`] as
+    /// the panic payload, which the C boundary (`ffi::status::guard`) turns
+    /// into `TRITTER_ERR_OUT_OF_MEMORY` (never an abort).
+    pub(crate) fn zeroed(len: usize) -> Self {
+        Self::try_zeroed(len, "buffer").unwrap_or_else(|e| std::panic::panic_any(e))
+    }
+
+    /// A copy, allocated fallibly.
+    pub(crate) fn try_clone(&self) -> crate::Result<Self> {
+        let a = Self::try_alloc(self.len, "matrix")?;
+        // SAFETY: both allocations are layout.size() bytes (same len, same
+        // layout) and do not overlap; every source byte is initialised.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr(), a.ptr.as_ptr(), self.layout.size())
+        };
+        Ok(a)
     }
     pub(crate) fn as_slice(&self) -> &[T] {
         // SAFETY: the allocation holds at least len * size_of::<T>()
@@ -168,12 +180,10 @@ mod huge {
         Layout::from_size_align(HUGE_ALIGN, HUGE_ALIGN).expect("page layout")
     }
 
-    fn raw(layout: Layout) -> NonNull<u8> {
+    /// `None` when the allocator refuses (the caller reports it; never an abort).
+    fn raw(layout: Layout) -> Option<NonNull<u8>> {
         // SAFETY: every layout passed here has a non-zero size.
-        let p = unsafe { std::alloc::alloc(layout) };
-        let Some(p) = NonNull::new(p) else {
-            std::alloc::handle_alloc_error(layout)
-        };
+        let p = NonNull::new(unsafe { std::alloc::alloc(layout) })?;
         #[cfg(target_os = "linux")]
         if layout.align() == HUGE_ALIGN {
             // SAFETY: the range lies in this untouched allocation; the advice
@@ -187,18 +197,19 @@ mod huge {
                 );
             }
         }
-        p
+        Some(p)
     }
 
-    /// A buffer of `bytes` (a multiple of 64), and the layout to free it with.
-    pub(super) fn alloc(bytes: usize) -> (NonNull<u8>, Layout) {
+    /// A buffer of `bytes` (a multiple of 64, at most `isize::MAX`), and the
+    /// layout to free it with; `None` when the allocator refuses.
+    pub(super) fn alloc(bytes: usize) -> Option<(NonNull<u8>, Layout)> {
         if bytes >= HUGE_MIN {
-            let l = Layout::from_size_align(bytes, HUGE_ALIGN).expect("buffer layout");
-            return (raw(l), l);
+            let l = Layout::from_size_align(bytes, HUGE_ALIGN).ok()?;
+            return Some((raw(l)?, l));
         }
         if bytes < ARENA_MIN {
             let l = Layout::from_size_align(bytes, 64).expect("buffer layout");
-            return (raw(l), l);
+            return Some((raw(l)?, l));
         }
         // Arena: the tagged layout (align 128) marks arena buffers for free().
         let l = Layout::from_size_align(bytes, 128).expect("buffer layout");
@@ -207,7 +218,7 @@ mod huge {
         let i = match fit {
             Some(i) => i,
             None => {
-                let base = raw(page_layout());
+                let base = raw(page_layout())?;
                 pages.push(Page {
                     base,
                     used: 0,
@@ -221,7 +232,7 @@ mod huge {
         let ptr = unsafe { p.base.add(p.used) };
         p.used += bytes;
         p.live += 1;
-        (ptr, l)
+        Some((ptr, l))
     }
 
     /// Frees a buffer from [`alloc`].
@@ -250,14 +261,11 @@ mod huge {
 }
 
 impl<T: Plain> Clone for Aligned<T> {
+    /// As [`Aligned::try_clone`]; a refused allocation unwinds with the
+    /// error as payload (see [`Aligned::zeroed`]).
     fn clone(&self) -> Self {
-        let a = Self::alloc(self.len);
-        // SAFETY: both allocations are layout.size() bytes (same len, same
-        // layout) and do not overlap; every source byte is initialised.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr.as_ptr(), a.ptr.as_ptr(), self.layout.size())
-        };
-        a
+        self.try_clone()
+            .unwrap_or_else(|e| std::panic::panic_any(e))
     }
 }
 
@@ -304,7 +312,19 @@ pub(crate) fn base3_digit(n: u8, i: usize) -> u8 {
 
 impl ComputeLayout {
     /// Builds the layout from canonical 2-bit bytes (`rows * ceil(cols/4)`).
+    /// A refused allocation unwinds (see [`Self::try_from_2bit`]).
     pub fn from_2bit(packed: &[u8], rows: usize, cols: usize, format: ComputeFormat) -> Self {
+        Self::try_from_2bit(packed, rows, cols, format).unwrap_or_else(|e| std::panic::panic_any(e))
+    }
+
+    /// [`Self::from_2bit`], with [`crate::Error::OutOfMemory`] naming `matrix`
+    /// when the layout cannot be allocated.
+    pub fn try_from_2bit(
+        packed: &[u8],
+        rows: usize,
+        cols: usize,
+        format: ComputeFormat,
+    ) -> crate::Result<Self> {
         let rb = row_bytes(cols, PackedLayout::TwoBit);
         Self::from_rows(rows, cols, format, |o, c| {
             let row = &packed[o * rb..(o + 1) * rb];
@@ -322,15 +342,31 @@ impl ComputeLayout {
         cols: usize,
         format: ComputeFormat,
         fill: impl Fn(usize, &mut [u8]) + Sync,
-    ) -> Self {
+    ) -> crate::Result<Self> {
         Self::from_rows(rows, cols, format, fill)
     }
 
     /// The same weights in `format` (decoded row by row from this layout, no
     /// canonical copy in between).
     pub fn to_format(&self, rows: usize, cols: usize, format: ComputeFormat) -> Self {
+        self.try_to_format(rows, cols, format)
+            .unwrap_or_else(|e| std::panic::panic_any(e))
+    }
+
+    /// [`Self::to_format`], with [`crate::Error::OutOfMemory`] naming `matrix`.
+    pub fn try_to_format(
+        &self,
+        rows: usize,
+        cols: usize,
+        format: ComputeFormat,
+    ) -> crate::Result<Self> {
         if format == self.format {
-            return self.clone();
+            return Ok(ComputeLayout {
+                format: self.format,
+                nkb: self.nkb,
+                ntiles: self.ntiles,
+                data: self.data.try_clone()?,
+            });
         }
         Self::from_rows(rows, cols, format, |o, c| self.row_codes(o, c))
     }
@@ -342,12 +378,13 @@ impl ComputeLayout {
         cols: usize,
         format: ComputeFormat,
         fill: impl Fn(usize, &mut [u8]) + Sync,
-    ) -> Self {
+    ) -> crate::Result<Self> {
         let bk = format.block_k();
         let nkb = cols.div_ceil(bk);
         let ntiles = rows.div_ceil(TILE_ROWS);
-        let tile_bytes = nkb * TILE_ROWS * BLOCK_BYTES;
-        let mut data = Aligned::<u8>::zeroed(ntiles * tile_bytes);
+        let tile_bytes = crate::checked_mul(nkb, TILE_ROWS * BLOCK_BYTES, "matrix")?;
+        let total = crate::checked_mul(ntiles, tile_bytes, "matrix")?;
+        let mut data = Aligned::<u8>::try_zeroed(total, "matrix")?;
         if tile_bytes > 0 {
             crate::parallel::install(|| {
                 data.as_mut_slice()
@@ -384,12 +421,12 @@ impl ComputeLayout {
                     })
             });
         }
-        ComputeLayout {
+        Ok(ComputeLayout {
             format,
             nkb,
             ntiles,
             data,
-        }
+        })
     }
 
     /// Calls `put(k, c)` with the code `c = t + 1` of each of the first `n`

@@ -93,19 +93,7 @@ pub enum ActivationMode {
     Int8,
 }
 
-impl ActivationMode {
-    /// From the C code (0 f32, 1 int8).
-    pub fn from_code(code: u32) -> Result<Self> {
-        match code {
-            0 => Ok(ActivationMode::F32),
-            1 => Ok(ActivationMode::Int8),
-            c => Err(Error::invalid(
-                "act_mode",
-                format!("unknown activation mode {c} (0 f32, 1 int8)"),
-            )),
-        }
-    }
-}
+crate::c_codes!(ActivationMode, "act_mode", "activation mode" { F32 = 0 => "f32", Int8 = 1 => "int8" });
 
 /// Checks the shapes of `x`, `bias`, `y` against `m`.
 pub fn check_shapes(
@@ -162,8 +150,9 @@ pub fn gemm(
 /// A level without matmul kernels of its own (none today) would run the
 /// best kernels below it.
 ///
-/// Errors: shape mismatches, non-finite `x`, and [`Error::InvalidArgument`]
-/// (naming `level`) if this CPU lacks the level.
+/// Errors: shape mismatches, non-finite `x` or `bias` ([`Error::NonFinite`]:
+/// one rule for every float input), and [`Error::InvalidArgument`] (naming
+/// `level`) if this CPU lacks the level.
 pub fn gemm_with_level(
     m: &TernaryMatrix,
     x: ArrayView2<f32>,
@@ -174,6 +163,11 @@ pub fn gemm_with_level(
 ) -> Result<()> {
     check_shapes(m, &x, bias.as_ref(), &y)?;
     crate::check_finite_view(&x, "x")?;
+    if let Some(b) = &bias {
+        if let Some(index) = b.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite { arg: "bias", index });
+        }
+    }
     if !level.is_supported() {
         return Err(Error::invalid(
             "level",

@@ -2787,6 +2787,7 @@ tritter_status_t tritter_ternary_matrix_matmul_dlpack(const struct tritter_terna
  * # Safety
  * Tensors NULL or valid; outputs not overlapping the input or each other.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_quantize_pack_2bit_dlpack(const struct tritter_dl_tensor_t *weights,
                                                    const struct tritter_quant_config_t *config,
                                                    const struct tritter_dl_tensor_t *packed_out,
@@ -2810,6 +2811,7 @@ tritter_status_t tritter_quantize_pack_2bit_dlpack(const struct tritter_dl_tenso
  * # Safety
  * Tensors NULL (bias only) or valid; `y` not overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_linear_dlpack(const struct tritter_dl_tensor_t *packed,
                                                size_t cols,
                                                const struct tritter_dl_tensor_t *scales,
@@ -2832,6 +2834,7 @@ tritter_status_t tritter_ternary_linear_dlpack(const struct tritter_dl_tensor_t 
  * # Safety
  * Tensors NULL or valid; `dx` not overlapping the inputs.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_linear_grad_input_dlpack(const struct tritter_dl_tensor_t *packed,
                                                           size_t cols,
                                                           const struct tritter_dl_tensor_t *scales,
@@ -2850,6 +2853,7 @@ tritter_status_t tritter_ternary_linear_grad_input_dlpack(const struct tritter_d
  * # Safety
  * `matrix` NULL or live; tensors NULL or valid; `dx` not overlapping `dy`.
  */
+TRITTER_MUST_USE
 tritter_status_t tritter_ternary_matrix_matmul_t_dlpack(const struct tritter_ternary_matrix_t *matrix,
                                                         const struct tritter_dl_tensor_t *dy,
                                                         const struct tritter_dl_tensor_t *dx);

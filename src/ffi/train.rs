@@ -105,6 +105,7 @@ unsafe fn weights<'a>(
         ));
     }
     buf.clear();
+    crate::error::try_reserve(buf, s.len(), "scales")?;
     buf.extend(s.iter().copied());
     TernaryWeights::canonical(bytes, rows, cols, buf, g)
 }
@@ -121,6 +122,7 @@ unsafe fn weights<'a>(
 ///
 /// # Safety
 /// Tensors NULL or valid; outputs not overlapping the input or each other.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_quantize_pack_2bit_dlpack(
     weights: *const tritter_dl_tensor_t,
@@ -177,6 +179,7 @@ pub unsafe extern "C" fn tritter_quantize_pack_2bit_dlpack(
 ///
 /// # Safety
 /// Tensors NULL (bias only) or valid; `y` not overlapping the inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_linear_dlpack(
     packed: *const tritter_dl_tensor_t,
@@ -214,6 +217,7 @@ pub unsafe extern "C" fn tritter_ternary_linear_dlpack(
 ///
 /// # Safety
 /// Tensors NULL or valid; `dx` not overlapping the inputs.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_linear_grad_input_dlpack(
     packed: *const tritter_dl_tensor_t,
@@ -241,6 +245,7 @@ pub unsafe extern "C" fn tritter_ternary_linear_grad_input_dlpack(
 ///
 /// # Safety
 /// `matrix` NULL or live; tensors NULL or valid; `dx` not overlapping `dy`.
+#[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn tritter_ternary_matrix_matmul_t_dlpack(
     matrix: *const tritter_ternary_matrix_t,

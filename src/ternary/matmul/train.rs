@@ -427,15 +427,7 @@ fn check_level(level: CpuLevel) -> Result<()> {
 /// A zeroed buffer of `n` floats; a size the caller chose that cannot be
 /// allocated is an error, not an abort.
 fn zeroed(n: usize, what: &'static str) -> Result<Vec<f32>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        Error::overflow(
-            what,
-            format!("cannot allocate {n} floats of scratch memory"),
-        )
-    })?;
-    v.resize(n, 0.0);
-    Ok(v)
+    crate::error::try_zeroed(n, what)
 }
 
 /// One micro-kernel call: `c[i][j] (+)= Σ_p a[i·rs + p·CS] · b[p·ldb + j]`
@@ -764,7 +756,11 @@ pub fn quantize_pack_2bit(
     cfg.validate()?;
     let data = match w.to_slice() {
         Some(s) => std::borrow::Cow::Borrowed(s),
-        None => std::borrow::Cow::Owned(w.iter().copied().collect::<Vec<f32>>()),
+        None => std::borrow::Cow::Owned(crate::error::try_collect(
+            rows * cols,
+            w.iter().copied(),
+            "weights",
+        )?),
     };
     let ngroups = if cols == 0 { 1 } else { cols.div_ceil(glen) };
     // Per tensor: every row's statistic first. Per row / group: each row's
@@ -791,22 +787,19 @@ pub fn quantize_pack_2bit(
                 QuantMethod::AbsMax => per_row.iter().fold(0f64, |m, &v| m.max(v)) as f32,
             }]
         } else {
-            quant::compute_scales(&data, rows, cols, cfg)
+            quant::compute_scales(&data, rows, cols, cfg)?
         }
     } else {
-        vec![0f32; rows * ngroups]
+        zeroed(crate::checked_mul(rows, ngroups, "weights")?, "weights")?
     };
     let rb = row_bytes(cols, PackedLayout::TwoBit);
-    let mut packed = Vec::new();
-    packed
-        .try_reserve_exact(crate::checked_mul(rows, rb, "weights")?)
-        .map_err(|_| Error::overflow("weights", "cannot allocate the packed weights"))?;
-    packed.resize(rows * rb, 0u8);
+    let mut packed: Vec<u8> =
+        crate::error::try_zeroed(crate::checked_mul(rows, rb, "weights")?, "weights")?;
     let nonfinite = std::sync::atomic::AtomicBool::new(false);
     if cols > 0 {
         let s0 = scales.first().copied().unwrap_or(0.0);
         let srow = if per_tensor { 0 } else { ngroups };
-        let mut dummy = vec![0f32; rows];
+        let mut dummy = zeroed(if per_tensor { rows } else { 0 }, "weights")?;
         let sc: &mut [f32] = if per_tensor { &mut dummy } else { &mut scales };
         let row = |((out, src), srow): ((&mut [u8], &[f32]), &mut [f32])| {
             let mut bad = false;

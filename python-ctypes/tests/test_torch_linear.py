@@ -2,6 +2,8 @@
 pure-PyTorch formula (float64), opcheck, conversion and packed files."""
 import math
 
+import numpy as np
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -349,6 +351,18 @@ def test_save_and_load_packed_round_trip(tmp_path):
     assert tensors["0.weight"].dtype == torch.uint8 and tensors["0.weight"].shape == (30, 10)
     assert tensors["2.weight.scales"].shape == (9, 4)
     assert '"granularity": "group"' in meta["tritter:2.weight"]
+    # the library's own checkpoint loader reads the file: the same s·t per layer
+    ck = ta.open_checkpoint(path)
+    for name, layer in (("0", model[0]), ("2", model[2])):
+        t, s = layer.get_quantized_weight()
+        if s.dim() == 2:  # per group
+            s = s.repeat_interleave(layer.spec.group_size, dim=1)[:, :layer.in_features]
+        elif s.dim() == 1:  # per row
+            s = s.reshape(-1, 1)
+        got = ck.ternary(f"{name}.weight").dequantize()
+        assert got.shape == (layer.out_features, layer.in_features)
+        assert np.allclose(got, (t * s).numpy(), rtol=1e-6, atol=0)
+        assert np.array_equal(np.sign(got), t.numpy())
     # into inference layers: the same outputs as the trained model in eval
     inf = torch.nn.Sequential(TernaryLinearInference(40, 30, act="int8"), torch.nn.ReLU(),
                               TernaryLinearInference(30, 9, bias=False))

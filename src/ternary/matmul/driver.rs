@@ -77,7 +77,7 @@ pub(crate) fn choose(p: &Plan) -> Strategy {
                 // AVX-512: the tables stay (the FMA tiles are AVX2 code and
                 // were not measured against them on an AVX-512 machine)
                 Strategy::LutF32
-            } else if train::handles(p.m, p.batch, p.mode, p.level) {
+            } else if p.train && train::handles(p.m, p.batch, p.mode, p.level) {
                 // AVX2 from batch 4 (measured against the direct kernels:
                 // docs/torch.md)
                 Strategy::TrainF32
@@ -113,12 +113,28 @@ pub(crate) fn gemm(
     y: ArrayViewMut2<f32>,
     max_chunk: usize,
 ) -> crate::Result<()> {
-    let Some(p) = Plan::new(level, m, x.nrows(), mode, max_chunk) else {
+    gemm_opts(level, m, x, bias, mode, y, max_chunk, true)
+}
+
+/// [`gemm`], `train = false` keeping the [`train`] tiles out.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_opts(
+    level: CpuLevel,
+    m: &TernaryMatrix,
+    x: ArrayView2<f32>,
+    bias: Option<ArrayView1<f32>>,
+    mode: ActivationMode,
+    y: ArrayViewMut2<f32>,
+    max_chunk: usize,
+    train: bool,
+) -> crate::Result<()> {
+    let Some(mut p) = Plan::new(level, m, x.nrows(), mode, max_chunk) else {
         if x.nrows() > 0 && m.rows() > 0 {
             reference::gemm(m, x, bias, mode, y);
         }
         return Ok(());
     };
+    p.train = train;
     let s = choose(&p);
     if s == Strategy::TrainF32 {
         return train::gemm_matrix(m, x, bias, y, level);

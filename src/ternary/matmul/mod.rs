@@ -177,6 +177,27 @@ pub fn gemm_with_level(
     driver::gemm(level, m, x, bias, mode, y, driver::MAX_CHUNK_BLOCKS)
 }
 
+/// As [`gemm_with_level`] with the kernels the [`train`] tiles replace
+/// (f32, 2-bit, batch >= 4): benches time both in one run.
+#[doc(hidden)]
+pub fn gemm_without_train(
+    m: &TernaryMatrix,
+    x: ArrayView2<f32>,
+    mode: ActivationMode,
+    y: ArrayViewMut2<f32>,
+    level: CpuLevel,
+) -> Result<()> {
+    check_shapes(m, &x, None, &y)?;
+    crate::check_finite_view(&x, "x")?;
+    if !level.is_supported() {
+        return Err(Error::invalid(
+            "level",
+            format!("this CPU does not support {}", level.name()),
+        ));
+    }
+    driver::gemm_opts(level, m, x, None, mode, y, driver::MAX_CHUNK_BLOCKS, false)
+}
+
 /// The weight-read floor of a batch-1 call: reads every byte of `m`'s
 /// compute copy once, split over the threads exactly as the batch-1 kernels
 /// split it, and returns a checksum (so the reads cannot be optimized away).

@@ -33,6 +33,9 @@ pub(crate) struct Plan<'a> {
     /// The level's kernels.
     pub k: Kernels,
     pub level: CpuLevel,
+    /// The [`train`](super::train) tiles may run (benches turn them off to
+    /// time the kernels they replace).
+    pub train: bool,
     pub m: &'a TernaryMatrix,
     pub lay: &'a ComputeLayout,
     pub mode: ActivationMode,
@@ -121,6 +124,7 @@ impl<'a> Plan<'a> {
         Some(Plan {
             k,
             level,
+            train: true,
             m,
             lay,
             mode,

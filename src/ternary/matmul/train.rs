@@ -801,6 +801,8 @@ pub fn quantize_pack_2bit(
         let srow = if per_tensor { 0 } else { ngroups };
         let mut dummy = zeroed(if per_tensor { rows } else { 0 }, "weights")?;
         let sc: &mut [f32] = if per_tensor { &mut dummy } else { &mut scales };
+        // g indexes the group's K range as well as srow
+        #[allow(clippy::needless_range_loop)]
         let row = |((out, src), srow): ((&mut [u8], &[f32]), &mut [f32])| {
             let mut bad = false;
             for g in 0..ngroups {

@@ -13,7 +13,7 @@
 //! ([`TernaryWeights`]): either canonical 2-bit bytes (what
 //! `quant::quantize_pack_2bit` produces: the training path quantizes into it
 //! once a step) or a [`TernaryMatrix`]'s 2-bit compute layout (the matmul
-//! dispatcher sends f32 products at batch >= [`MIN_BATCH`] here).
+//! dispatcher sends f32 products at batch >= 4 here, on AVX2).
 //! Activations and outputs are f32 or bf16 ([`ActIn`], [`ActOut`]).
 //!
 //! # Method

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench_matmul [-- --full] [--no-ref] [--no-ndarray]
-//!     [--shapes 4096x4096,2048x2048] [--batches 1,64] [--impls i8,i8_base3,f32]
+//!     [--shapes 4096x4096,2048x2048] [--batches 1,64] [--impls i8,i8_base3,f32,f32_direct]
 //!     [--rounds R] [--describe]
 //! ```
 //!
@@ -225,17 +225,27 @@ fn main() {
             for _round in 0..rounds {
                 for threads in [1usize, 2] {
                     tritter_accel::parallel::set_num_threads(threads);
-                    let mut run = |ms: &[TernaryMatrix], mode: ActivationMode| {
+                    let mut run = |ms: &[TernaryMatrix], mode: ActivationMode, train: bool| {
                         time(
                             |i| {
-                                gemm_with_level(
-                                    &ms[i % nmat],
-                                    x.view(),
-                                    None,
-                                    mode,
-                                    y.view_mut(),
-                                    level,
-                                )
+                                if train {
+                                    gemm_with_level(
+                                        &ms[i % nmat],
+                                        x.view(),
+                                        None,
+                                        mode,
+                                        y.view_mut(),
+                                        level,
+                                    )
+                                } else {
+                                    tritter_accel::ternary::matmul::gemm_without_train(
+                                        &ms[i % nmat],
+                                        x.view(),
+                                        mode,
+                                        y.view_mut(),
+                                        level,
+                                    )
+                                }
                                 .unwrap()
                             },
                             nmat,
@@ -263,10 +273,18 @@ fn main() {
                     }
                     for imp in &impls {
                         let (name, us) = match imp.as_str() {
-                            "i8" => ("tritter_i8", run(&mats, ActivationMode::Int8)),
-                            "i8_base3" => ("tritter_i8_base3", run(&mats3, ActivationMode::Int8)),
-                            "f32" => ("tritter_f32", run(&mats, ActivationMode::F32)),
-                            other => panic!("--impls: unknown {other} (i8, i8_base3, f32)"),
+                            "i8" => ("tritter_i8", run(&mats, ActivationMode::Int8, true)),
+                            "i8_base3" => {
+                                ("tritter_i8_base3", run(&mats3, ActivationMode::Int8, true))
+                            }
+                            "f32" => ("tritter_f32", run(&mats, ActivationMode::F32, true)),
+                            // f32 without the FMA tiles (batch >= 4): the kernels they replace
+                            "f32_direct" => {
+                                ("tritter_f32_direct", run(&mats, ActivationMode::F32, false))
+                            }
+                            other => {
+                                panic!("--impls: unknown {other} (i8, i8_base3, f32, f32_direct)")
+                            }
                         };
                         record(name, threads, us);
                     }

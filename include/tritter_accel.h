@@ -3151,6 +3151,91 @@ tritter_status_t tritter_quantize_activations_i8_dlpack(const struct tritter_dl_
                                                         void *stream);
 
 /**
+ * Quantizes float32 `weights` `[rows, cols]` (any strides) straight into
+ * the canonical 2-bit layout: `packed_out` uint8 `[rows, ceil(cols / 4)]`
+ * (C-contiguous), `scales_out` float32 `[scale_rows, groups_per_row]` (see
+ * `tritter_num_scales`). `config` may be NULL (defaults). Results equal
+ * `tritter_quantize_f32` followed by `tritter_pack`.
+ *
+ * Errors: non-finite weights (`TRITTER_ERR_NON_FINITE`), wrong shapes or
+ * dtypes of the outputs, invalid config fields, CUDA tensors
+ * (`TRITTER_ERR_CUDA_UNAVAILABLE` without the CUDA backend).
+ *
+ * # Safety
+ * Tensors NULL or valid; outputs not overlapping the input or each other.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_quantize_pack_2bit_dlpack(const struct tritter_dl_tensor_t *weights,
+                                                   const struct tritter_quant_config_t *config,
+                                                   const struct tritter_dl_tensor_t *packed_out,
+                                                   const struct tritter_dl_tensor_t *scales_out);
+
+/**
+ * `y = x · Wᵀ (+ bias)` with `W` given as canonical 2-bit bytes:
+ * `packed` uint8 `[rows, ceil(cols / 4)]` (C-contiguous), `scales` float32
+ * `[scale_rows, groups_per_row]` of `granularity` / `group_size`
+ * (`TRITTER_GRANULARITY_*`), `x` float32 or bfloat16 `[batch, cols]`,
+ * `bias` NULL or float32 `[rows]`, `y` float32 or bfloat16 `[batch, rows]`
+ * (written). Any non-negative strides for `x`, `bias`, `y`.
+ * `act_mode` `TRITTER_ACT_INT8` multiplies the per-token int8
+ * fake-quantized activations (BitNet training); `TRITTER_ACT_F32` the
+ * activations as given. Products are within `cols · 2⁻²⁴ · Σ|s·t·x|` of
+ * the exact value; non-finite activations propagate (not an error).
+ *
+ * Errors: shapes, dtypes, an invalid code `11` in `packed`
+ * (`TRITTER_ERR_INVALID_DATA`; `y` is then unspecified), CUDA tensors.
+ *
+ * # Safety
+ * Tensors NULL (bias only) or valid; `y` not overlapping the inputs.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_ternary_linear_dlpack(const struct tritter_dl_tensor_t *packed,
+                                               size_t cols,
+                                               const struct tritter_dl_tensor_t *scales,
+                                               uint32_t granularity,
+                                               size_t group_size,
+                                               const struct tritter_dl_tensor_t *x,
+                                               const struct tritter_dl_tensor_t *bias,
+                                               uint32_t act_mode,
+                                               const struct tritter_dl_tensor_t *y);
+
+/**
+ * `dx = dy · W` (the input gradient of `y = x · Wᵀ`) with `W` as in
+ * [`tritter_ternary_linear_dlpack`]: `dy` float32 or bfloat16
+ * `[batch, rows]`, `dx` float32 or bfloat16 `[batch, cols]` (written).
+ * `W` is never expanded to floats (one decoded tile at a time).
+ *
+ * Errors: shapes, dtypes, invalid codes (`TRITTER_ERR_INVALID_DATA`), CUDA
+ * tensors.
+ *
+ * # Safety
+ * Tensors NULL or valid; `dx` not overlapping the inputs.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_ternary_linear_grad_input_dlpack(const struct tritter_dl_tensor_t *packed,
+                                                          size_t cols,
+                                                          const struct tritter_dl_tensor_t *scales,
+                                                          uint32_t granularity,
+                                                          size_t group_size,
+                                                          const struct tritter_dl_tensor_t *dy,
+                                                          const struct tritter_dl_tensor_t *dx);
+
+/**
+ * `dx = dy · W` for a matrix handle (2-bit compute format): `dy` float32 or
+ * bfloat16 `[batch, rows]`, `dx` float32 or bfloat16 `[batch, cols]`.
+ *
+ * Errors: shapes, dtypes, a base-3 compute format
+ * (`TRITTER_ERR_INVALID_ARGUMENT` naming `matrix`), CUDA tensors.
+ *
+ * # Safety
+ * `matrix` NULL or live; tensors NULL or valid; `dx` not overlapping `dy`.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_ternary_matrix_matmul_t_dlpack(const struct tritter_ternary_matrix_t *matrix,
+                                                        const struct tritter_dl_tensor_t *dy,
+                                                        const struct tritter_dl_tensor_t *dx);
+
+/**
  * Writes `2 * ceil(dim / 64)`, the words of one packed vector, to `*words_out`.
  *
  * # Safety

@@ -50,6 +50,9 @@ step "Python tests"
 export TRITTER_ACCEL_LIB="$PWD/target/release/libtritter_accel.so"
 .venv/bin/python -m pytest -q python-ctypes/tests
 
+step "Python wheel: from source (cargo) into a clean venv outside the checkout (scripts/test-wheel.sh)"
+scripts/test-wheel.sh .venv/bin/python
+
 # ---- CUDA feature (issue 15) ------------------------------------------------
 # No GPU here: this builds the `cuda` feature with the pinned nvcc from PyPI
 # (cached in .venv/cuda-toolchain), compiles every kernel for sm_80/86/89/90 +

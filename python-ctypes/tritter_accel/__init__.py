@@ -21,3 +21,17 @@ from .precision import *  # noqa: F401,F403,E402
 from .infer import *  # noqa: F401,F403,E402
 from .io import *  # noqa: F401,F403,E402
 from .cpu import *  # noqa: F401,F403,E402
+
+# Version (equal to the library's; the loader checks) and the C headers a
+# wheel ships for C/C++ users.
+from ._version import __version__  # noqa: E402,F401
+
+
+def get_include():
+    """Directory of tritter_accel.h / tritter_accel.hpp inside an installed wheel
+    (the checkout's include/ otherwise)."""
+    import pathlib
+
+    here = pathlib.Path(__file__).resolve().parent
+    inc = here / "include"
+    return str(inc if inc.is_dir() else here.parent.parent / "include")

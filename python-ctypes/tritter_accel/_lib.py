@@ -105,12 +105,24 @@ def lib():
                         f"{path} has ABI version {abi}, these bindings need {C.TRITTER_ABI_VERSION}; "
                         "rebuild the library or the bindings"
                     )
+                _check_version(handle, path)
                 _LIB = handle
                 return _LIB
         raise ImportError(
             "tritter_accel shared library not found; build it with `cargo build --release` "
             "or set TRITTER_ACCEL_LIB. Tried: " + ", ".join(tried)
         )
+
+
+def _check_version(handle, path):
+    """The package and the library must be the same release (a wheel ships
+    them together; a stale TRITTER_ACCEL_LIB or checkout build is caught here)."""
+    from ._version import __version__
+
+    ver = handle.tritter_version().decode()
+    if ver != __version__:
+        raise ImportError(f"{path} is tritter_accel {ver}, this Python package is {__version__}; "
+                          "rebuild the library or reinstall the package")
 
 
 def library_path():

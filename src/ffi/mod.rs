@@ -29,6 +29,7 @@ pub mod io;
 pub mod precision;
 pub mod predict;
 pub mod ternary;
+pub mod train;
 pub mod vsa;
 
 pub use status::tritter_status_t;

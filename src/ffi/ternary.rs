@@ -117,6 +117,13 @@ pub struct tritter_matrix_info_t {
 /// creation: one handle may be used by any number of threads at once.
 pub struct tritter_ternary_matrix_t(pub(crate) TernaryMatrix);
 
+impl tritter_ternary_matrix_t {
+    /// The matrix a handle owns (for the other FFI modules).
+    pub(crate) fn inner(&self) -> &TernaryMatrix {
+        &self.0
+    }
+}
+
 impl From<&QuantConfig> for tritter_quant_config_t {
     fn from(c: &QuantConfig) -> Self {
         tritter_quant_config_t {

@@ -6,6 +6,9 @@ classes below import it when they are constructed or called.
   with the library's compressors (`compressors`) and torch baselines.
 * `phase`: `PhaseTrainerHelper`, which drives a model's parameters through the
   gradient-prediction phase trainer.
+* `linear`, `ops`, `convert`: `TernaryLinear` (drop-in `nn.Linear` with
+  ternary weights), `TernaryLinearInference`, the `tritter::` custom ops,
+  `ternarize`, `save_packed` / `load_packed` (docs/torch.md).
 """
 
 
@@ -25,6 +28,13 @@ def __getattr__(name):
         "LibFetchSGD": "compressors",
         "LibProjection": "compressors",
         "PhaseTrainerHelper": "phase",
+        # drop-in ternary layers, custom ops, conversion (linear.py, ops.py, convert.py)
+        "TernaryLinear": "linear",
+        "TernaryLinearInference": "linear",
+        "ternarize": "convert",
+        "save_packed": "convert",
+        "load_packed": "convert",
+        "linear_weight_bytes": "convert",
     }
     if name in where:
         return getattr(import_module(f"{__name__}.{where[name]}"), name)
@@ -32,4 +42,5 @@ def __getattr__(name):
 
 
 __all__ = ["CompressionHookState", "compression_hook", "Compressor", "Identity", "TorchTopK", "LibPayload",
-           "LibSketch", "LibFetchSGD", "LibProjection", "PhaseTrainerHelper"]
+           "LibSketch", "LibFetchSGD", "LibProjection", "PhaseTrainerHelper",
+           "TernaryLinear", "TernaryLinearInference", "ternarize", "save_packed", "load_packed", "linear_weight_bytes"]

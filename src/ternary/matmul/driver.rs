@@ -19,7 +19,7 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 use super::acts::{Acts, ActsKind};
 use super::layout::ComputeFormat;
 use super::plan::{fj_tiles_per_chunk, Plan};
-use super::{decoded, direct, epilogue, gemv, lut, reference, ActivationMode};
+use super::{decoded, direct, epilogue, gemv, lut, reference, train, ActivationMode};
 use crate::cpu::CpuLevel;
 use crate::ternary::TernaryMatrix;
 
@@ -38,6 +38,10 @@ pub(crate) enum Strategy {
     DirectF32,
     /// Decode each tile once per batch block, GEMM kernels on the codes.
     Decoded,
+    /// f32, 2-bit, batch >= [`train::MIN_BATCH`](super::train::MIN_BATCH):
+    /// tiles decoded into `s·t` and the AVX2 FMA micro-kernel of
+    /// [`train`](super::train) (writes `y` itself; no accumulator).
+    TrainF32,
 }
 
 impl Strategy {
@@ -48,7 +52,7 @@ impl Strategy {
             Strategy::GemvI8 => ActsKind::I8,
             Strategy::DigitsF32 => ActsKind::F32Digits,
             Strategy::DirectF32 => ActsKind::F32Permuted,
-            Strategy::Decoded => ActsKind::F32,
+            Strategy::Decoded | Strategy::TrainF32 => ActsKind::F32,
         }
     }
 
@@ -59,6 +63,7 @@ impl Strategy {
             Strategy::DigitsF32 => gemv::run_digits(p, acts, acc),
             Strategy::DirectF32 => direct::run(p, acts, acc),
             Strategy::Decoded => decoded::run(p, acts, acc),
+            Strategy::TrainF32 => unreachable!("TrainF32 runs before the accumulator"),
         }
     }
 }
@@ -69,7 +74,13 @@ pub(crate) fn choose(p: &Plan) -> Strategy {
     match p.mode {
         ActivationMode::F32 => {
             if p.format == ComputeFormat::TwoBit && k.lut_f32_2bit.is_some() {
+                // AVX-512: the tables stay (the FMA tiles are AVX2 code and
+                // were not measured against them on an AVX-512 machine)
                 Strategy::LutF32
+            } else if p.train && train::handles(p.m, p.batch, p.mode, p.level) {
+                // AVX2 from batch 4 (1.8-4.5x the direct kernels at 4096²,
+                // batch 64, in one loaded run: docs/torch.md)
+                Strategy::TrainF32
             } else if p.batch == 1 && k.gemv_n(p.format).is_some() {
                 Strategy::DigitsF32
             } else if k.gemv_f32(p.format).is_some() {
@@ -101,14 +112,33 @@ pub(crate) fn gemm(
     mode: ActivationMode,
     y: ArrayViewMut2<f32>,
     max_chunk: usize,
-) {
-    let Some(p) = Plan::new(level, m, x.nrows(), mode, max_chunk) else {
+) -> crate::Result<()> {
+    gemm_opts(level, m, x, bias, mode, y, max_chunk, true)
+}
+
+/// [`gemm`], `train = false` keeping the [`train`] tiles out.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_opts(
+    level: CpuLevel,
+    m: &TernaryMatrix,
+    x: ArrayView2<f32>,
+    bias: Option<ArrayView1<f32>>,
+    mode: ActivationMode,
+    y: ArrayViewMut2<f32>,
+    max_chunk: usize,
+    train: bool,
+) -> crate::Result<()> {
+    let Some(mut p) = Plan::new(level, m, x.nrows(), mode, max_chunk) else {
         if x.nrows() > 0 && m.rows() > 0 {
             reference::gemm(m, x, bias, mode, y);
         }
-        return;
+        return Ok(());
     };
+    p.train = train;
     let s = choose(&p);
+    if s == Strategy::TrainF32 {
+        return train::gemm_matrix(m, x, bias, y, level);
+    }
     let kind = match (s, mode) {
         (Strategy::Decoded, ActivationMode::Int8) => ActsKind::I8,
         _ => s.acts(),
@@ -117,6 +147,7 @@ pub(crate) fn gemm(
     let mut acc = vec![0f32; p.ntiles * p.tile_out()];
     s.run(&p, &acts, &mut acc);
     epilogue::write(&p, &mut acc, acts.int8_scales(), bias, y);
+    Ok(())
 }
 
 /// See [`super::read_floor_probe`].

@@ -24,11 +24,11 @@
 //!
 //! | | int8 | f32 activations |
 //! |---|---|---|
-//! | AVX2 | multi-tile GEMV on the packed tiles / GEMM on decoded codes (`vpmaddubsw`, i16 sums) | three int8 digits through the int8 GEMV / direct add-or-subtract kernels |
-//! | AVX-512 | multi-tile GEMV (VNNI: both formats; BW: 2-bit) / decoded codes | pair tables + `vpermps` (2-bit), direct masked adds (base-3) |
+//! | AVX2 | multi-tile GEMV on the packed tiles / GEMM on decoded codes (`vpmaddubsw`, i16 sums) | three int8 digits through the int8 GEMV / from batch 4 (2-bit format) the [`train`] tiles (decoded `s·t` x FMA micro-kernel), else direct add-or-subtract kernels |
+//! | AVX-512 | multi-tile GEMV (VNNI: both formats; BW: 2-bit) / decoded codes | pair tables + `vpermps` (2-bit), direct masked adds (base-3); from batch 4 (2-bit) the [`train`] tiles |
 //!
-//! The f32 kernels never multiply a weight by an activation in floating
-//! point. The AVX2 batch-1 path splits each scale group's activations into
+//! Except the [`train`] tiles (which multiply decoded `s·t` by FMA), the
+//! f32 kernels never multiply a weight by an activation in floating point. The AVX2 batch-1 path splits each scale group's activations into
 //! three int8 digits, `x ≈ (65536 h + 256 m + l) / scale` with `scale =
 //! 8355711 / max_g |x|` (24-bit fixed point relative to the group's largest
 //! value), sums `t · digit` exactly in integers and rounds once; about 2x the
@@ -72,6 +72,7 @@ mod plan;
 pub mod reference;
 #[cfg(test)]
 mod tests;
+pub mod train;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -173,8 +174,28 @@ pub fn gemm_with_level(
             format!("this CPU does not support {}", level.name()),
         ));
     }
-    driver::gemm(level, m, x, bias, mode, y, driver::MAX_CHUNK_BLOCKS);
-    Ok(())
+    driver::gemm(level, m, x, bias, mode, y, driver::MAX_CHUNK_BLOCKS)
+}
+
+/// As [`gemm_with_level`] with the kernels the [`train`] tiles replace
+/// (f32, 2-bit, batch >= 4): benches time both in one run.
+#[doc(hidden)]
+pub fn gemm_without_train(
+    m: &TernaryMatrix,
+    x: ArrayView2<f32>,
+    mode: ActivationMode,
+    y: ArrayViewMut2<f32>,
+    level: CpuLevel,
+) -> Result<()> {
+    check_shapes(m, &x, None, &y)?;
+    crate::check_finite_view(&x, "x")?;
+    if !level.is_supported() {
+        return Err(Error::invalid(
+            "level",
+            format!("this CPU does not support {}", level.name()),
+        ));
+    }
+    driver::gemm_opts(level, m, x, None, mode, y, driver::MAX_CHUNK_BLOCKS, false)
 }
 
 /// The weight-read floor of a batch-1 call: reads every byte of `m`'s

@@ -32,6 +32,10 @@ pub(crate) struct Range {
 pub(crate) struct Plan<'a> {
     /// The level's kernels.
     pub k: Kernels,
+    pub level: CpuLevel,
+    /// The [`train`](super::train) tiles may run (benches turn them off to
+    /// time the kernels they replace).
+    pub train: bool,
     pub m: &'a TernaryMatrix,
     pub lay: &'a ComputeLayout,
     pub mode: ActivationMode,
@@ -119,6 +123,8 @@ impl<'a> Plan<'a> {
         let inline = threads == 1 || (rows * kp * batch) < (1 << 18);
         Some(Plan {
             k,
+            level,
+            train: true,
             m,
             lay,
             mode,

@@ -100,6 +100,22 @@ fn check(m: &TernaryMatrix, x: &Array2<f32>, bias: &Array1<f32>, what: &str) {
                     }
                 }
             }
+            if mode == ActivationMode::F32 && x.nrows() >= 4 {
+                // the kernels the FMA tiles replace (still reachable through
+                // gemm_without_train, which the benches compare against)
+                let mut want0 = Array2::zeros((x.nrows(), m.rows()));
+                reference::gemm(m, x.view(), None, mode, want0.view_mut());
+                let mut got = Array2::from_elem((x.nrows(), m.rows()), f32::NAN);
+                super::gemm_without_train(m, x.view(), mode, got.view_mut(), level).unwrap();
+                for ((b, o), &g) in got.indexed_iter() {
+                    let (w, bound) = (want0[[b, o]], f32_bound(m, x, bias, b, o));
+                    assert!(
+                        (g - w).abs() <= bound,
+                        "{what} {level:?} {:?} f32 without train [{b},{o}]: {g} vs {w}",
+                        m.compute_format()
+                    );
+                }
+            }
         }
     }
 }
@@ -289,7 +305,8 @@ fn chunked_k_ranges_stay_bit_identical() {
                             ActivationMode::Int8,
                             got.view_mut(),
                             chunk,
-                        );
+                        )
+                        .unwrap();
                         assert!(
                             got.iter()
                                 .zip(want.iter())

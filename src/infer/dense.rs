@@ -129,6 +129,21 @@ impl DenseMatrix {
         }
     }
 
+    /// Rows `r..r + 4` as stored (side by side) and their scales.
+    #[inline]
+    fn rows4(&self, r: usize) -> (Row<'_>, [f32; 4]) {
+        let s = r * self.cols..(r + 4) * self.cols;
+        match &self.data {
+            DenseData::F32(v) => (Row::F32(&v[s]), [1.0; 4]),
+            DenseData::F16(v) => (Row::F16(&v[s]), [1.0; 4]),
+            DenseData::Bf16(v) => (Row::Bf16(&v[s]), [1.0; 4]),
+            DenseData::I8 { q, scales } => (
+                Row::I8(&q[s]),
+                [scales[r], scales[r + 1], scales[r + 2], scales[r + 3]],
+            ),
+        }
+    }
+
     /// Row `r` widened to f32 into `out` (`cols` values; the embedding lookup).
     pub fn row_f32(&self, r: usize, out: &mut [f32]) {
         let s = r * self.cols..(r + 1) * self.cols;
@@ -195,8 +210,17 @@ impl DenseMatrix {
         if n == 1 {
             crate::parallel::for_each_chunk_mut(y, BLOCK_ROWS, |b, ys| {
                 let r0 = b * BLOCK_ROWS;
-                for (j, o) in ys.iter_mut().enumerate() {
-                    let (row, s) = self.row(r0 + j);
+                let mut j = 0;
+                while j + 4 <= ys.len() {
+                    let (rows, s) = self.rows4(r0 + j);
+                    let v = kernels::dot_rows4(rows, x);
+                    for k in 0..4 {
+                        ys[j + k] = s[k] * v[k];
+                    }
+                    j += 4;
+                }
+                for (jj, o) in ys.iter_mut().enumerate().skip(j) {
+                    let (row, s) = self.row(r0 + jj);
                     *o = s * kernels::dot(row, x);
                 }
             });

@@ -160,6 +160,149 @@ pub fn dot4(w: Row, xs: [&[f32]; 4]) -> [f32; 4] {
     xs.map(|x| dot_with(lvl, w, x))
 }
 
+/// Dot products of four consecutive rows with one vector: `w` holds the
+/// rows side by side (`4 · x.len()` values). One pass over `x` for four
+/// rows and four streams of weights in flight (the single-token `lm_head`).
+/// Equal to four [`dot`] calls within the f32 summation bound.
+///
+/// # Panics
+/// If `w.len() != 4 · x.len()`.
+pub fn dot_rows4(w: Row, x: &[f32]) -> [f32; 4] {
+    let n = x.len();
+    assert_eq!(w.len(), 4 * n, "dot_rows4: length mismatch");
+    let lvl = level();
+    #[cfg(target_arch = "x86_64")]
+    if lvl == CpuLevel::Avx2 {
+        // SAFETY: features checked; lengths asserted.
+        return unsafe {
+            match w {
+                Row::F32(s) => x86::dot_rows4(s, x),
+                Row::F16(s) => x86::dot_rows4(x86::H16(s), x),
+                Row::Bf16(s) => x86::dot_rows4(x86::B16(s), x),
+                Row::I8(s) => x86::dot_rows4(s, x),
+            }
+        };
+    }
+    [0, 1, 2, 3].map(|k| dot_with(lvl, w.slice(k * n, (k + 1) * n), x))
+}
+
+/// Heads one pass of [`scores`] and [`weighted_sum`] serves (one KV row,
+/// several query heads of a group).
+pub const HEADS: usize = 4;
+
+/// Attention scores of a block of positions for `g <= HEADS` query heads
+/// that share the keys: `s[p·HEADS + j] = scale · Σ_d K[p][d] · q[j·hd + d]`
+/// for `p < keys.len() / hd`, `j < g`; entries `j >= g` are set to 0.
+/// One pass over the keys serves every head.
+///
+/// # Panics
+/// If `keys.len()` is not a multiple of `hd`, `q` is shorter than `g·hd`,
+/// `s` shorter than `HEADS · positions`, `g` is 0 or above [`HEADS`], or
+/// `level` is not supported.
+pub fn scores(
+    level: CpuLevel,
+    keys: Row,
+    q: &[f32],
+    g: usize,
+    hd: usize,
+    scale: f32,
+    s: &mut [f32],
+) {
+    assert!(
+        hd > 0 && keys.len() % hd == 0,
+        "scores: keys not whole rows"
+    );
+    let n = keys.len() / hd;
+    assert!((1..=HEADS).contains(&g) && q.len() >= g * hd && s.len() >= n * HEADS);
+    #[cfg(target_arch = "x86_64")]
+    if level == CpuLevel::Avx2 {
+        assert!(CpuLevel::Avx2.is_supported());
+        // SAFETY: features checked; bounds asserted above.
+        unsafe {
+            match keys {
+                Row::F32(k) => x86::scores(k, q, g, hd, scale, s),
+                Row::F16(k) => x86::scores(x86::H16(k), q, g, hd, scale, s),
+                Row::Bf16(k) => x86::scores(x86::B16(k), q, g, hd, scale, s),
+                Row::I8(k) => x86::scores(k, q, g, hd, scale, s),
+            }
+        }
+        return;
+    }
+    let _ = level;
+    for p in 0..n {
+        for j in 0..HEADS {
+            s[p * HEADS + j] = if j < g {
+                (0..hd)
+                    .map(|d| keys.get(p * hd + d) * q[j * hd + d])
+                    .sum::<f32>()
+                    * scale
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// `out[j·hd + d] += Σ_p w[p·HEADS + j] · V[p][d]` for `j < g`, `d < hd`:
+/// the weighted sum of a block of value rows for `g <= HEADS` heads, one
+/// pass over the values.
+///
+/// # Panics
+/// As [`scores`], with `out` shorter than `g·hd`.
+pub fn weighted_sum(level: CpuLevel, values: Row, w: &[f32], g: usize, hd: usize, out: &mut [f32]) {
+    assert!(
+        hd > 0 && values.len() % hd == 0,
+        "weighted_sum: values not whole rows"
+    );
+    let n = values.len() / hd;
+    assert!((1..=HEADS).contains(&g) && out.len() >= g * hd && w.len() >= n * HEADS);
+    #[cfg(target_arch = "x86_64")]
+    if level == CpuLevel::Avx2 {
+        assert!(CpuLevel::Avx2.is_supported());
+        // SAFETY: features checked; bounds asserted above.
+        unsafe {
+            match values {
+                Row::F32(v) => x86::weighted_sum(v, w, g, hd, out),
+                Row::F16(v) => x86::weighted_sum(x86::H16(v), w, g, hd, out),
+                Row::Bf16(v) => x86::weighted_sum(x86::B16(v), w, g, hd, out),
+                Row::I8(v) => x86::weighted_sum(v, w, g, hd, out),
+            }
+        }
+        return;
+    }
+    let _ = level;
+    for p in 0..n {
+        for j in 0..g {
+            let a = w[p * HEADS + j];
+            for d in 0..hd {
+                out[j * hd + d] += a * values.get(p * hd + d);
+            }
+        }
+    }
+}
+
+/// Below this, [`exp_nonpositive`] returns exactly 0 (`e^x` would be
+/// subnormal: under 1.2·10⁻³⁸).
+pub const EXP_FLUSH: f32 = -87.336_54;
+
+/// `x[i] = e^{x[i]}` in place for `x[i] <= 0` (softmax weights after the
+/// running maximum is subtracted); arguments below [`EXP_FLUSH`] give 0.
+/// The AVX2 kernel is a degree-6 polynomial after reduction by ln 2, within
+/// 2 ulp of the exact value (tested); the scalar level uses `f32::exp`.
+pub fn exp_nonpositive(level: CpuLevel, x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if level == CpuLevel::Avx2 {
+        assert!(CpuLevel::Avx2.is_supported());
+        // SAFETY: features checked.
+        unsafe { x86::exp_nonpositive(x) };
+        return;
+    }
+    let _ = level;
+    for v in x {
+        *v = if *v < EXP_FLUSH { 0.0 } else { v.exp() };
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::needless_range_loop)] // tails index several slices at once
 mod x86 {
@@ -307,6 +450,43 @@ mod x86 {
     }
 
     /// # Safety
+    /// AVX2/FMA/F16C present; `w.len() == 4 · x.len()`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_rows4<S: Src>(w: S, x: &[f32]) -> [f32; 4] {
+        let n = x.len();
+        let mut a0 = [_mm256_setzero_ps(); 4];
+        let mut a1 = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        // SAFETY: row k occupies w[k·n..(k+1)·n]; every load is in bounds.
+        unsafe {
+            while i + 16 <= n {
+                let x0 = _mm256_loadu_ps(x.as_ptr().add(i));
+                let x1 = _mm256_loadu_ps(x.as_ptr().add(i + 8));
+                for k in 0..4 {
+                    a0[k] = _mm256_fmadd_ps(w.load8(k * n + i), x0, a0[k]);
+                    a1[k] = _mm256_fmadd_ps(w.load8(k * n + i + 8), x1, a1[k]);
+                }
+                i += 16;
+            }
+            if i + 8 <= n {
+                let x0 = _mm256_loadu_ps(x.as_ptr().add(i));
+                for k in 0..4 {
+                    a0[k] = _mm256_fmadd_ps(w.load8(k * n + i), x0, a0[k]);
+                }
+                i += 8;
+            }
+            let mut out = [0f32; 4];
+            for k in 0..4 {
+                out[k] = hsum(_mm256_add_ps(a0[k], a1[k]));
+                for j in i..n {
+                    out[k] += w.scalar(k * n + j) * x[j];
+                }
+            }
+            out
+        }
+    }
+
+    /// # Safety
     /// AVX2, FMA and F16C present; `acc.len() == v.len()`.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn axpy<S: Src>(acc: &mut [f32], a: f32, v: S) {
@@ -323,6 +503,201 @@ mod x86 {
         }
         for j in i..n {
             acc[j] += a * v.scalar(j);
+        }
+    }
+
+    /// # Safety
+    /// AVX2/FMA/F16C present; bounds as asserted by `super::scores`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn scores<S: Src>(k: S, q: &[f32], g: usize, hd: usize, scale: f32, s: &mut [f32]) {
+        // SAFETY: forwarded.
+        unsafe {
+            match g {
+                1 => scores_g::<S, 1>(k, q, hd, scale, s),
+                2 => scores_g::<S, 2>(k, q, hd, scale, s),
+                3 => scores_g::<S, 3>(k, q, hd, scale, s),
+                _ => scores_g::<S, 4>(k, q, hd, scale, s),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scores_g<S: Src, const G: usize>(
+        k: S,
+        q: &[f32],
+        hd: usize,
+        scale: f32,
+        s: &mut [f32],
+    ) {
+        let n = k.len() / hd;
+        let qp = q.as_ptr();
+        // SAFETY: row p occupies k[p·hd..(p+1)·hd]; q holds G·hd values; s
+        // holds HEADS·n (asserted by the caller).
+        unsafe {
+            for p in 0..n {
+                let base = p * hd;
+                let mut a0 = [_mm256_setzero_ps(); G];
+                let mut a1 = [_mm256_setzero_ps(); G];
+                let mut d = 0;
+                while d + 16 <= hd {
+                    let k0 = k.load8(base + d);
+                    let k1 = k.load8(base + d + 8);
+                    for j in 0..G {
+                        a0[j] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(qp.add(j * hd + d)), a0[j]);
+                        a1[j] = _mm256_fmadd_ps(k1, _mm256_loadu_ps(qp.add(j * hd + d + 8)), a1[j]);
+                    }
+                    d += 16;
+                }
+                if d + 8 <= hd {
+                    let k0 = k.load8(base + d);
+                    for j in 0..G {
+                        a0[j] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(qp.add(j * hd + d)), a0[j]);
+                    }
+                    d += 8;
+                }
+                let o = s.as_mut_ptr().add(p * super::HEADS);
+                for j in 0..super::HEADS {
+                    *o.add(j) = 0.0;
+                }
+                for j in 0..G {
+                    let mut t = hsum(_mm256_add_ps(a0[j], a1[j]));
+                    for dd in d..hd {
+                        t += k.scalar(base + dd) * *qp.add(j * hd + dd);
+                    }
+                    *o.add(j) = t * scale;
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// AVX2/FMA/F16C present; bounds as asserted by `super::weighted_sum`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn weighted_sum<S: Src>(v: S, w: &[f32], g: usize, hd: usize, out: &mut [f32]) {
+        // SAFETY: forwarded.
+        unsafe {
+            match g {
+                1 => wsum_g::<S, 1>(v, w, hd, out),
+                2 => wsum_g::<S, 2>(v, w, hd, out),
+                3 => wsum_g::<S, 3>(v, w, hd, out),
+                _ => wsum_g::<S, 4>(v, w, hd, out),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn wsum_g<S: Src, const G: usize>(v: S, w: &[f32], hd: usize, out: &mut [f32]) {
+        let n = v.len() / hd;
+        let (wp, op) = (w.as_ptr(), out.as_mut_ptr());
+        const H: usize = super::HEADS;
+        // Rows in order (two at a time), the G·hd sums in L1: the values
+        // stream through once, front to back.
+        // SAFETY: value row p occupies v[p·hd..(p+1)·hd]; w holds H·n
+        // weights; out holds G·hd values (asserted by the caller).
+        unsafe {
+            let mut p = 0;
+            while p + 2 <= n {
+                let mut c0 = [_mm256_setzero_ps(); G];
+                let mut c1 = [_mm256_setzero_ps(); G];
+                for j in 0..G {
+                    c0[j] = _mm256_broadcast_ss(&*wp.add(p * H + j));
+                    c1[j] = _mm256_broadcast_ss(&*wp.add((p + 1) * H + j));
+                }
+                let mut d = 0;
+                while d + 8 <= hd {
+                    let v0 = v.load8(p * hd + d);
+                    let v1 = v.load8((p + 1) * hd + d);
+                    for j in 0..G {
+                        let o = op.add(j * hd + d);
+                        let a = _mm256_fmadd_ps(c0[j], v0, _mm256_loadu_ps(o));
+                        _mm256_storeu_ps(o, _mm256_fmadd_ps(c1[j], v1, a));
+                    }
+                    d += 8;
+                }
+                for dd in d..hd {
+                    for j in 0..G {
+                        *op.add(j * hd + dd) += *wp.add(p * H + j) * v.scalar(p * hd + dd)
+                            + *wp.add((p + 1) * H + j) * v.scalar((p + 1) * hd + dd);
+                    }
+                }
+                p += 2;
+            }
+            if p < n {
+                let mut d = 0;
+                while d + 8 <= hd {
+                    let v0 = v.load8(p * hd + d);
+                    for j in 0..G {
+                        let o = op.add(j * hd + d);
+                        let c = _mm256_broadcast_ss(&*wp.add(p * H + j));
+                        _mm256_storeu_ps(o, _mm256_fmadd_ps(c, v0, _mm256_loadu_ps(o)));
+                    }
+                    d += 8;
+                }
+                for dd in d..hd {
+                    for j in 0..G {
+                        *op.add(j * hd + dd) += *wp.add(p * H + j) * v.scalar(p * hd + dd);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `e^x` of 8 lanes, `x <= 0`: reduction by ln 2 (split in two parts),
+    /// a degree-6 polynomial, the power of two built in the exponent field;
+    /// lanes below `EXP_FLUSH` give 0.
+    #[inline(always)]
+    unsafe fn exp8(x: __m256) -> __m256 {
+        // SAFETY: AVX2/FMA present (callers are AVX2 functions).
+        unsafe {
+            let lo = _mm256_set1_ps(super::EXP_FLUSH);
+            let flush = _mm256_cmp_ps::<_CMP_LT_OQ>(x, lo);
+            let x = _mm256_max_ps(x, lo);
+            let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+            );
+            let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+            let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+            let mut y = _mm256_set1_ps(1.987_569_1e-4);
+            for c in [
+                1.398_199_9e-3,
+                8.333_452e-3,
+                4.166_579_6e-2,
+                0.166_666_65,
+                0.5,
+            ] {
+                y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
+            }
+            let y = _mm256_fmadd_ps(
+                y,
+                _mm256_mul_ps(r, r),
+                _mm256_add_ps(r, _mm256_set1_ps(1.0)),
+            );
+            let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+                _mm256_cvtps_epi32(n),
+                _mm256_set1_epi32(127),
+            ));
+            _mm256_andnot_ps(flush, _mm256_mul_ps(y, _mm256_castsi256_ps(e)))
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA present.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn exp_nonpositive(x: &mut [f32]) {
+        let mut c = x.chunks_exact_mut(8);
+        // SAFETY: each chunk holds 8 values; the tail goes through a padded copy.
+        unsafe {
+            for ch in &mut c {
+                _mm256_storeu_ps(ch.as_mut_ptr(), exp8(_mm256_loadu_ps(ch.as_ptr())));
+            }
+            let t = c.into_remainder();
+            if !t.is_empty() {
+                let mut b = [0f32; 8];
+                b[..t.len()].copy_from_slice(t);
+                _mm256_storeu_ps(b.as_mut_ptr(), exp8(_mm256_loadu_ps(b.as_ptr())));
+                let k = t.len();
+                t.copy_from_slice(&b[..k]);
+            }
         }
     }
 }
@@ -375,6 +750,17 @@ mod tests {
                                 <= 2.0 * f32::EPSILON as f64 * e.abs().max(1.0)
                         );
                     }
+                }
+                let rows4: Vec<f32> = (0..4).flat_map(|_| (0..n).map(|i| row.get(i))).collect();
+                let quad = dot_rows4(Row::F32(&rows4), &x);
+                let wide = match row {
+                    Row::F32(_) => quad,
+                    Row::F16(s) => dot_rows4(Row::F16(&s.repeat(4)), &x),
+                    Row::Bf16(s) => dot_rows4(Row::Bf16(&s.repeat(4)), &x),
+                    Row::I8(s) => dot_rows4(Row::I8(&s.repeat(4)), &x),
+                };
+                for v in quad.into_iter().chain(wide) {
+                    assert!((v as f64 - exact).abs() <= bound, "dot_rows4 n={n} {row:?}");
                 }
                 let x2 = vals(n, 3);
                 let x3 = vals(n, 4);

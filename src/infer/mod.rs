@@ -38,6 +38,7 @@
 //! greedy continuations; docs/engine.md gives the bound and the measured
 //! differences.
 
+pub(crate) mod attention;
 pub mod config;
 pub mod dense;
 pub mod engine;

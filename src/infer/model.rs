@@ -25,9 +25,10 @@
 //! (one row: the GEMV kernels). Attention uses a streaming softmax (running
 //! maximum and sum over blocks of 64 positions, no score buffer), in f32.
 
+use super::attention;
 use super::config::ModelConfig;
 use super::dense::DenseMatrix;
-use super::kernels::{self, Row};
+use super::kernels;
 use super::kv_cache::KvCache;
 use super::layer::TernaryLayer;
 use super::norm::{rms_norm, rms_norm_inplace};
@@ -156,49 +157,6 @@ impl Scratch {
 
     pub fn cap(&self) -> usize {
         self.cap
-    }
-}
-
-/// Positions per block of the streaming softmax.
-const ATT_BLOCK: usize = 64;
-
-/// `out = softmax(q·Kᵀ·scale) · V` over `len` positions (streaming).
-fn attend(q: &[f32], keys: Row, values: Row, len: usize, scale: f32, out: &mut [f32]) {
-    let hd = q.len();
-    out.fill(0.0);
-    let mut m = f32::NEG_INFINITY;
-    let mut l = 0f32;
-    let mut s = [0f32; ATT_BLOCK];
-    let mut p0 = 0;
-    while p0 < len {
-        let n = (len - p0).min(ATT_BLOCK);
-        let mut bm = f32::NEG_INFINITY;
-        for (j, sj) in s[..n].iter_mut().enumerate() {
-            let p = p0 + j;
-            *sj = kernels::dot(keys.slice(p * hd, (p + 1) * hd), q) * scale;
-            bm = bm.max(*sj);
-        }
-        if bm > m {
-            let c = (m - bm).exp();
-            if c != 1.0 {
-                for o in out.iter_mut() {
-                    *o *= c;
-                }
-                l *= c;
-            }
-            m = bm;
-        }
-        for (j, &sj) in s[..n].iter().enumerate() {
-            let p = p0 + j;
-            let w = (sj - m).exp();
-            l += w;
-            kernels::axpy(out, w, values.slice(p * hd, (p + 1) * hd));
-        }
-        p0 += n;
-    }
-    let inv = 1.0 / l;
-    for o in out.iter_mut() {
-        *o *= inv;
     }
 }
 
@@ -368,7 +326,12 @@ impl Model {
             c.kv_dim(),
         );
         let half = hd / 2;
-        let groups = nh / nkv;
+        let lvl = kernels::level();
+        let mut queries = crate::error::try_with_capacity(t, "attention rows")?;
+        queries.extend(rows.iter().map(|r| attention::Query {
+            seq: r.seq,
+            len: r.pos + 1,
+        }));
         let scale = (hd as f64).powf(-0.5) as f32;
         let eps = c.rms_norm_eps;
         for (r, row) in rows.iter().enumerate() {
@@ -401,24 +364,17 @@ impl Model {
                 Rope::apply(k, hd, cs, sn);
                 cache.write(li, row.seq, row.pos, k, v);
             }
-            {
-                let cache = &*cache;
-                let q = &*qkv;
-                crate::parallel::for_each_chunk_mut(a, hd, |i, out| {
-                    let (r, head) = (i / nh, i % nh);
-                    let row = rows[r];
-                    let kvh = head / groups;
-                    let len = row.pos + 1;
-                    attend(
-                        &q[r * qw + head * hd..r * qw + (head + 1) * hd],
-                        cache.keys(li, row.seq, kvh, len),
-                        cache.values(li, row.seq, kvh, len),
-                        len,
-                        scale,
-                        out,
-                    );
-                });
-            }
+            attention::attention(
+                lvl,
+                cache,
+                li,
+                &queries,
+                qkv,
+                qw,
+                attention::Heads { nh, nkv, hd },
+                scale,
+                a,
+            )?;
             rms_norm_inplace(a, &w.attn_sub_norm, eps);
             w.o_proj.forward_slices(a, t, hb)?;
             for (xv, &o) in x.iter_mut().zip(hb.iter()) {
@@ -452,46 +408,5 @@ impl Model {
         }
         let n = want.len();
         self.head().matmul(&hb[..n * h], n, logits)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn streaming_softmax_equals_two_pass() {
-        for len in [1usize, 2, 63, 64, 65, 200] {
-            let hd = 8;
-            let q: Vec<f32> = (0..hd).map(|i| (i as f32 - 3.0) * 0.7).collect();
-            let kk: Vec<f32> = (0..len * hd)
-                .map(|i| crate::rng::uniform_f32(1, i as u64) * 4.0 - 2.0)
-                .collect();
-            let vv: Vec<f32> = (0..len * hd)
-                .map(|i| crate::rng::uniform_f32(2, i as u64) - 0.5)
-                .collect();
-            let mut out = vec![0f32; hd];
-            attend(&q, Row::F32(&kk), Row::F32(&vv), len, 0.35, &mut out);
-            let s: Vec<f64> = (0..len)
-                .map(|p| {
-                    (0..hd)
-                        .map(|i| q[i] as f64 * kk[p * hd + i] as f64)
-                        .sum::<f64>()
-                        * 0.35
-                })
-                .collect();
-            let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
-            for i in 0..hd {
-                let e: f64 = (0..len)
-                    .map(|p| (s[p] - m).exp() / z * vv[p * hd + i] as f64)
-                    .sum();
-                assert!(
-                    (out[i] as f64 - e).abs() < 1e-5,
-                    "len {len}: {} vs {e}",
-                    out[i]
-                );
-            }
-        }
     }
 }

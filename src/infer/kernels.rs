@@ -209,7 +209,7 @@ pub fn scores(
     s: &mut [f32],
 ) {
     assert!(
-        hd > 0 && keys.len() % hd == 0,
+        hd > 0 && keys.len().is_multiple_of(hd),
         "scores: keys not whole rows"
     );
     let n = keys.len() / hd;
@@ -251,7 +251,7 @@ pub fn scores(
 /// As [`scores`], with `out` shorter than `g·hd`.
 pub fn weighted_sum(level: CpuLevel, values: Row, w: &[f32], g: usize, hd: usize, out: &mut [f32]) {
     assert!(
-        hd > 0 && values.len() % hd == 0,
+        hd > 0 && values.len().is_multiple_of(hd),
         "weighted_sum: values not whole rows"
     );
     let n = values.len() / hd;

@@ -13,6 +13,8 @@ head) to --dir, then measures in one process, at 1 and 2 threads:
   (random weights; its KV cache filled with random values for context 1024)
   for prefill 128 and decode at both contexts, and the ratios;
 * memory of weights, KV cache and activations (engine.memory);
+* decode at context 1024 with a bf16 KV cache (transformers' bf16 model
+  keeps its cache in bf16: the like-for-like row);
 * an int8 lm_head: its decode speed and its top-1 agreement with the bf16 head.
 
 Medians of --rounds timings, interleaved per thread count. Prints a table.
@@ -156,6 +158,20 @@ def main():
                 ts.append((time.perf_counter() - t0) / a.decode_steps)
             res[("engine", f"decode{ctx}", n)] = 1 / statistics.median(ts)
     s.close()
+    # --- bf16 KV cache (what transformers' bf16 model keeps): decode at context 1024
+    sb = eng.session(max_seq_len=1100, max_step_tokens=256, cache_dtype="bf16")
+    sb.prefill(prompt[:1024])
+    for n in threads:
+        ta.set_num_threads(n)
+        ts = []
+        for r in range(a.rounds):
+            sb.truncate(0, 1024)
+            t0 = time.perf_counter()
+            for t in prompt[1024:1024 + a.decode_steps]:
+                sb.decode([int(t)])
+            ts.append((time.perf_counter() - t0) / a.decode_steps)
+        res[("engine-bf16-kv", "decode1024", n)] = 1 / statistics.median(ts)
+    sb.close()
     # --- int8 lm_head
     e8 = ta.InferenceEngine.from_pretrained(d, lm_head_int8=True)
     probe = prompt[:64]
@@ -230,6 +246,12 @@ def main():
                 cols = "- | - | -"
             hs = f"{h:.2f} | {e / h:.1f}x" if h else "- | -"
             print(f"| {n} | {bw[n] / 1e9:.1f} | {what} | {e:.2f} | {cols} | {hs} |")
+        eb = res[("engine-bf16-kv", "decode1024", n)]
+        bb = ternary_bytes + head_bytes + kv_per_pos // 2 * 1024
+        h = res.get(("hf-bf16", "decode1024", n))
+        hs = f"{h:.2f} | {eb / h:.1f}x" if h else "- | -"
+        print(f"| {n} | {bw[n] / 1e9:.1f} | decode1024, bf16 KV cache | {eb:.2f} | {bb / 1e9:.2f} GB | "
+              f"{bb * eb / 1e9:.1f} | {100 * bb * eb / bw[n]:.0f}% | {hs} |")
         e8 = res[("engine-int8-head", "decode128", n)]
         b8 = ternary_bytes + head_bytes / 2 + kv_per_pos * 128
         print(f"| {n} | {bw[n] / 1e9:.1f} | decode128, int8 lm_head | {e8:.2f} | {b8 / 1e9:.2f} GB | "

@@ -14,31 +14,12 @@
 //! Every level returns exactly the same integers; the tests run each level
 //! the machine has against the scalar code.
 
-use crate::cpu::{self, CpuLevel};
+use crate::cpu::{self, CpuLevel, Kernel};
 
-/// The popcount kernels that run for a requested level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kernel {
-    Scalar,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
-/// The best kernel at or below `level` that this CPU runs.
+/// The popcount kernels that run for a requested level (AVX-512 needs
+/// VPOPCNTDQ; without it an AVX-512 CPU runs the AVX2 kernels).
 pub(crate) fn kernel(level: CpuLevel) -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cpu::runs(CpuLevel::Avx512, level) && cpu::features().avx512vpopcntdq {
-            return Kernel::Avx512;
-        }
-        if cpu::runs(CpuLevel::Avx2, level) {
-            return Kernel::Avx2;
-        }
-    }
-    let _ = level;
-    Kernel::Scalar
+    Kernel::pick(level, cpu::features().avx512vpopcntdq)
 }
 
 /// Counts over a pair of packed vectors `a = (ap, am)`, `b = (bp, bm)` (all four

@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::{self, CpuLevel};
+use crate::cpu::{self, CpuLevel, Kernel};
 use crate::{rng, Error, Result};
 
 /// Default coordinates per scale (2.125 bits a coordinate: 15.06x).
@@ -147,27 +147,8 @@ fn pack_codes(codes: &[u8; 64], out: &mut [u8]) {
 
 /// The quantizer kernel run for a requested level (the best at or below it
 /// that the CPU supports; all give identical output).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernel {
-    Scalar,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
 fn kernel(level: CpuLevel) -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cpu::runs(CpuLevel::Avx512, level) {
-            return Kernel::Avx512;
-        }
-        if cpu::runs(CpuLevel::Avx2, level) {
-            return Kernel::Avx2;
-        }
-    }
-    let _ = level;
-    Kernel::Scalar
+    Kernel::pick(level, true)
 }
 
 /// Quantizes `g` blockwise into `scales` (`num_blocks`) and `packed`

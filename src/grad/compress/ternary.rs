@@ -269,6 +269,13 @@ unsafe fn block_avx512_64(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
     }
 }
 
+/// How far ahead (bytes) the AVX2 quantizer prefetches the input while it
+/// takes a block's maximum. On the Zen 3 VM this was tuned on, the hardware
+/// prefetcher alone left the 10M-f32 stream 1.1-1.4x slower than with a
+/// software prefetch 2-16 KiB ahead (interleaved medians, loaded machine).
+#[cfg(target_arch = "x86_64")]
+const PREFETCH: usize = 4096;
+
 /// [`block_impl`] with explicit AVX2, designed for it: the hash of 8 indices
 /// a vector (`j · golden` advanced by an add, two `vpmulld` per vector), the
 /// threshold compare and the sign as lane masks, and the 2-bit codes of 16
@@ -290,6 +297,9 @@ unsafe fn block_avx2(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
         let mut mx = [_mm256_setzero_si256(); 2];
         let mut i = 0;
         while i + 16 <= n {
+            // One prefetch per 64 bytes, PREFETCH bytes ahead (the next
+            // blocks; a prefetch never faults, so it may point past g).
+            _mm_prefetch::<_MM_HINT_T0>((gp.wrapping_add(i) as *const i8).wrapping_add(PREFETCH));
             let a = _mm256_loadu_si256(gp.add(i) as *const __m256i);
             let b = _mm256_loadu_si256(gp.add(i + 8) as *const __m256i);
             mx[0] = _mm256_max_epu32(mx[0], _mm256_and_si256(a, absm));

@@ -360,6 +360,41 @@ pub fn runs(kernel: CpuLevel, requested: CpuLevel) -> bool {
     kernel.allowed_under(requested) && kernel.is_supported()
 }
 
+/// The kernel family a domain with scalar, AVX2 and (optionally) AVX-512
+/// kernels runs for a requested level: the one chooser behind the VSA
+/// popcounts, the quantizer and the gradient compressors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// Portable Rust (the reference).
+    Scalar,
+    /// AVX2 kernels (the `avx2` level).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// AVX-512 kernels (the `avx512` level).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Kernel {
+    /// The highest kernel that [`runs`] under `requested` on this CPU.
+    /// `avx512` says whether the domain has an AVX-512 kernel that can run
+    /// here (and any extra feature it needs, e.g. VPOPCNTDQ, is present);
+    /// without one an AVX-512 CPU runs the AVX2 kernels.
+    pub(crate) fn pick(requested: CpuLevel, avx512: bool) -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if avx512 && runs(CpuLevel::Avx512, requested) {
+                return Kernel::Avx512;
+            }
+            if runs(CpuLevel::Avx2, requested) {
+                return Kernel::Avx2;
+            }
+        }
+        let _ = (requested, avx512);
+        Kernel::Scalar
+    }
+}
+
 /// The levels a kernel test runs at: every level this CPU supports, lowest
 /// first. Prints one line naming them and the x86 levels skipped (absent on
 /// this CPU), e.g. `vsa counts: ran scalar avx2 | skipped avx512 avx512vnni`.
@@ -389,6 +424,31 @@ pub fn levels_for_test(what: &str) -> Vec<CpuLevel> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_pick_is_the_highest_that_runs() {
+        for l in CpuLevel::LEVELS {
+            for avx512 in [false, true] {
+                let k = Kernel::pick(l, avx512);
+                let want = if avx512 && runs(CpuLevel::Avx512, l) {
+                    "avx512"
+                } else if runs(CpuLevel::Avx2, l) {
+                    "avx2"
+                } else {
+                    "scalar"
+                };
+                let got = match k {
+                    Kernel::Scalar => "scalar",
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx2 => "avx2",
+                    #[cfg(target_arch = "x86_64")]
+                    Kernel::Avx512 => "avx512",
+                };
+                assert_eq!(got, want, "requested {l}, avx512 kernel {avx512}");
+            }
+        }
+        assert_eq!(Kernel::pick(CpuLevel::Scalar, true), Kernel::Scalar);
+    }
 
     #[test]
     fn names_round_trip() {

@@ -26,7 +26,7 @@ use rayon::prelude::*;
 
 use super::pack;
 use super::Granularity;
-use crate::cpu::{self, CpuLevel};
+use crate::cpu::{self, CpuLevel, Kernel};
 use crate::{check_finite, Error, Result};
 
 /// Which statistic sets the scale.
@@ -104,27 +104,8 @@ pub struct Quantized {
 
 /// The kernels this module runs at a requested [`CpuLevel`]: the best one at
 /// or below it that the CPU supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernel {
-    Scalar,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
 fn kernel(level: CpuLevel) -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cpu::runs(CpuLevel::Avx512, level) {
-            return Kernel::Avx512;
-        }
-        if cpu::runs(CpuLevel::Avx2, level) {
-            return Kernel::Avx2;
-        }
-    }
-    let _ = level;
-    Kernel::Scalar
+    Kernel::pick(level, true)
 }
 
 /// Sum of |x| in the documented order (16 f32 lanes, lanes added in f64), at

@@ -709,8 +709,8 @@ fn dollar_of_mexico() {
 
 #[test]
 fn item_memory_scan_every_level_equals_scalar() {
-    // Runs of bipolar rows (the 4-row kernel), ternary pairs (the 2-row
-    // kernel) and singles, at plane lengths below the popcnt cutoff, with
+    // Mixed bipolar and ternary rows (the two one-row kernels, prefetching
+    // past the last row), at plane lengths below the popcnt cutoff, with
     // every tail length, and past the 31-vector flush of the byte counters.
     let levels = levels_for_test("vsa item memory scan");
     for &d in &[

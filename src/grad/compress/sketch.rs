@@ -18,7 +18,7 @@
 use rayon::prelude::*;
 
 use super::topk::top_k_indices;
-use crate::cpu::{self, CpuLevel};
+use crate::cpu::{self, CpuLevel, Kernel};
 use crate::{rng, Error, Result};
 
 /// Coordinates per parallel chunk (fixed, so results never depend on threads).
@@ -315,27 +315,8 @@ unsafe fn add_row_avx512(rs: u64, cols: usize, g: &[f32], off: usize, row: &mut 
 
 /// The kernels run for a requested level (the best at or below it that the
 /// CPU supports; all give identical tables and estimates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernel {
-    Scalar,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
 fn kernel(level: CpuLevel) -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cpu::runs(CpuLevel::Avx512, level) {
-            return Kernel::Avx512;
-        }
-        if cpu::runs(CpuLevel::Avx2, level) {
-            return Kernel::Avx2;
-        }
-    }
-    let _ = level;
-    Kernel::Scalar
+    Kernel::pick(level, true)
 }
 
 fn add_row(k: Kernel, rs: u64, cols: usize, g: &[f32], off: usize, row: &mut [f32]) {

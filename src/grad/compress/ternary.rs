@@ -16,7 +16,7 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::{self, CpuLevel};
+use crate::cpu::{self, CpuLevel, Kernel};
 use crate::{rng, Error, Result};
 
 /// Default coordinates per scale (2.125 bits a coordinate: 15.06x).
@@ -147,27 +147,8 @@ fn pack_codes(codes: &[u8; 64], out: &mut [u8]) {
 
 /// The quantizer kernel run for a requested level (the best at or below it
 /// that the CPU supports; all give identical output).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernel {
-    Scalar,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
-}
-
 fn kernel(level: CpuLevel) -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if cpu::runs(CpuLevel::Avx512, level) {
-            return Kernel::Avx512;
-        }
-        if cpu::runs(CpuLevel::Avx2, level) {
-            return Kernel::Avx2;
-        }
-    }
-    let _ = level;
-    Kernel::Scalar
+    Kernel::pick(level, true)
 }
 
 /// Quantizes `g` blockwise into `scales` (`num_blocks`) and `packed`
@@ -288,6 +269,14 @@ unsafe fn block_avx512_64(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
     }
 }
 
+/// How far ahead (bytes) the AVX2 quantizer prefetches the input while it
+/// takes a block's maximum. On the Zen 3 VM this was tuned on, a software
+/// prefetch 2-8 KiB ahead made the 10M-f32 stream 1.01-1.17x faster than
+/// the hardware prefetcher alone (interleaved medians, load 3; 8 KiB was
+/// 1.08x and 1.17x in two runs).
+#[cfg(target_arch = "x86_64")]
+const PREFETCH: usize = 8192;
+
 /// [`block_impl`] with explicit AVX2, designed for it: the hash of 8 indices
 /// a vector (`j · golden` advanced by an add, two `vpmulld` per vector), the
 /// threshold compare and the sign as lane masks, and the 2-bit codes of 16
@@ -309,6 +298,9 @@ unsafe fn block_avx2(g: &[f32], key: u32, out: &mut [u8]) -> f32 {
         let mut mx = [_mm256_setzero_si256(); 2];
         let mut i = 0;
         while i + 16 <= n {
+            // One prefetch per 64 bytes, PREFETCH bytes ahead (the next
+            // blocks; a prefetch never faults, so it may point past g).
+            _mm_prefetch::<_MM_HINT_T0>((gp.wrapping_add(i) as *const i8).wrapping_add(PREFETCH));
             let a = _mm256_loadu_si256(gp.add(i) as *const __m256i);
             let b = _mm256_loadu_si256(gp.add(i + 8) as *const __m256i);
             mx[0] = _mm256_max_epu32(mx[0], _mm256_and_si256(a, absm));

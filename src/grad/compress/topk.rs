@@ -2,24 +2,13 @@
 //! `k` u32 indices plus `k` f32 values (8 bytes a coordinate, counted in the
 //! wire size).
 
-use crate::cpu::{self, CpuLevel};
+use crate::cpu::{self, CpuLevel, Kernel};
 use crate::{Error, Result};
 
-/// The kernels run for a requested level (identical results at every level).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernel {
-    Scalar,
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-}
-
+/// The kernels run for a requested level (identical results at every
+/// level; no AVX-512 kernel: an AVX-512 CPU runs the AVX2 one).
 fn kernel(level: CpuLevel) -> Kernel {
-    #[cfg(target_arch = "x86_64")]
-    if cpu::runs(CpuLevel::Avx2, level) {
-        return Kernel::Avx2;
-    }
-    let _ = level;
-    Kernel::Scalar
+    Kernel::pick(level, false)
 }
 
 /// Indices (ascending) of the `k` largest `|x_i|`; among equal magnitudes the
@@ -178,8 +167,9 @@ const PACK_SLACK: usize = 8;
 fn select_ge(kern: Kernel, x: &[f32], tau: u32, count: usize, out: &mut Vec<u32>) {
     match kern {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the kernel is picked only after AVX2 was detected.
-        Kernel::Avx2 => unsafe { pack_avx2::<true>(x, tau, u32::MAX, out) },
+        // SAFETY: the kernel is picked only after AVX2 was detected (and
+        // this domain asks for no AVX-512 kernel; AVX-512 implies AVX2).
+        Kernel::Avx2 | Kernel::Avx512 => unsafe { pack_avx2::<true>(x, tau, u32::MAX, out) },
         Kernel::Scalar => {
             // Branch-free: write every index, advance only past kept ones.
             let start = out.len();
@@ -198,8 +188,9 @@ fn select_ge(kern: Kernel, x: &[f32], tau: u32, count: usize, out: &mut Vec<u32>
 fn collect_mags(kern: Kernel, x: &[f32], lo: u32, hi: u32, out: &mut Vec<u32>) {
     match kern {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the kernel is picked only after AVX2 was detected.
-        Kernel::Avx2 => unsafe { pack_avx2::<false>(x, lo, hi, out) },
+        // SAFETY: the kernel is picked only after AVX2 was detected (and
+        // this domain asks for no AVX-512 kernel; AVX-512 implies AVX2).
+        Kernel::Avx2 | Kernel::Avx512 => unsafe { pack_avx2::<false>(x, lo, hi, out) },
         Kernel::Scalar => out.extend(
             x.iter()
                 .map(|v| v.to_bits() & 0x7FFF_FFFF)

@@ -4,7 +4,13 @@
 //! (`--floats mapped`, zero-copy); against a plain read of the same files in
 //! the same run. Prints medians, GB/s, the ratio, and resident memory.
 //!
-//! `cargo run --release --example load_checkpoint -- DIR [--floats f32|mapped] [--reps 3]`
+//! Tensors load in file order (each file's `names()`), so
+//! the loader's read-ahead runs in front of the conversion. `--cold` evicts
+//! the files from the page cache (`posix_fadvise(DONTNEED)`) before every
+//! timed read and load, so both sides read the disk; without it both read
+//! from the page cache.
+//!
+//! `cargo run --release --example load_checkpoint -- DIR [--floats f32|mapped] [--reps 3] [--cold]`
 
 use std::time::Instant;
 
@@ -17,6 +23,24 @@ fn rss_kib(key: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Drops the page-cache pages of `p` (clean pages of a file nobody maps).
+fn evict(p: &std::path::Path) {
+    use std::os::unix::io::AsRawFd;
+    let f = std::fs::File::open(p).unwrap();
+    // SAFETY: a valid descriptor; the advice only drops clean cached pages.
+    let rc = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(rc, 0, "posix_fadvise");
+}
+
+/// CPU seconds (user + system, all threads) of this process so far.
+fn cpu_s() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -41,7 +65,13 @@ fn load(dir: &str, mapped: bool) -> (HfCheckpoint, Loaded) {
         float_bytes_stored: 0,
         touched: 0,
     };
-    for n in ck.names() {
+    let order: Vec<String> = ck
+        .files()
+        .iter()
+        .flat_map(|f| f.names().map(str::to_string))
+        .collect();
+    for n in &order {
+        let n = n.as_str();
         let info = ck.info(n).unwrap().clone();
         if ck.is_ternary(n) {
             l.matrices.push(ck.ternary(n).expect("ternary"));
@@ -82,14 +112,20 @@ fn main() {
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
         .collect();
     let total: u64 = files.iter().map(|p| p.metadata().unwrap().len()).sum();
+    let cold = args.iter().any(|a| a == "--cold");
     // Warm the page cache once, so both sides read from memory.
-    for p in &files {
-        drop(std::fs::read(p).unwrap());
+    if !cold {
+        for p in &files {
+            drop(std::fs::read(p).unwrap());
+        }
     }
-    let (mut t_read, mut t_load) = (vec![], vec![]);
+    let (mut t_read, mut t_load, mut c_read, mut c_load) = (vec![], vec![], vec![], vec![]);
     let mut last = None;
     for _ in 0..reps {
-        let t = Instant::now();
+        if cold {
+            files.iter().for_each(|p| evict(p));
+        }
+        let (t, c) = (Instant::now(), cpu_s());
         let mut sum = 0usize;
         for p in &files {
             let v = std::fs::read(p).unwrap();
@@ -97,10 +133,15 @@ fn main() {
         }
         assert_eq!(sum as u64, total);
         t_read.push(t.elapsed().as_secs_f64());
+        c_read.push(cpu_s() - c);
         drop(last.take());
-        let t = Instant::now();
+        if cold {
+            files.iter().for_each(|p| evict(p));
+        }
+        let (t, c) = (Instant::now(), cpu_s());
         let r = load(dir, mapped);
         t_load.push(t.elapsed().as_secs_f64());
+        c_load.push(cpu_s() - c);
         last = Some(r);
     }
     let (ck, l) = last.unwrap();
@@ -130,7 +171,8 @@ fn main() {
         }
     );
     println!(
-        "plain read (std::fs::read, warm cache): median {:.3} s = {:.2} GB/s",
+        "plain read (std::fs::read, {} cache): median {:.3} s = {:.2} GB/s",
+        if cold { "cold" } else { "warm" },
         tr,
         total as f64 / tr / 1e9
     );
@@ -139,6 +181,11 @@ fn main() {
         tl,
         total as f64 / tl / 1e9,
         tl / tr
+    );
+    println!(
+        "CPU time (user + system, all threads): plain read {:.3} s, load {:.3} s",
+        median(c_read),
+        median(c_load)
     );
     println!("packed ternary bytes {:.3} GB, floats as loaded {:.3} GB (stored {:.3} GB), held by the library {:.3} GB",
         l.packed_bytes as f64 / 1e9, floats_as_loaded as f64 / 1e9, l.float_bytes_stored as f64 / 1e9, held as f64 / 1e9);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load time and resident memory of a 2B-shaped BitNet checkpoint (random
 # weights in the Hugging Face layout: hidden 2560, 30 layers, intermediate
-# 6912), against a plain read of the same files in the same run.
+# 6912), against a plain read of the same files in the same run, with the
+# file in the page cache (warm) and evicted before each timed run (cold).
 #
 #   scripts/bench-load.sh [CHECKPOINT_DIR]   (default: /tmp/tritter-bitnet-2b, generated if absent)
 set -euo pipefail
@@ -13,7 +14,11 @@ if [ ! -f "$DIR/model.safetensors" ]; then
 fi
 cargo build --release --example load_checkpoint -q
 echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+# Warm: both sides read from the page cache. Cold: the file is evicted
+# (posix_fadvise DONTNEED) before every timed read and load.
 for floats in mapped f32; do
-    target/release/examples/load_checkpoint "$DIR" --floats "$floats" --reps 3
-    echo
+    for cache in "" --cold; do
+        target/release/examples/load_checkpoint "$DIR" --floats "$floats" --reps 3 $cache
+        echo
+    done
 done

@@ -369,7 +369,7 @@ def main():
                     f"| {task} | {config} | {steps} | {fmt(bw, 0)} | {saved * 100:.0f}% | {fmt(walls)} | {wsaved_txt} | "
                     f"{fmt([rs[s]['metric'] for s in seeds], digits)} | {delta} | {pe} | {le} | {rb} | {pr} |")
         lines.append("")
-        lines.append("pred. error: mean over the checks (post-warmup backward steps) of the overall relative error "
+        lines.append("pred. error: mean over the checks (post-warmup backward steps that ran one; far above max_error the guard checks only every few steps) of the overall relative error "
                      "‖p − g‖ / ‖g‖ of the predictors the trainer had chosen; last-grad error: the same for repeating the "
                      "newest recorded gradient. An error near or above 1 means the prediction carries about as much "
                      "error as signal: the guarded schedule then keeps every backward pass. wall saved: median over "

@@ -321,7 +321,10 @@ def test_guard_on_pure_noise_keeps_every_backward_pass():
         base, _, _ = _least_squares_run(30.0, None, seed=seed)
         loss, phases, s = _least_squares_run(30.0, {}, seed=seed)
         assert "predict" not in phases and s["last_reason"] == "error_above_threshold"
-        assert s["failed_checks"] == s["error_samples"] > 250
+        # Every check fails; far above max_error the checks are spaced out
+        # (gaps of 1, 2, 4, 8, then 16 backward steps), so only a few run.
+        assert s["failed_checks"] == s["error_samples"] and 10 <= s["error_samples"] <= 40, s
+        assert s["backward_passes"] == s["steps"]
         assert loss == base  # no predicted step: the very same trajectory
 
 

@@ -37,6 +37,10 @@ use super::safetensors::SafetensorsFile;
 use crate::ternary::{Granularity, QuantConfig, TernaryMatrix};
 use crate::{Error, Result};
 
+/// Bytes after a tensor that [`HfCheckpoint::prefetch`] asks the kernel to
+/// read ahead (about two layers of a 2B-parameter BitNet).
+pub const PREFETCH_AHEAD: usize = 32 << 20;
+
 /// How a stored `weight_scale` turns into the library's scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleConvention {
@@ -478,6 +482,17 @@ impl HfCheckpoint {
         }
     }
 
+    /// Starts reading `name` and the [`PREFETCH_AHEAD`] bytes after it
+    /// into the page cache (asynchronous; resident memory does not grow),
+    /// so that the disk reads ahead while `name` converts. [`Self::ternary`]
+    /// and [`Self::tensor_f32`] call it; loading in file order (each file's
+    /// [`SafetensorsFile::names`]) makes the read-ahead useful.
+    pub fn prefetch(&self, name: &str) {
+        if let Ok(f) = self.file(name) {
+            f.prefetch(name, PREFETCH_AHEAD);
+        }
+    }
+
     fn file(&self, name: &str) -> Result<&SafetensorsFile> {
         self.index
             .get(name)
@@ -507,6 +522,7 @@ impl HfCheckpoint {
         let info = self
             .info(name)
             .ok_or_else(|| self.file(name).expect_err("missing tensor"))?;
+        self.prefetch(name);
         tensor_f32_from(name, info, self.bytes(name)?)
     }
 
@@ -548,6 +564,7 @@ impl HfCheckpoint {
                 ),
             )
         })?;
+        self.prefetch(name);
         let raw_scales = tensor_f32_from(&sname, sinfo, self.bytes(&sname)?)?;
         let data = self.bytes(name)?;
         let m = match info.dtype {
@@ -557,16 +574,36 @@ impl HfCheckpoint {
                     Error::overflow("name", format!("tensor `{name}`: 4 x {r} rows overflow"))
                 })?;
                 let scales = self.scales(&sname, raw_scales.as_slice().expect("fresh"), rows)?;
-                check_hf_codes(data, r, c, name)?;
+                check_hf_len(data, r, c, name)?;
                 // transformers' codes are `t + 1`, the kernels' codes: build
-                // the compute layout straight from the mapped bytes (one pass).
-                TernaryMatrix::from_code_rows(rows, c, scales.0, scales.1, |o, out| {
+                // the compute layout straight from the mapped bytes, checking
+                // the codes in the same pass (every field of every byte is
+                // read by exactly one output row). An invalid code 3 is
+                // written as 1 (zero) and flagged; the matrix is then
+                // dropped and the slow check names the byte.
+                let bad = std::sync::atomic::AtomicBool::new(false);
+                let m = TernaryMatrix::from_code_rows(rows, c, scales.0, scales.1, |o, out| {
                     let row = &data[(o % r) * c..(o % r + 1) * c];
                     let sh = 2 * (o / r);
+                    let mut acc = 0u8;
                     for (v, &b) in out.iter_mut().zip(row) {
-                        *v = (b >> sh) & 3;
+                        let x = (b >> sh) & 3;
+                        let three = x & (x >> 1);
+                        acc |= three;
+                        *v = x ^ (three << 1);
                     }
-                })?
+                    if acc != 0 {
+                        bad.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })?;
+                if bad.load(std::sync::atomic::Ordering::Relaxed) {
+                    check_hf_codes(data, r, c, name)?;
+                    return Err(Error::data(
+                        "name",
+                        format!("tensor `{name}`: invalid code 3"),
+                    ));
+                }
+                m
             }
             d if d.is_float() => {
                 let (rows, cols) = (info.shape[0], info.shape[1]);
@@ -671,12 +708,33 @@ impl HfCheckpoint {
 }
 
 /// Converts a stored tensor to f32 (fallible allocation, bounded by the file).
+///
+/// The buffer comes zeroed from the allocator (fresh pages, no extra pass);
+/// element-wise dtypes convert in parallel chunks, so the page faults of the
+/// new buffer and the reads of the mapped bytes run on every core.
 pub(crate) fn tensor_f32_from(name: &str, info: &TensorInfo, data: &[u8]) -> Result<ArrayD<f32>> {
     let n = info.numel();
-    let mut v = super::try_alloc(n, 0f32, "tensor")?;
-    super::to_f32_into(info.dtype, data, &mut v, name)?;
+    let mut v = crate::error::try_zeroed::<f32>(n, "tensor")?;
+    let width = match info.dtype {
+        Dtype::TQ1_0 | Dtype::TQ2_0 | Dtype::Other(_) => None,
+        d => d.nbytes(1),
+    };
+    match width {
+        Some(w) if n >= 2 * CONVERT_CHUNK && data.len() == n * w => {
+            use rayon::prelude::*;
+            crate::parallel::install(|| {
+                v.par_chunks_mut(CONVERT_CHUNK)
+                    .zip(data.par_chunks(CONVERT_CHUNK * w))
+                    .try_for_each(|(d, s)| super::to_f32_into(info.dtype, s, d, name))
+            })?;
+        }
+        _ => super::to_f32_into(info.dtype, data, &mut v, name)?,
+    }
     Ok(ArrayD::from_shape_vec(IxDyn(&info.shape), v).expect("numel matches"))
 }
+
+/// Elements a task of [`tensor_f32_from`] converts (1 MiB of f32 out).
+const CONVERT_CHUNK: usize = 1 << 18;
 
 /// Remaps the 4 2-bit fields of an HF byte (`code = t + 1`) to the library's
 /// codes (`00 = 0, 01 = +1, 10 = -1`), field by field: `h = 0 -> 10`,
@@ -723,9 +781,8 @@ pub fn hf_to_2bit(src: &[u8], r: usize, c: usize, name: &str) -> Result<Vec<u8>>
     Ok(out)
 }
 
-/// Checks the length of a transformers-packed `[r, c]` weight and that no
-/// 2-bit field holds the invalid code 3 (the error names row and column).
-fn check_hf_codes(src: &[u8], r: usize, c: usize, name: &str) -> Result<()> {
+/// Checks the length of a transformers-packed `[r, c]` weight.
+fn check_hf_len(src: &[u8], r: usize, c: usize, name: &str) -> Result<()> {
     let need = r.checked_mul(c);
     if need != Some(src.len()) {
         return Err(Error::shape(
@@ -736,6 +793,13 @@ fn check_hf_codes(src: &[u8], r: usize, c: usize, name: &str) -> Result<()> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Checks the length of a transformers-packed `[r, c]` weight and that no
+/// 2-bit field holds the invalid code 3 (the error names row and column).
+fn check_hf_codes(src: &[u8], r: usize, c: usize, name: &str) -> Result<()> {
+    check_hf_len(src, r, c, name)?;
     if let Some(i) = src.iter().position(|&b| b & (b >> 1) & 0x55 != 0) {
         let b = src[i];
         let j = (0..4).find(|j| (b >> (2 * j)) & 3 == 3).unwrap_or(0);

@@ -75,6 +75,26 @@ impl Mapping {
         }
     }
 
+    /// Asks the kernel to start reading the pages of `range` from the file
+    /// now (`MADV_WILLNEED`: asynchronous readahead into the page cache; it
+    /// maps nothing, so resident memory does not grow). Loading calls it on
+    /// the tensor it converts and the bytes after it, so that a cold file is
+    /// read in large requests while the previous tensor converts.
+    pub(crate) fn prefetch(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if let Mapping::Map(m) = self {
+            let page = 4096;
+            let start = (range.start / page) * page;
+            let end = range.end.min(m.len());
+            if end > start {
+                // Errors only cost speed.
+                let _ = m.advise_range(memmap2::Advice::WillNeed, start, end - start);
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+    }
+
     /// Tells the kernel that the pages of `range` are no longer needed by
     /// this process (they leave its resident set; the page cache keeps
     /// them). Used after a tensor has been converted into its own buffer.

@@ -122,6 +122,16 @@ impl SafetensorsFile {
         }
     }
 
+    /// Starts reading `name`'s bytes and the `ahead` bytes after them (in
+    /// file order) into the page cache in the background (`MADV_WILLNEED`:
+    /// asynchronous readahead, nothing mapped); a no-op for unknown names.
+    pub fn prefetch(&self, name: &str, ahead: usize) {
+        if let Ok(e) = self.entry(name) {
+            let end = (e.start + e.info.nbytes).saturating_add(ahead);
+            self.map.prefetch(e.start..end);
+        }
+    }
+
     fn entry(&self, name: &str) -> Result<&Entry> {
         self.index
             .get(name)

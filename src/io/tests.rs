@@ -303,6 +303,37 @@ fn hf_bad_codes_scales_and_config_are_refused_with_names() {
         e.contains("`a.weight`") && e.contains("row 5, column 2"),
         "{e}"
     );
+    // The check runs inside the conversion: a single code 3 anywhere (every
+    // slab, first/middle/last byte, a partial last tile) is found and named.
+    let (o, k) = (260usize, 33usize);
+    let t = trits(o, k, 9);
+    let r = o / 4;
+    for &byte in &[0usize, 1, r * k / 2 + 7, r * k - 1] {
+        for slab in 0..4 {
+            let mut p = hf_pack(&t);
+            p[byte] |= 0b11 << (2 * slab);
+            let ck = HfCheckpoint::from_file(
+                crate::io::safetensors::SafetensorsFile::from_bytes(
+                    {
+                        let f = d.0.join(format!("c3_{byte}_{slab}.safetensors"));
+                        write_st(
+                            &f,
+                            &[
+                                ("w", u8raw(vec![r, k], p)),
+                                ("w_scale", bf16raw(vec![1], &[2.0])),
+                            ],
+                        );
+                        std::fs::read(&f).unwrap()
+                    },
+                    "mem",
+                )
+                .unwrap(),
+            );
+            let e = ck.ternary("w").unwrap_err().to_string();
+            let want = format!("row {}, column {}", slab * r + byte / k, byte % k);
+            assert!(e.contains(&want), "{e} (want {want})");
+        }
+    }
     assert!(err("b.weight").contains("b.weight_scale"));
     assert!(err("c.weight").contains("c.weight_scale"));
     assert!(err("d.weight").contains("d.weight_scale"));

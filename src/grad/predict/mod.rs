@@ -45,6 +45,16 @@
 //!   once. No prediction until the clean checks are collected again; if the
 //!   failed check ended a run, `L` halves (at least 1).
 //!
+//! While the error stays far above the threshold (`e > 2 · max_error`),
+//! checking every backward pass is pure cost, so the checks are spaced out:
+//! after such a check the next 1, 2, 4, 8, then at most 16 backward steps
+//! only record their gradient (no predictor is evaluated; they keep the
+//! reason [`Reason::ErrorAboveThreshold`] and count in neither
+//! `error_samples` nor `failed_checks`). Any check at most `2 · max_error`
+//! (or a non-finite loss) returns to checking every backward pass. Skipped
+//! steps only delay the start of prediction (a run still needs `min_checks`
+//! consecutive passing checks), so they cannot make a run less safe.
+//!
 //! Every step carries a [`Reason`] (why it has its phase), and the stats say
 //! what the last decision was and what it was based on. On tasks whose
 //! gradients cannot be predicted (minibatch noise larger than the signal,
@@ -90,6 +100,15 @@ const SCORE_DECAY: f64 = 0.5;
 
 /// Longest back-off multiplier of `min_checks` is `1 << MAX_FAIL_SHIFT`.
 const MAX_FAIL_SHIFT: u32 = 6;
+
+/// Guarded: a check whose error exceeds `FAR_FACTOR × max_error` is far from
+/// passing; the checks that follow it are spaced out (see [`MAX_CHECK_GAP`]).
+const FAR_FACTOR: f64 = 2.0;
+
+/// Guarded: the most backward steps in a row that skip the check while the
+/// error stays far above `max_error` (the gap doubles from 1 at each far
+/// check: 1, 2, 4, 8, 16, 16, ...).
+const MAX_CHECK_GAP: usize = 16;
 
 /// Elements per block for parallel work and for the fixed-order sums.
 const BLOCK: usize = 4096;
@@ -541,6 +560,10 @@ struct Guard {
     clean: usize,
     /// Failed runs since the last passing one.
     fails: u32,
+    /// Backward steps left that skip the check (error far above threshold).
+    skip: usize,
+    /// Length of the last skip (0: checking every backward pass).
+    gap: usize,
 }
 
 /// The phase trainer (see the module docs). Not shareable across threads
@@ -559,6 +582,9 @@ pub struct PhaseTrainer {
     /// This step's coefficients, `combos.len()` rows of `entries.len()` (f32).
     coef: Vec<f32>,
     recorded: Vec<bool>,
+    /// Whether this backward step evaluates the predictors (false while the
+    /// guard spaces out its checks).
+    checking: bool,
     backward_done: usize,
     cursor: Cursor,
     predict_len: usize,
@@ -591,6 +617,7 @@ impl PhaseTrainer {
             combos,
             coef: Vec::new(),
             recorded: Vec::new(),
+            checking: true,
             backward_done: 0,
             cursor: Cursor::Warmup(0),
             predict_len: cfg.predict_steps,
@@ -765,6 +792,9 @@ impl PhaseTrainer {
             needs_backward: phase.needs_backward(),
             reason,
         };
+        self.checking = !(self.cfg.schedule == Schedule::Guarded
+            && phase == Phase::Full
+            && self.guard.skip > 0);
         self.compute_coefficients(info.step);
         self.current = Some(info);
         self.recorded.iter_mut().for_each(|r| *r = false);
@@ -904,7 +934,7 @@ impl PhaseTrainer {
             self.entries[0].1
         };
         let slots: Vec<usize> = self.entries.iter().map(|e| e.1).collect();
-        let m = if slots.is_empty() {
+        let m = if slots.is_empty() || !self.checking {
             0
         } else {
             self.combos.len()
@@ -1141,6 +1171,14 @@ impl PhaseTrainer {
         }
         let was_run = g.after_run;
         g.after_run = false;
+        if !self.checking {
+            // A backward step that skipped the check: the error was far
+            // above max_error at the last check; nothing new is known.
+            g.skip -= 1;
+            g.clean = 0;
+            self.stats.last_reason = Reason::ErrorAboveThreshold;
+            return;
+        }
         let reason = if info.phase == Phase::Warmup {
             Reason::Warmup
         } else if cfg.predict_steps == 0 {
@@ -1157,12 +1195,14 @@ impl PhaseTrainer {
         match reason {
             Reason::ErrorBelowThreshold if was_run => {
                 g.fails = 0;
+                g.gap = 0;
                 g.run_len = (g.run_len * 2).min(cfg.predict_steps).max(1);
                 g.remaining = g.run_len;
                 self.stats.runs += 1;
                 self.stats.last_reason = reason;
             }
             Reason::ErrorBelowThreshold => {
+                g.gap = 0;
                 g.clean += 1;
                 let need = cfg
                     .min_checks
@@ -1179,6 +1219,13 @@ impl PhaseTrainer {
             }
             Reason::ErrorAboveThreshold | Reason::NonFiniteLoss => {
                 g.clean = 0;
+                let far = matches!(check, Some(e) if e > FAR_FACTOR * cfg.max_error as f64);
+                if reason == Reason::ErrorAboveThreshold && far {
+                    g.gap = (g.gap * 2).clamp(1, MAX_CHECK_GAP);
+                    g.skip = g.gap;
+                } else {
+                    g.gap = 0;
+                }
                 if was_run || reason == Reason::NonFiniteLoss {
                     self.stats.backoffs += 1;
                     g.fails = g.fails.saturating_add(1);
@@ -1303,7 +1350,11 @@ fn record_blocks<T: Slot>(k: &Kernel, bufs: &mut [Vec<T>], target: usize, grad: 
     let task = |b: usize, tchunk: &mut [T]| -> Sums {
         let r = b * BLOCK..b * BLOCK + tchunk.len();
         let g = &grad[r.clone()];
-        let s = {
+        // Nothing to measure (no history yet, or a step that skips the check):
+        // only the store.
+        let s = if k.m == 0 {
+            Sums::default()
+        } else {
             let srcs: Vec<&[T]> = k
                 .order
                 .iter()

@@ -327,6 +327,34 @@ pub(crate) fn base3_digit(n: u8, i: usize) -> u8 {
     ((n * 3) >> 8) as u8
 }
 
+/// One block of 256 codes (each 0, 1 or 2) into the 2-bit compute block:
+/// byte `j` = `c[j] | c[64 + j] << 2 | c[128 + j] << 4 | c[192 + j] << 6`
+/// (16-bit shifts cannot carry across bytes: every code fits in 2 bits).
+///
+/// # Safety
+/// SSE2 present (always on x86-64).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+unsafe fn codes_block_to_2bit(c: &[u8], dst: &mut [u8]) {
+    use std::arch::x86_64::*;
+    assert!(c.len() >= 256 && dst.len() >= BLOCK_BYTES);
+    // SAFETY: 16-byte loads inside c[..256], stores inside dst[..64].
+    unsafe {
+        let ld = |k: usize| _mm_loadu_si128(c.as_ptr().add(k) as *const __m128i);
+        for q in 0..4 {
+            let j = 16 * q;
+            let v = _mm_or_si128(
+                _mm_or_si128(ld(j), _mm_slli_epi16::<2>(ld(64 + j))),
+                _mm_or_si128(
+                    _mm_slli_epi16::<4>(ld(128 + j)),
+                    _mm_slli_epi16::<6>(ld(192 + j)),
+                ),
+            );
+            _mm_storeu_si128(dst.as_mut_ptr().add(j) as *mut __m128i, v);
+        }
+    }
+}
+
 /// One block of canonical 2-bit bytes (weight `4b + f` of quarter `i` in
 /// field `f` of byte `16·i + b`) into the 2-bit compute block (code of weight
 /// `64·i + j` in field `i` of byte `j`).
@@ -541,17 +569,26 @@ impl ComputeLayout {
                     .par_chunks_mut(tile_bytes)
                     .enumerate()
                     .for_each(|(t, out)| {
+                        // codes past `cols` stay 1 (weight 0); `fill`
+                        // rewrites only the first `cols` of each row
                         let mut c = vec![1u8; nkb * bk];
                         for r in 0..TILE_ROWS {
                             let o = t * TILE_ROWS + r;
-                            c.iter_mut().for_each(|v| *v = 1);
                             if o < rows {
                                 fill(o, &mut c[..cols]);
+                            } else {
+                                c.fill(1);
                             }
                             for kb in 0..nkb {
                                 let ck = &c[kb * bk..(kb + 1) * bk];
                                 let dst =
                                     &mut out[(kb * TILE_ROWS + r) * BLOCK_BYTES..][..BLOCK_BYTES];
+                                #[cfg(target_arch = "x86_64")]
+                                if format == ComputeFormat::TwoBit {
+                                    // SAFETY: SSE2 is part of x86-64; 256 codes in, 64 bytes out.
+                                    unsafe { codes_block_to_2bit(ck, dst) };
+                                    continue;
+                                }
                                 for (j, d) in dst.iter_mut().enumerate() {
                                     *d = match format {
                                         ComputeFormat::TwoBit => {
@@ -785,9 +822,36 @@ mod tests {
             })
             .unwrap();
             assert_eq!((direct.nkb, direct.ntiles), (generic.nkb, generic.ntiles));
+            // the definition, byte by byte
+            let code = |o: usize, k: usize| -> u8 {
+                if o < rows && k < cols {
+                    CANON_TO_C[(p[o * rb + k / 4] >> (2 * (k % 4))) as usize & 3]
+                } else {
+                    1
+                }
+            };
+            let mut want = Vec::new();
+            for t in 0..direct.ntiles {
+                for kb in 0..direct.nkb {
+                    for r in 0..TILE_ROWS {
+                        for j in 0..BLOCK_BYTES {
+                            let o = t * TILE_ROWS + r;
+                            want.push(
+                                (0..4).fold(0u8, |b, i| {
+                                    b | code(o, kb * 256 + 64 * i + j) << (2 * i)
+                                }),
+                            );
+                        }
+                    }
+                }
+            }
             assert!(
-                direct.data.as_slice() == generic.data.as_slice(),
-                "{rows}x{cols}"
+                direct.data.as_slice() == want.as_slice(),
+                "direct {rows}x{cols}"
+            );
+            assert!(
+                generic.data.as_slice() == want.as_slice(),
+                "code rows {rows}x{cols}"
             );
         }
     }

@@ -88,6 +88,18 @@ def med(f, rounds):
     return statistics.median(ts)
 
 
+def decode_rate(sess, prompt, ctx, steps, rounds):
+    """Median tokens/s of decoding `steps` tokens after truncating to `ctx` positions."""
+    ts = []
+    for _ in range(rounds):
+        sess.truncate(0, ctx)
+        t0 = time.perf_counter()
+        for t in prompt[ctx:ctx + steps]:
+            sess.decode([int(t)])
+        ts.append((time.perf_counter() - t0) / steps)
+    return 1 / statistics.median(ts)
+
+
 def bandwidth(threads, rounds=5):
     torch.set_num_threads(threads)
     a = torch.ones(1 << 28, dtype=torch.float32)  # 1 GiB
@@ -148,29 +160,14 @@ def main():
     for ctx in (1024, 128):
         for n in threads:
             ta.set_num_threads(n)
-            ts = []
-            for r in range(a.rounds):
-                s.truncate(0, ctx)
-                toks = prompt[ctx:ctx + a.decode_steps]
-                t0 = time.perf_counter()
-                for t in toks:
-                    s.decode([int(t)])
-                ts.append((time.perf_counter() - t0) / a.decode_steps)
-            res[("engine", f"decode{ctx}", n)] = 1 / statistics.median(ts)
+            res[("engine", f"decode{ctx}", n)] = decode_rate(s, prompt, ctx, a.decode_steps, a.rounds)
     s.close()
     # --- bf16 KV cache (what transformers' bf16 model keeps): decode at context 1024
     sb = eng.session(max_seq_len=1100, max_step_tokens=256, cache_dtype="bf16")
     sb.prefill(prompt[:1024])
     for n in threads:
         ta.set_num_threads(n)
-        ts = []
-        for r in range(a.rounds):
-            sb.truncate(0, 1024)
-            t0 = time.perf_counter()
-            for t in prompt[1024:1024 + a.decode_steps]:
-                sb.decode([int(t)])
-            ts.append((time.perf_counter() - t0) / a.decode_steps)
-        res[("engine-bf16-kv", "decode1024", n)] = 1 / statistics.median(ts)
+        res[("engine-bf16-kv", "decode1024", n)] = decode_rate(sb, prompt, 1024, a.decode_steps, a.rounds)
     sb.close()
     # --- int8 lm_head
     e8 = ta.InferenceEngine.from_pretrained(d, lm_head_int8=True)
@@ -180,14 +177,7 @@ def main():
     s8.prefill(prompt[:128])
     for n in threads:
         ta.set_num_threads(n)
-        ts = []
-        for r in range(a.rounds):
-            s8.truncate(0, 128)
-            t0 = time.perf_counter()
-            for t in prompt[128:128 + a.decode_steps]:
-                s8.decode([int(t)])
-            ts.append((time.perf_counter() - t0) / a.decode_steps)
-        res[("engine-int8-head", "decode128", n)] = 1 / statistics.median(ts)
+        res[("engine-int8-head", "decode128", n)] = decode_rate(s8, prompt, 128, a.decode_steps, a.rounds)
     s8.close()
     e8.close()
     # --- transformers bf16, same shape, unquantized

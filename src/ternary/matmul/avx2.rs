@@ -97,10 +97,7 @@ unsafe fn rows_2bit<const R: usize, const NA: usize>(
         for kb in k0..k1 {
             if r0 == 0 {
                 // the first pass over the tile streams it (see tile_2bit_1)
-                let pf = w.wrapping_add(kb * TB + GEMV_PREFETCH) as *const i8;
-                for l in 0..TB / 64 {
-                    _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(64 * l));
-                }
+                prefetch_block(w, kb);
             }
             for h in 0..2 {
                 let wb = w.add(kb * TB + r0 * BLOCK_BYTES + 32 * h);
@@ -161,10 +158,7 @@ unsafe fn tile_2bit_1(w: *const u8, q: *const i8, nkb: usize, out: *mut i32) {
             // the tile is one sequential stream (and the next tile follows
             // it); the hardware prefetcher alone leaves it below the read
             // floor on the machines measured
-            let pf = w.wrapping_add(kb * TB + GEMV_PREFETCH) as *const i8;
-            for l in 0..TB / 64 {
-                _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(64 * l));
-            }
+            prefetch_block(w, kb);
             for h in 0..2 {
                 let qb = q.add(kb * 256 + 32 * h);
                 let a = [ldq(qb), ldq(qb.add(64)), ldq(qb.add(128)), ldq(qb.add(192))];
@@ -198,8 +192,20 @@ unsafe fn tile_2bit_1(w: *const u8, q: *const i8, nkb: usize, out: *mut i32) {
     std::ptr::copy_nonoverlapping(s.as_ptr(), out, 4);
 }
 
-/// Bytes ahead of the current K block that [`tile_2bit_1`] prefetches.
+/// Bytes ahead of the current K block that the GEMV tiles prefetch.
 const GEMV_PREFETCH: usize = 4096;
+
+/// Prefetches the K block `GEMV_PREFETCH` bytes past block `kb` of a tile
+/// stream (2-bit and base-3 blocks are both `TB` bytes). The address may
+/// lie past the end of the weights: a prefetch never faults.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn prefetch_block(w: *const u8, kb: usize) {
+    let pf = w.wrapping_add(kb * TB + GEMV_PREFETCH) as *const i8;
+    for l in 0..TB / 64 {
+        _mm_prefetch::<_MM_HINT_T0>(pf.wrapping_add(64 * l));
+    }
+}
 
 /// One 2-bit tile: [`tile_2bit_1`] for one activation row, two rows at a
 /// time for 2 or 3 (16 ymm registers).
@@ -268,6 +274,9 @@ unsafe fn rows_base3<const R: usize, const NA: usize>(
         let k1 = (k0 + FLUSH_BASE3).min(nkb);
         let mut a16 = [[z; NA]; R];
         for kb in k0..k1 {
+            if r0 == 0 {
+                prefetch_block(w, kb);
+            }
             for h in 0..2 {
                 let wb = w.add(kb * TB + r0 * BLOCK_BYTES + 32 * h);
                 for (i, ai) in a16.iter_mut().enumerate() {
@@ -318,6 +327,7 @@ unsafe fn tile_base3_1(w: *const u8, q: *const i8, nkb: usize, out: *mut i32) {
         let k1 = (k0 + FLUSH_BASE3).min(nkb);
         let mut a16 = [z; 4];
         for kb in k0..k1 {
+            prefetch_block(w, kb);
             for h in 0..2 {
                 let qb = q.add(kb * 320 + 32 * h);
                 let a = [

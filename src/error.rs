@@ -284,13 +284,37 @@ pub fn try_collect<T>(
     Ok(v)
 }
 
+/// Whether every value in `xs` is finite: an exponent field of all ones
+/// (inf or NaN) is found with an integer mask and compare, branch-free (3
+/// vector ops a vector).
+#[inline(always)]
+fn chunk_finite(xs: &[f32]) -> bool {
+    const EXP: u32 = 0x7f80_0000;
+    xs.iter()
+        .fold(0u32, |bad, v| bad | (v.to_bits() & EXP == EXP) as u32)
+        == 0
+}
+
+/// The index of the first chunk of 1024 values holding a non-finite value,
+/// scanned at CPU level `level` (AVX2 code where allowed and supported).
+fn first_bad_chunk(level: crate::cpu::CpuLevel, xs: &[f32]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if crate::cpu::CpuLevel::Avx2.allowed_under(level) && crate::cpu::CpuLevel::Avx2.is_supported()
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(xs: &[f32]) -> Option<usize> {
+            xs.chunks(1024).position(|c| !chunk_finite(c))
+        }
+        // SAFETY: AVX2 checked above.
+        return unsafe { avx2(xs) };
+    }
+    xs.chunks(1024).position(|c| !chunk_finite(c))
+}
+
 /// Returns the index of the first non-finite value, as an error naming `arg`.
 pub fn check_finite(xs: &[f32], arg: &'static str) -> Result<()> {
     // Branch-free scan in chunks; only locate the index on failure.
-    let bad = xs
-        .chunks(1024)
-        .position(|c| !c.iter().fold(true, |ok, v| ok & v.is_finite()));
-    match bad {
+    match first_bad_chunk(crate::cpu::active(), xs) {
         None => Ok(()),
         Some(ci) => {
             let off = xs[ci * 1024..]
@@ -319,6 +343,41 @@ pub fn check_finite_view(x: &ndarray::ArrayView2<f32>, arg: &'static str) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_values_are_found_at_every_level_and_position() {
+        let levels = crate::cpu::supported_levels();
+        eprintln!(
+            "check_finite: levels run {levels:?}; skipped {:?}",
+            crate::cpu::unsupported_levels()
+        );
+        for &level in &levels {
+            for n in [0usize, 1, 7, 8, 9, 1023, 1024, 1025, 3000] {
+                let ok: Vec<f32> = (0..n)
+                    .map(|i| [f32::MAX, -f32::MAX, 0.0, -0.0, f32::MIN_POSITIVE, 1e-45][i % 6])
+                    .collect();
+                assert_eq!(first_bad_chunk(level, &ok), None, "{level:?} n {n}");
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -f32::NAN] {
+                    for at in [0, n / 2, n.saturating_sub(1)]
+                        .into_iter()
+                        .filter(|&a| a < n)
+                    {
+                        let mut v = ok.clone();
+                        v[at] = bad;
+                        assert_eq!(
+                            first_bad_chunk(level, &v),
+                            Some(at / 1024),
+                            "{level:?} n {n} at {at}"
+                        );
+                        match check_finite(&v, "x") {
+                            Err(Error::NonFinite { arg: "x", index }) => assert_eq!(index, at),
+                            r => panic!("{r:?}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn fallible_allocation_reports_instead_of_aborting() {

@@ -304,32 +304,50 @@ mod x86 {
         let z = _mm256_setzero_ps();
         let (mut err, mut dot, mut pp) = ([z; M], [z; M], [z; M]);
         let mut gg = z;
+        let first = if UNIT { 1 } else { 0 };
         let mut e = 0;
-        while e + 8 <= n {
-            // SAFETY: e + 8 <= n = every source's length; q * k + i < M * k.
-            unsafe {
-                let mut p = [z; M];
-                let first = if UNIT { 1 } else { 0 };
+        // The predictions of V consecutive vectors (8 V elements) as V
+        // independent chains, so that several are in flight at once (one
+        // chain of 8 dependent adds per set left the loop latency-bound);
+        // their sums then go into the lanes vector by vector, in element
+        // order, exactly as one vector a step would.
+        macro_rules! step {
+            ($v:expr) => {{
+                const V: usize = $v;
+                let mut p = [[z; M]; V];
                 for i in 0..k {
-                    let h = load8!(T, srcs.get_unchecked(i).as_ptr().add(e));
-                    for (q, pq) in p.iter_mut().enumerate().skip(first) {
+                    let s = srcs.get_unchecked(i).as_ptr().add(e);
+                    let h: [__m256; V] = std::array::from_fn(|v| load8!(T, s.add(8 * v)));
+                    for q in first..M {
                         let c = _mm256_set1_ps(*coef.get_unchecked(q * k + i));
-                        *pq = _mm256_add_ps(*pq, _mm256_mul_ps(c, h));
+                        for v in 0..V {
+                            p[v][q] = _mm256_add_ps(p[v][q], _mm256_mul_ps(c, h[v]));
+                        }
                     }
                 }
-                if UNIT {
-                    p[0] = load8!(T, srcs.get_unchecked(u).as_ptr().add(e));
+                for (v, pv) in p.iter_mut().enumerate() {
+                    if UNIT {
+                        pv[0] = load8!(T, srcs.get_unchecked(u).as_ptr().add(e + 8 * v));
+                    }
+                    let gv = _mm256_loadu_ps(g.as_ptr().add(e + 8 * v));
+                    for q in 0..M {
+                        let d = _mm256_sub_ps(pv[q], gv);
+                        err[q] = _mm256_add_ps(err[q], _mm256_mul_ps(d, d));
+                        dot[q] = _mm256_add_ps(dot[q], _mm256_mul_ps(pv[q], gv));
+                        pp[q] = _mm256_add_ps(pp[q], _mm256_mul_ps(pv[q], pv[q]));
+                    }
+                    gg = _mm256_add_ps(gg, _mm256_mul_ps(gv, gv));
                 }
-                let gv = _mm256_loadu_ps(g.as_ptr().add(e));
-                for q in 0..M {
-                    let d = _mm256_sub_ps(p[q], gv);
-                    err[q] = _mm256_add_ps(err[q], _mm256_mul_ps(d, d));
-                    dot[q] = _mm256_add_ps(dot[q], _mm256_mul_ps(p[q], gv));
-                    pp[q] = _mm256_add_ps(pp[q], _mm256_mul_ps(p[q], p[q]));
-                }
-                gg = _mm256_add_ps(gg, _mm256_mul_ps(gv, gv));
-            }
-            e += 8;
+                e += 8 * V;
+            }};
+        }
+        // SAFETY (both loops): e + 8 V <= n = every source's length;
+        // q * k + i < M * k; u < k.
+        while e + 16 <= n {
+            unsafe { step!(2) }
+        }
+        while e + 8 <= n {
+            unsafe { step!(1) }
         }
         // SAFETY: each destination is an [f32; 8].
         unsafe {

@@ -144,6 +144,10 @@ def run(kind, data, args):
         t_train += time.perf_counter() - t0
         if args.log and (step + 1) % args.log == 0:
             print(f"  {kind} step {step + 1}: train loss {loss.item():.3f}", flush=True)
+        if args.eval_every and (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
+            # no randomness: the training run continues exactly as without it
+            print(f"  {kind} step {step + 1}: val {evaluate(model, val, args.ctx, args.eval_windows):.4f} nats/char",
+                  flush=True)
     vloss = evaluate(model, val, args.ctx, args.eval_windows)
     return vloss, t_train / max(args.steps, 1), linear_weight_bytes(model.blocks)
 
@@ -161,6 +165,10 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-windows", type=int, default=512)
     p.add_argument("--log", type=int, default=0, help="print the training loss every N steps")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="also print the validation loss every N steps (for runs that may not finish)")
+    p.add_argument("--kinds", nargs="+", default=["f32", "ternary"], choices=["f32", "ternary"],
+                   help="which variants to train (separate processes can run one each)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch and library threads (small layers run best on one)")
     args = p.parse_args(argv)
@@ -172,10 +180,15 @@ def main(argv=None):
     print(f"model: d {args.d}, {args.layers} blocks, {args.heads} heads, ctx {args.ctx}; {args.steps} steps of "
           f"{args.batch} x {args.ctx} chars, AdamW lr {args.lr} (warmup + cosine); ternary mode {args.mode}; "
           f"torch threads {torch.get_num_threads()}")
-    res = {kind: run(kind, data, args) for kind in ("f32", "ternary")}
+    res = {}
+    for kind in args.kinds:
+        res[kind] = vl, tps, wb = run(kind, data, args)
+        print(f"{kind} done: val {vl:.4f} nats/char, ppl {math.exp(vl):.3f}, {tps * 1e3:.1f} ms/step", flush=True)
     print(f"{'':8} {'val nats/char':>13} {'val ppl':>8} {'block weights':>14} {'ms/step':>8}")
     for kind, (vl, tps, wb) in res.items():
         print(f"{kind:8} {vl:13.4f} {math.exp(vl):8.3f} {wb:>12} B {tps * 1e3:8.1f}")
+    if len(res) < 2:
+        return res
     ratio = math.exp(res["ternary"][0]) / math.exp(res["f32"][0])
     print(f"perplexity ratio ternary / f32: {ratio:.3f} (target <= 1.10); block weight memory ratio "
           f"{res['f32'][2] / res['ternary'][2]:.1f}x")

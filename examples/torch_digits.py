@@ -4,6 +4,13 @@
 
     python examples/torch_digits.py                 # full run (3 seeds x 40 epochs)
     python examples/torch_digits.py --epochs 3 --seeds 1   # quick
+    python examples/torch_digits.py --val           # validation split, test set untouched
+
+The ternary layers follow BitNet b1.58 by default (``--mode bitnet``: AbsMean
+per-tensor weights, int8 per-token activations); ``--mode bittorch`` uses
+BitTorch's rule (AbsMax per row with a 5% threshold). bitnet was chosen on
+``--val`` (a stratified fifth of the training set, seeds 0-2: bitnet 96.88%,
+bittorch 96.18%, f32 97.22%), before looking at the test set with it.
 
 Prints test accuracy (mean and per seed), linear-weight memory (f32 vs packed
 2-bit + scales) and training time per step for each variant. The library is
@@ -35,6 +42,16 @@ def load_digits():
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
     mean, std = xtr.mean(0), xtr.std(0) + 1e-3
     return (xtr - mean) / std, ytr, (xte - mean) / std, yte
+
+
+def validation_split(data):
+    """(train', val) from the training set: a stratified fifth held out; the
+    test set is not used."""
+    from sklearn.model_selection import train_test_split
+
+    xtr, ytr, _, _ = data
+    a, b = train_test_split(torch.arange(len(xtr)), test_size=0.2, random_state=1, stratify=ytr)
+    return xtr[a], ytr[a], xtr[b], ytr[b]
 
 
 def mlp(kind, hidden, mode):
@@ -78,14 +95,18 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--mode", default="bittorch", choices=["bittorch", "bitnet"])
+    p.add_argument("--mode", default="bitnet", choices=["bittorch", "bitnet"])
+    p.add_argument("--val", action="store_true",
+                   help="train on 4/5 of the training set, report accuracy on the other fifth (not the test set)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch and library threads (small layers run best on one)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     ta.set_num_threads(args.threads)
     data = load_digits()
-    print(f"digits: {len(data[0])} train / {len(data[2])} test, MLP 64-{args.hidden}-{args.hidden}-10, "
+    if args.val:
+        data = validation_split(data)
+    print(f"digits: {len(data[0])} train / {len(data[2])} {'validation' if args.val else 'test'}, MLP 64-{args.hidden}-{args.hidden}-10, "
           f"{args.epochs} epochs, batch {args.batch}, Adam lr {args.lr} (cosine), ternary mode {args.mode}, "
           f"torch threads {torch.get_num_threads()}")
     res = {}
@@ -93,7 +114,7 @@ def main(argv=None):
         runs = [run(kind, s, data, args) for s in range(args.seeds)]
         accs = [r[0] for r in runs]
         res[kind] = (sum(accs) / len(accs), accs, sum(r[1] for r in runs) / len(runs), runs[0][2])
-    print(f"{'':8} {'test acc %':>10} {'per seed':>24} {'weights':>12} {'ms/step':>8}")
+    print(f"{'':8} {'val acc %' if args.val else 'test acc %':>10} {'per seed':>24} {'weights':>12} {'ms/step':>8}")
     for kind, (mean, accs, tps, wb) in res.items():
         print(f"{kind:8} {mean:10.2f} {' '.join(f'{a:.2f}' for a in accs):>24} {wb:>10} B {tps * 1e3:8.2f}")
     gap = res["f32"][0] - res["ternary"][0]

@@ -14,6 +14,7 @@ export TRITTER_ACCEL_LIB="$PWD/target/release/libtritter_accel.so"
 uptime
 "$PY" benches/torch_linear.py
 if [ "${1:-}" != "--bench" ]; then
-    "$PY" examples/torch_digits.py
+    "$PY" examples/torch_digits.py                  # bitnet mode (the default)
+    "$PY" examples/torch_digits.py --mode bittorch
     "$PY" examples/torch_char_lm.py
 fi

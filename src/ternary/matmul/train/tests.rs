@@ -537,6 +537,67 @@ fn decoders_equal_the_scalar_decode() {
 }
 
 #[test]
+fn simd_fake_quant_equals_the_scalar_rule() {
+    // bit for bit, on boundary lengths, ties, signed zeros, huge values,
+    // infinities and NaN (a row's scale comes from its largest |x|)
+    if !simd_at(crate::cpu::detected()) {
+        eprintln!("no AVX2 + FMA: SIMD fake quantization skipped");
+        return;
+    }
+    let specials = [
+        0.0f32,
+        -0.0,
+        0.5,
+        -0.5,
+        1.5,
+        -2.5,
+        1e-30,
+        -1e-30,
+        3.0e38,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ];
+    for n in BOUNDARY.iter().copied().chain([7, 8, 9, 15, 16, 17, 4096]) {
+        for variant in 0..6u64 {
+            let mut x = uniform(1, n, 1000 + n as u64 + variant, -3.0, 3.0)
+                .row(0)
+                .to_vec();
+            match variant {
+                // exact ties after scaling: max 127 gives a = 1
+                1 => x.iter_mut().enumerate().for_each(|(i, v)| {
+                    *v = if i == 0 {
+                        127.0
+                    } else {
+                        (i % 255) as f32 * 0.5 - 63.5
+                    }
+                }),
+                2 if n > 0 => {
+                    for (i, v) in x.iter_mut().enumerate() {
+                        *v = specials[i % (specials.len() - 3)];
+                    }
+                }
+                3 if n > 0 => x[n / 2] = f32::INFINITY,
+                4 if n > 0 => x[n - 1] = f32::NAN,
+                5 => x.iter_mut().for_each(|v| *v *= 1e-7), // tiny rows: the 1e-5 floor
+                _ => {}
+            }
+            let (mut a, mut b) = (x.clone(), x.clone());
+            let mut q = vec![0i8; n];
+            fake_quant_row(false, &mut a, &mut q);
+            fake_quant_row(true, &mut b, &mut q);
+            for (i, (p, r)) in a.iter().zip(&b).enumerate() {
+                assert_eq!(
+                    p.to_bits(),
+                    r.to_bits(),
+                    "n {n} variant {variant} [{i}]: {p} vs {r}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn dispatcher_sends_f32_batches_here_at_simd_levels() {
     use super::super::gemm_with_level;
     let c = Case::new(70, 300, Granularity::PerGroup(64), 3);

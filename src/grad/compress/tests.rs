@@ -296,11 +296,11 @@ fn count_sketch_every_level_equals_scalar() {
 }
 
 #[test]
-fn count_sketch_region_path_every_level_equals_scalar() {
-    // Rows above one L2 region (65,536 buckets) take the AVX2 partitioned
-    // path once n >= 2 regions; several rounds (n > 2^18); values of mixed
-    // scales so that a changed addition order would show in the bits.
-    let levels = crate::cpu::levels_for_test("count sketch, region-partitioned rows");
+fn count_sketch_large_rows_every_level_equals_scalar() {
+    // Rows larger than L2 (65,537 buckets and up) over inputs of 2^17 and
+    // more; values of mixed scales so that a changed addition order would
+    // show in the bits.
+    let levels = crate::cpu::levels_for_test("count sketch, rows larger than L2");
     for n in [131_072usize, 131_075, 600_001] {
         let g: Vec<f32> = randn(n, 77 + n as u64)
             .iter()

@@ -32,7 +32,7 @@
 //! bits are zero.
 
 use super::topk;
-use crate::cpu::{self, CpuLevel};
+use crate::cpu::{self, CpuLevel, Kernel};
 use crate::{Error, Result};
 
 /// Largest magnitude-code width.
@@ -144,6 +144,9 @@ pub(crate) fn compress_kept(
             format!("{v} > {MAX_VALUE_BITS}"),
         ));
     }
+    if let Some(kept) = compress_fused(x, k, r, v, topk::kernel_at(level)) {
+        return Ok(kept);
+    }
     let idx = topk::top_k_indices_level(x, k, level)?;
     let nl = 1usize << v;
     // Bin edges, log-uniform in [tau, m]: code = number of edges <= |x|.
@@ -151,15 +154,7 @@ pub(crate) fn compress_kept(
         let a = x[i as usize].abs();
         (lo.min(a), hi.max(a))
     });
-    let edges: Vec<f32> = if k == 0 || v == 0 || m == 0.0 {
-        Vec::new()
-    } else {
-        let lo = (tau as f64).max(m as f64 * 1e-30);
-        let ratio = m as f64 / lo;
-        (1..nl)
-            .map(|j| (lo * ratio.powf(j as f64 / nl as f64)) as f32)
-            .collect()
-    };
+    let edges = bin_edges(k, v, tau, m);
     let len = stream_bytes(x.len(), k, r, v).ok_or_else(|| Error::invalid("k", "too large"))?;
     let mut w = BitWriter::new(len);
     // One pass over the kept entries: code, bin sums, the coded entry.
@@ -170,8 +165,29 @@ pub(crate) fn compress_kept(
         3 => encode_entries::<8>(x, &idx, &edges, r, &mut w),
         _ => encode_entries::<16>(x, &idx, &edges, r, &mut w),
     };
-    // Levels: bin means (f64 sums), empty bins their geometric centre.
-    let levels: Vec<f32> = (0..nl)
+    let levels = bin_levels(nl, &sum, &cnt, &edges, tau, m);
+    Ok((levels, w.finish(), idx, codes))
+}
+
+/// Bin edges, log-uniform in `[tau, m]` (`tau`, `m`: the smallest and the
+/// largest kept magnitude): code = number of edges `<= |x|`. None when
+/// every code is 0.
+fn bin_edges(k: usize, v: usize, tau: f32, m: f32) -> Vec<f32> {
+    let nl = 1usize << v;
+    if k == 0 || v == 0 || m == 0.0 {
+        Vec::new()
+    } else {
+        let lo = (tau as f64).max(m as f64 * 1e-30);
+        let ratio = m as f64 / lo;
+        (1..nl)
+            .map(|j| (lo * ratio.powf(j as f64 / nl as f64)) as f32)
+            .collect()
+    }
+}
+
+/// Levels: bin means (f64 sums), empty bins their geometric centre.
+fn bin_levels(nl: usize, sum: &[f64], cnt: &[usize], edges: &[f32], tau: f32, m: f32) -> Vec<f32> {
+    (0..nl)
         .map(|c| {
             if cnt[c] > 0 {
                 (sum[c] / cnt[c] as f64) as f32
@@ -183,8 +199,174 @@ pub(crate) fn compress_kept(
                 ((lo as f64) * (hi as f64)).sqrt() as f32
             }
         })
-        .collect();
-    Ok((levels, w.finish(), idx, codes))
+        .collect()
+}
+
+/// Elements per block of the fused pass: the block's kept indices are
+/// left-packed, then coded while the block is still in L1.
+const FUSED_BLOCK: usize = 2048;
+
+/// The SIMD-level encoder for large inputs: the k-th largest magnitude from
+/// [`topk::bracket_kth`] (one pass, which also yields the largest), then
+/// one fused pass that selects the kept entries block by block (ties at the
+/// k-th largest by ascending index, as [`topk::top_k_indices`]) and codes
+/// them with a branch-free bit writer. The same kept set, codes, bin sums
+/// (f64, index order) and bytes as the reference path; `None` (take the
+/// reference path) at the scalar level, for small inputs, when the
+/// bracket misses, or when `x` holds a non-finite value.
+fn compress_fused(x: &[f32], k: usize, r: usize, v: usize, kern: Kernel) -> Option<Kept> {
+    let n = x.len();
+    if n > u32::MAX as usize || k == 0 || k >= n {
+        return None;
+    }
+    let len = stream_bytes(n, k, r, v)?;
+    let (kth, max) = topk::bracket_kth(kern, x, k)?;
+    if max >= 0x7F80_0000 {
+        return None;
+    }
+    let (tau, m) = (f32::from_bits(kth.tau), f32::from_bits(max));
+    let edges = bin_edges(k, v, tau, m);
+    let ties = k - kth.above;
+    let run = |nlog: usize| match nlog {
+        0 => encode_fused::<1>(x, kern, kth.tau, ties, k, &edges, r, len),
+        1 => encode_fused::<2>(x, kern, kth.tau, ties, k, &edges, r, len),
+        2 => encode_fused::<4>(x, kern, kth.tau, ties, k, &edges, r, len),
+        3 => encode_fused::<8>(x, kern, kth.tau, ties, k, &edges, r, len),
+        _ => encode_fused::<16>(x, kern, kth.tau, ties, k, &edges, r, len),
+    };
+    let (sum, cnt, idx, codes, stream) = run(v);
+    debug_assert_eq!(idx.len(), k);
+    let levels = bin_levels(1 << v, &sum, &cnt, &edges, tau, m);
+    Some((levels, stream, idx, codes))
+}
+
+/// Result of [`encode_fused`]: bin sums and counts, kept indices, codes,
+/// the stream.
+type Fused = ([f64; 16], [usize; 16], Vec<u32>, Vec<u8>, Vec<u8>);
+
+/// See [`compress_fused`]: `tau` the k-th largest magnitude (bits), `ties`
+/// how many entries at `tau` are kept (the first by index).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn encode_fused<const NL: usize>(
+    x: &[f32],
+    kern: Kernel,
+    tau: u32,
+    mut ties: usize,
+    k: usize,
+    edges: &[f32],
+    r: usize,
+    len: usize,
+) -> Fused {
+    let v = NL.trailing_zeros() as usize;
+    let mut e = [f32::INFINITY; 16];
+    e[..edges.len()].copy_from_slice(edges);
+    let mut sum = [0f64; 16];
+    let mut cnt = [0usize; 16];
+    let mut idx = Vec::with_capacity(k);
+    let mut codes = Vec::with_capacity(k);
+    let mut w = FastWriter::new(len);
+    let rmask = (1u64 << r) - 1;
+    let mut prev: i64 = -1;
+    let mut buf = Vec::with_capacity(FUSED_BLOCK + 8);
+    for (b, xb) in x.chunks(FUSED_BLOCK).enumerate() {
+        buf.clear();
+        let base = b * FUSED_BLOCK;
+        topk::select_ge_at(kern, xb, base as u32, tau, &mut buf);
+        for &i in &buf {
+            let xv = xb[i as usize - base];
+            let bits = xv.to_bits() & 0x7FFF_FFFF;
+            if bits == tau {
+                if ties == 0 {
+                    continue;
+                }
+                ties -= 1;
+            }
+            let a = f32::from_bits(bits);
+            let mut c = 0usize;
+            for &ej in &e[..NL - 1] {
+                c += (ej <= a) as usize;
+            }
+            sum[c] += a as f64;
+            cnt[c] += 1;
+            codes.push(c as u8);
+            idx.push(i);
+            let g = (i as i64 - prev - 1) as u64;
+            prev = i as i64;
+            let q = g >> r;
+            let neg = (xv.to_bits() >> 31) as u64;
+            let nbits = q as usize + r + 2 + v;
+            if nbits <= 32 {
+                let word = ((1u64 << q) - 1)
+                    | (g & rmask) << (q + 1)
+                    | neg << (q as usize + 1 + r)
+                    | (c as u64) << (q as usize + 2 + r);
+                w.put(word, nbits);
+            } else {
+                w.ones(q);
+                w.put(0, 1);
+                if r > 0 {
+                    w.put(g & rmask, r);
+                }
+                w.put(neg, 1);
+                if v > 0 {
+                    w.put(c as u64, v);
+                }
+            }
+        }
+    }
+    (sum, cnt, idx, codes, w.finish())
+}
+
+/// A bit writer without a branch per write: every write stores the whole
+/// 64-bit accumulator at the current byte and advances by the bytes it
+/// completed (the buffer keeps 8 bytes of slack, zero, dropped at the end).
+struct FastWriter {
+    buf: Vec<u8>,
+    len: usize,
+    pos: usize,
+    acc: u64,
+    n: usize,
+}
+
+impl FastWriter {
+    fn new(len: usize) -> Self {
+        FastWriter {
+            buf: vec![0u8; len + 8],
+            len,
+            pos: 0,
+            acc: 0,
+            n: 0,
+        }
+    }
+    /// Appends the low `n` (<= 32) bits of `v` (fewer than 8 bits wait
+    /// between calls).
+    #[inline(always)]
+    fn put(&mut self, v: u64, n: usize) {
+        debug_assert!(n <= 32 && v >> n == 0 && self.n < 8);
+        self.acc |= v << self.n;
+        self.n += n;
+        self.buf[self.pos..self.pos + 8].copy_from_slice(&self.acc.to_le_bytes());
+        let nb = self.n >> 3;
+        self.pos += nb;
+        self.acc >>= 8 * nb;
+        self.n &= 7;
+    }
+    #[inline]
+    fn ones(&mut self, mut q: u64) {
+        while q >= 32 {
+            self.put(0xFFFF_FFFF, 32);
+            q -= 32;
+        }
+        if q > 0 {
+            self.put((1u64 << q) - 1, q as usize);
+        }
+    }
+    fn finish(mut self) -> Vec<u8> {
+        debug_assert!(self.pos + self.n.div_ceil(8) <= self.len);
+        self.buf.truncate(self.len);
+        self.buf
+    }
 }
 
 /// Codes the kept entries `idx` of `x` into `w` with `NL = 2^v` levels

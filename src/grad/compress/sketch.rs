@@ -1000,4 +1000,40 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn non_finite_leaves_the_table_unchanged_at_every_level() {
+        // Small rows, rows larger than L2, several chunks: the error names
+        // the first non-finite index and the table keeps its values.
+        let levels = crate::cpu::levels_for_test("count sketch non-finite input");
+        for (n, cols) in [
+            (5usize, 3usize),
+            (1000, 64),
+            (131_072, 65_537),
+            (CHUNK + 9, 70_000),
+        ] {
+            for (at, bad) in [
+                (n - 1, f32::NAN),
+                (n / 2, f32::INFINITY),
+                (0, f32::NEG_INFINITY),
+            ] {
+                let mut g: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();
+                g[at] = bad;
+                let cs = CountSketch::new(n, 2, cols, 1).unwrap();
+                for &l in &levels {
+                    let mut t: Vec<f32> = (0..cs.table_len()).map(|i| i as f32).collect();
+                    let before = t.clone();
+                    assert_eq!(
+                        cs.accumulate_level(&g, &mut t, l),
+                        Err(Error::NonFinite {
+                            arg: "grad",
+                            index: at
+                        }),
+                        "n {n} at {at} {l}"
+                    );
+                    assert!(t == before, "n {n} at {at} {l}");
+                }
+            }
+        }
+    }
 }

@@ -296,6 +296,46 @@ fn count_sketch_every_level_equals_scalar() {
 }
 
 #[test]
+fn count_sketch_large_rows_every_level_equals_scalar() {
+    // Rows larger than L2 (65,537 buckets and up) over inputs of 2^17 and
+    // more; values of mixed scales so that a changed addition order would
+    // show in the bits.
+    let levels = crate::cpu::levels_for_test("count sketch, rows larger than L2");
+    for n in [131_072usize, 131_075, 600_001] {
+        let g: Vec<f32> = randn(n, 77 + n as u64)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * if i % 3 == 0 { 1e4 } else { 1e-3 })
+            .collect();
+        for (rows, cols) in [
+            (1usize, 65_537usize),
+            (1, 3 * 65_536 + 7),
+            (2, 16 * 65_536),
+            (1, 17 * 65_536),
+        ] {
+            if n == 131_075 && cols > 65_537 {
+                continue;
+            }
+            let cs = CountSketch::new(n, rows, cols, 3).unwrap();
+            let init: Vec<f32> = (0..cs.table_len())
+                .map(|i| (i % 13) as f32 * 0.25)
+                .collect();
+            let mut want = init.clone();
+            cs.accumulate_level(&g, &mut want, crate::cpu::CpuLevel::Scalar)
+                .unwrap();
+            for &l in &levels {
+                let mut t = init.clone();
+                cs.accumulate_level(&g, &mut t, l).unwrap();
+                assert!(
+                    t.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "n {n} {rows}x{cols} {l}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn top_k_and_qtopk_every_level_equal_scalar() {
     let levels = crate::cpu::levels_for_test("top-k selection / quantized top-k encode");
     let sizes = SIZES.into_iter().chain([1000, 70_001, 140_000]);
@@ -330,6 +370,55 @@ fn top_k_and_qtopk_every_level_equal_scalar() {
                         qtopk::compress_level(&x, k, r, v, l).unwrap(),
                         want,
                         "n {n} k {k} v {v} {l}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn top_k_and_qtopk_bracketed_path_every_level_equal_scalar() {
+    // Inputs long enough for the sampled bracket and the fused qtopk pass
+    // (topk::BRACKET_MIN and up): ties at many magnitudes (quantized values),
+    // exact zeros, signs, heavy and light tails.
+    let levels = crate::cpu::levels_for_test("top-k / qtopk, bracketed path (n >= 2^19)");
+    let m = topk::BRACKET_MIN;
+    for (n, kind) in [(m, 0u64), (m + 3, 1), (m + 257, 2)] {
+        let x: Vec<f32> = randn(n, 40 + kind)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match kind {
+                0 => (v * 8.0).round() / 8.0,
+                1 if i % 3 == 0 => 0.0,
+                1 => v * v * v,
+                _ if i % 5 == 0 => (v * 4.0).round() / 4.0,
+                _ => *v,
+            })
+            .collect();
+        for k in [1, 2, n / 64, n / 7, n / 2, n - 1] {
+            let want = topk::top_k_indices_level(&x, k, crate::cpu::CpuLevel::Scalar).unwrap();
+            for &l in &levels {
+                assert_eq!(
+                    topk::top_k_indices_level(&x, k, l).unwrap(),
+                    want,
+                    "n {n} k {k} {l}"
+                );
+            }
+            #[cfg(target_arch = "x86_64")]
+            if crate::cpu::CpuLevel::Avx2.allowed_under(crate::cpu::detected()) {
+                // the fused path runs (the bracket holds the k-th largest)
+                assert!(
+                    topk::bracket_kth(crate::cpu::Kernel::Avx2, &x, k).is_some(),
+                    "n {n} k {k}"
+                );
+            }
+            for (r, v) in [(0usize, 0usize), (2, 2), (3, 4), (31, 1)] {
+                let want = qtopk::compress_kept(&x, k, r, v, crate::cpu::CpuLevel::Scalar).unwrap();
+                for &l in &levels {
+                    assert!(
+                        qtopk::compress_kept(&x, k, r, v, l).unwrap() == want,
+                        "n {n} k {k} r {r} v {v} {l}"
                     );
                 }
             }

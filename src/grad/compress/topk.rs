@@ -40,15 +40,9 @@ pub fn top_k_indices_level(x: &[f32], k: usize, level: CpuLevel) -> Result<Vec<u
     let mag = |v: &f32| v.to_bits() & 0x7FFF_FFFF;
     // tau = the k-th largest magnitude, with the counts of magnitudes above
     // it and equal to it (from the selection's candidates: no extra pass).
-    let Kth { tau, above, eq } = match sampled_floor(kern, x, k) {
-        // Every coordinate with magnitude >= the k-th largest is a candidate:
-        // select among the candidates only.
-        Some(mut cand) => kth_of(&mut cand, k, 0),
-        None if n >= 1 << 16 => histogram_kth(kern, x, k),
-        None => {
-            let mut mags: Vec<u32> = x.iter().map(mag).collect();
-            kth_of(&mut mags, k, 0)
-        }
+    let Kth { tau, above, eq } = match bracket_kth(kern, x, k) {
+        Some((kth, _)) => kth,
+        None => kth_unbracketed(kern, x, k),
     };
     // Every index with magnitude >= tau (branch-free: the kept fraction is
     // often 5-15%, a branch per element mispredicts), ...
@@ -72,11 +66,129 @@ pub fn top_k_indices_level(x: &[f32], k: usize, level: CpuLevel) -> Result<Vec<u
     Ok(out)
 }
 
+/// The k-th largest magnitude without [`bracket_kth`]: from the sampled
+/// floor's candidates, a radix histogram, or a selection over everything.
+fn kth_unbracketed(kern: Kernel, x: &[f32], k: usize) -> Kth {
+    let n = x.len();
+    let mag = |v: &f32| v.to_bits() & 0x7FFF_FFFF;
+    match sampled_floor(kern, x, k) {
+        // Every coordinate with magnitude >= the k-th largest is a candidate:
+        // select among the candidates only.
+        Some(mut cand) => kth_of(&mut cand, k, 0),
+        None if n >= 1 << 16 => histogram_kth(kern, x, k),
+        None => {
+            let mut mags: Vec<u32> = x.iter().map(mag).collect();
+            kth_of(&mut mags, k, 0)
+        }
+    }
+}
+
 /// The k-th largest magnitude and how many magnitudes lie above it and at it.
-struct Kth {
-    tau: u32,
-    above: usize,
-    eq: usize,
+pub(crate) struct Kth {
+    /// The k-th largest magnitude (`|x|` bits).
+    pub tau: u32,
+    /// Magnitudes above `tau`.
+    pub above: usize,
+    /// Magnitudes equal to `tau`.
+    pub eq: usize,
+}
+
+/// Sample size of [`bracket_kth`].
+const BRACKET_SAMPLE: usize = 32_768;
+/// Inputs at least this long take [`bracket_kth`] first.
+pub(crate) const BRACKET_MIN: usize = 1 << 19;
+
+/// For inputs of at least [`BRACKET_MIN`] (and `0 < k < n`): two thresholds
+/// `lo <= hi` from a fixed hashed sample of magnitudes (deterministic) that
+/// bracket the k-th largest with high probability (the sample ranks 4.5
+/// standard deviations plus 2 either side of the expected one), then one
+/// pass that counts the magnitudes above `hi`, collects those in `lo..=hi`
+/// and takes the largest; the k-th largest is selected among the collected
+/// ones alone. Returns it with the largest magnitude, or `None` when the
+/// bracket missed (then the caller takes another path). Exact whenever it
+/// returns: the collected ones are exactly those in `lo..=hi`, fewer than
+/// `k` lie above `hi` and at least `k` at or above `lo`.
+pub(crate) fn bracket_kth(kern: Kernel, x: &[f32], k: usize) -> Option<(Kth, u32)> {
+    let n = x.len();
+    // The scalar level keeps the unbracketed reference paths.
+    if n < BRACKET_MIN || k == 0 || k >= n || matches!(kern, Kernel::Scalar) {
+        return None;
+    }
+    const S: usize = BRACKET_SAMPLE;
+    let mut s: Vec<u32> = (0..S as u64)
+        .map(|j| {
+            let i = ((crate::rng::hash2(0x7095_A3D1, j) >> 32) * n as u64) >> 32;
+            x[i as usize].to_bits() & 0x7FFF_FFFF
+        })
+        .collect();
+    let p = k as f64 / n as f64;
+    let e = p * S as f64;
+    let margin = 4.5 * (S as f64 * p * (1.0 - p)).sqrt() + 2.0;
+    // ranks from the top (1 = the sample's largest)
+    let r_lo = (e + margin).ceil() as usize;
+    let r_hi = (e - margin).floor();
+    let lo = if r_lo >= S {
+        0
+    } else {
+        *s.select_nth_unstable(S - r_lo).1
+    };
+    let hi = if r_hi < 1.0 {
+        u32::MAX
+    } else {
+        // above lo's position the slice holds the larger values
+        let r_hi = r_hi as usize;
+        *s.select_nth_unstable(S - r_hi).1
+    };
+    let mut members = Vec::new();
+    let (above0, max) = bracket_pass(kern, x, lo, hi, &mut members);
+    if above0 >= k || above0 + members.len() < k {
+        return None;
+    }
+    Some((kth_of(&mut members, k - above0, above0), max))
+}
+
+/// Appends to `out` the magnitudes in `lo..=hi` (index order); returns how
+/// many magnitudes exceed `hi` and the largest magnitude.
+fn bracket_pass(kern: Kernel, x: &[f32], lo: u32, hi: u32, out: &mut Vec<u32>) -> (usize, u32) {
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is picked only after AVX2 was detected (and
+        // this domain asks for no AVX-512 kernel; AVX-512 implies AVX2).
+        Kernel::Avx2 | Kernel::Avx512 => unsafe { bracket_avx2(x, lo, hi, out) },
+        Kernel::Scalar => {
+            let (mut above, mut mx) = (0usize, 0u32);
+            for v in x {
+                let m = v.to_bits() & 0x7FFF_FFFF;
+                mx = mx.max(m);
+                above += (m > hi) as usize;
+                if (lo..=hi).contains(&m) {
+                    out.push(m);
+                }
+            }
+            (above, mx)
+        }
+    }
+}
+
+/// Appends to `out` every index `base + i` with `|x_i|` bits `>= tau`,
+/// ascending, with the kernels of `level` (`out` needs no spare capacity).
+pub(crate) fn select_ge_at(kern: Kernel, x: &[f32], base: u32, tau: u32, out: &mut Vec<u32>) {
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in select_ge.
+        Kernel::Avx2 | Kernel::Avx512 => unsafe { pack_avx2::<true>(x, base, tau, u32::MAX, out) },
+        Kernel::Scalar => out.extend(
+            x.iter()
+                .enumerate()
+                .filter(|(_, v)| (v.to_bits() & 0x7FFF_FFFF) >= tau)
+                .map(|(i, _)| base + i as u32),
+        ),
+    }
+}
+
+/// The kernel of `level` for this domain.
+pub(crate) fn kernel_at(level: CpuLevel) -> Kernel {
+    kernel(level)
 }
 
 /// The `r`-th largest of `m` (`1 <= r <= m.len()`), given `above0` larger
@@ -169,7 +281,7 @@ fn select_ge(kern: Kernel, x: &[f32], tau: u32, count: usize, out: &mut Vec<u32>
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the kernel is picked only after AVX2 was detected (and
         // this domain asks for no AVX-512 kernel; AVX-512 implies AVX2).
-        Kernel::Avx2 | Kernel::Avx512 => unsafe { pack_avx2::<true>(x, tau, u32::MAX, out) },
+        Kernel::Avx2 | Kernel::Avx512 => unsafe { pack_avx2::<true>(x, 0, tau, u32::MAX, out) },
         Kernel::Scalar => {
             // Branch-free: write every index, advance only past kept ones.
             let start = out.len();
@@ -190,7 +302,7 @@ fn collect_mags(kern: Kernel, x: &[f32], lo: u32, hi: u32, out: &mut Vec<u32>) {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the kernel is picked only after AVX2 was detected (and
         // this domain asks for no AVX-512 kernel; AVX-512 implies AVX2).
-        Kernel::Avx2 | Kernel::Avx512 => unsafe { pack_avx2::<false>(x, lo, hi, out) },
+        Kernel::Avx2 | Kernel::Avx512 => unsafe { pack_avx2::<false>(x, 0, lo, hi, out) },
         Kernel::Scalar => out.extend(
             x.iter()
                 .map(|v| v.to_bits() & 0x7FFF_FFFF)
@@ -227,7 +339,13 @@ static PACK_LUT: [u64; 256] = {
 /// lanes into spare capacity; the length advances by the kept count).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,popcnt")]
-unsafe fn pack_avx2<const INDICES: bool>(x: &[f32], lo: u32, hi: u32, out: &mut Vec<u32>) {
+unsafe fn pack_avx2<const INDICES: bool>(
+    x: &[f32],
+    base: u32,
+    lo: u32,
+    hi: u32,
+    out: &mut Vec<u32>,
+) {
     use std::arch::x86_64::*;
     let n = x.len();
     let full = n / 8 * 8;
@@ -238,7 +356,10 @@ unsafe fn pack_avx2<const INDICES: bool>(x: &[f32], lo: u32, hi: u32, out: &mut 
     let lo1 = _mm256_set1_epi32(lo as i32 ^ i32::MIN);
     let hi1 = _mm256_set1_epi32(hi as i32 ^ i32::MIN);
     let flip = _mm256_set1_epi32(i32::MIN);
-    let mut idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let mut idx = _mm256_add_epi32(
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        _mm256_set1_epi32(base as i32),
+    );
     let eight = _mm256_set1_epi32(8);
     let mut w = out.len();
     let mut p = out.as_mut_ptr();
@@ -273,8 +394,67 @@ unsafe fn pack_avx2<const INDICES: bool>(x: &[f32], lo: u32, hi: u32, out: &mut 
     for (i, v) in x.iter().enumerate().skip(full) {
         let m = v.to_bits() & 0x7FFF_FFFF;
         if (lo..=hi).contains(&m) {
-            out.push(if INDICES { i as u32 } else { m });
+            out.push(if INDICES { base + i as u32 } else { m });
         }
+    }
+}
+
+/// [`bracket_pass`] with AVX2: [`pack_avx2`]'s left-pack of the magnitudes
+/// in `lo..=hi`, plus a count of those above `hi` and a running maximum.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn bracket_avx2(x: &[f32], lo: u32, hi: u32, out: &mut Vec<u32>) -> (usize, u32) {
+    use std::arch::x86_64::*;
+    let n = x.len();
+    let full = n / 8 * 8;
+    out.reserve(PACK_SLACK);
+    let absm = _mm256_set1_epi32(0x7FFF_FFFF);
+    let lo1 = _mm256_set1_epi32(lo as i32 ^ i32::MIN);
+    let hi1 = _mm256_set1_epi32(hi as i32 ^ i32::MIN);
+    let flip = _mm256_set1_epi32(i32::MIN);
+    let mut mx = _mm256_setzero_si256();
+    let mut above = 0usize;
+    let mut w = out.len();
+    let mut p = out.as_mut_ptr();
+    // SAFETY: loads read x[i..i + 8] with i + 8 <= full <= n; each store
+    // writes 8 u32 at w, and w + 8 <= capacity (checked before each step).
+    unsafe {
+        for i in (0..full).step_by(8) {
+            if w + 8 > out.capacity() {
+                out.set_len(w);
+                out.reserve(out.capacity().max(64));
+                p = out.as_mut_ptr();
+            }
+            let m = _mm256_and_si256(
+                _mm256_loadu_si256(x.as_ptr().add(i) as *const __m256i),
+                absm,
+            );
+            mx = _mm256_max_epu32(mx, m);
+            let mf = _mm256_xor_si256(m, flip);
+            let gt = _mm256_cmpgt_epi32(mf, hi1);
+            let out_of = _mm256_or_si256(_mm256_cmpgt_epi32(lo1, mf), gt);
+            above += (_mm256_movemask_ps(_mm256_castsi256_ps(gt)) as u32).count_ones() as usize;
+            let keep = !(_mm256_movemask_ps(_mm256_castsi256_ps(out_of)) as u32) & 0xFF;
+            let perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(PACK_LUT[keep as usize] as i64));
+            _mm256_storeu_si256(
+                p.add(w) as *mut __m256i,
+                _mm256_permutevar8x32_epi32(m, perm),
+            );
+            w += keep.count_ones() as usize;
+        }
+        out.set_len(w);
+        let mut lanes = [0u32; 8];
+        _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, mx);
+        let mut mxs = lanes.iter().copied().max().unwrap_or(0);
+        for v in &x[full..] {
+            let m = v.to_bits() & 0x7FFF_FFFF;
+            mxs = mxs.max(m);
+            above += (m > hi) as usize;
+            if (lo..=hi).contains(&m) {
+                out.push(m);
+            }
+        }
+        (above, mxs)
     }
 }
 
@@ -354,6 +534,31 @@ mod tests {
             assert!(sampled_floor(Kernel::Scalar, &x, k).is_none() || k <= n / 16);
             assert_eq!(top_k_indices(&x, k).unwrap(), naive(&x, k), "n {n} k {k}");
         }
+        // The bracket: large inputs, against the sort, hit and (when the
+        // sample positions carry all the large values) missed.
+        let n = BRACKET_MIN + 5;
+        let mut x: Vec<f32> = (0..n)
+            .map(|i| ((crate::rng::uniform_f32(9, i as u64) - 0.5) * 16.0).round() / 16.0)
+            .collect();
+        let avx2 = crate::cpu::CpuLevel::Avx2.allowed_under(crate::cpu::detected());
+        for k in [1, 77, n / 9, n - 1] {
+            assert!(bracket_kth(Kernel::Scalar, &x, k).is_none());
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                assert!(bracket_kth(Kernel::Avx2, &x, k).is_some(), "n {n} k {k}");
+            }
+            assert_eq!(top_k_indices(&x, k).unwrap(), naive(&x, k), "n {n} k {k}");
+        }
+        for j in 0..BRACKET_SAMPLE as u64 {
+            let i = ((crate::rng::hash2(0x7095_A3D1, j) >> 32) * n as u64) >> 32;
+            x[i as usize] = 100.0;
+        }
+        let k = n / 7;
+        #[cfg(target_arch = "x86_64")]
+        if avx2 {
+            assert!(bracket_kth(Kernel::Avx2, &x, k).is_none());
+        }
+        assert_eq!(top_k_indices(&x, k).unwrap(), naive(&x, k));
         assert_eq!(k_for_ratio(1000, 32.0), 15);
         assert_eq!(k_for_ratio(10, 100.0), 1);
     }

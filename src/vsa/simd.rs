@@ -155,28 +155,37 @@ mod avx2 {
         }
     }
 
-    /// One vector step of [`agree_bipolar`]: words `4j..` (`FULL`) or the
-    /// last `w % 4` words (masked).
+    /// `Σ_j popcount(v(j))` over the `w / 4` whole vectors and, if `w % 4`
+    /// words are left, the masked partial one: `v(j, full, tail)` returns
+    /// the vector to count at word `4j` (`full`: all 4 words, else only
+    /// those `tail` selects). Prefetches `PF` bytes ahead in `stream`.
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn bipolar_step<const FULL: bool>(
-        qp: &[u64],
-        qm: &[u64],
-        b: &[u64],
-        j: usize,
-        tail: __m256i,
-        pop: Pop,
-    ) -> __m256i {
-        // SAFETY: the caller guarantees words 4j.. exist (all 4 if FULL).
-        unsafe {
-            let a = load::<FULL>(qp.as_ptr(), j, tail);
-            let m = load::<FULL>(qm.as_ptr(), j, tail);
-            let b = load::<FULL>(b.as_ptr(), j, tail);
-            pop.bytes(_mm256_or_si256(
-                _mm256_and_si256(a, b),
-                _mm256_andnot_si256(b, m),
-            ))
+    unsafe fn popcount_words<const PF: usize>(
+        stream: &[u64],
+        w: usize,
+        v: impl Fn(usize, bool, __m256i) -> __m256i,
+    ) -> u64 {
+        let pop = Pop::new();
+        let nv = w / 4;
+        let tail = tail_mask(w % 4);
+        let zero = _mm256_setzero_si256();
+        let (mut tot, mut acc) = (zero, zero);
+        let mut left = FLUSH;
+        for j in 0..nv {
+            prefetch::<PF>(stream.as_ptr(), j);
+            acc = _mm256_add_epi8(acc, pop.bytes(v(j, true, tail)));
+            left -= 1;
+            if left == 0 {
+                tot = flush(tot, acc);
+                acc = zero;
+                left = FLUSH;
+            }
         }
+        if !w.is_multiple_of(4) {
+            acc = _mm256_add_epi8(acc, pop.bytes(v(nv, false, tail)));
+        }
+        hsum(flush(tot, acc))
     }
 
     /// `agree` of the query `(qp, qm)` against a bipolar row given by its
@@ -187,30 +196,26 @@ mod avx2 {
     pub(super) unsafe fn agree_bipolar<const PF: usize>(qp: &[u64], qm: &[u64], b: &[u64]) -> u64 {
         let w = qp.len();
         assert!(qm.len() == w && b.len() == w);
-        let pop = Pop::new();
-        let nv = w / 4;
-        let tail = tail_mask(w % 4);
-        let zero = _mm256_setzero_si256();
-        let (mut tot, mut acc) = (zero, zero);
         // SAFETY: whole vectors read words 4j..4j+4 <= w; the partial one
         // masks the words past w.
         unsafe {
-            let mut left = FLUSH;
-            for j in 0..nv {
-                prefetch::<PF>(b.as_ptr(), j);
-                acc = _mm256_add_epi8(acc, bipolar_step::<true>(qp, qm, b, j, tail, pop));
-                left -= 1;
-                if left == 0 {
-                    tot = flush(tot, acc);
-                    acc = zero;
-                    left = FLUSH;
-                }
-            }
-            if !w.is_multiple_of(4) {
-                acc = _mm256_add_epi8(acc, bipolar_step::<false>(qp, qm, b, nv, tail, pop));
-            }
+            popcount_words::<PF>(b, w, |j, full, tail| {
+                let (a, m, b) = if full {
+                    (
+                        load::<true>(qp.as_ptr(), j, tail),
+                        load::<true>(qm.as_ptr(), j, tail),
+                        load::<true>(b.as_ptr(), j, tail),
+                    )
+                } else {
+                    (
+                        load::<false>(qp.as_ptr(), j, tail),
+                        load::<false>(qm.as_ptr(), j, tail),
+                        load::<false>(b.as_ptr(), j, tail),
+                    )
+                };
+                _mm256_or_si256(_mm256_and_si256(a, b), _mm256_andnot_si256(b, m))
+            })
         }
-        hsum(flush(tot, acc))
     }
 
     /// `popcount(qp ^ b)` over `w` words: the disagreements of a bipolar
@@ -222,38 +227,22 @@ mod avx2 {
     pub(super) unsafe fn disagree_bipolar<const PF: usize>(qp: &[u64], b: &[u64]) -> u64 {
         let w = qp.len();
         assert!(b.len() == w);
-        let pop = Pop::new();
-        let nv = w / 4;
-        let tail = tail_mask(w % 4);
-        let zero = _mm256_setzero_si256();
-        let (mut tot, mut acc) = (zero, zero);
-        // SAFETY: whole vectors read words 4j..4j+4 <= w; the partial one
-        // masks the words past w.
+        // SAFETY: as in agree_bipolar.
         unsafe {
-            let mut left = FLUSH;
-            for j in 0..nv {
-                prefetch::<PF>(b.as_ptr(), j);
-                let x = _mm256_xor_si256(
-                    load::<true>(qp.as_ptr(), j, tail),
-                    load::<true>(b.as_ptr(), j, tail),
-                );
-                acc = _mm256_add_epi8(acc, pop.bytes(x));
-                left -= 1;
-                if left == 0 {
-                    tot = flush(tot, acc);
-                    acc = zero;
-                    left = FLUSH;
+            popcount_words::<PF>(b, w, |j, full, tail| {
+                if full {
+                    _mm256_xor_si256(
+                        load::<true>(qp.as_ptr(), j, tail),
+                        load::<true>(b.as_ptr(), j, tail),
+                    )
+                } else {
+                    _mm256_xor_si256(
+                        load::<false>(qp.as_ptr(), j, tail),
+                        load::<false>(b.as_ptr(), j, tail),
+                    )
                 }
-            }
-            if !w.is_multiple_of(4) {
-                let x = _mm256_xor_si256(
-                    load::<false>(qp.as_ptr(), nv, tail),
-                    load::<false>(b.as_ptr(), nv, tail),
-                );
-                acc = _mm256_add_epi8(acc, pop.bytes(x));
-            }
+            })
         }
-        hsum(flush(tot, acc))
     }
 
     /// One vector step of [`counts_row`]: byte counts of `(same, opposite)`.

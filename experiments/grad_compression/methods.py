@@ -16,9 +16,10 @@ spec                      method
                           library FetchSGD (sketch-space momentum + error), SGD w/o momentum,
                           k = k_fraction x columns (0.25), update clipped at clip_scale x clip (10)
 ``lib-projection:R``      library sparse ternary random projection; hook's EF
-``lib-rqtopk:R[:v]``      library quantized top-k with the two-phase region exchange
+``lib-rqtopk:R[:v[:R2]]`` library quantized top-k with the two-phase region exchange
                           (all_to_all by index region, owners re-compress the sums,
-                          all_gather): traffic per rank flat in N; two-level EF
+                          all_gather; owners at R2, default R): traffic per rank flat in N;
+                          two-level EF
 ``lib-rtopk:R``           the same exchange with plain top-k payloads
 ========================  ==========================================================
 
@@ -88,7 +89,8 @@ def _library_method(kind: str, arg: str, error_feedback: bool, warmup: int, seed
         if not error_feedback:
             raise ValueError("method: the region exchange always keeps error feedback (use @ef)")
         comp = L.RegionPayload("qtopk" if kind == "rqtopk" else "topk", ratio,
-                               value_bits=int(parts[1]) if len(parts) > 1 else 2)
+                               value_bits=int(parts[1]) if len(parts) > 1 else 2,
+                               owner_ratio=float(parts[2]) if len(parts) > 2 else None)
     else:
         raise ValueError(f"method: unknown library compressor {kind!r}")
     st = CompressionHookState(comp, error_feedback=error_feedback, warmup_steps=warmup, seed=seed)

@@ -287,6 +287,12 @@ def test_payload_round_trip_and_rejection(method):
             ta.decompress(p[:cut])
     with pytest.raises(ta.InvalidDataError):
         ta.decompress(np.concatenate([p, np.zeros(1, np.uint8)]))
+    # a header claiming a dim no array can hold, or one past the payload's: an error, no allocation
+    for dim in (1 << 39, 1 << 62, 2**64 - 1, g.size + 1):
+        q = p.copy()
+        q[8:16] = np.frombuffer(int(dim).to_bytes(8, "little"), np.uint8)
+        with pytest.raises(ta.InvalidDataError, match="payload"):
+            ta.decompress(q)
     with pytest.raises(ta.ShapeMismatchError, match="out"):
         ta.decompress(p, out=np.empty(g.size - 1, np.float32))
 

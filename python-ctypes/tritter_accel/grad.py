@@ -133,11 +133,26 @@ def payload_info(payload):
     return d
 
 
+def _out_for(p):
+    """An uninitialised float32 array of the payload's ``dim`` (header bytes 8..16),
+    without validating the payload twice: ``tritter_grad_decompress`` validates it
+    (and checks the length) as it decodes. A header that is not a payload's, or a
+    ``dim`` no array can hold, is left to ``payload_info`` to report."""
+    if p.size >= 44 and p[:4].tobytes() == b"TGRC":
+        dim = int.from_bytes(p[8:16].tobytes(), "little")
+        if dim <= (1 << 40):
+            try:
+                return np.empty(dim, np.float32)
+            except (MemoryError, ValueError):
+                pass
+    return np.empty(payload_info(p)["dim"], np.float32)
+
+
 def decompress(payload, out=None):
     """Decodes a payload -> float32 [dim] (validates it first; raises InvalidDataError if corrupt)."""
     p = _bytes(payload)
     if out is None:
-        out = np.empty(payload_info(p)["dim"], np.float32)
+        out = _out_for(p)
     else:
         out_array(out, np.float32)
     call("tritter_grad_decompress", ptr(p), p.size, ptr(out), out.size)

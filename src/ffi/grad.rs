@@ -320,9 +320,12 @@ pub unsafe extern "C" fn tritter_grad_payload_info(
     })
 }
 
-/// Decodes a payload into `out` (`out_len` must equal its dim).
-/// Errors: invalid payload (`TRITTER_ERR_INVALID_DATA`), `out` length
-/// mismatch (`TRITTER_ERR_SHAPE_MISMATCH`).
+/// Decodes a payload into `out` (`out_len` must equal its dim), validating
+/// it as it goes (header, CRC, body; a quantized top-k stream in the same
+/// pass that decodes it). Errors: invalid payload
+/// (`TRITTER_ERR_INVALID_DATA`; if the body is found invalid part-way, `out`
+/// is set to zeros), `out` length mismatch (`TRITTER_ERR_SHAPE_MISMATCH`,
+/// `out` unchanged).
 ///
 /// # Safety
 /// `payload` valid for `payload_len` bytes; `out` for `out_len` floats.
@@ -337,8 +340,7 @@ pub unsafe extern "C" fn tritter_grad_decompress(
     guard(|| {
         let b = unsafe { args::slice(payload, payload_len, "payload")? };
         let o = unsafe { args::slice_mut(out, out_len, "out")? };
-        let c = Compressed::from_bytes(b)?;
-        c.decompress_into(o)
+        Compressed::decompress_bytes_into(b, o)
     })
 }
 

@@ -25,6 +25,8 @@ payload and every rank decodes every rank's payload with
 to apply with momentum-free SGD; the experiment therefore sets the optimizer's
 momentum to 0 for it (``optimizer_momentum``).
 """
+from typing import Optional
+
 import numpy as np
 import torch
 
@@ -195,13 +197,14 @@ class _RegionState:
         self.n, self.world, self.rank = n, world, rank
         self.regions = regions(n, world)
         mk = comp._make
-        self.local = [mk(e - s, _mix(bucket_seed, j, 1), rank) if e > s else None
+        self.local = [mk(e - s, _mix(bucket_seed, j, 1), rank, comp.ratio) if e > s else None
                       for j, (s, e) in enumerate(self.regions)]
         s, e = self.regions[rank]
-        self.owner = mk(e - s, _mix(bucket_seed, rank, 2), rank) if e > s else None
+        self.owner = mk(e - s, _mix(bucket_seed, rank, 2), rank, comp.owner_ratio) if e > s else None
         self.wire = [comp.region_wire_bytes(e - s) for s, e in self.regions]
+        self.owner_wire = [comp.region_wire_bytes(e - s, comp.owner_ratio) for s, e in self.regions]
         self.slot = max(self.wire)
-        self.owner_slot = max(self.wire)
+        self.owner_slot = max(self.owner_wire)
 
 
 class RegionPayload(TwoPhaseCompressor):
@@ -214,10 +217,11 @@ class RegionPayload(TwoPhaseCompressor):
     j, sums them in rank order, adds its owner residual, re-compresses at
     ``ratio`` (the library's error feedback keeps what that loses), and every
     rank all-gathers the N owner payloads and decodes them in rank order.
-    Per rank and bucket of n f32: about ``(N-1)/N 4n/ratio`` bytes out in each
-    phase, against ``2 (N-1)/N 4n`` for a ring all-reduce: the traffic ratio
-    stays near ``ratio`` at any N (payload headers of 44 bytes a region add up
-    when n/N is small).
+    Per rank and bucket of n f32: about ``(N-1)/N 4n/ratio`` bytes out in
+    phase 1 and ``(N-1)/N 4n/owner_ratio`` in phase 2, against ``2 (N-1)/N 4n``
+    for a ring all-reduce: the traffic ratio stays near
+    ``2 / (1/ratio + 1/owner_ratio)`` at any N (payload headers of 44 bytes a
+    region add up when n/N is small). ``owner_ratio`` defaults to ``ratio``.
 
     Conservation (the error-feedback invariant, tested): after any number of
     steps, ``sum over steps and ranks of g = N * sum of applied updates +
@@ -225,26 +229,32 @@ class RegionPayload(TwoPhaseCompressor):
     up to f32 rounding.
     """
 
-    def __init__(self, method: str = "qtopk", ratio: float = 32.0, *, value_bits: int = 2):
+    def __init__(self, method: str = "qtopk", ratio: float = 32.0, *, value_bits: int = 2,
+                 owner_ratio: Optional[float] = None):
         if method not in ("qtopk", "topk"):
             raise ValueError(f"method: RegionPayload takes 'qtopk' or 'topk', got {method!r}")
         if not ratio >= 1:
             raise ValueError(f"ratio: must be >= 1, got {ratio}")
+        owner_ratio = ratio if owner_ratio is None else owner_ratio
+        if not owner_ratio >= 1:
+            raise ValueError(f"owner_ratio: must be >= 1, got {owner_ratio}")
         self.method, self.ratio, self.value_bits = method, float(ratio), int(value_bits)
+        self.owner_ratio = float(owner_ratio)
 
     def describe(self):
         bits = f", {self.value_bits}-bit levels" if self.method == "qtopk" else ""
-        return f"tritter {self.method} two-phase region exchange ({self.ratio:g}x{bits})"
+        own = f", owner {self.owner_ratio:g}x" if self.owner_ratio != self.ratio else ""
+        return f"tritter {self.method} two-phase region exchange ({self.ratio:g}x{own}{bits})"
 
-    def _make(self, dim, seed, rank):
-        return G.Compressor(dim, self.method, self.ratio, seed=seed & (2**63 - 1), worker=rank,
+    def _make(self, dim, seed, rank, ratio):
+        return G.Compressor(dim, self.method, ratio, seed=seed & (2**63 - 1), worker=rank,
                             error_feedback=True, value_bits=self.value_bits)
 
-    def region_wire_bytes(self, dim: int) -> int:
+    def region_wire_bytes(self, dim: int, ratio: Optional[float] = None) -> int:
         if dim == 0:
             return 0
-        return G.Compressor(dim, self.method, self.ratio, error_feedback=False,
-                            value_bits=self.value_bits).wire_bytes
+        return G.Compressor(dim, self.method, self.ratio if ratio is None else ratio,
+                            error_feedback=False, value_bits=self.value_bits).wire_bytes
 
     def new_state(self, n, bucket_seed, rank):
         # the world size is only known at the first call (the hook passes it then)
@@ -256,8 +266,9 @@ class RegionPayload(TwoPhaseCompressor):
         return state["st"]
 
     def slot_bytes(self, n, world):
-        w = [self.region_wire_bytes(e - s) for s, e in regions(n, world)]
-        return max(w), max(w)
+        rs = regions(n, world)
+        return (max(self.region_wire_bytes(e - s) for s, e in rs),
+                max(self.region_wire_bytes(e - s, self.owner_ratio) for s, e in rs))
 
     def wire_bytes(self, n):
         raise NotImplementedError("RegionPayload: the size depends on the world size; use slot_bytes(n, world)")
@@ -278,7 +289,7 @@ class RegionPayload(TwoPhaseCompressor):
         s, e = st.regions[rank]
         if e == s:
             return torch.from_numpy(out)
-        w = st.wire[rank]
+        w = st.wire[rank]  # every rank's phase-1 payload for this region has this size
         r = _np(received)
         acc = np.zeros(e - s, np.float32)
         for i in range(world):  # rank order: the same sum on every owner run
@@ -292,7 +303,7 @@ class RegionPayload(TwoPhaseCompressor):
         out = np.zeros(n, np.float32)
         for j, (s, e) in enumerate(st.regions):
             if e > s:
-                v = G.decompress(np.ascontiguousarray(_np(gathered[j])[:st.wire[j]]))
+                v = G.decompress(np.ascontiguousarray(_np(gathered[j])[:st.owner_wire[j]]))
                 out[s:e] = v / np.float32(world)
         return torch.from_numpy(out)
 

@@ -198,6 +198,14 @@ impl Compressed {
         }
     }
 
+    /// Validates the payload `bytes` and decodes it into `out` (`dim`
+    /// floats): the same checks and errors as [`Compressed::from_bytes`]
+    /// then [`Compressed::decompress_into`], in one pass over a quantized
+    /// top-k stream (see [`payload::decompress_into`]).
+    pub fn decompress_bytes_into(bytes: &[u8], out: &mut [f32]) -> Result<()> {
+        payload::decompress_into(bytes, out)
+    }
+
     /// Decodes into a new vector (allocated fallibly: `dim` comes from the
     /// payload's header).
     pub fn decompress(&self) -> Result<Vec<f32>> {

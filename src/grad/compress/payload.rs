@@ -323,9 +323,9 @@ pub fn header(bytes: &[u8]) -> Result<Header> {
     })
 }
 
-/// Parses and fully validates a payload.
-pub fn decode(bytes: &[u8]) -> Result<Compressed> {
-    let h = header(bytes)?;
+/// Checks the stored CRC of a payload whose header `h` parsed; returns the
+/// offset of the CRC (the end of the body).
+fn check_crc(bytes: &[u8], h: &Header) -> Result<usize> {
     let end = h.total - 4;
     let stored = u32_at(bytes, end);
     let crc = crc32(&bytes[..end]);
@@ -334,6 +334,46 @@ pub fn decode(bytes: &[u8]) -> Result<Compressed> {
             "checksum mismatch (stored {stored:#010x}, computed {crc:#010x})"
         )));
     }
+    Ok(end)
+}
+
+/// The `2^v` levels of a quantized top-k body (none may be negative).
+fn qtopk_levels(body: &[u8], v: usize) -> Result<Vec<f32>> {
+    let levels = get_f32s(&body[..4 << v])?;
+    if let Some(i) = levels.iter().position(|&l| l < 0.0) {
+        return Err(bad(format!("negative level {i}")));
+    }
+    Ok(levels)
+}
+
+/// Validates a payload and decodes it into `out` (`dim` floats), with the
+/// same checks and errors as [`decode`] followed by
+/// [`Compressed::decompress_into`]. A quantized top-k stream is validated
+/// while it is decoded (one pass over it, no copy); the other methods are
+/// parsed, then decoded. If the stream turns out invalid part-way, `out` is
+/// set to zeros before the error returns; a shape error leaves it unchanged.
+pub fn decompress_into(bytes: &[u8], out: &mut [f32]) -> Result<()> {
+    let h = header(bytes)?;
+    if h.method != Method::QTopK {
+        return decode(bytes)?.decompress_into(out);
+    }
+    let end = check_crc(bytes, &h)?;
+    let body = &bytes[HEADER..end];
+    let (r, v) = qtopk::unpack_b(h.b).expect("checked by header");
+    let levels = qtopk_levels(body, v)?;
+    if out.len() != h.dim {
+        return Err(Error::shape(
+            "out",
+            format!("expected {} elements, got {}", h.dim, out.len()),
+        ));
+    }
+    qtopk::decompress_into(&levels, h.a, r, &body[4 << v..], out).inspect_err(|_| out.fill(0.0))
+}
+
+/// Parses and fully validates a payload.
+pub fn decode(bytes: &[u8]) -> Result<Compressed> {
+    let h = header(bytes)?;
+    let end = check_crc(bytes, &h)?;
     let body = &bytes[HEADER..end];
     let body = match h.method {
         Method::CountSketch => Body::Sketch {
@@ -383,10 +423,7 @@ pub fn decode(bytes: &[u8]) -> Result<Compressed> {
         }
         Method::QTopK => {
             let (r, v) = qtopk::unpack_b(h.b).expect("checked by header");
-            let levels = get_f32s(&body[..4 << v])?;
-            if let Some(i) = levels.iter().position(|&l| l < 0.0) {
-                return Err(bad(format!("negative level {i}")));
-            }
+            let levels = qtopk_levels(body, v)?;
             let stream = crate::try_to_vec(&body[4 << v..], "payload")?;
             qtopk::decode_entries(h.dim, h.a, r, v, &stream, "payload", |_, _, _| {})?;
             Body::QTopK {

@@ -126,6 +126,60 @@ fn semantically_invalid_payloads_with_valid_crc_are_rejected() {
         .contains("unknown method"));
 }
 
+/// `decompress_bytes_into` (one pass) against `from_bytes` then
+/// `decompress_into`: the same output, or the same error with `out` zeroed
+/// (or unchanged on a shape error).
+#[test]
+fn one_pass_decode_equals_parse_then_decode() {
+    let reseal = |b: &mut Vec<u8>| {
+        let end = b.len() - 4;
+        let crc = payload::crc32(&b[..end]);
+        b[end..].copy_from_slice(&crc.to_le_bytes());
+    };
+    let two_pass = |b: &[u8], n: usize| -> std::result::Result<Vec<f32>, String> {
+        let mut out = vec![0.0f32; n];
+        Compressed::from_bytes(b)
+            .and_then(|c| c.decompress_into(&mut out))
+            .map(|_| out)
+            .map_err(|e| e.to_string())
+    };
+    let one_pass = |b: &[u8], n: usize| -> std::result::Result<Vec<f32>, String> {
+        let mut out = vec![7.0f32; n];
+        match Compressed::decompress_bytes_into(b, &mut out) {
+            Ok(()) => Ok(out),
+            Err(e) => {
+                assert!(out.iter().all(|&x| x == 0.0) || out.iter().all(|&x| x == 7.0));
+                Err(e.to_string())
+            }
+        }
+    };
+    for m in METHODS {
+        for dim in [1usize, 64, 300, 4097] {
+            let mut c = Compressor::new(dim, cfg(m, 6.0, false)).unwrap();
+            let bytes = c.compress(&randn(dim, dim as u64 + 5)).unwrap().to_bytes();
+            assert_eq!(one_pass(&bytes, dim), two_pass(&bytes, dim), "{m:?} {dim}");
+            assert!(one_pass(&bytes, dim).is_ok());
+            // wrong length of out
+            let e = one_pass(&bytes, dim + 1).unwrap_err();
+            assert!(e.contains("out"), "{e}");
+            // every byte of the body flipped, with and without a valid CRC
+            for i in (payload::HEADER..bytes.len() - 4).step_by(1 + dim / 64) {
+                for flip in [0x01u8, 0x10, 0x80] {
+                    let mut b = bytes.clone();
+                    b[i] ^= flip;
+                    assert_eq!(one_pass(&b, dim), two_pass(&b, dim), "{m:?} {dim} byte {i}");
+                    reseal(&mut b);
+                    assert_eq!(
+                        one_pass(&b, dim),
+                        two_pass(&b, dim),
+                        "{m:?} {dim} byte {i} resealed"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn error_feedback_invariant() {
     // e_t + D(C(g_t + e_{t-1})) == g_t + e_{t-1}, to f32 rounding of one

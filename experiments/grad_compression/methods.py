@@ -21,6 +21,9 @@ spec                      method
                           all_gather; owners at R2, default R): traffic per rank flat in N;
                           two-level EF
 ``lib-rtopk:R``           the same exchange with plain top-k payloads
+``lib-rqtopkm:R[:v[:R2[:mask]]]`` the region exchange with momentum correction (local
+                          momentum 0.9 compressed, momentum-free SGD, clip x10); R2 "-" = R;
+                          "mask": DGC's momentum factor masking
 ========================  ==========================================================
 
 Error feedback (``error_feedback``) applies to the hook's compressors and to
@@ -85,12 +88,18 @@ def _library_method(kind: str, arg: str, error_feedback: bool, warmup: int, seed
         momentum, clip_scale = 0.0, float(parts[3]) if len(parts) > 3 else 10.0
     elif kind == "projection":
         comp = L.LibProjection(ratio)
-    elif kind in ("rqtopk", "rtopk"):
+    elif kind in ("rqtopk", "rtopk", "rqtopkm"):
         if not error_feedback:
             raise ValueError("method: the region exchange always keeps error feedback (use @ef)")
-        comp = L.RegionPayload("qtopk" if kind == "rqtopk" else "topk", ratio,
+        mom = 0.9 if kind == "rqtopkm" else 0.0
+        comp = L.RegionPayload("topk" if kind == "rtopk" else "qtopk", ratio,
                                value_bits=int(parts[1]) if len(parts) > 1 else 2,
-                               owner_ratio=float(parts[2]) if len(parts) > 2 else None)
+                               owner_ratio=float(parts[2]) if len(parts) > 2 and parts[2] != "-" else None,
+                               momentum=mom, masking=len(parts) > 3 and parts[3] == "mask")
+        if mom:
+            # the update carries the momentum (momentum correction): momentum-free SGD, and
+            # the clip, applied to the update, scaled by 1 / (1 - momentum) as for FetchSGD
+            momentum, clip_scale = 0.0, 1.0 / (1.0 - mom)
     else:
         raise ValueError(f"method: unknown library compressor {kind!r}")
     st = CompressionHookState(comp, error_feedback=error_feedback, warmup_steps=warmup, seed=seed)

@@ -195,6 +195,44 @@ def test_region_exchange_conserves_gradient_mass(world, n, owner):
         assert np.abs(applied).sum() > 0 and np.abs(held).sum() > 0
 
 
+@pytest.mark.parametrize("masking", [False, True])
+def test_region_exchange_momentum_correction(masking):
+    """Momentum correction (DGC): ranks still decode the same update. Without masking,
+    everything the local momenta carried is applied or held in a residual
+    (conservation over u_t = m u_(t-1) + g_t). With factor masking, the momentum of
+    sent coordinates restarts, so less than momentum SGD's sum is applied."""
+    world, n, m, steps = 4, 3000, 0.9, 30
+    comp = RegionPayload("qtopk", 8.0, momentum=m, masking=masking)
+    with pytest.raises(ValueError, match="momentum"):
+        RegionPayload("qtopk", 8.0, momentum=1.0)
+    states = [comp.new_state(n, 99, r) for r in range(world)]
+    rng = np.random.default_rng(5)
+    g0 = rng.standard_normal(n).astype(np.float32)
+    applied = np.zeros(n)
+    carried = np.zeros(n)  # sum over steps and ranks of the reference momenta
+    us = [np.zeros(n) for _ in range(world)]
+    for step in range(steps):
+        gs = [g0 + 0.5 * rng.standard_normal(n).astype(np.float32) for _ in range(world)]
+        for r in range(world):
+            us[r] = m * us[r] + gs[r]
+            carried += us[r]
+        slots = [comp.compress_regions(torch.from_numpy(gs[r]), states[r], step, r, world) for r in range(world)]
+        owned = [comp.reduce_owned(torch.stack([slots[i][j] for i in range(world)]), states[j], step, j, world)
+                 for j in range(world)]
+        ups = [comp.decode(owned, n, states[r], step, world) for r in range(world)]
+        assert all(torch.equal(u, ups[0]) for u in ups[1:])
+        applied += ups[0].numpy().astype(np.float64) * world
+    cos = applied @ g0 / (np.linalg.norm(applied) * np.linalg.norm(g0))
+    assert cos > 0.95, cos
+    held = sum(sum(comp.residuals(st)) for st in states)
+    if not masking:
+        assert np.abs(carried - applied - held).max() <= 1e-4 * np.abs(carried).max()
+        assert (applied @ g0) > 0.6 * (carried @ g0)
+    else:
+        assert (applied @ g0) < 0.5 * (carried @ g0)
+        assert all((st["st"].u == 0).any() for st in states)
+
+
 def _many(world, methods, steps=24):
     return [RunConfig(task="tiny", method=m, error_feedback=True, seed=3, steps=steps, batch=32, lr=0.1,
                       momentum=0.9, clip=1.0, warmup=WARMUP, bucket_cap_mb=0.02, first_bucket_mb=0.02,

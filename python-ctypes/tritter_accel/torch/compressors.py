@@ -205,6 +205,7 @@ class _RegionState:
         self.owner_wire = [comp.region_wire_bytes(e - s, comp.owner_ratio) for s, e in self.regions]
         self.slot = max(self.wire)
         self.owner_slot = max(self.owner_wire)
+        self.u = None  # local momentum (momentum correction), made at the first compression
 
 
 class RegionPayload(TwoPhaseCompressor):
@@ -223,6 +224,15 @@ class RegionPayload(TwoPhaseCompressor):
     ``2 / (1/ratio + 1/owner_ratio)`` at any N (payload headers of 44 bytes a
     region add up when n/N is small). ``owner_ratio`` defaults to ``ratio``.
 
+    ``momentum > 0``: momentum correction (Lin et al., Deep Gradient
+    Compression, 2018). Each rank keeps a local momentum ``u = momentum u + g``
+    and compresses ``u`` (its error feedback accumulates ``u``), so the decoded
+    update already carries the momentum: train with momentum-free SGD and scale
+    a clip threshold by ``1 / (1 - momentum)``. Without compression this is
+    momentum SGD exactly. ``masking=True`` adds DGC's momentum factor masking
+    (``u`` zeroed where this rank's payload sent a value), which is meant for
+    extreme sparsity: a coordinate sent every step loses its momentum.
+
     Conservation (the error-feedback invariant, tested): after any number of
     steps, ``sum over steps and ranks of g = N * sum of applied updates +
     sum of every rank's regional residuals + sum of every owner's residual``,
@@ -230,7 +240,7 @@ class RegionPayload(TwoPhaseCompressor):
     """
 
     def __init__(self, method: str = "qtopk", ratio: float = 32.0, *, value_bits: int = 2,
-                 owner_ratio: Optional[float] = None):
+                 owner_ratio: Optional[float] = None, momentum: float = 0.0, masking: bool = False):
         if method not in ("qtopk", "topk"):
             raise ValueError(f"method: RegionPayload takes 'qtopk' or 'topk', got {method!r}")
         if not ratio >= 1:
@@ -240,11 +250,16 @@ class RegionPayload(TwoPhaseCompressor):
             raise ValueError(f"owner_ratio: must be >= 1, got {owner_ratio}")
         self.method, self.ratio, self.value_bits = method, float(ratio), int(value_bits)
         self.owner_ratio = float(owner_ratio)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum: must be in [0, 1), got {momentum}")
+        self.momentum, self.masking = float(momentum), bool(masking) and momentum > 0
 
     def describe(self):
         bits = f", {self.value_bits}-bit levels" if self.method == "qtopk" else ""
         own = f", owner {self.owner_ratio:g}x" if self.owner_ratio != self.ratio else ""
-        return f"tritter {self.method} two-phase region exchange ({self.ratio:g}x{own}{bits})"
+        mom = (f", local momentum {self.momentum:g} (momentum correction{', masking' if self.masking else ''})"
+               if self.momentum else "")
+        return f"tritter {self.method} two-phase region exchange ({self.ratio:g}x{own}{bits}{mom})"
 
     def _make(self, dim, seed, rank, ratio):
         return G.Compressor(dim, self.method, ratio, seed=seed & (2**63 - 1), worker=rank,
@@ -276,11 +291,19 @@ class RegionPayload(TwoPhaseCompressor):
     def compress_regions(self, g, state, step, rank, world):
         st = self._state(state, g.numel(), world)
         x = _np(g)
+        if self.momentum:
+            if st.u is None:
+                st.u = np.zeros(st.n, np.float32)
+            st.u *= np.float32(self.momentum)
+            st.u += x
+            x = st.u
         out = np.zeros((world, st.slot), np.uint8)
         for j, (s, e) in enumerate(st.regions):
             if e > s:
                 p = st.local[j].compress(x[s:e])
                 out[j, :p.size] = p
+                if self.masking:  # factor masking: restart the momentum of what was sent
+                    st.u[s:e][G.decompress(p) != 0] = 0
         return torch.from_numpy(out)
 
     def reduce_owned(self, received, state, step, rank, world):

@@ -21,6 +21,8 @@ spec                      method
                           all_gather; owners at R2, default R): traffic per rank flat in N;
                           two-level EF
 ``lib-rtopk:R``           the same exchange with plain top-k payloads
+``lib-rtqtopk:R2[:v]``    the region exchange with ternary regions (phase 1, 15.06x) and owners
+                          selecting by quantized top-k at R2 with v-bit levels
 ``lib-rqtopkm:R[:v[:R2[:mask]]]`` the region exchange with momentum correction (local
                           momentum 0.9 compressed, momentum-free SGD, clip x10); R2 "-" = R;
                           "mask": DGC's momentum factor masking
@@ -88,6 +90,9 @@ def _library_method(kind: str, arg: str, error_feedback: bool, warmup: int, seed
         momentum, clip_scale = 0.0, float(parts[3]) if len(parts) > 3 else 10.0
     elif kind == "projection":
         comp = L.LibProjection(ratio)
+    elif kind == "rtqtopk":
+        comp = L.RegionPayload("qtopk", 15.06, value_bits=int(parts[1]) if len(parts) > 1 else 2,
+                               owner_ratio=ratio, local_method="ternary")
     elif kind in ("rqtopk", "rtopk", "rqtopkm"):
         if not error_feedback:
             raise ValueError("method: the region exchange always keeps error feedback (use @ef)")

@@ -163,15 +163,17 @@ def test_collective_traffic_formulas():
     assert regions(2, 4) == [(0, 1), (1, 2), (2, 2), (2, 2)]
 
 
-@pytest.mark.parametrize("world,n,owner", [(1, 7, None), (2, 1, None), (3, 100, None), (4, 3, None),
-                                           (8, 5000, None), (3, 100, 3.0), (8, 5000, 20.0)])
-def test_region_exchange_conserves_gradient_mass(world, n, owner):
+@pytest.mark.parametrize("world,n,owner,local", [(1, 7, None, None), (2, 1, None, None), (3, 100, None, None),
+                                                 (4, 3, None, None), (8, 5000, None, None), (3, 100, 3.0, None),
+                                                 (8, 5000, 20.0, None), (4, 3001, 20.0, "ternary")])
+def test_region_exchange_conserves_gradient_mass(world, n, owner, local):
     """Error-feedback invariant of the two-level exchange, simulated in-process: every
     step's gradients are applied, or still held by a rank's regional residual, or by an
     owner's residual. Also: every rank decodes the same update. ``owner``: the owners
-    re-compress at a different ratio than the ranks' regions."""
-    comp = RegionPayload("qtopk", 8.0, owner_ratio=owner)
-    if owner is not None:
+    re-compress at a different ratio than the ranks' regions; ``local``: another
+    method for the regions (ternary)."""
+    comp = RegionPayload("qtopk", 8.0, owner_ratio=owner, local_method=local)
+    if owner is not None and local is None:
         slot, owner_slot = comp.slot_bytes(n, world)
         assert (owner_slot < slot) == (owner > 8.0) and owner_slot != slot
     states = [comp.new_state(n, 1234, r) for r in range(world)]

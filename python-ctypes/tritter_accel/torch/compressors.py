@@ -197,11 +197,11 @@ class _RegionState:
         self.n, self.world, self.rank = n, world, rank
         self.regions = regions(n, world)
         mk = comp._make
-        self.local = [mk(e - s, _mix(bucket_seed, j, 1), rank, comp.ratio) if e > s else None
+        self.local = [mk(e - s, _mix(bucket_seed, j, 1), rank, comp.ratio, comp.local_method) if e > s else None
                       for j, (s, e) in enumerate(self.regions)]
         s, e = self.regions[rank]
         self.owner = mk(e - s, _mix(bucket_seed, rank, 2), rank, comp.owner_ratio) if e > s else None
-        self.wire = [comp.region_wire_bytes(e - s) for s, e in self.regions]
+        self.wire = [comp.region_wire_bytes(e - s, comp.ratio, comp.local_method) for s, e in self.regions]
         self.owner_wire = [comp.region_wire_bytes(e - s, comp.owner_ratio) for s, e in self.regions]
         self.slot = max(self.wire)
         self.owner_slot = max(self.owner_wire)
@@ -224,6 +224,12 @@ class RegionPayload(TwoPhaseCompressor):
     ``2 / (1/ratio + 1/owner_ratio)`` at any N (payload headers of 44 bytes a
     region add up when n/N is small). ``owner_ratio`` defaults to ``ratio``.
 
+    ``local_method="ternary"``: phase 1 sends each region as a ternary payload
+    (TernGrad with error feedback, 2 bits an element and a scale per 256, 15.06x,
+    ``ratio`` unused) and only the owners select (``method`` at
+    ``owner_ratio``): the selection runs on the sum over ranks, not on each
+    rank's noisier gradient. Traffic ratio about ``2 / (1/15.06 + 1/owner_ratio)``.
+
     ``momentum > 0``: momentum correction (Lin et al., Deep Gradient
     Compression, 2018). Each rank keeps a local momentum ``u = momentum u + g``
     and compresses ``u`` (its error feedback accumulates ``u``), so the decoded
@@ -240,9 +246,14 @@ class RegionPayload(TwoPhaseCompressor):
     """
 
     def __init__(self, method: str = "qtopk", ratio: float = 32.0, *, value_bits: int = 2,
-                 owner_ratio: Optional[float] = None, momentum: float = 0.0, masking: bool = False):
+                 owner_ratio: Optional[float] = None, momentum: float = 0.0, masking: bool = False,
+                 local_method: Optional[str] = None):
         if method not in ("qtopk", "topk"):
             raise ValueError(f"method: RegionPayload takes 'qtopk' or 'topk', got {method!r}")
+        local_method = method if local_method is None else local_method
+        if local_method not in ("qtopk", "topk", "ternary"):
+            raise ValueError(f"local_method: 'qtopk', 'topk' or 'ternary', got {local_method!r}")
+        self.local_method = local_method
         if not ratio >= 1:
             raise ValueError(f"ratio: must be >= 1, got {ratio}")
         owner_ratio = ratio if owner_ratio is None else owner_ratio
@@ -259,16 +270,19 @@ class RegionPayload(TwoPhaseCompressor):
         own = f", owner {self.owner_ratio:g}x" if self.owner_ratio != self.ratio else ""
         mom = (f", local momentum {self.momentum:g} (momentum correction{', masking' if self.masking else ''})"
                if self.momentum else "")
+        if self.local_method == "ternary":
+            return (f"tritter two-phase region exchange: ternary regions, owners {self.method} "
+                    f"{self.owner_ratio:g}x{bits}{mom}")
         return f"tritter {self.method} two-phase region exchange ({self.ratio:g}x{own}{bits}{mom})"
 
-    def _make(self, dim, seed, rank, ratio):
-        return G.Compressor(dim, self.method, ratio, seed=seed & (2**63 - 1), worker=rank,
+    def _make(self, dim, seed, rank, ratio, method=None):
+        return G.Compressor(dim, method or self.method, ratio, seed=seed & (2**63 - 1), worker=rank,
                             error_feedback=True, value_bits=self.value_bits)
 
-    def region_wire_bytes(self, dim: int, ratio: Optional[float] = None) -> int:
+    def region_wire_bytes(self, dim: int, ratio: Optional[float] = None, method: Optional[str] = None) -> int:
         if dim == 0:
             return 0
-        return G.Compressor(dim, self.method, self.ratio if ratio is None else ratio,
+        return G.Compressor(dim, method or self.method, self.ratio if ratio is None else ratio,
                             error_feedback=False, value_bits=self.value_bits).wire_bytes
 
     def new_state(self, n, bucket_seed, rank):
@@ -282,7 +296,7 @@ class RegionPayload(TwoPhaseCompressor):
 
     def slot_bytes(self, n, world):
         rs = regions(n, world)
-        return (max(self.region_wire_bytes(e - s) for s, e in rs),
+        return (max(self.region_wire_bytes(e - s, self.ratio, self.local_method) for s, e in rs),
                 max(self.region_wire_bytes(e - s, self.owner_ratio) for s, e in rs))
 
     def wire_bytes(self, n):

@@ -32,6 +32,9 @@ with ring all-reduce ``2 (N-1) (alpha + B / (N beta))``, ring all-gather
 * ``qtopk-allgather R``: quantized top-k payloads gathered from every rank
   (what ``lib-qtopk:R`` does): every rank decodes N payloads;
 * ``qtopk-region R``: the two-phase region exchange (``lib-rqtopk:R``);
+* ``--regions SPECS``: region exchanges given as experiment specs (e.g.
+  ``lib-rqtopk:32:3``, ``lib-rtqtopk:40:3``: ternary regions, owners at 40x),
+  with their own payload sizes and the measured speed of each phase's codec;
 * ``powersgd r``: PyTorch's PowerSGD (two all-reduces of P and Q per matrix,
   1-D tensors uncompressed), char LM only (it needs the matrix shapes).
 
@@ -81,13 +84,22 @@ def wire_qtopk(n: int, ratio: float, value_bits: int = 2) -> int:
     return G.Compressor(n, "qtopk", ratio, error_feedback=False, value_bits=value_bits).wire_bytes
 
 
-def region_slots(n: int, world: int, ratio: float, method: str = "qtopk") -> Tuple[int, int]:
+def region_slots(n: int, world: int, ratio: float, method: str = "qtopk", comp=None) -> Tuple[int, int]:
     from tritter_accel.torch.compressors import RegionPayload
-    return RegionPayload(method, ratio).slot_bytes(n, world)
+    return (comp or RegionPayload(method, ratio)).slot_bytes(n, world)
+
+
+def region_comp(spec: str):
+    """The RegionPayload of an experiment spec (``lib-rqtopk:...``, ``lib-rtqtopk:...``)."""
+    from experiments.grad_compression.methods import make_method
+    comp = make_method(spec, True, 0, 0, 2).state.compressor
+    if not hasattr(comp, "slot_bytes"):
+        raise SystemExit(f"--regions: {spec!r} is not a region exchange")
+    return comp
 
 
 def traffic(buckets: List[int], exchange: str, world: int, ratio: float = 32.0,
-            powersgd_shapes=None, powersgd_rank: int = 4) -> float:
+            powersgd_shapes=None, powersgd_rank: int = 4, comp=None) -> float:
     """Bytes one rank sends per (post-warm-up) step for ``exchange`` over ``buckets``."""
     if world == 1:
         return 0.0
@@ -98,7 +110,7 @@ def traffic(buckets: List[int], exchange: str, world: int, ratio: float = 32.0,
     if exchange == "qtopk-region":
         tot = 0.0
         for n in buckets:
-            slot, owned = region_slots(n, world, ratio)
+            slot, owned = region_slots(n, world, ratio, comp=comp)
             tot += alltoall_bytes(slot, world) + allgather_bytes(owned, world)
         return tot
     if exchange == "powersgd":
@@ -115,7 +127,7 @@ def traffic(buckets: List[int], exchange: str, world: int, ratio: float = 32.0,
     raise ValueError(f"exchange: unknown {exchange!r}")
 
 
-def comm_time(buckets, exchange, world, ratio, beta, alpha, powersgd_shapes=None) -> float:
+def comm_time(buckets, exchange, world, ratio, beta, alpha, powersgd_shapes=None, comp=None) -> float:
     """Seconds of communication per step on a link of ``beta`` bytes/s and ``alpha`` s per message."""
     if world == 1:
         return 0.0
@@ -128,7 +140,7 @@ def comm_time(buckets, exchange, world, ratio, beta, alpha, powersgd_shapes=None
             t += (world - 1) * alpha + allgather_bytes(wire_qtopk(n, ratio), world) / beta
     elif exchange == "qtopk-region":
         for n in buckets:
-            slot, owned = region_slots(n, world, ratio)
+            slot, owned = region_slots(n, world, ratio, comp=comp)
             t += 2 * (world - 1) * alpha + (alltoall_bytes(slot, world) + allgather_bytes(owned, world)) / beta
     elif exchange == "powersgd":
         for shape in powersgd_shapes:
@@ -224,6 +236,33 @@ def measure_codec(ratio: float, n: int = 1 << 20, reps: int = 7) -> Tuple[float,
     return tc / n, td / n
 
 
+def measure_codec_method(method: str, ratio: float, value_bits: int = 2, n: int = 1 << 20,
+                         reps: int = 7) -> Tuple[float, float]:
+    """``(compress s/element, decompress s/element)`` of a library compressor with error
+    feedback (one library thread)."""
+    from tritter_accel import grad as G
+    from tritter_accel import set_num_threads
+    set_num_threads(1)
+    g = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    c = G.Compressor(n, method, ratio, error_feedback=True, value_bits=value_bits)
+    p = c.compress(g)
+    tc = _median_time(lambda: c.compress(g), reps)
+    td = _median_time(lambda: G.decompress(p), reps)  # allocating, as the hook does
+    return tc / n, td / n
+
+
+def region_codec_time(buckets, world, comp, codecs) -> float:
+    """Compression work per rank and step (s) of a region exchange ``comp``: N regional
+    compressions (n in all), N decodes of the owned region's payloads (n), the owner's
+    compression (n/N) and N decodes of the gathered owner payloads (n)."""
+    if world == 1:
+        return 0.0
+    n = sum(buckets)
+    c_l, d_l = codecs[(comp.local_method, comp.ratio if comp.local_method != "ternary" else 0.0)]
+    c_o, d_o = codecs[(comp.method, comp.owner_ratio)]
+    return n * c_l + n * d_l + (n / world) * c_o + n * d_o
+
+
 def codec_time(buckets, exchange, world, c_el, d_el) -> float:
     """Compression work per rank and step (s) from per-element costs."""
     n = sum(buckets)
@@ -273,6 +312,13 @@ def simulate(args) -> List[str]:
     else:
         raise SystemExit(f"--model: charlm or params:N, got {args.model!r}")
     codec = {r: measure_codec(r) for r in ratios}
+    regions = [(sp, region_comp(sp)) for sp in args.regions.split(",") if sp]
+    rcodecs = {}
+    for _, comp in regions:
+        loc = (comp.local_method, comp.ratio if comp.local_method != "ternary" else 0.0)
+        for key, v in ((loc, comp.value_bits), ((comp.method, comp.owner_ratio), comp.value_bits)):
+            if key not in rcodecs:
+                rcodecs[key] = measure_codec_method(key[0], key[1] or 32.0, v)
     lines = [
         "# Compressed data-parallel exchange at N ranks: simulated from measured inputs",
         "",
@@ -283,7 +329,15 @@ def simulate(args) -> List[str]:
         + (f" (batch {args.batch}, 1 thread)" if args.model == "charlm" and args.compute_ms is None else ""),
         "- library quantized top-k + EF, one thread (measured): "
         + "; ".join(f"{r:g}x compress {1 / c / 1e9 * 4:.2f} GB/s, decode {1 / d / 1e9 * 4:.2f} GB/s of f32"
-                    for r, (c, d) in codec.items()),
+                    for r, (c, d) in codec.items())
+        + "".join(f"\n- region exchange `{sp}` ({comp.describe()}), library codecs with EF, one thread "
+                  "(measured): " + "; ".join(
+                      f"{m} {r:g}x compress {4e-9 / c:.2f} GB/s, decode {4e-9 / d:.2f} GB/s"
+                      if r else f"{m} compress {4e-9 / c:.2f} GB/s, decode {4e-9 / d:.2f} GB/s"
+                      for (m, r), (c, d) in rcodecs.items()
+                      if (m, r) in ((comp.local_method, comp.ratio if comp.local_method != "ternary" else 0.0),
+                                    (comp.method, comp.owner_ratio)))
+                  for sp, comp in regions),
         f"- link: bandwidth as given, {args.alpha_us:g} µs per message; no overlap of communication with "
         "compute (conservative for every method alike); PowerSGD's own matrix products are not counted.",
         "",
@@ -291,8 +345,9 @@ def simulate(args) -> List[str]:
         "",
         "| N | dense MB/rank/step | " + " | ".join(
             f"qtopk {r:g}x all_gather | qtopk {r:g}x region" for r in ratios)
+        + "".join(f" | `{sp}`" for sp, _ in regions)
         + (" | PowerSGD r4" if shapes else "") + " |",
-        "|---|---|" + "---|---|" * len(ratios) + ("---|" if shapes else ""),
+        "|---|---|" + "---|---|" * len(ratios) + "---|" * len(regions) + ("---|" if shapes else ""),
     ]
     for n in worlds:
         dense = traffic(buckets, "dense", n)
@@ -300,13 +355,16 @@ def simulate(args) -> List[str]:
         for r in ratios:
             cells.append(f"{dense / traffic(buckets, 'qtopk-allgather', n, r):.1f}x")
             cells.append(f"{dense / traffic(buckets, 'qtopk-region', n, r):.1f}x")
+        for _, comp in regions:
+            cells.append(f"{dense / traffic(buckets, 'qtopk-region', n, comp=comp):.1f}x")
         if shapes:
             cells.append(f"{dense / traffic(buckets, 'powersgd', n, powersgd_shapes=shapes):.1f}x")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines += ["", "## Step time speed-up over uncompressed all-reduce (compute + compression + communication)",
               "", "Above 1: compression pays off; below 1 (bold): it costs time.", ""]
     methods = [(f"qtopk {r:g}x all_gather", "qtopk-allgather", r) for r in ratios] + \
-              [(f"qtopk {r:g}x region", "qtopk-region", r) for r in ratios]
+              [(f"qtopk {r:g}x region", "qtopk-region", r) for r in ratios] + \
+              [(f"`{sp}`", comp, 0.0) for sp, comp in regions]
     if shapes:
         methods.append(("PowerSGD r4", "powersgd", 32.0))
     for gbit in links:
@@ -318,9 +376,13 @@ def simulate(args) -> List[str]:
             base = compute + comm_time(buckets, "dense", n, 1, beta, alpha)
             cells = [f"{base * 1e3:.2f}"]
             for _, ex, r in methods:
-                c_el, d_el = codec.get(r, (0.0, 0.0))
-                t = compute + codec_time(buckets, ex, n, c_el, d_el) + comm_time(
-                    buckets, ex, n, r, beta, alpha, powersgd_shapes=shapes)
+                if not isinstance(ex, str):  # a region exchange given by its spec
+                    t = compute + region_codec_time(buckets, n, ex, rcodecs) + comm_time(
+                        buckets, "qtopk-region", n, 0.0, beta, alpha, comp=ex)
+                else:
+                    c_el, d_el = codec.get(r, (0.0, 0.0))
+                    t = compute + codec_time(buckets, ex, n, c_el, d_el) + comm_time(
+                        buckets, ex, n, r, beta, alpha, powersgd_shapes=shapes)
                 s = base / t
                 cells.append(f"{s:.2f}" if s >= 1 else f"**{s:.2f}**")
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
@@ -339,10 +401,14 @@ def check(path: pathlib.Path) -> List[str]:
             continue
         name, _, arg = spec.partition(":")
         ratio = float(arg.split(":")[0]) if arg else 32.0
-        ex = {"none": "dense", "lib-qtopk": "qtopk-allgather", "lib-rqtopk": "qtopk-region"}.get(name)
+        comp = None
+        if name in ("lib-rqtopk", "lib-rqtopkm", "lib-rtqtopk", "lib-rtopk"):
+            ex, comp = "qtopk-region", region_comp(spec)
+        else:
+            ex = {"none": "dense", "lib-qtopk": "qtopk-allgather"}.get(name)
         if ex is None:
             continue
-        sim = traffic(sizes, ex, world, ratio)
+        sim = traffic(sizes, ex, world, ratio, comp=comp)
         rows.append(f"| `{spec}` seed {r.get('seed')} | {world} | {st:,.0f} | {sim:,.0f} | {st / sim:.4f} |")
     return rows
 
@@ -351,6 +417,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="charlm", help="charlm (measured buckets) or params:N")
     ap.add_argument("--ratios", default="32,100")
+    ap.add_argument("--regions", default="", help="comma-separated region-exchange specs to add "
+                    "(e.g. lib-rqtopk:32:3,lib-rtqtopk:40:3)")
     ap.add_argument("--worlds", default="2,4,8,16,64,256,1024")
     ap.add_argument("--links", default="1,10,25,100,400", help="Gbit/s")
     ap.add_argument("--alpha-us", type=float, default=10.0, help="latency per message (µs)")

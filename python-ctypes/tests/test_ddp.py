@@ -281,3 +281,13 @@ def test_many_ranks_stay_in_sync_and_traffic_matches(many_rank_results, world, s
         # 24 steps: uncompressed falls well; 8x compression (with error feedback) more slowly
         losses = np.array(res["losses"])
         assert losses[-6:].mean() < (0.6 if spec == "none" else 0.9) * losses[:3].mean(), losses
+
+
+def test_hook_cost_script_runs(capsys):
+    """The hook-cost measurement (experiments/grad_compression/hook_cost.py) prints one row per
+    exchange and world size, with positive times."""
+    from experiments.grad_compression import hook_cost
+    hook_cost.main(["--specs", "lib-rqtopk:32:3", "--worlds", "2", "--steps", "3"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| `lib-rqtopk")]
+    assert len(rows) == 1
+    assert all(float(x) > 0 for x in rows[0].split("|")[3:7])

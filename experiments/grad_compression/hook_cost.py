@@ -1,0 +1,75 @@
+"""What the region exchange's hook costs one rank per step, in this process.
+
+    python -m experiments.grad_compression.hook_cost [--specs lib-rqtopk:32,lib-rqtopk:32:3] [--worlds 2,8]
+
+The simulator (``simulate.py``) models compression work from the library's
+large-vector throughput. This measures the hook's own code path instead, Python
+and ctypes calls included: for the char LM's DDP buckets (271,968 and 6,144
+floats), N ranks' ``compress_regions``, every owner's ``reduce_owned`` and one
+``decode`` run in one process on one thread, and the per-rank time is the
+median over steps (after two) of phase 1 / N + phase 2 / N + decode. No
+collective runs (the bytes do not move), so this is the CPU side only.
+"""
+from __future__ import annotations
+
+import argparse
+import pathlib
+import statistics
+import sys
+import time
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "python-ctypes"))
+sys.path.insert(0, str(REPO))
+
+BUCKETS = [271_968, 6_144]  # the char LM's DDP buckets (measured by simulate.measure_buckets)
+
+
+def cost(spec: str, world: int, steps: int = 12):
+    import torch
+    from experiments.grad_compression.simulate import region_comp
+    comp = region_comp(spec)
+    states = {b: [comp.new_state(b, 7, r) for r in range(world)] for b in BUCKETS}
+    rng = np.random.default_rng(0)
+    gs = {b: [torch.from_numpy(rng.standard_normal(b).astype(np.float32)) for _ in range(world)] for b in BUCKETS}
+    ph1, ph2, dec = [], [], []
+    for step in range(steps):
+        a = b_ = c = 0.0
+        for n in BUCKETS:
+            t = time.perf_counter()
+            slots = [comp.compress_regions(gs[n][r], states[n][r], step, r, world) for r in range(world)]
+            a += (time.perf_counter() - t) / world
+            t = time.perf_counter()
+            owned = [comp.reduce_owned(torch.stack([slots[i][j] for i in range(world)]), states[n][j], step, j, world)
+                     for j in range(world)]
+            b_ += (time.perf_counter() - t) / world
+            t = time.perf_counter()
+            comp.decode(owned, n, states[n][0], step, world)
+            c += time.perf_counter() - t
+        ph1.append(a), ph2.append(b_), dec.append(c)
+    med = [statistics.median(x[2:]) * 1e3 for x in (ph1, ph2, dec)]
+    return med + [sum(med)]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--specs", default="lib-rqtopk:32,lib-rqtopk:32:3,lib-rqtopk:100")
+    ap.add_argument("--worlds", default="2,8")
+    ap.add_argument("--steps", type=int, default=12)
+    args = ap.parse_args(argv)
+    import torch
+    from tritter_accel import set_num_threads
+    set_num_threads(1)
+    torch.set_num_threads(1)
+    print("| exchange | N | phase 1: compress regions (ms) | phase 2: owner sum + re-compress (ms) | decode (ms) | per rank and step (ms) |")
+    print("|---|---|---|---|---|---|")
+    for spec in [s for s in args.specs.split(",") if s]:
+        for w in [int(x) for x in args.worlds.split(",")]:
+            p1, p2, d, tot = cost(spec, w, args.steps)
+            print(f"| `{spec}` | {w} | {p1:.2f} | {p2:.2f} | {d:.2f} | {tot:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

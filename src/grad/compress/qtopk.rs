@@ -266,7 +266,6 @@ fn encode_fused<const NL: usize>(
     let mut idx = Vec::with_capacity(k);
     let mut codes = Vec::with_capacity(k);
     let mut w = FastWriter::new(len);
-    let rmask = (1u64 << r) - 1;
     let mut prev: i64 = -1;
     let mut buf = Vec::with_capacity(FUSED_BLOCK + 8);
     for (b, xb) in x.chunks(FUSED_BLOCK).enumerate() {
@@ -293,29 +292,45 @@ fn encode_fused<const NL: usize>(
             idx.push(i);
             let g = (i as i64 - prev - 1) as u64;
             prev = i as i64;
-            let q = g >> r;
-            let neg = (xv.to_bits() >> 31) as u64;
-            let nbits = q as usize + r + 2 + v;
-            if nbits <= 32 {
-                let word = ((1u64 << q) - 1)
-                    | (g & rmask) << (q + 1)
-                    | neg << (q as usize + 1 + r)
-                    | (c as u64) << (q as usize + 2 + r);
-                w.put(word, nbits);
-            } else {
-                w.ones(q);
-                w.put(0, 1);
-                if r > 0 {
-                    w.put(g & rmask, r);
-                }
-                w.put(neg, 1);
-                if v > 0 {
-                    w.put(c as u64, v);
-                }
-            }
+            write_entry(&mut w, g, r, v, (xv.to_bits() >> 31) as u64, c as u64);
         }
     }
     (sum, cnt, idx, codes, w.finish())
+}
+
+/// Where coded entries go (the two bit writers).
+trait BitSink {
+    /// Appends the low `n` (<= 32) bits of `v`.
+    fn put(&mut self, v: u64, n: usize);
+    /// Appends `q` one-bits.
+    fn ones(&mut self, q: u64);
+}
+
+/// Writes one entry: the gap `g` (`g >> r` ones and a zero, then its low `r`
+/// bits), the sign bit `neg` and the `v`-bit code `c`; one write when the
+/// entry fits in 32 bits.
+#[inline(always)]
+fn write_entry<W: BitSink>(w: &mut W, g: u64, r: usize, v: usize, neg: u64, c: u64) {
+    let q = g >> r;
+    let rmask = (1u64 << r) - 1;
+    let nbits = q as usize + r + 2 + v;
+    if nbits <= 32 {
+        let word = ((1u64 << q) - 1)
+            | (g & rmask) << (q + 1)
+            | neg << (q as usize + 1 + r)
+            | c << (q as usize + 2 + r);
+        w.put(word, nbits);
+    } else {
+        w.ones(q);
+        w.put(0, 1);
+        if r > 0 {
+            w.put(g & rmask, r);
+        }
+        w.put(neg, 1);
+        if v > 0 {
+            w.put(c, v);
+        }
+    }
 }
 
 /// A bit writer without a branch per write: every write stores the whole
@@ -327,6 +342,17 @@ struct FastWriter {
     pos: usize,
     acc: u64,
     n: usize,
+}
+
+impl BitSink for FastWriter {
+    #[inline(always)]
+    fn put(&mut self, v: u64, n: usize) {
+        FastWriter::put(self, v, n)
+    }
+    #[inline(always)]
+    fn ones(&mut self, q: u64) {
+        FastWriter::ones(self, q)
+    }
 }
 
 impl FastWriter {
@@ -391,7 +417,6 @@ fn encode_entries<const NL: usize>(
     let mut sum = [0f64; NL];
     let mut cnt = [0usize; NL];
     let mut codes = Vec::with_capacity(idx.len());
-    let rmask = (1u64 << r) - 1;
     let mut prev: i64 = -1;
     for &i in idx {
         let xv = x[i as usize];
@@ -408,26 +433,7 @@ fn encode_entries<const NL: usize>(
         codes.push(c as u8);
         let g = (i as i64 - prev - 1) as u64;
         prev = i as i64;
-        let q = g >> r;
-        let neg = xv.is_sign_negative() as u64;
-        let bits = q as usize + r + 2 + v;
-        if bits <= 32 {
-            let word = ((1u64 << q) - 1)
-                | (g & rmask) << (q + 1)
-                | neg << (q as usize + 1 + r)
-                | (c as u64) << (q as usize + 2 + r);
-            w.bits(word, bits);
-        } else {
-            w.ones(q);
-            w.bits(0, 1);
-            if r > 0 {
-                w.bits(g & rmask, r);
-            }
-            w.bits(neg, 1);
-            if v > 0 {
-                w.bits(c as u64, v);
-            }
-        }
+        write_entry(w, g, r, v, xv.is_sign_negative() as u64, c as u64);
     }
     let (mut s16, mut c16) = ([0f64; 16], [0usize; 16]);
     s16[..NL].copy_from_slice(&sum);
@@ -527,6 +533,17 @@ struct BitWriter {
     len: usize,
     acc: u64,
     n: usize,
+}
+
+impl BitSink for BitWriter {
+    #[inline(always)]
+    fn put(&mut self, v: u64, n: usize) {
+        self.bits(v, n)
+    }
+    #[inline(always)]
+    fn ones(&mut self, q: u64) {
+        BitWriter::ones(self, q)
+    }
 }
 
 impl BitWriter {

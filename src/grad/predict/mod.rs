@@ -453,7 +453,7 @@ pub struct PhaseStats {
     pub last_reason: Reason,
     /// How many parameters currently use each predictor (by code).
     pub predictor_params: [u64; 3],
-    /// Bytes held for history.
+    /// Bytes held for history (see [`PhaseTrainer::memory_bytes`]).
     pub memory_bytes: u64,
     /// Steps with a backward pass whose wall time was reported.
     pub timed_backward_steps: u64,
@@ -555,6 +555,10 @@ struct Param {
     /// Whether `gram` matches the stored history (false while a record is
     /// writing, so an interrupted one leaves it to be rebuilt).
     gram_ok: bool,
+    /// bf16 history: the next buffer of the ring (the gradient rounded to
+    /// bf16 is staged here, then swapped with the slot it replaces); empty
+    /// for f32 history.
+    spare: Vec<u16>,
     stats: ParamStats,
     /// This step's sums per combo (see `PhaseTrainer::combos`).
     sums: Option<Sums>,
@@ -615,9 +619,6 @@ pub struct PhaseTrainer {
     stats: PhaseStats,
     err_sum: f64,
     last_err_sum: f64,
-    /// bf16 history: a gradient rounded to bf16 before it is stored (as long
-    /// as the largest parameter).
-    staged: Vec<u16>,
 }
 
 impl PhaseTrainer {
@@ -660,7 +661,6 @@ impl PhaseTrainer {
             },
             err_sum: 0.0,
             last_err_sum: 0.0,
-            staged: Vec::new(),
         })
     }
 
@@ -726,9 +726,11 @@ impl PhaseTrainer {
             )
         };
         let gram = crate::try_zeroed(w * w, "shape")?;
-        if self.cfg.history_bf16 && self.staged.len() < numel {
-            self.staged = crate::try_zeroed(numel, "shape")?;
-        }
+        let spare = if self.cfg.history_bf16 {
+            crate::try_zeroed(numel, "shape")?
+        } else {
+            Vec::new()
+        };
         crate::try_reserve(&mut self.recorded, 1, "shape")?;
         crate::try_reserve(&mut self.params, 1, "shape")?;
         let first = Predictor::all()
@@ -741,6 +743,7 @@ impl PhaseTrainer {
             hist,
             gram,
             gram_ok: true,
+            spare,
             stats: ParamStats {
                 predictor: first,
                 checks: 0,
@@ -785,7 +788,10 @@ impl PhaseTrainer {
         })
     }
 
-    /// Bytes held for history.
+    /// Bytes held for history: `history_window × numel` values per
+    /// parameter. Not counted: per parameter the Gram matrix
+    /// (`history_window²` f64) and, with bf16 history, one more buffer of
+    /// `numel` bf16 values (where the next gradient is staged).
     pub fn memory_bytes(&self) -> usize {
         let per = if self.cfg.history_bf16 { 2 } else { 4 };
         self.params
@@ -970,7 +976,6 @@ impl PhaseTrainer {
         };
         let level = self.level;
         let p = &mut self.params[id];
-        let staged = &mut self.staged;
         if !p.gram_ok {
             p.rebuild_gram(level, &slots, w);
         }
@@ -986,7 +991,7 @@ impl PhaseTrainer {
         // then is g scanned for the error), then the store.
         let (d, gg) = match &p.hist {
             History::F32(h) => dot_blocks(level, h, &srcs, grad, &mut []),
-            History::Bf16(h) => dot_blocks(level, h, &srcs, grad, &mut staged[..numel]),
+            History::Bf16(h) => dot_blocks(level, h, &srcs, grad, &mut p.spare),
         };
         if !gg.is_finite() {
             // Finite values can overflow the sums; only non-finite ones are refused.
@@ -995,7 +1000,7 @@ impl PhaseTrainer {
         p.gram_ok = false;
         match &mut p.hist {
             History::F32(h) => copy_blocks(&mut h[target], grad),
-            History::Bf16(h) => copy_blocks(&mut h[target], &staged[..numel]),
+            History::Bf16(h) => std::mem::swap(&mut h[target], &mut p.spare),
         }
         if m > 0 {
             // srcs == slots here.

@@ -1,5 +1,8 @@
 //! Phase trainer: the cost of recording (checking every predictor, then
-//! storing the gradient) and of predicting one parameter, against the named
+//! storing the gradient), of a record that only stores (a backward step
+//! whose check the guard skips; it still computes the dot products that keep
+//! the Gram matrix; timed in a loop of its own after the interleaved rounds,
+//! each step with a fresh gradient) and of predicting one parameter, against the named
 //! baseline measured in the same run: **reading the history once** (an AVX2
 //! max over the bits of every history buffer, 32 bytes a load: what one core
 //! can stream). One library thread.
@@ -136,8 +139,8 @@ fn main() {
         tritter_accel::cpu::describe()
     );
     println!();
-    println!("| elements | history | read history once (baseline) | record (3 predictors checked) | record / baseline | predict WLS (8 buffers) | predict / baseline | predict last (1 buffer) | wall: baseline, record, predict WLS |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| elements | history | read history once (baseline) | record (3 predictors checked) | record / baseline | record, store only | store only / baseline | predict WLS (8 buffers) | predict / baseline | predict last (1 buffer) | wall: baseline, record, predict WLS |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in &sizes {
         for bf16 in [false, true] {
             let g = grad(n, 99);
@@ -162,12 +165,45 @@ fn main() {
                 rec.record_gradient(0, &grad(n, t)).unwrap();
                 rec.end_step(1.0, None).unwrap();
             }
+            // Guarded default on uncorrelated gradients: the error stays far
+            // above max_error, so most backward steps skip the check.
+            let mut sto = PhaseTrainer::new(PhaseConfig {
+                history_bf16: bf16,
+                warmup_steps: WINDOW,
+                ..Default::default()
+            })
+            .unwrap();
+            sto.add_parameter(&[n]).unwrap();
+            // A fresh noise gradient each step, written (untimed) into one
+            // buffer just before the step: as warm in cache as `g` is for
+            // the record column.
+            let mut ng = vec![0f32; n];
+            let mut st = 0u64;
+            let mut refill = |ng: &mut Vec<f32>| {
+                st += 1;
+                for (i, x) in ng.iter_mut().enumerate() {
+                    *x = tritter_accel::rng::uniform_f32(1000 + st, i as u64) - 0.5;
+                }
+            };
+            let sto_step = |sto: &mut PhaseTrainer, ng: &[f32]| -> bool {
+                let before = sto.stats().error_samples;
+                let info = sto.begin_step().unwrap();
+                assert!(info.needs_backward);
+                sto.record_gradient(0, black_box(ng)).unwrap();
+                sto.end_step(1.0, None).unwrap();
+                info.phase != tritter_accel::grad::predict::Phase::Warmup
+                    && sto.stats().error_samples == before
+            };
+            for _ in 0..3 * WINDOW {
+                refill(&mut ng);
+                sto_step(&mut sto, &ng);
+            }
             let mut wls = trainer(n, bf16, Predictor::Wls);
             let mut last = trainer(n, bf16, Predictor::Last);
             wls.begin_step().unwrap();
             last.begin_step().unwrap();
             let mut out = vec![0f32; n];
-            let (mut cpu, mut wall) = (vec![vec![]; 4], vec![vec![]; 4]);
+            let (mut cpu, mut wall) = (vec![vec![]; 5], vec![vec![]; 5]);
             for _ in 0..rounds {
                 let r = [
                     timed(|| {
@@ -190,14 +226,32 @@ fn main() {
                     wall[k].push(w);
                 }
             }
+            // Store-only steps in a loop of their own after the interleaved
+            // rounds: each needs a fresh gradient written just before it, and
+            // writing one inside the rounds slowed the baseline read that
+            // followed. Compared with the baseline median above.
+            for _ in 0..rounds {
+                loop {
+                    refill(&mut ng);
+                    let mut skipped = false;
+                    let (c, w) = timed(|| skipped = sto_step(&mut sto, &ng));
+                    if skipped {
+                        cpu[4].push(c);
+                        wall[4].push(w);
+                        break;
+                    }
+                }
+            }
             let m: Vec<f64> = cpu.iter_mut().map(|v| median(v) * 1e6).collect();
             let w: Vec<f64> = wall.iter_mut().map(|v| median(v) * 1e6).collect();
             println!(
-                "| {n} | {} | {:.0} µs | {:.0} µs | {:.2}x | {:.0} µs | {:.2}x | {:.0} µs | {:.0}, {:.0}, {:.0} µs |",
+                "| {n} | {} | {:.0} µs | {:.0} µs | {:.2}x | {:.0} µs | {:.2}x | {:.0} µs | {:.2}x | {:.0} µs | {:.0}, {:.0}, {:.0} µs |",
                 if bf16 { "bf16" } else { "f32" },
                 m[0],
                 m[1],
                 m[1] / m[0],
+                m[4],
+                m[4] / m[0],
                 m[2],
                 m[2] / m[0],
                 m[3],

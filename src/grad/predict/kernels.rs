@@ -6,27 +6,39 @@
 //! pass over the history. Two kernels:
 //!
 //! * [`combine`]: `out = Σ_i c_i h_i` (a predicted gradient);
-//! * [`measure`]: for up to three coefficient sets at once, the sums
-//!   `Σ (p_m − g)²`, `Σ p_m g`, `Σ p_m²` and `Σ g²` against a real gradient
-//!   `g` (the trainer's error check on every backward pass).
+//! * [`dots`]: the dot products `Σ_e h_i[e]·g[e]` of every source with one
+//!   vector `g` of the same type, and `Σ_e g[e]²` (the trainer's check on
+//!   every backward pass works from these and a Gram matrix of the history;
+//!   see the parent module).
 //!
 //! # Arithmetic (identical at every CPU level)
-//! `p` is accumulated in f32 in history order, `p ← p + c_i·h_i` with a
-//! separate multiply and add (no FMA), starting from 0. The sums are kept in
-//! eight f32 lanes (element `e` goes to lane `e mod 8`, in increasing `e`) and
-//! the lanes are added in f64 in lane order. The scalar reference does exactly
-//! this, so every level gives the same bits; callers sum blocks of elements
-//! in f64 in a fixed order, so results do not depend on the thread count
-//! either. The f32 lane sums carry a relative rounding error of about
-//! `len/8 · 2^-24` per block: negligible for error statistics.
+//! [`combine`] accumulates `p` in f32 in source order, `p ← p + c_i·h_i`
+//! with a separate multiply and add (no FMA), starting from 0.
+//!
+//! [`dots`] keeps the sums in eight f32 lanes per source; the lanes are
+//! added in f64 in lane order. f32 history: a separate f32 multiply and add
+//! (no FMA); element `e` goes to lane `e mod 8`, in increasing `e`. bf16
+//! history (`g` then is bf16 too): a fused multiply-add, i.e. one rounding of
+//! `acc + h·g` (the product of two bf16 values has 16 significant bits, so
+//! the scalar reference gets the same single rounding from f64 arithmetic);
+//! the first `⌊len/16⌋·16` elements go in groups of 16 (one AVX2 load),
+//! lane `j` getting element `16q + 2j` and then `16q + 2j + 1` of group `q`
+//! (the two bf16 halves of 32-bit word `j`), the rest element `e` to lane
+//! `e mod 8`, in increasing `e`.
+//!
+//! The scalar reference does exactly this, so every level gives the same
+//! bits; callers sum blocks of elements in f64 in a fixed order, so results
+//! do not depend on the thread count either. The f32 lane sums carry a
+//! relative rounding error of about `√(len/8) · 2^-24` (at most
+//! `len/8 · 2^-24`) of the sum of `|h_i[e] g[e]|`.
 
 use crate::cpu::CpuLevel;
 
-/// Most coefficient sets [`measure`] evaluates in one pass.
-const MAX_COMBOS: usize = 3;
-
 /// Lanes of the partial sums (one AVX2 vector of f32).
 const LANES: usize = 8;
+
+/// Most sources one pass of [`dots`] accumulates (one vector of lanes each).
+const GROUP: usize = 8;
 
 /// A history element: f32, or bf16 kept as its bit pattern.
 pub trait Slot: Copy + Default + Send + Sync + 'static {
@@ -36,6 +48,9 @@ pub trait Slot: Copy + Default + Send + Sync + 'static {
     fn load(self) -> f32;
     /// Writes `src` into `dst` (equal lengths; bf16 rounds to nearest even).
     fn store(dst: &mut [Self], src: &[f32]);
+    /// `src` as this type, exactly as [`Slot::store`] would write it: `src`
+    /// itself for f32; for bf16 rounded into `buf` (as long as `src`).
+    fn stage<'a>(src: &'a [f32], buf: &'a mut [Self]) -> &'a [Self];
 }
 
 impl Slot for f32 {
@@ -46,6 +61,9 @@ impl Slot for f32 {
     }
     fn store(dst: &mut [f32], src: &[f32]) {
         dst.copy_from_slice(src);
+    }
+    fn stage<'a>(src: &'a [f32], _buf: &'a mut [f32]) -> &'a [f32] {
+        src
     }
 }
 
@@ -58,57 +76,22 @@ impl Slot for u16 {
     fn store(dst: &mut [u16], src: &[f32]) {
         crate::precision::convert::f32_to_bf16(src, dst).expect("equal lengths");
     }
-}
-
-/// The sums [`measure`] returns (f64; entries past the number of coefficient
-/// sets are 0).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Sums {
-    /// `Σ (p_m − g)²` per coefficient set.
-    pub err: [f64; 3],
-    /// `Σ p_m g`.
-    pub dot: [f64; 3],
-    /// `Σ p_m²`.
-    pub pp: [f64; 3],
-    /// `Σ g²`.
-    pub gg: f64,
-}
-
-impl Sums {
-    /// Adds `o` field by field (callers add blocks in a fixed order).
-    pub fn add(&mut self, o: &Sums) {
-        for m in 0..MAX_COMBOS {
-            self.err[m] += o.err[m];
-            self.dot[m] += o.dot[m];
-            self.pp[m] += o.pp[m];
-        }
-        self.gg += o.gg;
+    fn stage<'a>(src: &'a [f32], buf: &'a mut [u16]) -> &'a [u16] {
+        Self::store(buf, src);
+        buf
     }
 }
 
-/// Per-lane f32 partial sums.
+/// Per-lane f32 partial sums of one [`dots`] pass.
 #[derive(Debug, Clone, Copy, Default)]
 struct Lanes {
-    err: [[f32; LANES]; MAX_COMBOS],
-    dot: [[f32; LANES]; MAX_COMBOS],
-    pp: [[f32; LANES]; MAX_COMBOS],
+    acc: [[f32; LANES]; GROUP],
     gg: [f32; LANES],
 }
 
-impl Lanes {
-    fn reduce(&self) -> Sums {
-        let sum = |l: &[f32; LANES]| l.iter().fold(0.0f64, |a, &x| a + x as f64);
-        let mut s = Sums {
-            gg: sum(&self.gg),
-            ..Default::default()
-        };
-        for m in 0..MAX_COMBOS {
-            s.err[m] = sum(&self.err[m]);
-            s.dot[m] = sum(&self.dot[m]);
-            s.pp[m] = sum(&self.pp[m]);
-        }
-        s
-    }
+/// The f32 lanes added in f64, in lane order.
+fn reduce(l: &[f32; LANES]) -> f64 {
+    l.iter().fold(0.0f64, |a, &x| a + x as f64)
 }
 
 /// Whether the AVX2 kernels may run at `level` on this CPU.
@@ -118,7 +101,7 @@ fn use_avx2(level: CpuLevel) -> bool {
         && CpuLevel::Avx2.is_supported()
 }
 
-/// The kernel level [`combine`] and [`measure`] actually run at `level`
+/// The kernel level [`combine`] and [`dots`] actually run at `level`
 /// (`Avx2` for AVX2 and above where supported, else `Scalar`).
 pub fn kernel_level(level: CpuLevel) -> CpuLevel {
     if use_avx2(level) {
@@ -128,13 +111,8 @@ pub fn kernel_level(level: CpuLevel) -> CpuLevel {
     }
 }
 
-fn check_shapes<T>(srcs: &[&[T]], coef: &[f32], m: usize, n: usize) {
-    assert!(m <= MAX_COMBOS, "at most {MAX_COMBOS} coefficient sets");
-    assert_eq!(
-        coef.len(),
-        m * srcs.len(),
-        "one coefficient per set and source"
-    );
+fn check_shapes<T>(srcs: &[&[T]], coef: &[f32], n: usize) {
+    assert_eq!(coef.len(), srcs.len(), "one coefficient per source");
     assert!(
         srcs.iter().all(|s| s.len() == n),
         "sources of unequal length"
@@ -144,7 +122,7 @@ fn check_shapes<T>(srcs: &[&[T]], coef: &[f32], m: usize, n: usize) {
 /// `out[e] = Σ_i coef[i] · srcs[i][e]` (f32, in source order; see the module
 /// docs). Panics if the lengths disagree.
 pub fn combine<T: Slot>(level: CpuLevel, srcs: &[&[T]], coef: &[f32], out: &mut [f32]) {
-    check_shapes(srcs, coef, 1, out.len());
+    check_shapes(srcs, coef, out.len());
     let mut start = 0;
     #[cfg(target_arch = "x86_64")]
     if use_avx2(level) {
@@ -165,77 +143,87 @@ fn combine_scalar<T: Slot>(srcs: &[&[T]], coef: &[f32], out: &mut [f32], start: 
     }
 }
 
-/// For each of the `m` coefficient sets (`coef` is `m` rows of
-/// `srcs.len()`), the prediction `p_m = Σ_i coef[m][i] · srcs[i]` compared
-/// with `g`; returns the sums (see [`Sums`]). With `unit0 = Some(u)`, set 0
-/// is the source `u` itself (`p_0 = srcs[u]`, its coefficients are ignored):
-/// the last-gradient predictor costs no arithmetic. Panics if the lengths
-/// disagree, `m > 3`, or `u` is out of range.
-pub fn measure<T: Slot>(
-    level: CpuLevel,
-    srcs: &[&[T]],
-    coef: &[f32],
-    m: usize,
-    unit0: Option<usize>,
-    g: &[f32],
-) -> Sums {
-    check_shapes(srcs, coef, m, g.len());
-    let unit0 = unit0.filter(|_| m > 0);
+/// `out[i] = Σ_e srcs[i][e] · g[e]` for every source, and returns
+/// `Σ_e g[e]²` (f32 products and lane sums, lanes added in f64; see the
+/// module docs for the lane order). Sources are taken eight at a time, one
+/// pass over `g` each. Panics if the lengths disagree.
+pub fn dots<T: Slot>(level: CpuLevel, srcs: &[&[T]], g: &[T], out: &mut [f64]) -> f64 {
+    assert_eq!(out.len(), srcs.len(), "one output per source");
     assert!(
-        unit0.is_none_or(|u| u < srcs.len()),
-        "unit source out of range"
+        srcs.iter().all(|s| s.len() == g.len()),
+        "sources of unequal length"
     );
-    let mut lanes = Lanes::default();
-    let mut start = 0;
-    #[cfg(target_arch = "x86_64")]
-    if use_avx2(level) {
-        // SAFETY: AVX2 checked; lengths and the unit source checked above.
-        start = unsafe {
-            match (m, unit0) {
-                (0, _) => 0,
-                (1, None) => x86::measure::<T, 1, false>(srcs, coef, 0, g, &mut lanes),
-                (2, None) => x86::measure::<T, 2, false>(srcs, coef, 0, g, &mut lanes),
-                (_, None) => x86::measure::<T, 3, false>(srcs, coef, 0, g, &mut lanes),
-                (1, Some(u)) => x86::measure::<T, 1, true>(srcs, coef, u, g, &mut lanes),
-                (2, Some(u)) => x86::measure::<T, 2, true>(srcs, coef, u, g, &mut lanes),
-                (_, Some(u)) => x86::measure::<T, 3, true>(srcs, coef, u, g, &mut lanes),
-            }
-        };
-    }
-    let _ = level;
-    measure_scalar(srcs, coef, m, unit0, g, start, &mut lanes);
-    lanes.reduce()
-}
-
-fn measure_scalar<T: Slot>(
-    srcs: &[&[T]],
-    coef: &[f32],
-    m: usize,
-    unit0: Option<usize>,
-    g: &[f32],
-    start: usize,
-    l: &mut Lanes,
-) {
-    let k = srcs.len();
-    for (e, &ge) in g.iter().enumerate().skip(start) {
-        let j = e % LANES;
-        for q in 0..m {
-            let p = match unit0 {
-                Some(u) if q == 0 => srcs[u][e].load(),
-                _ => {
-                    let mut p = 0.0f32;
-                    for (s, &c) in srcs.iter().zip(&coef[q * k..(q + 1) * k]) {
-                        p += c * s[e].load();
-                    }
-                    p
+    let mut gg = None;
+    let mut i = 0;
+    // At least one pass (for Σ g² when there is no source).
+    while i < srcs.len() || gg.is_none() {
+        let grp = &srcs[i..(i + GROUP).min(srcs.len())];
+        let mut lanes = Lanes::default();
+        let mut start = 0;
+        #[cfg(target_arch = "x86_64")]
+        if use_avx2(level) {
+            // SAFETY: AVX2 checked (the level includes FMA); lengths checked
+            // above; grp.len() <= GROUP.
+            start = unsafe {
+                match grp.len() {
+                    0 => x86::dots::<T, 0>(grp, g, &mut lanes),
+                    1 => x86::dots::<T, 1>(grp, g, &mut lanes),
+                    2 => x86::dots::<T, 2>(grp, g, &mut lanes),
+                    3 => x86::dots::<T, 3>(grp, g, &mut lanes),
+                    4 => x86::dots::<T, 4>(grp, g, &mut lanes),
+                    5 => x86::dots::<T, 5>(grp, g, &mut lanes),
+                    6 => x86::dots::<T, 6>(grp, g, &mut lanes),
+                    7 => x86::dots::<T, 7>(grp, g, &mut lanes),
+                    _ => x86::dots::<T, 8>(grp, g, &mut lanes),
                 }
             };
-            let d = p - ge;
-            l.err[q][j] += d * d;
-            l.dot[q][j] += p * ge;
-            l.pp[q][j] += p * p;
         }
-        l.gg[j] += ge * ge;
+        let _ = level;
+        dots_scalar(grp, g, start, &mut lanes);
+        for (o, l) in out[i..i + grp.len()].iter_mut().zip(&lanes.acc) {
+            *o = reduce(l);
+        }
+        gg.get_or_insert(reduce(&lanes.gg));
+        i += grp.len();
+    }
+    gg.unwrap_or(0.0)
+}
+
+/// The reference of [`dots`] for at most [`GROUP`] sources, from element
+/// `start` (0, or where the AVX2 kernel stopped: a multiple of 16 for bf16).
+fn dots_scalar<T: Slot>(srcs: &[&[T]], g: &[T], start: usize, l: &mut Lanes) {
+    let n = g.len();
+    // f32: a rounded product, then a rounded sum. bf16: `acc + h·g` rounded
+    // once, as the AVX2 FMA does (the f64 product is exact, and so is the
+    // f64 sum whenever it matters for the f32 rounding).
+    let madd = |acc: f32, h: f32, g: f32| -> f32 {
+        if T::BF16 {
+            (acc as f64 + h as f64 * g as f64) as f32
+        } else {
+            acc + h * g
+        }
+    };
+    let mut add = |x: usize, j: usize| {
+        let gv = g[x].load();
+        for (acc, s) in l.acc.iter_mut().zip(srcs) {
+            acc[j] = madd(acc[j], s[x].load(), gv);
+        }
+        l.gg[j] = madd(l.gg[j], gv, gv);
+    };
+    let mut e = start;
+    if T::BF16 {
+        debug_assert!(start.is_multiple_of(16) || start >= n / 16 * 16);
+        // Groups of 16: lane j gets 2j, then 2j + 1.
+        while e + 16 <= n {
+            for j in 0..LANES {
+                add(e + 2 * j, j);
+                add(e + 2 * j + 1, j);
+            }
+            e += 16;
+        }
+    }
+    for x in e..n {
+        add(x, x % LANES);
     }
 }
 
@@ -285,76 +273,69 @@ mod x86 {
         e
     }
 
-    /// Accumulates the first `len / 8 * 8` elements into `lanes` and returns
-    /// that count. With `UNIT`, set 0 is source `u` itself.
+    /// Accumulates the dot products of the `S` sources with `g` (and
+    /// `g·g`) for the first `len / 8 * 8` elements into `lanes` and returns
+    /// that count (see the module docs for the lane order).
     ///
     /// # Safety
-    /// AVX2; every source as long as `g`; `coef.len() == M * srcs.len()`;
-    /// `u < srcs.len()` if `UNIT`.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn measure<T: Slot, const M: usize, const UNIT: bool>(
+    /// AVX2 and FMA; `srcs.len() == S <= 8`; every source as long as `g`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dots<T: Slot, const S: usize>(
         srcs: &[&[T]],
-        coef: &[f32],
-        u: usize,
-        g: &[f32],
+        g: &[T],
         lanes: &mut Lanes,
     ) -> usize {
         let n = g.len();
-        let k = srcs.len();
         let z = _mm256_setzero_ps();
-        let (mut err, mut dot, mut pp) = ([z; M], [z; M], [z; M]);
+        let mut acc = [z; S];
         let mut gg = z;
-        let first = if UNIT { 1 } else { 0 };
+        let p: [*const T; S] = std::array::from_fn(|i| srcs[i].as_ptr());
+        let gp = g.as_ptr();
         let mut e = 0;
-        // The predictions of V consecutive vectors (8 V elements) as V
-        // independent chains, so that several are in flight at once (one
-        // chain of 8 dependent adds per set left the loop latency-bound);
-        // their sums then go into the lanes vector by vector, in element
-        // order, exactly as one vector a step would.
-        macro_rules! step {
-            ($v:expr) => {{
-                const V: usize = $v;
-                let mut p = [[z; M]; V];
-                for i in 0..k {
-                    let s = srcs.get_unchecked(i).as_ptr().add(e);
-                    let h: [__m256; V] = std::array::from_fn(|v| load8!(T, s.add(8 * v)));
-                    for q in first..M {
-                        let c = _mm256_set1_ps(*coef.get_unchecked(q * k + i));
-                        for v in 0..V {
-                            p[v][q] = _mm256_add_ps(p[v][q], _mm256_mul_ps(c, h[v]));
-                        }
-                    }
-                }
-                for (v, pv) in p.iter_mut().enumerate() {
-                    if UNIT {
-                        pv[0] = load8!(T, srcs.get_unchecked(u).as_ptr().add(e + 8 * v));
-                    }
-                    let gv = _mm256_loadu_ps(g.as_ptr().add(e + 8 * v));
-                    for q in 0..M {
-                        let d = _mm256_sub_ps(pv[q], gv);
-                        err[q] = _mm256_add_ps(err[q], _mm256_mul_ps(d, d));
-                        dot[q] = _mm256_add_ps(dot[q], _mm256_mul_ps(pv[q], gv));
-                        pp[q] = _mm256_add_ps(pp[q], _mm256_mul_ps(pv[q], pv[q]));
-                    }
-                    gg = _mm256_add_ps(gg, _mm256_mul_ps(gv, gv));
-                }
-                e += 8 * V;
-            }};
-        }
-        // SAFETY (both loops): e + 8 V <= n = every source's length;
-        // q * k + i < M * k; u < k.
-        while e + 16 <= n {
-            unsafe { step!(2) }
-        }
-        while e + 8 <= n {
-            unsafe { step!(1) }
-        }
-        // SAFETY: each destination is an [f32; 8].
+        // SAFETY (all loops): e + 16 (or 8) <= n = every source's length.
         unsafe {
-            for q in 0..M {
-                _mm256_storeu_ps(lanes.err[q].as_mut_ptr(), err[q]);
-                _mm256_storeu_ps(lanes.dot[q].as_mut_ptr(), dot[q]);
-                _mm256_storeu_ps(lanes.pp[q].as_mut_ptr(), pp[q]);
+            if T::BF16 {
+                // 16 values a load: 32-bit word j holds elements 2j (low
+                // half) and 2j + 1 (high half); masking the low half gives
+                // the exact f32 of 2j + 1, shifting it up that of 2j.
+                let hi = _mm256_castsi256_ps(_mm256_set1_epi32(-65536)); // 0xffff_0000
+                let split = |x: __m256i| {
+                    (
+                        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(x)),
+                        _mm256_and_ps(_mm256_castsi256_ps(x), hi),
+                    )
+                };
+                while e + 16 <= n {
+                    let (g0, g1) = split(_mm256_loadu_si256(gp.add(e) as *const __m256i));
+                    for i in 0..S {
+                        let (h0, h1) = split(_mm256_loadu_si256(p[i].add(e) as *const __m256i));
+                        acc[i] = _mm256_fmadd_ps(h0, g0, acc[i]);
+                        acc[i] = _mm256_fmadd_ps(h1, g1, acc[i]);
+                    }
+                    gg = _mm256_fmadd_ps(g0, g0, gg);
+                    gg = _mm256_fmadd_ps(g1, g1, gg);
+                    e += 16;
+                }
+                if e + 8 <= n {
+                    let gv = load8!(T, gp.add(e));
+                    for i in 0..S {
+                        acc[i] = _mm256_fmadd_ps(load8!(T, p[i].add(e)), gv, acc[i]);
+                    }
+                    gg = _mm256_fmadd_ps(gv, gv, gg);
+                    e += 8;
+                }
+            }
+            while e + 8 <= n {
+                let gv = load8!(T, gp.add(e));
+                for i in 0..S {
+                    acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(load8!(T, p[i].add(e)), gv));
+                }
+                gg = _mm256_add_ps(gg, _mm256_mul_ps(gv, gv));
+                e += 8;
+            }
+            // SAFETY: each destination is an [f32; 8].
+            for (l, a) in lanes.acc.iter_mut().zip(acc) {
+                _mm256_storeu_ps(l.as_mut_ptr(), a);
             }
             _mm256_storeu_ps(lanes.gg.as_mut_ptr(), gg);
         }
@@ -365,9 +346,19 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::precision::convert::f32_to_bf16_bits;
     use crate::rng::uniform_f32;
 
-    const SIZES: [usize; 16] = [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 255, 257];
+    /// Boundary sizes (vector of 8, bf16 group of 16, trainer block of 4096)
+    /// and a few seeded random ones.
+    fn sizes() -> Vec<usize> {
+        let mut v = vec![
+            0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33, 255, 256, 257, 4095, 4096,
+            4097,
+        ];
+        v.extend((0..4).map(|i| (uniform_f32(4242, i) * 3000.0) as usize));
+        v
+    }
 
     fn levels() -> Vec<CpuLevel> {
         let run = crate::cpu::supported_levels();
@@ -394,39 +385,18 @@ mod tests {
         (h, g)
     }
 
-    /// The plain f64 definitions the kernels approximate.
-    fn reference(h: &[Vec<f32>], coef: &[f32], m: usize, g: &[f32]) -> (Vec<Vec<f64>>, [f64; 4]) {
-        let k = h.len();
-        let p: Vec<Vec<f64>> = (0..m)
-            .map(|q| {
-                (0..g.len())
-                    .map(|e| {
-                        (0..k)
-                            .map(|i| coef[q * k + i] as f64 * h[i][e] as f64)
-                            .sum()
-                    })
-                    .collect()
-            })
-            .collect();
-        let gg = g.iter().map(|&x| x as f64 * x as f64).sum();
-        (p, [gg, 0.0, 0.0, 0.0])
+    fn bf16(v: &[f32]) -> Vec<u16> {
+        v.iter().map(|&x| f32_to_bf16_bits(x)).collect()
     }
 
     #[test]
-    fn combine_and_measure_equal_the_reference_at_every_level() {
+    fn combine_equals_the_reference_at_every_level() {
         for level in levels() {
-            for (case, &n) in SIZES.iter().enumerate() {
+            for (case, n) in sizes().into_iter().enumerate() {
                 for k in [1usize, 2, 3, 8, 17] {
-                    let (h, g) = data(case as u64 * 31 + k as u64, n, k);
-                    let hb: Vec<Vec<u16>> = h
-                        .iter()
-                        .map(|v| {
-                            v.iter()
-                                .map(|&x| crate::precision::convert::f32_to_bf16_bits(x))
-                                .collect()
-                        })
-                        .collect();
-                    let coef: Vec<f32> = (0..MAX_COMBOS * k)
+                    let (h, _) = data(case as u64 * 31 + k as u64, n, k);
+                    let hb: Vec<Vec<u16>> = h.iter().map(|v| bf16(v)).collect();
+                    let coef: Vec<f32> = (0..k)
                         .map(|i| uniform_f32(77 + case as u64, i as u64) * 2.0 - 0.7)
                         .collect();
                     let srcs: Vec<&[f32]> = h.iter().map(|v| v.as_slice()).collect();
@@ -434,82 +404,126 @@ mod tests {
                     // Bit-exact against the scalar reference (same arithmetic).
                     let mut out = vec![f32::NAN; n];
                     let mut want = vec![0f32; n];
-                    combine(level, &srcs, &coef[..k], &mut out);
-                    combine_scalar(&srcs, &coef[..k], &mut want, 0);
+                    combine(level, &srcs, &coef, &mut out);
+                    combine_scalar(&srcs, &coef, &mut want, 0);
                     assert_eq!(out, want, "{level:?} n {n} k {k}");
-                    combine(level, &srcb, &coef[..k], &mut out);
-                    combine_scalar(&srcb, &coef[..k], &mut want, 0);
+                    combine(level, &srcb, &coef, &mut out);
+                    combine_scalar(&srcb, &coef, &mut want, 0);
                     assert_eq!(out, want, "bf16 {level:?} n {n} k {k}");
-                    for m in 0..=MAX_COMBOS {
-                        for unit in [None, Some(k - 1), Some(k / 2)] {
-                            let mut c = coef[..m * k].to_vec();
-                            if let (Some(u), true) = (unit, m > 0) {
-                                // What the unit row means: coefficients e_u.
-                                c[..k]
-                                    .iter_mut()
-                                    .enumerate()
-                                    .for_each(|(i, x)| *x = (i == u) as u8 as f32);
-                            }
-                            let c = &c[..];
-                            let got = measure(level, &srcs, c, m, unit, &g);
-                            let mut l = Lanes::default();
-                            measure_scalar(&srcs, c, m, unit.filter(|_| m > 0), &g, 0, &mut l);
-                            assert_eq!(got, l.reduce(), "{level:?} n {n} k {k} m {m} {unit:?}");
-                            let gotb = measure(level, &srcb, c, m, unit, &g);
-                            let mut l = Lanes::default();
-                            measure_scalar(&srcb, c, m, unit.filter(|_| m > 0), &g, 0, &mut l);
-                            assert_eq!(
-                                gotb,
-                                l.reduce(),
-                                "bf16 {level:?} n {n} k {k} m {m} {unit:?}"
-                            );
-                            // Against the f64 definitions, within the f32 rounding bound:
-                            // each p has k products (|c h| <= 2.6), so |Δp| <= 2k·2^-24·Σ|c h|.
-                            let (p, [gg, ..]) = reference(&h, c, m, &g);
-                            let tol =
-                                |x: f64, scale: f64| (x.abs() + scale) * 1e-5 * (k as f64 + 2.0);
-                            assert!((got.gg - gg).abs() <= tol(gg, 0.0), "{} {}", got.gg, gg);
-                            for (q, pq) in p.iter().enumerate().take(m) {
-                                let err: f64 = pq
-                                    .iter()
-                                    .zip(&g)
-                                    .map(|(a, &b)| (a - b as f64).powi(2))
-                                    .sum();
-                                let dot: f64 = pq.iter().zip(&g).map(|(a, &b)| a * b as f64).sum();
-                                let pp: f64 = pq.iter().map(|a| a * a).sum();
-                                let scale = n as f64 * 10.0 * k as f64;
-                                assert!(
-                                    (got.err[q] - err).abs() <= tol(err, scale),
-                                    "err {} {}",
-                                    got.err[q],
-                                    err
-                                );
-                                assert!(
-                                    (got.dot[q] - dot).abs() <= tol(dot, scale),
-                                    "dot {} {}",
-                                    got.dot[q],
-                                    dot
-                                );
-                                assert!(
-                                    (got.pp[q] - pp).abs() <= tol(pp, scale),
-                                    "pp {} {}",
-                                    got.pp[q],
-                                    pp
-                                );
-                            }
-                            for q in m..MAX_COMBOS {
-                                assert_eq!((got.err[q], got.dot[q], got.pp[q]), (0.0, 0.0, 0.0));
-                            }
-                        }
-                    }
-                    // The measured prediction is exactly what combine writes.
-                    if n > 0 {
-                        let mut p = vec![0f32; n];
-                        combine(level, &srcs, &coef[..k], &mut p);
-                        let s = measure(level, &srcs, &coef[..k], 1, None, &p);
-                        assert_eq!(s.err[0], 0.0);
+                }
+            }
+        }
+    }
+
+    /// Checks `dots` at `level` against the scalar reference (bits) and, with
+    /// `bound`, the f64 definitions (within the rounding bound).
+    fn check_dots<T: Slot>(level: CpuLevel, h: &[Vec<T>], g: &[T], what: &str, bound: bool) {
+        let n = g.len();
+        let srcs: Vec<&[T]> = h.iter().map(|v| v.as_slice()).collect();
+        let mut got = vec![f64::NAN; h.len()];
+        let gg = dots(level, &srcs, g, &mut got);
+        // The scalar reference, eight sources a pass.
+        let mut want = vec![0.0; h.len()];
+        let mut want_gg = None;
+        for (c, o) in srcs.chunks(GROUP).zip(want.chunks_mut(GROUP)) {
+            let mut l = Lanes::default();
+            dots_scalar(c, g, 0, &mut l);
+            for (o, a) in o.iter_mut().zip(&l.acc) {
+                *o = reduce(a);
+            }
+            want_gg.get_or_insert(reduce(&l.gg));
+        }
+        let want_gg = want_gg.unwrap_or_else(|| {
+            let mut l = Lanes::default();
+            dots_scalar::<T>(&[], g, 0, &mut l);
+            reduce(&l.gg)
+        });
+        // The same bits (any NaN counts as the same: overflowed sums).
+        let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        for (a, b) in got.iter().zip(&want) {
+            assert!(
+                same(*a, *b),
+                "{what} {level:?} n {n} k {}: {got:?} vs {want:?}",
+                h.len()
+            );
+        }
+        assert!(
+            same(gg, want_gg),
+            "{what} gg {level:?} n {n}: {gg} vs {want_gg}"
+        );
+        if !bound {
+            return;
+        }
+        // Recursive f32 summation of n/8 products a lane: |error| <=
+        // (n/8 + 2) 2^-24 Σ|h g| (to first order), plus the subnormal spacing.
+        let bound = |x: &[T]| {
+            let exact: f64 = x
+                .iter()
+                .zip(g)
+                .map(|(a, b)| a.load() as f64 * b.load() as f64)
+                .sum();
+            let mag: f64 = x
+                .iter()
+                .zip(g)
+                .map(|(a, b)| (a.load() as f64 * b.load() as f64).abs())
+                .sum();
+            let sub = (n as f64 + 1.0) * 2f64.powi(-149);
+            (exact, (n as f64 / 8.0 + 2.0) * 2f64.powi(-24) * mag + sub)
+        };
+        for (i, x) in h.iter().enumerate() {
+            let (exact, tol) = bound(x);
+            assert!(
+                (got[i] - exact).abs() <= tol,
+                "{what} n {n} src {i}: {} vs {exact}",
+                got[i]
+            );
+        }
+        let (exact, tol) = bound(g);
+        assert!(
+            (gg - exact).abs() <= tol,
+            "{what} n {n} gg: {gg} vs {exact}"
+        );
+    }
+
+    #[test]
+    fn dots_equal_the_reference_at_every_level() {
+        for level in levels() {
+            for (case, n) in sizes().into_iter().enumerate() {
+                for k in [0usize, 1, 2, 3, 7, 8, 9, 17] {
+                    // Ordinary values; products in the subnormal range (where
+                    // an FMA and a rounded product differ); sums that overflow.
+                    for (scale, bound) in [(1.0f32, true), (3e-22, true), (2e19, false)] {
+                        let (mut h, mut g) = data(case as u64 * 37 + k as u64, n, k);
+                        h.iter_mut().flatten().for_each(|x| *x *= scale);
+                        g.iter_mut().for_each(|x| *x *= scale);
+                        check_dots(level, &h, &g, &format!("f32 x{scale}"), bound);
+                        let hb: Vec<Vec<u16>> = h.iter().map(|v| bf16(v)).collect();
+                        check_dots(level, &hb, &bf16(&g), &format!("bf16 x{scale}"), bound);
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_lane_order_is_the_documented_one() {
+        // One non-zero element at a time: it must land in the documented lane.
+        let n = 40;
+        for x in 0..n {
+            let mut g = vec![0u16; n];
+            g[x] = f32_to_bf16_bits(1.0);
+            let mut l = Lanes::default();
+            dots_scalar::<u16>(&[], &g, 0, &mut l);
+            let lane = l.gg.iter().position(|&v| v == 1.0).unwrap();
+            let want = if x < 32 { (x % 16) / 2 } else { x % 8 };
+            assert_eq!(lane, want, "element {x}");
+            #[cfg(target_arch = "x86_64")]
+            if use_avx2(CpuLevel::Avx2) {
+                let mut a = Lanes::default();
+                // SAFETY: AVX2 (with FMA: the AVX2 level includes it) checked; no source.
+                let done = unsafe { x86::dots::<u16, 0>(&[], &g, &mut a) };
+                dots_scalar::<u16>(&[], &g, done, &mut a);
+                assert_eq!(a.gg, l.gg, "element {x}");
             }
         }
     }

@@ -73,10 +73,29 @@
 //! # Cost
 //! History is kept per parameter as `history_window` buffers of `numel`
 //! values (f32, or bf16 with `history_bf16`), one per recorded step, in a
-//! ring. Predicting is one pass over the buffers the chosen predictor uses;
-//! recording is one pass over all of them plus the write of the new buffer
-//! (see [`kernels`] for the arithmetic, which is identical at every CPU level
-//! and thread count).
+//! ring. Predicting is one pass over the buffers the chosen predictor uses.
+//!
+//! Recording checks every predictor in its **Gram form**: every prediction is
+//! a linear combination `p = Σ_i c_i h_i` of the history, so with the dot
+//! products `d_i = ⟨h_i, g⟩`, `gg = ⟨g, g⟩` and the history's Gram matrix
+//! `G_ij = ⟨h_i, h_j⟩` (kept per parameter, `history_window²` f64), a
+//! predictor's sums are `⟨p, g⟩ = Σ c_i d_i`, `‖p‖² = cᵀ G c` and
+//! `‖p − g‖² = ‖p‖² − 2⟨p, g⟩ + gg` (f64, after the pass). The pass over the
+//! history computes only the `d_i` and `gg` (one multiply-add per history
+//! element); the new gradient's dot products are then its row of `G`. `g`
+//! here is the gradient as stored (bf16 history: rounded to bf16, so `G` is
+//! exactly the stored history's Gram matrix and the check measures against
+//! the stored gradient, at most `2^-9` relative from the real one). A
+//! backward step that skips the check still computes the dot products (`G`
+//! must follow the history). Being a difference of large terms, `‖p − g‖²`
+//! carries the f32 lane sums' rounding of the terms (up to about `10^-6
+//! ‖g‖²`), so relative errors below about `10^-3` are not resolved (a
+//! straight-line history measured `8·10^-5` instead of 0); near the decision
+//! threshold (0.3) the relative error is off by less than `10^-4` (tested;
+//! `3·10^-6` measured). Nothing is written before `g`
+//! is known to be finite (a non-finite `g` makes `gg` non-finite). See
+//! [`kernels`] for the arithmetic, which is identical at every CPU level and
+//! thread count.
 
 pub mod coef;
 pub mod kernels;
@@ -86,7 +105,7 @@ use std::collections::VecDeque;
 use rayon::prelude::*;
 
 pub use coef::{ema_coefficients, last_coefficients, wls_coefficients, Predictor};
-use kernels::{Slot, Sums};
+use kernels::Slot;
 
 use crate::cpu::CpuLevel;
 use crate::{check_finite, Error, Result};
@@ -112,6 +131,20 @@ const MAX_CHECK_GAP: usize = 16;
 
 /// Elements per block for parallel work and for the fixed-order sums.
 const BLOCK: usize = 4096;
+
+/// One check's sums per predictor (by position in `PhaseTrainer::combos`;
+/// entries past the number of predictors are 0), from the Gram form.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Sums {
+    /// `Σ (p_m − g)²`.
+    err: [f64; 3],
+    /// `Σ p_m g`.
+    dot: [f64; 3],
+    /// `Σ p_m²`.
+    pp: [f64; 3],
+    /// `Σ g²`.
+    gg: f64,
+}
 
 /// A step's phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -439,7 +472,7 @@ pub struct PhaseStats {
     pub last_reason: Reason,
     /// How many parameters currently use each predictor (by code).
     pub predictor_params: [u64; 3],
-    /// Bytes held for history.
+    /// Bytes held for history (see [`PhaseTrainer::memory_bytes`]).
     pub memory_bytes: u64,
     /// Steps with a backward pass whose wall time was reported.
     pub timed_backward_steps: u64,
@@ -534,6 +567,17 @@ struct Param {
     shape: Vec<usize>,
     numel: usize,
     hist: History,
+    /// Gram matrix of the history, `history_window²` values indexed by ring
+    /// slot: `gram[a · w + b] = ⟨h_a, h_b⟩` (as [`kernels::dots`] computes
+    /// it) for the slots that hold entries.
+    gram: Vec<f64>,
+    /// Whether `gram` matches the stored history (false while a record is
+    /// writing, so an interrupted one leaves it to be rebuilt).
+    gram_ok: bool,
+    /// bf16 history: the next buffer of the ring (the gradient rounded to
+    /// bf16 is staged here, then swapped with the slot it replaces); empty
+    /// for f32 history.
+    spare: Vec<u16>,
     stats: ParamStats,
     /// This step's sums per combo (see `PhaseTrainer::combos`).
     sums: Option<Sums>,
@@ -700,6 +744,12 @@ impl PhaseTrainer {
                     .collect::<Result<_>>()?,
             )
         };
+        let gram = crate::try_zeroed(w * w, "shape")?;
+        let spare = if self.cfg.history_bf16 {
+            crate::try_zeroed(numel, "shape")?
+        } else {
+            Vec::new()
+        };
         crate::try_reserve(&mut self.recorded, 1, "shape")?;
         crate::try_reserve(&mut self.params, 1, "shape")?;
         let first = Predictor::all()
@@ -710,6 +760,9 @@ impl PhaseTrainer {
             shape: shape.to_vec(),
             numel,
             hist,
+            gram,
+            gram_ok: true,
+            spare,
             stats: ParamStats {
                 predictor: first,
                 checks: 0,
@@ -754,7 +807,10 @@ impl PhaseTrainer {
         })
     }
 
-    /// Bytes held for history.
+    /// Bytes held for history: `history_window × numel` values per
+    /// parameter. Not counted: per parameter the Gram matrix
+    /// (`history_window²` f64) and, with bf16 history, one more buffer of
+    /// `numel` bf16 values (where the next gradient is staged).
     pub fn memory_bytes(&self) -> usize {
         let per = if self.cfg.history_bf16 { 2 } else { 4 };
         self.params
@@ -925,8 +981,6 @@ impl PhaseTrainer {
                 ),
             ));
         }
-        check_finite(grad, "grad")?;
-
         let w = self.cfg.history_window;
         let target = if self.entries.len() < w {
             self.entries.len()
@@ -939,27 +993,55 @@ impl PhaseTrainer {
         } else {
             self.combos.len()
         };
-        let (order, coef) = used_sources(&slots, &self.coef[..m * slots.len()], m);
-        // Row 0 is Last: the newest entry itself.
-        let unit0 = slots
-            .last()
-            .and_then(|&newest| order.iter().position(|&s| s == newest));
         let level = self.level;
         let p = &mut self.params[id];
-        let k = Kernel {
-            level,
-            order: &order,
-            coef: &coef,
-            m,
-            unit0,
-        };
-        let sums = match &mut p.hist {
-            History::F32(h) => record_blocks(&k, h, target, grad),
-            History::Bf16(h) => record_blocks(&k, h, target, grad),
-        };
-        if m > 0 {
-            p.sums = Some(sums);
+        if !p.gram_ok {
+            p.rebuild_gram(level, &slots, w);
         }
+        // The dot products of g with the history: every entry for a check;
+        // for the Gram matrix only the entries that stay (not `target`).
+        let srcs: Vec<usize> = slots
+            .iter()
+            .copied()
+            .filter(|&s| m > 0 || s != target)
+            .collect();
+        // Nothing is written before g is known to be finite: the dot
+        // products first (a non-finite g makes Σ g² non-finite, and only
+        // then is g scanned for the error), then the store.
+        let (d, gg) = match &p.hist {
+            History::F32(h) => dot_blocks(level, h, &srcs, grad, &mut []),
+            History::Bf16(h) => dot_blocks(level, h, &srcs, grad, &mut p.spare),
+        };
+        if !gg.is_finite() {
+            // Finite values can overflow the sums; only non-finite ones are refused.
+            check_finite(grad, "grad")?;
+        }
+        p.gram_ok = false;
+        match &mut p.hist {
+            History::F32(h) => copy_blocks(&mut h[target], grad),
+            History::Bf16(h) => std::mem::swap(&mut h[target], &mut p.spare),
+        }
+        if m > 0 {
+            // srcs == slots here.
+            p.sums = Some(gram_sums(
+                &self.coef[..m * slots.len()],
+                m,
+                &slots,
+                &d,
+                &p.gram,
+                w,
+                gg,
+            ));
+        }
+        // The stored g's row and column of the Gram matrix.
+        for (&s, &v) in srcs.iter().zip(&d) {
+            if s != target {
+                p.gram[target * w + s] = v;
+                p.gram[s * w + target] = v;
+            }
+        }
+        p.gram[target * w + target] = gg;
+        p.gram_ok = true;
         self.recorded[id] = true;
         Ok(())
     }
@@ -1305,10 +1387,11 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-/// `dot / sqrt(pp gg)`; 1 when both vectors are zero, 0 when one is.
+/// `dot / sqrt(pp gg)` within [-1, 1] (rounding of the Gram form can take
+/// it a little past); 1 when both vectors are zero, 0 when one is.
 fn cosine(dot: f64, pp: f64, gg: f64) -> f64 {
     if pp > 0.0 && gg > 0.0 {
-        dot / (pp * gg).sqrt()
+        (dot / (pp * gg).sqrt()).clamp(-1.0, 1.0)
     } else if pp == 0.0 && gg == 0.0 {
         1.0
     } else {
@@ -1332,66 +1415,154 @@ fn used_sources(slots: &[usize], coef: &[f32], m: usize) -> (Vec<usize>, Vec<f32
     (order, c)
 }
 
-/// What [`record_blocks`] measures: `m` coefficient rows over the ring
-/// slots `order` (row 0 the source `unit0` itself, if set).
-struct Kernel<'a> {
-    level: CpuLevel,
-    order: &'a [usize],
-    coef: &'a [f32],
+/// The sums of the check from the Gram form: for each of the `m`
+/// coefficient rows `c` over the history entries (ring slots `slots`, oldest
+/// first), `dot = Σ_i c_i d_i`, `pp = cᵀ G c` and
+/// `err = pp − 2 dot + gg` (in f64; `pp` and `err` at least 0, NaN kept),
+/// with `d` the dot products of the gradient with the entries and `G` the
+/// history's Gram matrix (`w × w`, by ring slot). The coefficients are the
+/// f32 values the prediction uses.
+fn gram_sums(
+    coef: &[f32],
     m: usize,
-    unit0: Option<usize>,
+    slots: &[usize],
+    d: &[f64],
+    gram: &[f64],
+    w: usize,
+    gg: f64,
+) -> Sums {
+    let k = slots.len();
+    let mut s = Sums {
+        gg,
+        ..Default::default()
+    };
+    for q in 0..m {
+        let c = &coef[q * k..(q + 1) * k];
+        let (mut dot, mut pp) = (0.0f64, 0.0f64);
+        for (i, (&ci, &si)) in c.iter().zip(slots).enumerate() {
+            if ci == 0.0 {
+                continue;
+            }
+            let ci = ci as f64;
+            dot += ci * d[i];
+            let mut row = 0.0f64;
+            for (&cj, &sj) in c.iter().zip(slots) {
+                if cj != 0.0 {
+                    row += cj as f64 * gram[si * w + sj];
+                }
+            }
+            pp += ci * row;
+        }
+        // A difference of large terms: rounding can take it a little below
+        // 0 for a near-perfect predictor (a NaN stays NaN: the check fails).
+        let err = pp - 2.0 * dot + gg;
+        s.err[q] = if err < 0.0 { 0.0 } else { err };
+        s.pp[q] = if pp < 0.0 { 0.0 } else { pp };
+        s.dot[q] = dot;
+    }
+    s
 }
 
-/// Measures `k`'s rows against `grad`, block by block, and writes `grad`
-/// into ring slot `target`.
-fn record_blocks<T: Slot>(k: &Kernel, bufs: &mut [Vec<T>], target: usize, grad: &[f32]) -> Sums {
-    let mut tbuf = std::mem::take(&mut bufs[target]);
-    let others: &[Vec<T>] = bufs;
-    let task = |b: usize, tchunk: &mut [T]| -> Sums {
-        let r = b * BLOCK..b * BLOCK + tchunk.len();
-        let g = &grad[r.clone()];
-        // Nothing to measure (no history yet, or a step that skips the check):
-        // only the store.
-        let s = if k.m == 0 {
-            Sums::default()
-        } else {
-            let srcs: Vec<&[T]> = k
-                .order
-                .iter()
-                .map(|&s| {
-                    if s == target {
-                        &*tchunk
-                    } else {
-                        &others[s][r.clone()]
-                    }
-                })
-                .collect();
-            kernels::measure(k.level, &srcs, k.coef, k.m, k.unit0, g)
-        };
-        T::store(tchunk, g);
-        s
+impl Param {
+    /// Recomputes the Gram matrix of the entries in ring slots `slots` from
+    /// the stored history (the same kernel and blocks as the incremental
+    /// updates, so the same bits).
+    fn rebuild_gram(&mut self, level: CpuLevel, slots: &[usize], w: usize) {
+        for &t in slots {
+            let row = match &self.hist {
+                History::F32(h) => gram_row(level, h, slots, t),
+                History::Bf16(h) => gram_row(level, h, slots, t),
+            };
+            for (&s, &v) in slots.iter().zip(&row) {
+                self.gram[t * w + s] = v;
+            }
+        }
+        self.gram_ok = true;
+    }
+}
+
+/// `⟨bufs[t], bufs[s]⟩` for every `s` in `slots`, block by block (blocks
+/// summed in order, as [`dot_blocks`] does).
+fn gram_row<T: Slot>(level: CpuLevel, bufs: &[Vec<T>], slots: &[usize], t: usize) -> Vec<f64> {
+    let mut total = vec![0.0f64; slots.len()];
+    let mut part = vec![0.0f64; slots.len()];
+    let n = bufs[t].len();
+    for start in (0..n).step_by(BLOCK) {
+        let r = start..(start + BLOCK).min(n);
+        let srcs: Vec<&[T]> = slots.iter().map(|&s| &bufs[s][r.clone()]).collect();
+        kernels::dots(level, &srcs, &bufs[t][r], &mut part);
+        for (a, &b) in total.iter_mut().zip(&part) {
+            *a += b;
+        }
+    }
+    total
+}
+
+/// Block by block: the dot products of `grad` as it will be stored with
+/// the ring slots `srcs`, and `Σ grad²`, the blocks summed in f64 in order.
+/// Returns the dot products (in `srcs` order) and `Σ grad²`. For bf16,
+/// `staged` (as long as `grad`) receives `grad` rounded, as it is then
+/// stored; for f32 it is empty (`grad` is used as it is).
+fn dot_blocks<T: Slot>(
+    level: CpuLevel,
+    bufs: &[Vec<T>],
+    srcs: &[usize],
+    grad: &[f32],
+    staged: &mut [T],
+) -> (Vec<f64>, f64) {
+    let k = srcs.len();
+    let n = grad.len();
+    let nb = n.div_ceil(BLOCK);
+    // Per block: k dot products, then Σ g².
+    let mut parts = vec![0.0f64; nb * (k + 1)];
+    let mut stage: Vec<&mut [T]> = if T::BF16 {
+        staged.chunks_mut(BLOCK).collect()
+    } else {
+        (0..nb).map(|_| Default::default()).collect()
+    };
+    let task = |b: usize, out: &mut [f64], st: &mut [T]| {
+        let r = b * BLOCK..(b * BLOCK + BLOCK).min(n);
+        let g = T::stage(&grad[r.clone()], st);
+        let src: Vec<&[T]> = srcs.iter().map(|&s| &bufs[s][r.clone()]).collect();
+        out[k] = kernels::dots(level, &src, g, &mut out[..k]);
     };
     // One thread: stay on the caller (handing work to a pool thread costs a
     // wake-up, milliseconds on a loaded machine). Same blocks, same result.
-    let parts: Vec<Sums> = if grad.len() < 2 * BLOCK || crate::parallel::num_threads() == 1 {
-        tbuf.chunks_mut(BLOCK)
-            .enumerate()
-            .map(|(b, c)| task(b, c))
-            .collect()
+    if n < 2 * BLOCK || crate::parallel::num_threads() == 1 {
+        for (b, (out, st)) in parts.chunks_mut(k + 1).zip(&mut stage).enumerate() {
+            task(b, out, st);
+        }
     } else {
         crate::parallel::install(|| {
-            tbuf.par_chunks_mut(BLOCK)
+            parts
+                .par_chunks_mut(k + 1)
+                .zip(stage.par_iter_mut())
                 .enumerate()
-                .map(|(b, c)| task(b, c))
-                .collect()
-        })
-    };
-    bufs[target] = tbuf;
-    let mut total = Sums::default();
-    for p in &parts {
-        total.add(p);
+                .for_each(|(b, (out, st))| task(b, out, st));
+        });
     }
-    total
+    let mut total = vec![0.0f64; k + 1];
+    for p in parts.chunks(k + 1) {
+        for (a, &b) in total.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
+    let gg = total.pop().unwrap_or(0.0);
+    (total, gg)
+}
+
+/// Writes `src` into a history buffer (f32 history: the gradient; bf16:
+/// the staged values), block by block.
+fn copy_blocks<T: Copy + Send + Sync>(dst: &mut [T], src: &[T]) {
+    if src.len() < 2 * BLOCK || crate::parallel::num_threads() == 1 {
+        dst.copy_from_slice(src);
+    } else {
+        crate::parallel::install(|| {
+            dst.par_chunks_mut(BLOCK)
+                .zip(src.par_chunks(BLOCK))
+                .for_each(|(d, s)| d.copy_from_slice(s));
+        });
+    }
 }
 
 /// `out = Σ coef[i] · bufs[order[i]]`, block by block.

@@ -351,7 +351,8 @@ fn qtopk_levels(body: &[u8], v: usize) -> Result<Vec<f32>> {
 /// [`Compressed::decompress_into`]. A quantized top-k stream is validated
 /// while it is decoded (one pass over it, no copy); the other methods are
 /// parsed, then decoded. If the stream turns out invalid part-way, `out` is
-/// set to zeros before the error returns; a shape error leaves it unchanged.
+/// set to zeros before the error returns; a shape error (reported only for
+/// a valid payload, as before) leaves it unchanged.
 pub fn decompress_into(bytes: &[u8], out: &mut [f32]) -> Result<()> {
     let h = header(bytes)?;
     if h.method != Method::QTopK {
@@ -362,6 +363,8 @@ pub fn decompress_into(bytes: &[u8], out: &mut [f32]) -> Result<()> {
     let (r, v) = qtopk::unpack_b(h.b).expect("checked by header");
     let levels = qtopk_levels(body, v)?;
     if out.len() != h.dim {
+        // Payload errors come first, as with parse-then-decode.
+        decode(bytes)?;
         return Err(Error::shape(
             "out",
             format!("expected {} elements, got {}", h.dim, out.len()),

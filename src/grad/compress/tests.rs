@@ -162,6 +162,7 @@ fn one_pass_decode_equals_parse_then_decode() {
             // wrong length of out
             let e = one_pass(&bytes, dim + 1).unwrap_err();
             assert!(e.contains("out"), "{e}");
+            assert_eq!(one_pass(&bytes, dim + 1), two_pass(&bytes, dim + 1));
             // every byte of the body flipped, with and without a valid CRC
             for i in (payload::HEADER..bytes.len() - 4).step_by(1 + dim / 64) {
                 for flip in [0x01u8, 0x10, 0x80] {
@@ -174,6 +175,8 @@ fn one_pass_decode_equals_parse_then_decode() {
                         two_pass(&b, dim),
                         "{m:?} {dim} byte {i} resealed"
                     );
+                    // an invalid body is reported before a wrong length of out
+                    assert_eq!(one_pass(&b, dim + 1), two_pass(&b, dim + 1));
                 }
             }
         }

@@ -1591,9 +1591,12 @@ tritter_status_t tritter_grad_payload_info(const uint8_t *payload,
                                            struct tritter_grad_payload_info_t *info_out);
 
 /**
- * Decodes a payload into `out` (`out_len` must equal its dim).
- * Errors: invalid payload (`TRITTER_ERR_INVALID_DATA`), `out` length
- * mismatch (`TRITTER_ERR_SHAPE_MISMATCH`).
+ * Decodes a payload into `out` (`out_len` must equal its dim), validating
+ * it as it goes (header, CRC, body; a quantized top-k stream in the same
+ * pass that decodes it). Errors: invalid payload
+ * (`TRITTER_ERR_INVALID_DATA`; if the body is found invalid part-way, `out`
+ * is set to zeros), `out` length mismatch (`TRITTER_ERR_SHAPE_MISMATCH`,
+ * `out` unchanged).
  *
  * # Safety
  * `payload` valid for `payload_len` bytes; `out` for `out_len` floats.

@@ -158,7 +158,7 @@ pub fn f16_bits_to_f32(h: u16) -> f32 {
 // ---------------------------------------------------------------------------
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -166,12 +166,34 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     pub unsafe fn f32_to_bf16(src: &[f32], dst: &mut [u16]) {
         let n = src.len().min(dst.len());
+        // SAFETY: AVX2 (this function's contract); equal lengths.
+        let (i, _) = unsafe { f32_to_bf16_head::<true>(src, dst) };
+        for j in i..n {
+            dst[j] = super::f32_to_bf16_bits(src[j]);
+        }
+    }
+
+    /// Rounds the first `len / 16 * 16` elements to bf16 bits (nearest
+    /// even) and returns `(that count, whether any was NaN)`. `FIX_NAN`:
+    /// NaNs become quiet NaNs as [`super::f32_to_bf16_bits`] makes them;
+    /// without it their output is unspecified (callers that reject NaN
+    /// anyway save the blend and redo the slice when the flag is set).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `src.len() == dst.len()`.
+    #[target_feature(enable = "avx2")]
+    pub(crate) unsafe fn f32_to_bf16_head<const FIX_NAN: bool>(
+        src: &[f32],
+        dst: &mut [u16],
+    ) -> (usize, bool) {
+        let n = src.len().min(dst.len());
         let mut i = 0;
         let lsb = _mm256_set1_epi32(1);
         let bias = _mm256_set1_epi32(0x7fff);
         let abs = _mm256_set1_epi32(0x7fff_ffff);
         let inf = _mm256_set1_epi32(0x7f80_0000);
         let quiet = _mm256_set1_epi32(0x0040);
+        let mut seen = _mm256_setzero_si256();
         while i + 16 <= n {
             // SAFETY: i + 16 <= n, unaligned loads/stores.
             unsafe {
@@ -182,8 +204,13 @@ mod x86 {
                     let rounded =
                         _mm256_srli_epi32::<16>(_mm256_add_epi32(b, _mm256_add_epi32(bias, odd)));
                     let nan = _mm256_cmpgt_epi32(_mm256_and_si256(b, abs), inf);
-                    let qn = _mm256_or_si256(_mm256_srli_epi32::<16>(b), quiet);
-                    *o = _mm256_blendv_epi8(rounded, qn, nan);
+                    *o = if FIX_NAN {
+                        let qn = _mm256_or_si256(_mm256_srli_epi32::<16>(b), quiet);
+                        _mm256_blendv_epi8(rounded, qn, nan)
+                    } else {
+                        seen = _mm256_or_si256(seen, nan);
+                        rounded
+                    };
                 }
                 // packus works per 128-bit lane: fix the order with a permute.
                 let packed = _mm256_packus_epi32(outs[0], outs[1]);
@@ -192,9 +219,7 @@ mod x86 {
             }
             i += 16;
         }
-        for j in i..n {
-            dst[j] = super::f32_to_bf16_bits(src[j]);
-        }
+        (i, _mm256_testz_si256(seen, seen) == 0)
     }
 
     /// # Safety

@@ -97,9 +97,10 @@ fn round_bf16_no_nan(level: CpuLevel, src: &[f32], dst: &mut [u16]) -> bool {
     #[cfg(target_arch = "x86_64")]
     if crate::cpu::runs(CpuLevel::Avx2, level) {
         // SAFETY: AVX2 checked; equal lengths.
-        let (done, fine) = unsafe { x86::round_bf16_no_nan(src, dst) };
+        let (done, nan) =
+            unsafe { crate::precision::convert::x86::f32_to_bf16_head::<false>(src, dst) };
         i = done;
-        ok = fine;
+        ok = !nan;
     }
     let _ = level;
     for (d, &x) in dst[i..].iter_mut().zip(&src[i..]) {
@@ -269,39 +270,6 @@ mod x86 {
                 _mm256_loadu_ps($p as *const f32)
             }
         };
-    }
-
-    /// [`super::round_bf16_no_nan`] for the first `len / 16 * 16` elements:
-    /// `(that count, no NaN among them)`.
-    ///
-    /// # Safety
-    /// AVX2; `src.len() == dst.len()`.
-    #[target_feature(enable = "avx2")]
-    pub unsafe fn round_bf16_no_nan(src: &[f32], dst: &mut [u16]) -> (usize, bool) {
-        let n = src.len();
-        let mut i = 0;
-        let lsb = _mm256_set1_epi32(1);
-        let bias = _mm256_set1_epi32(0x7fff);
-        let abs = _mm256_set1_epi32(0x7fff_ffff);
-        let inf = _mm256_set1_epi32(0x7f80_0000);
-        let mut nan = _mm256_setzero_si256();
-        while i + 16 <= n {
-            // SAFETY: i + 16 <= n; unaligned loads and stores.
-            unsafe {
-                let mut outs = [_mm256_setzero_si256(); 2];
-                for (k, o) in outs.iter_mut().enumerate() {
-                    let b = _mm256_loadu_si256(src.as_ptr().add(i + 8 * k) as *const __m256i);
-                    let odd = _mm256_and_si256(_mm256_srli_epi32::<16>(b), lsb);
-                    *o = _mm256_srli_epi32::<16>(_mm256_add_epi32(b, _mm256_add_epi32(bias, odd)));
-                    nan = _mm256_or_si256(nan, _mm256_cmpgt_epi32(_mm256_and_si256(b, abs), inf));
-                }
-                let packed = _mm256_packus_epi32(outs[0], outs[1]);
-                let ordered = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
-                _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, ordered);
-            }
-            i += 16;
-        }
-        (i, _mm256_testz_si256(nan, nan) == 1)
     }
 
     /// Writes the combination for the first `len / 16 * 16` elements and

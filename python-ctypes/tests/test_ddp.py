@@ -163,6 +163,18 @@ def test_collective_traffic_formulas():
     assert regions(2, 4) == [(0, 1), (1, 2), (2, 2), (2, 2)]
 
 
+def _exchange_step(comp, states, gs, step, world, n):
+    """One step of the region exchange for every rank, in process: every rank's regions,
+    every owner's re-compression, every rank's decode; checks that all ranks decode the
+    same update and returns it (f64)."""
+    slots = [comp.compress_regions(torch.from_numpy(gs[r]), states[r], step, r, world) for r in range(world)]
+    owned = [comp.reduce_owned(torch.stack([slots[i][j] for i in range(world)]), states[j], step, j, world)
+             for j in range(world)]
+    ups = [comp.decode(owned, n, states[r], step, world) for r in range(world)]
+    assert all(torch.equal(u, ups[0]) for u in ups[1:])
+    return ups[0].numpy().astype(np.float64)
+
+
 @pytest.mark.parametrize("world,n,owner,local", [(1, 7, None, None), (2, 1, None, None), (3, 100, None, None),
                                                  (4, 3, None, None), (8, 5000, None, None), (3, 100, 3.0, None),
                                                  (8, 5000, 20.0, None), (4, 3001, 20.0, "ternary")])
@@ -183,12 +195,7 @@ def test_region_exchange_conserves_gradient_mass(world, n, owner, local):
     for step in range(5):
         gs = [rng.standard_normal(n).astype(np.float32) for _ in range(world)]
         total += np.sum(gs, axis=0, dtype=np.float64)
-        slots = [comp.compress_regions(torch.from_numpy(gs[r]), states[r], step, r, world) for r in range(world)]
-        owned = [comp.reduce_owned(torch.stack([slots[i][j] for i in range(world)]), states[j], step, j, world)
-                 for j in range(world)]
-        ups = [comp.decode(owned, n, states[r], step, world) for r in range(world)]
-        assert all(torch.equal(u, ups[0]) for u in ups[1:])
-        applied += ups[0].numpy().astype(np.float64) * world
+        applied += _exchange_step(comp, states, gs, step, world, n) * world
     held = sum(sum(comp.residuals(st)) for st in states)
     scale = np.abs(total).max()
     assert np.abs(total - applied - held).max() <= 1e-5 * max(scale, 1.0)
@@ -218,12 +225,7 @@ def test_region_exchange_momentum_correction(masking):
         for r in range(world):
             us[r] = m * us[r] + gs[r]
             carried += us[r]
-        slots = [comp.compress_regions(torch.from_numpy(gs[r]), states[r], step, r, world) for r in range(world)]
-        owned = [comp.reduce_owned(torch.stack([slots[i][j] for i in range(world)]), states[j], step, j, world)
-                 for j in range(world)]
-        ups = [comp.decode(owned, n, states[r], step, world) for r in range(world)]
-        assert all(torch.equal(u, ups[0]) for u in ups[1:])
-        applied += ups[0].numpy().astype(np.float64) * world
+        applied += _exchange_step(comp, states, gs, step, world, n) * world
     cos = applied @ g0 / (np.linalg.norm(applied) * np.linalg.norm(g0))
     assert cos > 0.95, cos
     held = sum(sum(comp.residuals(st)) for st in states)

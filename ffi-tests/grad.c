@@ -521,6 +521,154 @@ static void test_qtopk_payload(void) {
     CHECK(c == NULL);
 }
 
+/* The two-phase region exchange: three ranks in one process (the all-to-all and
+ * all-gather done by copying), against one plain compressor per region, every
+ * rank's update identical, the error-feedback sum conserved; then bad input. */
+static void test_region_exchange(void) {
+    enum { N = 1000, W = 3 };
+    static float g[W][N], upd[W][N], loc[N], own[N], d[N];
+    static double total[N], applied[N];
+    const uint64_t seeds[W] = {11, 22, 33};
+    tritter_grad_config_t cfg;
+    CHECK_OK(tritter_grad_config_default(&cfg));
+    cfg.method = TRITTER_GRAD_QTOPK;
+    cfg.ratio = 8.0;
+    cfg.seed = 5;
+    tritter_grad_regions_t *x[W];
+    tritter_grad_compressor_t *ref[W][W]; /* ref[rank][region] */
+    size_t L = (N + W - 1) / W;
+    for (int r = 0; r < W; r++) {
+        tritter_grad_config_t c = cfg;
+        c.worker = (uint64_t)r;
+        x[r] = NULL;
+        CHECK_OK(tritter_grad_regions_new(N, W, (size_t)r, &c, &c, seeds, W, &x[r]));
+        for (int j = 0; j < W; j++) {
+            tritter_grad_config_t cj = c;
+            cj.seed = seeds[j];
+            size_t len = (size_t)(j + 1) * L > N ? N - (size_t)j * L : L;
+            CHECK_OK(tritter_grad_compressor_new(len, &cj, &ref[r][j]));
+        }
+    }
+    size_t slot = 0, oslot = 0, s2 = 0, o2 = 0;
+    CHECK_OK(tritter_grad_regions_slot_bytes(x[0], &slot, &oslot));
+    CHECK_OK(tritter_grad_regions_slot_bytes(x[2], &s2, &o2));
+    CHECK(slot == s2 && oslot == o2 && slot > TRITTER_GRAD_PAYLOAD_OVERHEAD && slot <= TRITTER_GRAD_PAYLOAD_OVERHEAD + 4 * L / 8);
+    uint8_t *slots = malloc(W * W * slot), *recv = malloc(W * slot), *gathered = malloc(W * oslot);
+    uint8_t *p = malloc(slot);
+    for (int step = 0; step < 4; step++) {
+        for (int r = 0; r < W; r++)
+            for (size_t i = 0; i < N; i++) {
+                g[r][i] = (float)irand(1000) / 997.0f;
+                total[i] += g[r][i];
+            }
+        for (int r = 0; r < W; r++) {
+            CHECK_OK(tritter_grad_regions_compress(x[r], g[r], N, slots + (size_t)r * W * slot, W * slot));
+            for (int j = 0; j < W; j++) { /* slot j = the plain compressor's payload of region j, zero-padded */
+                size_t wire = 0, written = 0;
+                CHECK_OK(tritter_grad_compressor_wire_bytes(ref[r][j], &wire));
+                CHECK_OK(tritter_grad_compressor_compress(ref[r][j], g[r] + (size_t)j * L,
+                                                          j == W - 1 ? N - (size_t)j * L : L, p, slot, &written));
+                const uint8_t *s = slots + ((size_t)r * W + (size_t)j) * slot;
+                CHECK(memcmp(s, p, wire) == 0);
+                for (size_t b = wire; b < slot; b++) CHECK(s[b] == 0);
+            }
+        }
+        for (int o = 0; o < W; o++) { /* owner o receives slot o of every rank */
+            for (int r = 0; r < W; r++) memcpy(recv + (size_t)r * slot, slots + ((size_t)r * W + (size_t)o) * slot, slot);
+            CHECK_OK(tritter_grad_regions_reduce(x[o], recv, W * slot, gathered + (size_t)o * oslot, oslot));
+        }
+        for (int r = 0; r < W; r++) CHECK_OK(tritter_grad_regions_decode(x[r], gathered, W * oslot, upd[r], N));
+        for (int r = 1; r < W; r++) CHECK(memcmp(upd[r], upd[0], sizeof upd[0]) == 0);
+        for (size_t i = 0; i < N; i++) applied[i] += (double)W * upd[0][i];
+    }
+    double held_err = 0, scale = 0;
+    static double held[N];
+    for (int r = 0; r < W; r++) {
+        CHECK_OK(tritter_grad_regions_residuals(x[r], loc, N, own, N));
+        for (size_t i = 0; i < N; i++) held[i] += (double)loc[i] + own[i];
+    }
+    for (size_t i = 0; i < N; i++) {
+        held_err = fmax(held_err, fabs(total[i] - applied[i] - held[i]));
+        scale = fmax(scale, fabs(total[i]));
+    }
+    CHECK(held_err <= 1e-5 * scale);
+
+    /* bad input */
+    tritter_grad_regions_t *y = NULL;
+    CHECK_ERR(tritter_grad_regions_new(N, W, 0, NULL, &cfg, NULL, 0, &y), TRITTER_ERR_NULL_POINTER, "local");
+    CHECK_ERR(tritter_grad_regions_new(N, W, 0, &cfg, NULL, NULL, 0, &y), TRITTER_ERR_NULL_POINTER, "owner");
+    CHECK_ERR(tritter_grad_regions_new(N, W, 0, &cfg, &cfg, NULL, 0, NULL), TRITTER_ERR_NULL_POINTER, "regions_out");
+    CHECK_ERR(tritter_grad_regions_new(0, W, 0, &cfg, &cfg, NULL, 0, &y), TRITTER_ERR_INVALID_ARGUMENT, "dim");
+    CHECK_ERR(tritter_grad_regions_new(SIZE_MAX, W, 0, &cfg, &cfg, NULL, 0, &y), TRITTER_ERR_INVALID_ARGUMENT, "dim");
+    CHECK_ERR(tritter_grad_regions_new(N, 0, 0, &cfg, &cfg, NULL, 0, &y), TRITTER_ERR_INVALID_ARGUMENT, "world");
+    CHECK_ERR(tritter_grad_regions_new(N, SIZE_MAX, 0, &cfg, &cfg, NULL, 0, &y), TRITTER_ERR_INVALID_ARGUMENT, "world");
+    CHECK_ERR(tritter_grad_regions_new(N, W, W, &cfg, &cfg, NULL, 0, &y), TRITTER_ERR_INVALID_ARGUMENT, "rank");
+    CHECK_ERR(tritter_grad_regions_new(N, W, 0, &cfg, &cfg, seeds, 2, &y), TRITTER_ERR_SHAPE_MISMATCH, "region_seeds");
+    CHECK_ERR(tritter_grad_regions_new(N, W, 0, &cfg, &cfg, NULL, W, &y), TRITTER_ERR_NULL_POINTER, "region_seeds");
+    tritter_grad_config_t bad = cfg;
+    bad.ratio = 0.5;
+    CHECK_ERR(tritter_grad_regions_new(N, W, 0, &bad, &cfg, NULL, 0, &y), TRITTER_ERR_INVALID_ARGUMENT, "ratio");
+    bad = cfg;
+    bad.method = 99;
+    CHECK_ERR(tritter_grad_regions_new(N, W, 0, &cfg, &bad, NULL, 0, &y), TRITTER_ERR_INVALID_ARGUMENT, "method");
+    CHECK(y == NULL);
+    size_t a = 0;
+    CHECK_ERR(tritter_grad_regions_slot_bytes(NULL, &a, &a), TRITTER_ERR_NULL_POINTER, "regions");
+    CHECK_ERR(tritter_grad_regions_slot_bytes(x[0], NULL, &a), TRITTER_ERR_NULL_POINTER, "slot_out");
+    CHECK_ERR(tritter_grad_regions_slot_bytes(x[0], &a, NULL), TRITTER_ERR_NULL_POINTER, "owner_slot_out");
+    CHECK_ERR(tritter_grad_regions_compress(NULL, g[0], N, slots, W * slot), TRITTER_ERR_NULL_POINTER, "regions");
+    CHECK_ERR(tritter_grad_regions_compress(x[0], NULL, N, slots, W * slot), TRITTER_ERR_NULL_POINTER, "grad");
+    CHECK_ERR(tritter_grad_regions_compress(x[0], g[0], N - 1, slots, W * slot), TRITTER_ERR_SHAPE_MISMATCH, "grad");
+    CHECK_ERR(tritter_grad_regions_compress(x[0], g[0], SIZE_MAX, slots, W * slot), TRITTER_ERR_SIZE_OVERFLOW, "grad");
+    CHECK_ERR(tritter_grad_regions_compress(x[0], g[0], N, slots, W * slot - 1), TRITTER_ERR_SHAPE_MISMATCH, "slots_out");
+    CHECK_ERR(tritter_grad_regions_compress(x[0], g[0], N, NULL, W * slot), TRITTER_ERR_NULL_POINTER, "slots_out");
+    CHECK_OK(tritter_grad_regions_residuals(x[0], loc, N, own, N));
+    g[0][N - 1] = NAN;
+    CHECK_ERR(tritter_grad_regions_compress(x[0], g[0], N, slots, W * slot), TRITTER_ERR_NON_FINITE, "grad");
+    g[0][N - 1] = 0;
+    CHECK_OK(tritter_grad_regions_residuals(x[0], d, N, own, N));
+    CHECK(memcmp(d, loc, sizeof d) == 0); /* unchanged by the failed call */
+    /* corrupt rows: named, owner_out unchanged */
+    for (int r = 0; r < W; r++) memcpy(recv + (size_t)r * slot, slots + ((size_t)r * W) * slot, slot);
+    uint8_t *o = malloc(oslot);
+    memset(o, 0x5A, oslot);
+    recv[slot + 60] ^= 4;
+    CHECK_ERR(tritter_grad_regions_reduce(x[0], recv, W * slot, o, oslot), TRITTER_ERR_INVALID_DATA, "received");
+    CHECK(strstr(tritter_last_error(), "row 1") != NULL);
+    for (size_t b = 0; b < oslot; b++) CHECK(o[b] == 0x5A);
+    CHECK_ERR(tritter_grad_regions_reduce(x[0], recv, W * slot - 1, o, oslot), TRITTER_ERR_SHAPE_MISMATCH, "received");
+    CHECK_ERR(tritter_grad_regions_reduce(x[0], recv, W * slot, o, oslot + 1), TRITTER_ERR_SHAPE_MISMATCH, "owner_out");
+    CHECK_ERR(tritter_grad_regions_reduce(x[0], NULL, W * slot, o, oslot), TRITTER_ERR_NULL_POINTER, "received");
+    memset(recv, 0, W * slot); /* zero bytes: not a payload */
+    CHECK_ERR(tritter_grad_regions_reduce(x[0], recv, W * slot, o, oslot), TRITTER_ERR_INVALID_DATA, "received");
+    gathered[2 * oslot + 3] ^= 0x80; /* bad magic in row 2 */
+    for (size_t i = 0; i < N; i++) d[i] = 1.0f;
+    CHECK_ERR(tritter_grad_regions_decode(x[1], gathered, W * oslot, d, N), TRITTER_ERR_INVALID_DATA, "gathered");
+    CHECK(strstr(tritter_last_error(), "row 2") != NULL);
+    for (size_t i = 0; i < N; i++) CHECK(d[i] == 0.0f);
+    CHECK_ERR(tritter_grad_regions_decode(x[1], gathered, W * oslot, d, N + 1), TRITTER_ERR_SHAPE_MISMATCH, "out");
+    CHECK_ERR(tritter_grad_regions_decode(x[1], gathered, W * oslot + 1, d, N), TRITTER_ERR_SHAPE_MISMATCH, "gathered");
+    CHECK_ERR(tritter_grad_regions_decode(x[1], gathered, W * oslot, NULL, N), TRITTER_ERR_NULL_POINTER, "out");
+    CHECK_ERR(tritter_grad_regions_residuals(x[0], loc, N - 1, own, N), TRITTER_ERR_SHAPE_MISMATCH, "local_out");
+    CHECK_ERR(tritter_grad_regions_residuals(x[0], loc, N, NULL, N), TRITTER_ERR_NULL_POINTER, "owner_out");
+    /* without error feedback there is no residual */
+    tritter_grad_config_t noef = cfg;
+    noef.error_feedback = false;
+    CHECK_OK(tritter_grad_regions_new(N, W, 1, &noef, &noef, NULL, 0, &y));
+    CHECK_ERR(tritter_grad_regions_residuals(y, loc, N, own, N), TRITTER_ERR_INVALID_STATE, "residual");
+    tritter_grad_regions_free(y);
+    /* more ranks than coordinates: empty regions, still consistent */
+    CHECK_OK(tritter_grad_regions_new(2, 5, 4, &cfg, &cfg, NULL, 0, &y));
+    CHECK_OK(tritter_grad_regions_slot_bytes(y, &a, &s2));
+    tritter_grad_regions_free(y);
+    tritter_grad_regions_free(NULL);
+    for (int r = 0; r < W; r++) {
+        tritter_grad_regions_free(x[r]);
+        for (int j = 0; j < W; j++) tritter_grad_compressor_free(ref[r][j]);
+    }
+    free(slots), free(recv), free(gathered), free(p), free(o);
+}
+
 int main(void) {
     test_count_sketch();
     test_topk_payload();
@@ -530,5 +678,6 @@ int main(void) {
     test_fetchsgd();
     test_projection();
     test_accumulator();
+    test_region_exchange();
     CHECK_DONE("grad");
 }

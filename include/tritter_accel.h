@@ -644,6 +644,14 @@ typedef struct tritter_fetchsgd_t tritter_fetchsgd_t;
 typedef struct tritter_grad_compressor_t tritter_grad_compressor_t;
 
 /**
+ * One rank's state of the two-phase region exchange of one gradient
+ * bucket (see [`tritter_grad_regions_new`]). Owns its memory; free with
+ * [`tritter_grad_regions_free`]. Mutated by compress and reduce: not
+ * shareable across threads without a lock.
+ */
+typedef struct tritter_grad_regions_t tritter_grad_regions_t;
+
+/**
  * An item (cleanup) memory: labelled packed hypervectors of one dimension
  * and top-k queries. Owns its memory; free with [`tritter_item_memory_free`].
  * Queries only read it (any number of threads may query at once); adding
@@ -1634,6 +1642,139 @@ tritter_status_t tritter_grad_payload_sum(const uint8_t *a,
                                           size_t b_len,
                                           uint8_t *sum_out,
                                           size_t sum_cap);
+
+/**
+ * Creates rank `rank`'s state of a two-phase region exchange for gradient
+ * buckets of `dim` floats over `world` ranks: traffic per rank about
+ * `(world-1)/world * 4 dim * (1/ratio + 1/owner ratio)`, flat in `world`
+ * (an all_gather of whole payloads grows with `world`).
+ *
+ * The bucket is split into `world` regions, region `j` =
+ * `[j L, min(dim, (j+1) L))`, `L = ceil(dim / world)`; rank `j` owns region
+ * `j`. Per step: [`tritter_grad_regions_compress`] (every rank; send slot
+ * `j` to rank `j`, an all-to-all), [`tritter_grad_regions_reduce`] (every
+ * rank, on the `world` slots it received; all-gather its result), then
+ * [`tritter_grad_regions_decode`] (every rank, on the gathered owner
+ * payloads; the averaged update, the same on every rank). Region `j` is
+ * compressed with `local` and seed `region_seeds[j]` (`region_seeds` NULL
+ * with `seeds_len` 0: seeds derived from `local->seed` and `j`); the owned
+ * region's sum with `owner` (its own seed and ratio). With error feedback,
+ * every rank keeps what its regional payloads lost and every owner what
+ * re-compression lost ([`tritter_grad_regions_residuals`]).
+ *
+ * Errors: NULL `local`/`owner`/`regions_out`, `dim` zero or >= 2^32,
+ * `world` zero or above 2^20, `rank >= world`, `seeds_len` not 0 or
+ * `world`, an invalid configuration (named as by
+ * [`tritter_grad_compressor_new`]), out of memory.
+ *
+ * # Safety
+ * `local` and `owner` must point to valid configs; `region_seeds` valid
+ * for `seeds_len` values; `regions_out` valid for writing one pointer. The
+ * caller owns the new handle.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_grad_regions_new(size_t dim,
+                                          size_t world,
+                                          size_t rank,
+                                          const struct tritter_grad_config_t *local,
+                                          const struct tritter_grad_config_t *owner,
+                                          const uint64_t *region_seeds,
+                                          size_t seeds_len,
+                                          struct tritter_grad_regions_t **regions_out);
+
+/**
+ * Frees a region exchange; NULL is a no-op.
+ *
+ * # Safety
+ * `regions` must be NULL or a live handle not used afterwards.
+ */
+void tritter_grad_regions_free(struct tritter_grad_regions_t *regions);
+
+/**
+ * Slot sizes: `slot_out` = bytes of one phase-1 slot (the buffers of
+ * compress and reduce are `world * slot` bytes), `owner_slot_out` = bytes
+ * of one owner payload (the gathered buffer is `world * owner_slot`).
+ *
+ * # Safety
+ * `regions` must be a live handle; the outputs valid for one `size_t`.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_grad_regions_slot_bytes(const struct tritter_grad_regions_t *regions,
+                                                 size_t *slot_out,
+                                                 size_t *owner_slot_out);
+
+/**
+ * Phase 1: compresses each region of `grad` (`n == dim` floats) plus its
+ * residual into `slots_out` (`slots_len == world * slot` bytes; slot `j`
+ * holds region `j`'s checksummed payload, zero-padded). Errors: NULL,
+ * lengths, non-finite gradient (`TRITTER_ERR_NON_FINITE` naming `grad`,
+ * checked before any state changes: the state is unchanged on error).
+ *
+ * # Safety
+ * Pointers valid for their lengths; `slots_out` must not overlap `grad`.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_grad_regions_compress(struct tritter_grad_regions_t *regions,
+                                               const float *grad,
+                                               size_t n,
+                                               uint8_t *slots_out,
+                                               size_t slots_len);
+
+/**
+ * Phase 2, the owner's part: validates and decodes the `world` payloads
+ * of this rank's region in `received` (`received_len == world * slot`
+ * bytes, row `i` = the slot received from rank `i`), sums them in rank
+ * order, and re-compresses the sum (plus the owner residual) into
+ * `owner_out` (`owner_len == owner_slot` bytes, zero-padded). Errors:
+ * NULL, lengths, a row that is not a valid payload of this region
+ * (`TRITTER_ERR_INVALID_DATA` naming `received` and the row), a sum that
+ * is not finite (also naming `received`); the state and `owner_out` are
+ * unchanged on error.
+ *
+ * # Safety
+ * Pointers valid for their lengths; no overlap.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_grad_regions_reduce(struct tritter_grad_regions_t *regions,
+                                             const uint8_t *received,
+                                             size_t received_len,
+                                             uint8_t *owner_out,
+                                             size_t owner_len);
+
+/**
+ * Phase 2, every rank: decodes the `world` owner payloads in `gathered`
+ * (`gathered_len == world * owner_slot` bytes, row `j` from rank `j`) into
+ * `out` (`n == dim` floats): region `j` = owner `j`'s decoded sum divided
+ * by `world` (the averaged update; the same bits on every rank). Errors:
+ * NULL, lengths (`out` unchanged), a row that is not a valid owner payload
+ * of its region (`TRITTER_ERR_INVALID_DATA` naming `gathered` and the row;
+ * `out` is then zeroed).
+ *
+ * # Safety
+ * Pointers valid for their lengths; no overlap.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_grad_regions_decode(const struct tritter_grad_regions_t *regions,
+                                             const uint8_t *gathered,
+                                             size_t gathered_len,
+                                             float *out,
+                                             size_t n);
+
+/**
+ * Copies this rank's regional residuals into `local_out` (`dim` floats)
+ * and its owner residual, placed at the owned region, into `owner_out`
+ * (`dim` floats, zero elsewhere). Errors: NULL, lengths,
+ * `TRITTER_ERR_INVALID_STATE` when error feedback is off.
+ *
+ * # Safety
+ * `local_out` and `owner_out` valid for their lengths; no overlap.
+ */
+TRITTER_MUST_USE
+tritter_status_t tritter_grad_regions_residuals(const struct tritter_grad_regions_t *regions,
+                                                float *local_out,
+                                                size_t local_len,
+                                                float *owner_out,
+                                                size_t owner_len);
 
 /**
  * Count sketch of `grad` (`n` floats) into `table_out` (`rows * cols`

@@ -1,6 +1,7 @@
 """What the region exchange's hook costs one rank per step, in this process.
 
     python -m experiments.grad_compression.hook_cost [--specs lib-rqtopk:32,lib-rqtopk:32:3] [--worlds 2,8]
+        [--paths fused,per-region] [--rounds 3]
 
 The simulator (``simulate.py``) models compression work from the library's
 large-vector throughput. This measures the hook's own code path instead, Python
@@ -9,6 +10,12 @@ floats), N ranks' ``compress_regions``, every owner's ``reduce_owned`` and one
 ``decode`` run in one process on one thread, and the per-rank time is the
 median over steps (after two) of phase 1 / N + phase 2 / N + decode. No
 collective runs (the bytes do not move), so this is the CPU side only.
+
+``--paths``: ``fused`` is the default exchange (one library call per phase:
+``tritter_accel.grad.RegionExchange``), ``per-region`` the Python loop over
+regions it replaced (``RegionPayload(fused=False)``, same bytes). The paths are
+measured in alternation, ``--rounds`` times each, and the medians of the rounds
+are printed, with the ratio per-region / fused when both run.
 """
 from __future__ import annotations
 
@@ -27,10 +34,11 @@ sys.path.insert(0, str(REPO))
 BUCKETS = [271_968, 6_144]  # the char LM's DDP buckets (measured by simulate.measure_buckets)
 
 
-def cost(spec: str, world: int, steps: int = 12):
+def cost(spec: str, world: int, steps: int = 12, fused: bool = True):
     import torch
     from experiments.grad_compression.simulate import region_comp
     comp = region_comp(spec)
+    comp.fused = fused and not comp.masking
     states = {b: [comp.new_state(b, 7, r) for r in range(world)] for b in BUCKETS}
     rng = np.random.default_rng(0)
     gs = {b: [torch.from_numpy(rng.standard_normal(b).astype(np.float32)) for _ in range(world)] for b in BUCKETS}
@@ -38,16 +46,16 @@ def cost(spec: str, world: int, steps: int = 12):
     for step in range(steps):
         a = b_ = c = 0.0
         for n in BUCKETS:
-            t = time.perf_counter()
+            t = time.process_time()
             slots = [comp.compress_regions(gs[n][r], states[n][r], step, r, world) for r in range(world)]
-            a += (time.perf_counter() - t) / world
-            t = time.perf_counter()
+            a += (time.process_time() - t) / world
+            t = time.process_time()
             owned = [comp.reduce_owned(torch.stack([slots[i][j] for i in range(world)]), states[n][j], step, j, world)
                      for j in range(world)]
-            b_ += (time.perf_counter() - t) / world
-            t = time.perf_counter()
+            b_ += (time.process_time() - t) / world
+            t = time.process_time()
             comp.decode(owned, n, states[n][0], step, world)
-            c += time.perf_counter() - t
+            c += time.process_time() - t
         ph1.append(a), ph2.append(b_), dec.append(c)
     med = [statistics.median(x[2:]) * 1e3 for x in (ph1, ph2, dec)]
     return med + [sum(med)]
@@ -58,17 +66,33 @@ def main(argv=None):
     ap.add_argument("--specs", default="lib-rqtopk:32,lib-rqtopk:32:3,lib-rqtopk:100")
     ap.add_argument("--worlds", default="2,8")
     ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--paths", default="fused,per-region")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
     import torch
     from tritter_accel import set_num_threads
     set_num_threads(1)
     torch.set_num_threads(1)
-    print("| exchange | N | phase 1: compress regions (ms) | phase 2: owner sum + re-compress (ms) | decode (ms) | per rank and step (ms) |")
-    print("|---|---|---|---|---|---|")
+    paths = [p for p in args.paths.split(",") if p]
+    for p in paths:
+        if p not in ("fused", "per-region"):
+            raise SystemExit(f"--paths: 'fused' or 'per-region', got {p!r}")
+    print("| exchange | N | path | phase 1: compress regions (ms) | phase 2: owner sum + re-compress (ms) "
+          "| decode (ms) | per rank and step (ms) |")
+    print("|---|---|---|---|---|---|---|")
     for spec in [s for s in args.specs.split(",") if s]:
         for w in [int(x) for x in args.worlds.split(",")]:
-            p1, p2, d, tot = cost(spec, w, args.steps)
-            print(f"| `{spec}` | {w} | {p1:.2f} | {p2:.2f} | {d:.2f} | {tot:.2f} |")
+            runs = {p: [] for p in paths}
+            for _ in range(max(1, args.rounds)):
+                for p in paths:
+                    runs[p].append(cost(spec, w, args.steps, fused=(p == "fused")))
+            tot = {}
+            for p in paths:
+                med = [statistics.median(r[i] for r in runs[p]) for i in range(4)]
+                tot[p] = med[3]
+                print(f"| `{spec}` | {w} | {p} | {med[0]:.2f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.2f} |")
+            if len(tot) == 2:
+                print(f"|  |  | per-region / fused |  |  |  | {tot['per-region'] / tot['fused']:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -204,6 +204,78 @@ def test_region_exchange_conserves_gradient_mass(world, n, owner, local):
         assert np.abs(applied).sum() > 0 and np.abs(held).sum() > 0
 
 
+@pytest.mark.parametrize("world,n,kw", [(1, 7, {}), (3, 2, {}), (4, 1001, {}), (8, 5000, {"value_bits": 3}),
+                                         (8, 5000, {"owner_ratio": 20.0}), (4, 3001, {"local_method": "ternary"}),
+                                         (4, 999, {"momentum": 0.9}), (3, 500, {"method": "topk"})])
+def test_fused_region_exchange_equals_the_per_region_path(world, n, kw):
+    """The default (one library call per phase) sends the same bytes, decodes the
+    same update and keeps the same residuals as the per-region Python path."""
+    method = kw.pop("method", "qtopk")
+    fused, ref = RegionPayload(method, 8.0, **kw), RegionPayload(method, 8.0, fused=False, **kw)
+    assert fused.fused and not ref.fused
+    sf = [fused.new_state(n, 77, r) for r in range(world)]
+    sr = [ref.new_state(n, 77, r) for r in range(world)]
+    rng = np.random.default_rng(n)
+    for step in range(4):
+        gs = [torch.from_numpy(rng.standard_normal(n).astype(np.float32)) for _ in range(world)]
+        slots_f = [fused.compress_regions(gs[r], sf[r], step, r, world) for r in range(world)]
+        slots_r = [ref.compress_regions(gs[r], sr[r], step, r, world) for r in range(world)]
+        for a, b in zip(slots_f, slots_r):
+            assert torch.equal(a, b)
+        own_f = [fused.reduce_owned(torch.stack([slots_f[i][j] for i in range(world)]), sf[j], step, j, world)
+                 for j in range(world)]
+        own_r = [ref.reduce_owned(torch.stack([slots_r[i][j] for i in range(world)]), sr[j], step, j, world)
+                 for j in range(world)]
+        for a, b in zip(own_f, own_r):
+            assert torch.equal(a, b)
+        for r in range(world):
+            assert torch.equal(fused.decode(own_f, n, sf[r], step, world), ref.decode(own_r, n, sr[r], step, world))
+    for a, b in zip(sf, sr):
+        for x, y in zip(fused.residuals(a), ref.residuals(b)):
+            np.testing.assert_array_equal(x, y)
+    if kw.get("momentum"):
+        assert RegionPayload("qtopk", 8.0, momentum=0.9, masking=True).fused is False
+
+
+def test_region_exchange_handle_rejects_bad_input():
+    from tritter_accel import grad as G
+    from tritter_accel import InvalidArgumentError, InvalidDataError, ShapeMismatchError
+    q = dict(method="qtopk", ratio=8.0)
+    with pytest.raises(InvalidArgumentError, match="world"):
+        G.RegionExchange(10, 0, 0, q)
+    with pytest.raises(InvalidArgumentError, match="rank"):
+        G.RegionExchange(10, 2, 2, q)
+    with pytest.raises(InvalidArgumentError, match="dim"):
+        G.RegionExchange(0, 2, 0, q)
+    with pytest.raises(ShapeMismatchError, match="region_seeds"):
+        G.RegionExchange(10, 2, 0, q, region_seeds=[1, 2, 3])
+    with pytest.raises(InvalidArgumentError, match="ratio"):
+        G.RegionExchange(10, 2, 0, dict(method="qtopk", ratio=0.5))
+    xs = [G.RegionExchange(900, 3, r, dict(q, worker=r)) for r in range(3)]
+    g = np.random.default_rng(0).standard_normal(900).astype(np.float32)
+    with pytest.raises(ShapeMismatchError, match="grad"):
+        xs[0].compress(g[:-1])
+    slots = [x.compress(g) for x in xs]
+    recv = np.stack([s[0] for s in slots])
+    bad = recv.copy()
+    bad[1, 50] ^= 1
+    with pytest.raises(InvalidDataError, match="received.*row 1"):
+        xs[0].reduce(bad)
+    with pytest.raises(ShapeMismatchError, match="received"):
+        xs[0].reduce(recv[:2])
+    own = [xs[j].reduce(np.stack([s[j] for s in slots])) for j in range(3)]
+    gathered = np.stack(own)
+    upd = xs[0].decode(gathered)
+    assert np.abs(upd).sum() > 0
+    gathered[2, 0] ^= 0xFF
+    out = np.ones(900, np.float32)
+    with pytest.raises(InvalidDataError, match="gathered.*row 2"):
+        xs[1].decode(gathered, out=out)
+    assert not out.any()
+    with pytest.raises(TypeError):
+        xs[1].decode(np.stack(own), out=np.ones(900, np.float64))
+
+
 @pytest.mark.parametrize("masking", [False, True])
 def test_region_exchange_momentum_correction(masking):
     """Momentum correction (DGC): ranks still decode the same update. Without masking,
@@ -289,7 +361,9 @@ def test_hook_cost_script_runs(capsys):
     """The hook-cost measurement (experiments/grad_compression/hook_cost.py) prints one row per
     exchange and world size, with positive times."""
     from experiments.grad_compression import hook_cost
-    hook_cost.main(["--specs", "lib-rqtopk:32:3", "--worlds", "2", "--steps", "3"])
-    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| `lib-rqtopk")]
-    assert len(rows) == 1
-    assert all(float(x) > 0 for x in rows[0].split("|")[3:7])
+    hook_cost.main(["--specs", "lib-rqtopk:32:3", "--worlds", "2", "--steps", "3", "--rounds", "1"])
+    out = capsys.readouterr().out.splitlines()
+    rows = [r for r in out if r.startswith("| `lib-rqtopk")]
+    assert [r.split("|")[3].strip() for r in rows] == ["fused", "per-region"]
+    assert all(float(x) > 0 for r in rows for x in r.split("|")[4:8])
+    assert any("per-region / fused" in r for r in out)

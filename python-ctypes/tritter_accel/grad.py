@@ -8,6 +8,9 @@ Stable API (see docs/grad.md for the full description):
   ``.step``, ``.reset()``. Methods: ``"sketch"``, ``"ternary"``, ``"topk"``,
   ``"projection"``, ``"qtopk"`` (quantized top-k: Rice-coded positions, sign and
   ``value_bits``-bit magnitude codes; the best quality per byte with error feedback).
+* ``RegionExchange(dim, world, rank, local, owner=None)``: the two-phase region
+  exchange (traffic per rank flat in the number of ranks), one call per phase:
+  ``.compress(grad)``, ``.reduce(received)``, ``.decode(gathered)``, ``.residuals()``.
 * ``decompress(payload) -> np.float32 [dim]``, ``payload_info(payload) -> dict``,
   ``payload_sum(a, b) -> payload`` (linear methods only).
 * ``count_sketch(grad, rows, cols, seed) -> table [rows, cols]`` and
@@ -32,7 +35,7 @@ from ._lib import call
 from ._managed import Handle, new_handle
 
 __all__ = [
-    "Compressor", "FetchSGD", "TernaryAccumulator", "decompress", "payload_info", "payload_sum",
+    "Compressor", "RegionExchange", "region_bounds", "FetchSGD", "TernaryAccumulator", "decompress", "payload_info", "payload_sum",
     "count_sketch", "count_sketch_estimate", "sketch_shape", "projection_len", "compress_gradients_vsa",
     "decompress_gradients_vsa", "PAYLOAD_OVERHEAD",
 ]
@@ -68,6 +71,20 @@ def sketch_shape(dim, ratio, rows=1):
     return int(rows), max(1, int(dim // (ratio * rows)))
 
 
+def _config(method, ratio, *, rows=1, block=256, value_bits=2, seed=0, worker=0, error_feedback=True):
+    cfg = C.tritter_grad_config_t()
+    call("tritter_grad_config_default", ctypes.byref(cfg))
+    cfg.method = _method_code(method)
+    cfg.ratio = float(ratio)
+    cfg.rows = int(rows)
+    cfg.block = int(block)
+    cfg.value_bits = int(value_bits)
+    cfg.seed = int(seed) & (2**64 - 1)
+    cfg.worker = int(worker) & (2**64 - 1)
+    cfg.error_feedback = bool(error_feedback)
+    return cfg
+
+
 class Compressor(Handle):
     """A compressor with per-parameter state (error-feedback residual, step counter).
 
@@ -81,16 +98,8 @@ class Compressor(Handle):
 
     def __init__(self, dim, method="topk", ratio=32.0, *, rows=1, block=256, value_bits=2, seed=0, worker=0,
                  error_feedback=True):
-        cfg = C.tritter_grad_config_t()
-        call("tritter_grad_config_default", ctypes.byref(cfg))
-        cfg.method = _method_code(method)
-        cfg.ratio = float(ratio)
-        cfg.rows = int(rows)
-        cfg.block = int(block)
-        cfg.value_bits = int(value_bits)
-        cfg.seed = int(seed) & (2**64 - 1)
-        cfg.worker = int(worker) & (2**64 - 1)
-        cfg.error_feedback = bool(error_feedback)
+        cfg = _config(method, ratio, rows=rows, block=block, value_bits=value_bits, seed=seed, worker=worker,
+                      error_feedback=error_feedback)
         super().__init__(new_handle("tritter_grad_compressor_new", int(dim), ctypes.byref(cfg)))
         self.dim = int(dim)
         self.method = method
@@ -121,6 +130,85 @@ class Compressor(Handle):
 
     def reset(self):
         call("tritter_grad_compressor_reset", self.raw)
+
+
+def region_bounds(dim, world):
+    """The ``world`` contiguous regions ``[(start, end), ...]`` of ``dim``
+    coordinates: region j = ``[j L, min(dim, (j+1) L))``, ``L = ceil(dim / world)``."""
+    L = -(-int(dim) // int(world))
+    return [(min(dim, j * L), min(dim, (j + 1) * L)) for j in range(int(world))]
+
+
+class RegionExchange(Handle):
+    """One rank's state of the two-phase region exchange of one gradient bucket
+    (one library call per phase; see ``tritter_grad_regions_new``).
+
+    Per step, on every rank: ``slots = compress(grad)`` ([world, slot] uint8; send
+    row j to rank j: all-to-all), ``own = reduce(received)`` (the [world, slot]
+    rows received, row i from rank i -> [owner_slot] uint8: all-gather it), then
+    ``update = decode(gathered)`` ([world, owner_slot] -> float32 [dim], the
+    averaged update, identical on every rank). Traffic per rank is about
+    ``(world-1)/world * 4 dim (1/ratio + 1/owner_ratio)`` bytes, flat in world.
+
+    ``local`` / ``owner``: dicts of ``Compressor`` settings (method, ratio,
+    value_bits, block, seed, worker, error_feedback) for the regions and for the
+    owned region's sum. ``region_seeds``: one seed per region (default: derived
+    from ``local['seed']`` and the region index).
+    """
+
+    _free = "tritter_grad_regions_free"
+
+    def __init__(self, dim, world, rank, local, owner=None, region_seeds=None):
+        owner = dict(local) if owner is None else owner
+        lc, oc = _config(**local), _config(**owner)
+        self.dim, self.world, self.rank = int(dim), int(world), int(rank)
+        if region_seeds is None:
+            seeds, ns = None, 0
+        else:
+            arr = (ctypes.c_uint64 * len(region_seeds))(*[int(x) & (2**64 - 1) for x in region_seeds])
+            seeds, ns = arr, len(region_seeds)
+        super().__init__(new_handle("tritter_grad_regions_new", self.dim, self.world, self.rank,
+                                    ctypes.byref(lc), ctypes.byref(oc), seeds, ns))
+        a, b = ctypes.c_size_t(), ctypes.c_size_t()
+        call("tritter_grad_regions_slot_bytes", self.raw, ctypes.byref(a), ctypes.byref(b))
+        self.slot_bytes, self.owner_slot_bytes = a.value, b.value
+        self.regions = region_bounds(self.dim, self.world)
+
+    def compress(self, grad, out=None):
+        """Phase 1 -> uint8 [world, slot_bytes] (row j: region j's payload, zero-padded)."""
+        g = _vec(grad, "grad")
+        if out is None:
+            out = np.empty((self.world, self.slot_bytes), np.uint8)
+        else:
+            out_array(out, np.uint8, size=self.world * self.slot_bytes)
+        call("tritter_grad_regions_compress", self.raw, ptr(g), g.size, ptr(out), out.size)
+        return out
+
+    def reduce(self, received, out=None):
+        """Phase 2, owner: the [world, slot_bytes] rows received -> uint8 [owner_slot_bytes]."""
+        r = carray(received, np.uint8, None, "received").reshape(-1)
+        if out is None:
+            out = np.empty(self.owner_slot_bytes, np.uint8)
+        else:
+            out_array(out, np.uint8, size=self.owner_slot_bytes)
+        call("tritter_grad_regions_reduce", self.raw, ptr(r), r.size, ptr(out), out.size)
+        return out
+
+    def decode(self, gathered, out=None):
+        """Phase 2, every rank: [world, owner_slot_bytes] -> float32 [dim] averaged update."""
+        g = carray(gathered, np.uint8, None, "gathered").reshape(-1)
+        if out is None:
+            out = np.empty(self.dim, np.float32)
+        else:
+            out_array(out, np.float32, size=self.dim)
+        call("tritter_grad_regions_decode", self.raw, ptr(g), g.size, ptr(out), out.size)
+        return out
+
+    def residuals(self):
+        """(this rank's regional residuals, its owner residual at the owned region), float32 [dim] each."""
+        lo, ow = np.empty(self.dim, np.float32), np.empty(self.dim, np.float32)
+        call("tritter_grad_regions_residuals", self.raw, ptr(lo), lo.size, ptr(ow), ow.size)
+        return lo, ow
 
 
 def payload_info(payload):

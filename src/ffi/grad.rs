@@ -10,7 +10,7 @@ use super::status::{guard, tritter_status_t};
 use crate::grad::accumulate::TernaryAccumulator;
 use crate::grad::compress::{
     payload, projection::Projection, Compressed, Compressor, CompressorConfig, CountSketch,
-    FetchSgd, Method,
+    FetchSgd, Method, RegionExchange,
 };
 use crate::{Error, Result};
 
@@ -116,6 +116,12 @@ pub struct tritter_grad_compressor_t(Compressor);
 /// memory; free with [`tritter_fetchsgd_free`]. Mutated by step: not
 /// shareable across threads without a lock.
 pub struct tritter_fetchsgd_t(FetchSgd);
+
+/// One rank's state of the two-phase region exchange of one gradient
+/// bucket (see [`tritter_grad_regions_new`]). Owns its memory; free with
+/// [`tritter_grad_regions_free`]. Mutated by compress and reduce: not
+/// shareable across threads without a lock.
+pub struct tritter_grad_regions_t(RegionExchange);
 
 /// A packed ternary gradient accumulator. Owns its memory; free with
 /// [`tritter_ternary_accumulator_free`]. Mutated by add: not shareable across
@@ -385,6 +391,191 @@ pub unsafe extern "C" fn tritter_grad_payload_sum(
         };
         let out = unsafe { args::out_slice(sum_out, sum_cap, sum.wire_bytes(), "sum_out")? };
         payload::encode_into(&sum, out)
+    })
+}
+
+/// Creates rank `rank`'s state of a two-phase region exchange for gradient
+/// buckets of `dim` floats over `world` ranks: traffic per rank about
+/// `(world-1)/world * 4 dim * (1/ratio + 1/owner ratio)`, flat in `world`
+/// (an all_gather of whole payloads grows with `world`).
+///
+/// The bucket is split into `world` regions, region `j` =
+/// `[j L, min(dim, (j+1) L))`, `L = ceil(dim / world)`; rank `j` owns region
+/// `j`. Per step: [`tritter_grad_regions_compress`] (every rank; send slot
+/// `j` to rank `j`, an all-to-all), [`tritter_grad_regions_reduce`] (every
+/// rank, on the `world` slots it received; all-gather its result), then
+/// [`tritter_grad_regions_decode`] (every rank, on the gathered owner
+/// payloads; the averaged update, the same on every rank). Region `j` is
+/// compressed with `local` and seed `region_seeds[j]` (`region_seeds` NULL
+/// with `seeds_len` 0: seeds derived from `local->seed` and `j`); the owned
+/// region's sum with `owner` (its own seed and ratio). With error feedback,
+/// every rank keeps what its regional payloads lost and every owner what
+/// re-compression lost ([`tritter_grad_regions_residuals`]).
+///
+/// Errors: NULL `local`/`owner`/`regions_out`, `dim` zero or >= 2^32,
+/// `world` zero or above 2^20, `rank >= world`, `seeds_len` not 0 or
+/// `world`, an invalid configuration (named as by
+/// [`tritter_grad_compressor_new`]), out of memory.
+///
+/// # Safety
+/// `local` and `owner` must point to valid configs; `region_seeds` valid
+/// for `seeds_len` values; `regions_out` valid for writing one pointer. The
+/// caller owns the new handle.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_grad_regions_new(
+    dim: usize,
+    world: usize,
+    rank: usize,
+    local: *const tritter_grad_config_t,
+    owner: *const tritter_grad_config_t,
+    region_seeds: *const u64,
+    seeds_len: usize,
+    regions_out: *mut *mut tritter_grad_regions_t,
+) -> tritter_status_t {
+    guard(|| {
+        args::check_out(regions_out, "regions_out")?;
+        let l = to_config(unsafe { args::reference(local, "local")? })?;
+        let o = to_config(unsafe { args::reference(owner, "owner")? })?;
+        let seeds = unsafe { args::slice(region_seeds, seeds_len, "region_seeds")? };
+        let seeds = (seeds_len > 0).then_some(seeds);
+        let x = RegionExchange::new(dim, world, rank, l, o, seeds)?;
+        unsafe { handle::store(regions_out, tritter_grad_regions_t(x), "regions_out") }
+    })
+}
+
+/// Frees a region exchange; NULL is a no-op.
+///
+/// # Safety
+/// `regions` must be NULL or a live handle not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn tritter_grad_regions_free(regions: *mut tritter_grad_regions_t) {
+    unsafe { handle::free(regions) }
+}
+
+/// Slot sizes: `slot_out` = bytes of one phase-1 slot (the buffers of
+/// compress and reduce are `world * slot` bytes), `owner_slot_out` = bytes
+/// of one owner payload (the gathered buffer is `world * owner_slot`).
+///
+/// # Safety
+/// `regions` must be a live handle; the outputs valid for one `size_t`.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_grad_regions_slot_bytes(
+    regions: *const tritter_grad_regions_t,
+    slot_out: *mut usize,
+    owner_slot_out: *mut usize,
+) -> tritter_status_t {
+    guard(|| {
+        let r = unsafe { handle::get(regions, "regions")? };
+        args::check_out(owner_slot_out, "owner_slot_out")?;
+        unsafe { args::write(slot_out, r.0.slot_bytes(), "slot_out")? };
+        unsafe { args::write(owner_slot_out, r.0.owner_slot_bytes(), "owner_slot_out") }
+    })
+}
+
+/// Phase 1: compresses each region of `grad` (`n == dim` floats) plus its
+/// residual into `slots_out` (`slots_len == world * slot` bytes; slot `j`
+/// holds region `j`'s checksummed payload, zero-padded). Errors: NULL,
+/// lengths, non-finite gradient (`TRITTER_ERR_NON_FINITE` naming `grad`,
+/// checked before any state changes: the state is unchanged on error).
+///
+/// # Safety
+/// Pointers valid for their lengths; `slots_out` must not overlap `grad`.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_grad_regions_compress(
+    regions: *mut tritter_grad_regions_t,
+    grad: *const f32,
+    n: usize,
+    slots_out: *mut u8,
+    slots_len: usize,
+) -> tritter_status_t {
+    guard(|| {
+        let r = unsafe { handle::get_mut(regions, "regions")? };
+        let g = unsafe { args::slice(grad, n, "grad")? };
+        let out = unsafe { args::slice_mut(slots_out, slots_len, "slots_out")? };
+        r.0.compress(g, out)
+    })
+}
+
+/// Phase 2, the owner's part: validates and decodes the `world` payloads
+/// of this rank's region in `received` (`received_len == world * slot`
+/// bytes, row `i` = the slot received from rank `i`), sums them in rank
+/// order, and re-compresses the sum (plus the owner residual) into
+/// `owner_out` (`owner_len == owner_slot` bytes, zero-padded). Errors:
+/// NULL, lengths, a row that is not a valid payload of this region
+/// (`TRITTER_ERR_INVALID_DATA` naming `received` and the row), a sum that
+/// is not finite (also naming `received`); the state and `owner_out` are
+/// unchanged on error.
+///
+/// # Safety
+/// Pointers valid for their lengths; no overlap.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_grad_regions_reduce(
+    regions: *mut tritter_grad_regions_t,
+    received: *const u8,
+    received_len: usize,
+    owner_out: *mut u8,
+    owner_len: usize,
+) -> tritter_status_t {
+    guard(|| {
+        let r = unsafe { handle::get_mut(regions, "regions")? };
+        let rx = unsafe { args::slice(received, received_len, "received")? };
+        let out = unsafe { args::slice_mut(owner_out, owner_len, "owner_out")? };
+        r.0.reduce(rx, out)
+    })
+}
+
+/// Phase 2, every rank: decodes the `world` owner payloads in `gathered`
+/// (`gathered_len == world * owner_slot` bytes, row `j` from rank `j`) into
+/// `out` (`n == dim` floats): region `j` = owner `j`'s decoded sum divided
+/// by `world` (the averaged update; the same bits on every rank). Errors:
+/// NULL, lengths (`out` unchanged), a row that is not a valid owner payload
+/// of its region (`TRITTER_ERR_INVALID_DATA` naming `gathered` and the row;
+/// `out` is then zeroed).
+///
+/// # Safety
+/// Pointers valid for their lengths; no overlap.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_grad_regions_decode(
+    regions: *const tritter_grad_regions_t,
+    gathered: *const u8,
+    gathered_len: usize,
+    out: *mut f32,
+    n: usize,
+) -> tritter_status_t {
+    guard(|| {
+        let r = unsafe { handle::get(regions, "regions")? };
+        let g = unsafe { args::slice(gathered, gathered_len, "gathered")? };
+        let o = unsafe { args::slice_mut(out, n, "out")? };
+        r.0.decode(g, o)
+    })
+}
+
+/// Copies this rank's regional residuals into `local_out` (`dim` floats)
+/// and its owner residual, placed at the owned region, into `owner_out`
+/// (`dim` floats, zero elsewhere). Errors: NULL, lengths,
+/// `TRITTER_ERR_INVALID_STATE` when error feedback is off.
+///
+/// # Safety
+/// `local_out` and `owner_out` valid for their lengths; no overlap.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn tritter_grad_regions_residuals(
+    regions: *const tritter_grad_regions_t,
+    local_out: *mut f32,
+    local_len: usize,
+    owner_out: *mut f32,
+    owner_len: usize,
+) -> tritter_status_t {
+    guard(|| {
+        let r = unsafe { handle::get(regions, "regions")? };
+        let l = unsafe { args::slice_mut(local_out, local_len, "local_out")? };
+        let o = unsafe { args::slice_mut(owner_out, owner_len, "owner_out")? };
+        r.0.residuals(l, o)
     })
 }
 

@@ -208,6 +208,24 @@ class _RegionState:
         self.u = None  # local momentum (momentum correction), made at the first compression
 
 
+class _FusedRegionState:
+    """Per bucket and rank: one library ``RegionExchange`` (one call per phase);
+    the same seeds, settings and bits as :class:`_RegionState`'s per-region
+    compressors."""
+
+    def __init__(self, comp: "RegionPayload", n: int, world: int, bucket_seed: int, rank: int):
+        self.n, self.world, self.rank = n, world, rank
+        self.regions = regions(n, world)
+        m63 = 2**63 - 1
+        local = dict(method=comp.local_method, ratio=comp.ratio, value_bits=comp.value_bits, worker=rank)
+        owner = dict(method=comp.method, ratio=comp.owner_ratio, value_bits=comp.value_bits, worker=rank,
+                     seed=_mix(bucket_seed, rank, 2) & m63)
+        seeds = [_mix(bucket_seed, j, 1) & m63 for j in range(world)]
+        self.x = G.RegionExchange(n, world, rank, local, owner, seeds)
+        self.slot, self.owner_slot = self.x.slot_bytes, self.x.owner_slot_bytes
+        self.u = None
+
+
 class RegionPayload(TwoPhaseCompressor):
     """Quantized top-k (or top-k) with an exchange whose traffic per rank does not
     grow with the number of ranks (see :class:`TwoPhaseCompressor`).
@@ -230,6 +248,13 @@ class RegionPayload(TwoPhaseCompressor):
     ``owner_ratio``): the selection runs on the sum over ranks, not on each
     rank's noisier gradient. Traffic ratio about ``2 / (1/15.06 + 1/owner_ratio)``.
 
+    ``fused=True`` (the default): each phase is one library call
+    (``tritter_accel.grad.RegionExchange``: every region compressed, the owner's
+    sum decoded sparsely and re-compressed, the gathered regions decoded, all in
+    C); ``fused=False`` runs the same steps region by region from Python (the
+    reference the fused calls are tested against: same bytes, same update).
+    Masking needs the per-region path and selects it.
+
     ``momentum > 0``: momentum correction (Lin et al., Deep Gradient
     Compression, 2018). Each rank keeps a local momentum ``u = momentum u + g``
     and compresses ``u`` (its error feedback accumulates ``u``), so the decoded
@@ -247,7 +272,7 @@ class RegionPayload(TwoPhaseCompressor):
 
     def __init__(self, method: str = "qtopk", ratio: float = 32.0, *, value_bits: int = 2,
                  owner_ratio: Optional[float] = None, momentum: float = 0.0, masking: bool = False,
-                 local_method: Optional[str] = None):
+                 local_method: Optional[str] = None, fused: bool = True):
         if method not in ("qtopk", "topk"):
             raise ValueError(f"method: RegionPayload takes 'qtopk' or 'topk', got {method!r}")
         local_method = method if local_method is None else local_method
@@ -264,6 +289,7 @@ class RegionPayload(TwoPhaseCompressor):
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum: must be in [0, 1), got {momentum}")
         self.momentum, self.masking = float(momentum), bool(masking) and momentum > 0
+        self.fused = bool(fused) and not self.masking
 
     def describe(self):
         bits = f", {self.value_bits}-bit levels" if self.method == "qtopk" else ""
@@ -289,9 +315,10 @@ class RegionPayload(TwoPhaseCompressor):
         # the world size is only known at the first call (the hook passes it then)
         return {"bucket_seed": bucket_seed, "rank": rank, "st": None}
 
-    def _state(self, state, n, world) -> _RegionState:
+    def _state(self, state, n, world):
         if state["st"] is None or state["st"].world != world:
-            state["st"] = _RegionState(self, n, world, state["bucket_seed"], state["rank"])
+            kind = _FusedRegionState if self.fused else _RegionState
+            state["st"] = kind(self, n, world, state["bucket_seed"], state["rank"])
         return state["st"]
 
     def slot_bytes(self, n, world):
@@ -311,6 +338,8 @@ class RegionPayload(TwoPhaseCompressor):
             st.u *= np.float32(self.momentum)
             st.u += x
             x = st.u
+        if self.fused:
+            return torch.from_numpy(st.x.compress(x))
         out = np.zeros((world, st.slot), np.uint8)
         for j, (s, e) in enumerate(st.regions):
             if e > s:
@@ -322,6 +351,8 @@ class RegionPayload(TwoPhaseCompressor):
 
     def reduce_owned(self, received, state, step, rank, world):
         st = state["st"]  # made by compress_regions of the same call
+        if self.fused:
+            return torch.from_numpy(st.x.reduce(_np(received)))
         out = np.zeros(st.owner_slot, np.uint8)
         s, e = st.regions[rank]
         if e == s:
@@ -337,6 +368,9 @@ class RegionPayload(TwoPhaseCompressor):
 
     def decode(self, gathered, n, state, step, world):
         st = self._state(state, n, world)
+        if self.fused:
+            g = gathered if isinstance(gathered, torch.Tensor) else torch.stack(list(gathered))
+            return torch.from_numpy(st.x.decode(_np(g)))
         out = np.zeros(n, np.float32)
         for j, (s, e) in enumerate(st.regions):
             if e > s:
@@ -348,6 +382,8 @@ class RegionPayload(TwoPhaseCompressor):
         """``(sum of this rank's regional residuals as a dense n-vector, owner residual
         of the owned region as a dense n-vector)``, for the conservation check."""
         st = state["st"]
+        if self.fused:
+            return st.x.residuals()
         loc = np.zeros(st.n, np.float32)
         own = np.zeros(st.n, np.float32)
         for j, (s, e) in enumerate(st.regions):

@@ -16,10 +16,12 @@
 pub mod payload;
 pub mod projection;
 pub mod qtopk;
+pub mod region;
 pub mod sketch;
 pub mod ternary;
 pub mod topk;
 
+pub use region::RegionExchange;
 pub use sketch::{CountSketch, FetchSgd};
 
 use crate::{rng, Error, Result};
@@ -550,7 +552,7 @@ impl Compressor {
                     for (&i, &c) in idx.iter().zip(codes) {
                         let i = i as usize;
                         let l = levels[c as usize];
-                        res[i] -= if res[i].is_sign_negative() { -l } else { l };
+                        res[i] -= qtopk::with_sign(l, res[i].is_sign_negative());
                     }
                 }
                 _ => {

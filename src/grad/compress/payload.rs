@@ -373,6 +373,54 @@ pub fn decompress_into(bytes: &[u8], out: &mut [f32]) -> Result<()> {
     qtopk::decompress_into(&levels, h.a, r, &body[4 << v..], out).inspect_err(|_| out.fill(0.0))
 }
 
+/// Validates a payload and applies its decoded values to `out` (`dim`
+/// floats): `out[i] = op(out[i], v)`. Top-k and quantized top-k visit only
+/// their coded entries (increasing `i`), the other methods every element in
+/// order, so `|a, v| a + v` adds the decoded gradient to `out` at the cost of
+/// the entries alone for the sparse methods. Same checks and errors as
+/// [`decompress_into`] (payload errors before a wrong `out` length, which
+/// leaves `out` unchanged); if a quantized top-k stream turns out invalid
+/// part-way, the entries before the fault were applied (callers that need
+/// `out` intact apply into scratch).
+pub fn decompress_apply(
+    bytes: &[u8],
+    out: &mut [f32],
+    mut op: impl FnMut(f32, f32) -> f32,
+) -> Result<()> {
+    let h = header(bytes)?;
+    let shape =
+        |dim: usize, got: usize| Error::shape("out", format!("expected {dim} elements, got {got}"));
+    if h.method == Method::QTopK {
+        let end = check_crc(bytes, &h)?;
+        let body = &bytes[HEADER..end];
+        let (r, v) = qtopk::unpack_b(h.b).expect("checked by header");
+        let levels = qtopk_levels(body, v)?;
+        if out.len() != h.dim {
+            decode(bytes)?;
+            return Err(shape(h.dim, out.len()));
+        }
+        return qtopk::decode_entries(h.dim, h.a, r, v, &body[4 << v..], "payload", |i, neg, c| {
+            let l = levels[c];
+            out[i] = op(out[i], qtopk::with_sign(l, neg));
+        });
+    }
+    let c = decode(bytes)?;
+    if out.len() != c.dim {
+        return Err(shape(c.dim, out.len()));
+    }
+    if let Body::TopK { indices, values } = &c.body {
+        for (&i, &v) in indices.iter().zip(values) {
+            out[i as usize] = op(out[i as usize], v);
+        }
+        return Ok(());
+    }
+    let d = c.decompress()?;
+    for (o, &v) in out.iter_mut().zip(&d) {
+        *o = op(*o, v);
+    }
+    Ok(())
+}
+
 /// Parses and fully validates a payload.
 pub fn decode(bytes: &[u8]) -> Result<Compressed> {
     let h = header(bytes)?;

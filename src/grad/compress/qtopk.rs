@@ -524,8 +524,15 @@ pub fn decompress_into(
     let v = levels.len().trailing_zeros() as usize;
     out.fill(0.0);
     decode_entries(out.len(), k, r, v, stream, "payload", |i, neg, c| {
-        out[i] = if neg { -levels[c] } else { levels[c] };
+        out[i] = with_sign(levels[c], neg);
     })
+}
+
+/// `-l` when `neg`, else `l`, without a branch (the signs of kept entries
+/// are random): the same bits as the negation, which flips the sign bit.
+#[inline(always)]
+pub(crate) fn with_sign(l: f32, neg: bool) -> f32 {
+    f32::from_bits(l.to_bits() ^ ((neg as u32) << 31))
 }
 
 struct BitWriter {

@@ -439,9 +439,17 @@ fn top_k_and_qtopk_bracketed_path_every_level_equal_scalar() {
     // Inputs long enough for the sampled bracket and the fused qtopk pass
     // (topk::BRACKET_MIN and up): ties at many magnitudes (quantized values),
     // exact zeros, signs, heavy and light tails.
-    let levels = crate::cpu::levels_for_test("top-k / qtopk, bracketed path (n >= 2^19)");
+    let levels = crate::cpu::levels_for_test("top-k / qtopk, bracketed path (n >= 2^13)");
     let m = topk::BRACKET_MIN;
-    for (n, kind) in [(m, 0u64), (m + 3, 1), (m + 257, 2)] {
+    // the sample grows with n (about (1.5 n)^(2/3))
+    for (n, kind) in [
+        (m, 0u64),
+        (m + 3, 1),
+        (m + 257, 2),
+        (5 * m + 1, 0),
+        ((1 << 18) + 5, 2),
+        ((1 << 20) + 1, 1),
+    ] {
         let x: Vec<f32> = randn(n, 40 + kind)
             .iter()
             .enumerate()

@@ -93,10 +93,18 @@ pub(crate) struct Kth {
     pub eq: usize,
 }
 
-/// Sample size of [`bracket_kth`].
+/// Largest sample of [`bracket_kth`].
 const BRACKET_SAMPLE: usize = 32_768;
 /// Inputs at least this long take [`bracket_kth`] first.
-pub(crate) const BRACKET_MIN: usize = 1 << 19;
+pub(crate) const BRACKET_MIN: usize = 1 << 13;
+
+/// Sample size of [`bracket_kth`] for `n` elements: about `(1.5 n)^(2/3)`,
+/// 1024 to [`BRACKET_SAMPLE`]. The two selections cost about the sample
+/// size plus the bracket's members, about `9 sqrt(p (1 - p) / S) n`: this
+/// balances them (2.6k samples and 3% of the input at `n` = 2^18).
+pub(crate) fn bracket_sample(n: usize) -> usize {
+    ((1.5 * n as f64).cbrt().powi(2) as usize).clamp(1024, BRACKET_SAMPLE)
+}
 
 /// For inputs of at least [`BRACKET_MIN`] (and `0 < k < n`): two thresholds
 /// `lo <= hi` from a fixed hashed sample of magnitudes (deterministic) that
@@ -114,30 +122,30 @@ pub(crate) fn bracket_kth(kern: Kernel, x: &[f32], k: usize) -> Option<(Kth, u32
     if n < BRACKET_MIN || k == 0 || k >= n || matches!(kern, Kernel::Scalar) {
         return None;
     }
-    const S: usize = BRACKET_SAMPLE;
-    let mut s: Vec<u32> = (0..S as u64)
+    let s_len = bracket_sample(n);
+    let mut s: Vec<u32> = (0..s_len as u64)
         .map(|j| {
             let i = ((crate::rng::hash2(0x7095_A3D1, j) >> 32) * n as u64) >> 32;
             x[i as usize].to_bits() & 0x7FFF_FFFF
         })
         .collect();
     let p = k as f64 / n as f64;
-    let e = p * S as f64;
-    let margin = 4.5 * (S as f64 * p * (1.0 - p)).sqrt() + 2.0;
+    let e = p * s_len as f64;
+    let margin = 4.5 * (s_len as f64 * p * (1.0 - p)).sqrt() + 2.0;
     // ranks from the top (1 = the sample's largest)
     let r_lo = (e + margin).ceil() as usize;
     let r_hi = (e - margin).floor();
-    let lo = if r_lo >= S {
+    let lo = if r_lo >= s_len {
         0
     } else {
-        *s.select_nth_unstable(S - r_lo).1
+        *s.select_nth_unstable(s_len - r_lo).1
     };
     let hi = if r_hi < 1.0 {
         u32::MAX
     } else {
         // above lo's position the slice holds the larger values
         let r_hi = r_hi as usize;
-        *s.select_nth_unstable(S - r_hi).1
+        *s.select_nth_unstable(s_len - r_hi).1
     };
     let mut members = Vec::new();
     let (above0, max) = bracket_pass(kern, x, lo, hi, &mut members);
@@ -549,7 +557,7 @@ mod tests {
             }
             assert_eq!(top_k_indices(&x, k).unwrap(), naive(&x, k), "n {n} k {k}");
         }
-        for j in 0..BRACKET_SAMPLE as u64 {
+        for j in 0..bracket_sample(n) as u64 {
             let i = ((crate::rng::hash2(0x7095_A3D1, j) >> 32) * n as u64) >> 32;
             x[i as usize] = 100.0;
         }

@@ -14,8 +14,10 @@ of the bucket sizes. The simulator takes
 * payload sizes from the **library itself** (``tritter_accel.grad.Compressor``
   wire sizes of every bucket and every region, exactly what the hook sends);
 * compute and compression time **measured here**: one training step of the
-  model (forward, backward, optimizer; 1 thread), and the library's compress
-  and decompress throughput on gradients of the buckets' sizes;
+  model (forward, backward, optimizer; 1 thread); for the region exchanges,
+  one rank's work per step with the library's one-call-per-phase exchange on
+  the model's buckets at every N (``measure_region_cost``); for the all_gather
+  exchange, the library's compress and decompress throughput;
 * a link: bandwidth (Gbit/s) and a per-message latency (``--alpha-us``).
 
 and computes, per rank and step, the bytes each exchange moves (the same
@@ -34,7 +36,7 @@ with ring all-reduce ``2 (N-1) (alpha + B / (N beta))``, ring all-gather
 * ``qtopk-region R``: the two-phase region exchange (``lib-rqtopk:R``);
 * ``--regions SPECS``: region exchanges given as experiment specs (e.g.
   ``lib-rqtopk:32:3``, ``lib-rtqtopk:40:3``: ternary regions, owners at 40x),
-  with their own payload sizes and the measured speed of each phase's codec;
+  with their own payload sizes and their measured work per rank;
 * ``powersgd r``: PyTorch's PowerSGD (two all-reduces of P and Q per matrix,
   1-D tensors uncompressed), char LM only (it needs the matrix shapes).
 
@@ -251,16 +253,46 @@ def measure_codec_method(method: str, ratio: float, value_bits: int = 2, n: int 
     return tc / n, td / n
 
 
-def region_codec_time(buckets, world, comp, codecs) -> float:
-    """Compression work per rank and step (s) of a region exchange ``comp``: N regional
-    compressions (n in all), N decodes of the owned region's payloads (n), the owner's
-    compression (n/N) and N decodes of the gathered owner payloads (n)."""
+def measure_region_cost(buckets, world, comp, reps: int = 5) -> float:
+    """Seconds of compression work one rank spends per step in the region exchange
+    ``comp`` at ``world`` ranks, **measured** with the library's one-call-per-phase
+    exchange (``grad.RegionExchange``, what the hook runs) on the model's buckets:
+    rank 0 compresses its N regions, reduces N received payloads of its region and
+    decodes N owner payloads (process CPU time, medians over ``reps`` steps, one
+    library thread). The received rows are rank 0's own payload of its region N
+    times, the gathered rows the regions of a second exchange set up with the
+    owners' settings: the same sizes and entry counts the real rows have, without
+    N ranks' state in memory (N up to 1024)."""
     if world == 1:
         return 0.0
-    n = sum(buckets)
-    c_l, d_l = codecs[(comp.local_method, comp.ratio if comp.local_method != "ternary" else 0.0)]
-    c_o, d_o = codecs[(comp.method, comp.owner_ratio)]
-    return n * c_l + n * d_l + (n / world) * c_o + n * d_o
+    from tritter_accel import grad as G
+    from tritter_accel import set_num_threads
+    from tritter_accel.torch.compressors import _FusedRegionState
+    set_num_threads(1)
+    total = 0.0
+    rng = np.random.default_rng(world)
+    for n in buckets:
+        x = _FusedRegionState(comp, n, world, 7, 0).x
+        own = dict(method=comp.method, ratio=comp.owner_ratio, value_bits=comp.value_bits)
+        src = G.RegionExchange(n, world, 0, own, own)
+        gathered = src.compress(rng.standard_normal(n).astype(np.float32))
+        if gathered.shape[1] != x.owner_slot_bytes:
+            raise RuntimeError("owner slot sizes differ")  # same settings: cannot happen
+        ts = []
+        for _ in range(reps + 1):
+            g = rng.standard_normal(n).astype(np.float32)
+            t = time.process_time()
+            slots = x.compress(g)
+            t1 = time.process_time() - t
+            received = np.repeat(slots[:1], world, axis=0)
+            t = time.process_time()
+            x.reduce(received)
+            t2 = time.process_time() - t
+            t = time.process_time()
+            x.decode(gathered)
+            ts.append(t1 + t2 + time.process_time() - t)
+        total += statistics.median(ts[1:])
+    return total
 
 
 def codec_time(buckets, exchange, world, c_el, d_el) -> float:
@@ -270,11 +302,7 @@ def codec_time(buckets, exchange, world, c_el, d_el) -> float:
         return 0.0  # PowerSGD's own matmuls are not modelled (favours PowerSGD)
     if exchange == "qtopk-allgather":
         return n * c_el + world * n * d_el  # every rank decodes every rank's payload
-    if exchange == "qtopk-region":
-        # N regional compressions (n in all) + N decodes of the owned region (n) +
-        # owner re-compression (n/N) + N decodes of the gathered regions (n)
-        return n * c_el + n * d_el + (n / world) * c_el + n * d_el
-    raise ValueError(exchange)
+    raise ValueError(exchange)  # region exchanges: measure_region_cost
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -363,8 +391,30 @@ def simulate(args) -> List[str]:
     lines += ["", "## Step time speed-up over uncompressed all-reduce (compute + compression + communication)",
               "", "Above 1: compression pays off; below 1 (bold): it costs time.", ""]
     methods = [(f"qtopk {r:g}x all_gather", "qtopk-allgather", r) for r in ratios] + \
-              [(f"qtopk {r:g}x region", "qtopk-region", r) for r in ratios] + \
+              [(f"qtopk {r:g}x region", region_comp(f"lib-rqtopk:{r:g}"), r) for r in ratios] + \
               [(f"`{sp}`", comp, 0.0) for sp, comp in regions]
+    # the region exchanges' work per rank, measured at every N (the fused library calls)
+    rcost = {(id(ex), n): measure_region_cost(buckets, n, ex)
+             for _, ex, _ in methods if not isinstance(ex, str) for n in worlds}
+    region_methods = [(name, ex) for name, ex, _ in methods if not isinstance(ex, str)]
+    at = lines.index("## Step time speed-up over uncompressed all-reduce (compute + compression + communication)")
+    lines[at:at] = [
+        "## Compression work per rank and step (ms)", "",
+        "Region exchanges: **measured** at every N with the library's one-call-per-phase exchange "
+        "(`grad.RegionExchange`, what the hook runs) on the model's buckets: rank 0's phase 1 "
+        "(compress N regions), phase 2 (decode and sum N payloads of its region, re-compress) and "
+        "decode of the N owner payloads, process CPU time, medians of 5 steps, one library thread. "
+        "all_gather: modelled from the 1 Mi-element codec speeds above (compress n, decode N n). "
+        "Compare with what the exchange saves: the uncompressed all-reduce time in the step-time "
+        "tables below, minus the exchange's own communication.", "",
+        "| N | " + " | ".join([f"qtopk {r:g}x all_gather" for r in ratios] + [m for m, _ in region_methods]) + " |",
+        "|---|" + "---|" * (len(ratios) + len(region_methods)),
+    ] + [
+        f"| {n} | " + " | ".join(
+            [f"{codec_time(buckets, 'qtopk-allgather', n, *codec[r]) * 1e3:.2f}" for r in ratios]
+            + [f"{rcost[(id(ex), n)] * 1e3:.2f}" for _, ex in region_methods]) + " |"
+        for n in worlds
+    ] + [""]
     if shapes:
         methods.append(("PowerSGD r4", "powersgd", 32.0))
     for gbit in links:
@@ -376,8 +426,8 @@ def simulate(args) -> List[str]:
             base = compute + comm_time(buckets, "dense", n, 1, beta, alpha)
             cells = [f"{base * 1e3:.2f}"]
             for _, ex, r in methods:
-                if not isinstance(ex, str):  # a region exchange given by its spec
-                    t = compute + region_codec_time(buckets, n, ex, rcodecs) + comm_time(
+                if not isinstance(ex, str):  # a region exchange: its measured work at this N
+                    t = compute + rcost[(id(ex), n)] + comm_time(
                         buckets, "qtopk-region", n, 0.0, beta, alpha, comp=ex)
                 else:
                     c_el, d_el = codec.get(r, (0.0, 0.0))

@@ -367,3 +367,20 @@ def test_hook_cost_script_runs(capsys):
     assert [r.split("|")[3].strip() for r in rows] == ["fused", "per-region"]
     assert all(float(x) > 0 for r in rows for x in r.split("|")[4:8])
     assert any("per-region / fused" in r for r in out)
+
+
+def test_simulator_measures_the_region_exchange(capsys):
+    """The simulator's report: the region exchanges' work per rank is measured with the
+    library's one-call-per-phase exchange at every N (positive, zero at N = 1), and the
+    step-time tables are written for every link."""
+    from experiments.grad_compression import simulate
+    comp = simulate.region_comp("lib-rqtopk:32:3")
+    assert simulate.measure_region_cost([5000, 300], 1, comp) == 0.0
+    assert simulate.measure_region_cost([5000, 300], 8, comp, reps=2) > 0.0
+    simulate.main(["--model", "params:3e5", "--compute-ms", "10", "--ratios", "32", "--worlds", "2,4",
+                   "--links", "10", "--regions", "lib-rqtopk:32:3"])
+    out = capsys.readouterr().out
+    assert "## Compression work per rank and step (ms)" in out and "### 10 Gbit/s" in out
+    work = out.split("## Compression work")[1].split("## Step time")[0]
+    rows = [r.split("|")[2:-1] for r in work.splitlines() if r.startswith("| 2 ") or r.startswith("| 4 ")]
+    assert len(rows) == 2 and all(len(r) == 3 and all(float(x) > 0.0 for x in r) for r in rows)

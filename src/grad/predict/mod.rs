@@ -1522,9 +1522,9 @@ fn dot_blocks<T: Slot>(
     };
     let task = |b: usize, out: &mut [f64], st: &mut [T]| {
         let r = b * BLOCK..(b * BLOCK + BLOCK).min(n);
-        let g = T::stage(&grad[r.clone()], st);
         let src: Vec<&[T]> = srcs.iter().map(|&s| &bufs[s][r.clone()]).collect();
-        out[k] = kernels::dots(level, &src, g, &mut out[..k]);
+        // bf16: rounds the block into `st` within the dot pass.
+        out[k] = T::stage_dots(level, &src, &grad[r], st, &mut out[..k]);
     };
     // One thread: stay on the caller (handing work to a pool thread costs a
     // wake-up, milliseconds on a loaded machine). Same blocks, same result.

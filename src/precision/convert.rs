@@ -188,8 +188,6 @@ pub(crate) mod x86 {
     ) -> (usize, bool) {
         let n = src.len().min(dst.len());
         let mut i = 0;
-        let lsb = _mm256_set1_epi32(1);
-        let bias = _mm256_set1_epi32(0x7fff);
         let abs = _mm256_set1_epi32(0x7fff_ffff);
         let inf = _mm256_set1_epi32(0x7f80_0000);
         let quiet = _mm256_set1_epi32(0x0040);
@@ -200,9 +198,7 @@ pub(crate) mod x86 {
                 let mut outs = [_mm256_setzero_si256(); 2];
                 for (k, o) in outs.iter_mut().enumerate() {
                     let b = _mm256_loadu_si256(src.as_ptr().add(i + 8 * k) as *const __m256i);
-                    let odd = _mm256_and_si256(_mm256_srli_epi32::<16>(b), lsb);
-                    let rounded =
-                        _mm256_srli_epi32::<16>(_mm256_add_epi32(b, _mm256_add_epi32(bias, odd)));
+                    let rounded = bf16_round8(b);
                     let nan = _mm256_cmpgt_epi32(_mm256_and_si256(b, abs), inf);
                     *o = if FIX_NAN {
                         let qn = _mm256_or_si256(_mm256_srli_epi32::<16>(b), quiet);
@@ -212,14 +208,33 @@ pub(crate) mod x86 {
                         rounded
                     };
                 }
-                // packus works per 128-bit lane: fix the order with a permute.
-                let packed = _mm256_packus_epi32(outs[0], outs[1]);
-                let ordered = _mm256_permute4x64_epi64::<0b11_01_10_00>(packed);
+                let ordered = bf16_pack16(outs[0], outs[1]);
                 _mm256_storeu_si256(dst.as_mut_ptr().add(i) as *mut __m256i, ordered);
             }
             i += 16;
         }
         (i, _mm256_testz_si256(seen, seen) == 0)
+    }
+
+    /// Eight f32 (as bits) rounded to bf16, nearest even, each in the low
+    /// half of its 32-bit lane (the arithmetic of
+    /// [`super::f32_to_bf16_bits`] for every non-NaN value; a NaN's output
+    /// is unspecified).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(crate) fn bf16_round8(b: __m256i) -> __m256i {
+        let odd = _mm256_and_si256(_mm256_srli_epi32::<16>(b), _mm256_set1_epi32(1));
+        let bias = _mm256_add_epi32(_mm256_set1_epi32(0x7fff), odd);
+        _mm256_srli_epi32::<16>(_mm256_add_epi32(b, bias))
+    }
+
+    /// Two vectors of [`bf16_round8`] output (elements 0-7 and 8-15) as
+    /// sixteen bf16 values in element order.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    pub(crate) fn bf16_pack16(lo: __m256i, hi: __m256i) -> __m256i {
+        // packus works per 128-bit lane: fix the order with a permute.
+        _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(lo, hi))
     }
 
     /// # Safety

@@ -51,6 +51,16 @@ pub trait Slot: Copy + Default + Send + Sync + 'static {
     /// `src` as this type, exactly as [`Slot::store`] would write it: `src`
     /// itself for f32; for bf16 rounded into `buf` (as long as `src`).
     fn stage<'a>(src: &'a [f32], buf: &'a mut [Self]) -> &'a [Self];
+    /// What `dots(level, srcs, Self::stage(g, buf), out)` returns, with
+    /// `buf` written as [`Slot::stage`] writes it (for bf16 in one pass
+    /// that rounds `g` in registers; see [`dots_staged`]).
+    fn stage_dots(
+        level: CpuLevel,
+        srcs: &[&[Self]],
+        g: &[f32],
+        buf: &mut [Self],
+        out: &mut [f64],
+    ) -> f64;
 }
 
 impl Slot for f32 {
@@ -64,6 +74,15 @@ impl Slot for f32 {
     }
     fn stage<'a>(src: &'a [f32], _buf: &'a mut [f32]) -> &'a [f32] {
         src
+    }
+    fn stage_dots(
+        level: CpuLevel,
+        srcs: &[&[f32]],
+        g: &[f32],
+        _buf: &mut [f32],
+        out: &mut [f64],
+    ) -> f64 {
+        dots(level, srcs, g, out)
     }
 }
 
@@ -83,6 +102,15 @@ impl Slot for u16 {
             Self::store(buf, src);
         }
         buf
+    }
+    fn stage_dots(
+        level: CpuLevel,
+        srcs: &[&[u16]],
+        g: &[f32],
+        buf: &mut [u16],
+        out: &mut [f64],
+    ) -> f64 {
+        dots_staged(level, srcs, g, buf, out)
     }
 }
 
@@ -215,6 +243,69 @@ pub fn dots<T: Slot>(level: CpuLevel, srcs: &[&[T]], g: &[T], out: &mut [f64]) -
         i += grp.len();
     }
     gg.unwrap_or(0.0)
+}
+
+/// [`dots`] of bf16 sources with `g` rounded to bf16 as it will be stored:
+/// writes `staged` exactly as `<u16 as Slot>::stage(g, staged)` does and
+/// returns exactly what `dots(level, srcs, staged, out)` then returns (same
+/// bits). With AVX2 the rounding runs inside the pass over the first eight
+/// sources: sixteen gradient values are loaded as f32, rounded in
+/// registers, stored to `staged` and used from there for every source's
+/// multiply-add (no separate staging pass, no re-read). A NaN in `g` (the
+/// fast rounding skips the NaN fix-up) redoes the whole call the staged
+/// way. Panics if the lengths disagree.
+pub fn dots_staged(
+    level: CpuLevel,
+    srcs: &[&[u16]],
+    g: &[f32],
+    staged: &mut [u16],
+    out: &mut [f64],
+) -> f64 {
+    assert_eq!(out.len(), srcs.len(), "one output per source");
+    assert_eq!(staged.len(), g.len(), "equal lengths");
+    assert!(
+        srcs.iter().all(|s| s.len() == g.len()),
+        "sources of unequal length"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if use_avx2(level) {
+        let k = srcs.len().min(GROUP);
+        let grp = &srcs[..k];
+        let mut lanes = Lanes::default();
+        // SAFETY: AVX2 checked (the level includes FMA); lengths checked
+        // above; grp.len() <= GROUP.
+        let (start, nan) = unsafe {
+            match k {
+                0 => x86::dots_staged::<0>(grp, g, staged, &mut lanes),
+                1 => x86::dots_staged::<1>(grp, g, staged, &mut lanes),
+                2 => x86::dots_staged::<2>(grp, g, staged, &mut lanes),
+                3 => x86::dots_staged::<3>(grp, g, staged, &mut lanes),
+                4 => x86::dots_staged::<4>(grp, g, staged, &mut lanes),
+                5 => x86::dots_staged::<5>(grp, g, staged, &mut lanes),
+                6 => x86::dots_staged::<6>(grp, g, staged, &mut lanes),
+                7 => x86::dots_staged::<7>(grp, g, staged, &mut lanes),
+                _ => x86::dots_staged::<8>(grp, g, staged, &mut lanes),
+            }
+        };
+        if !nan {
+            // The tail (under 16 elements) as `stage` rounds it (the exact
+            // scalar rounding, NaN fix-up included), then as `dots` sums it.
+            for (d, &x) in staged[start..].iter_mut().zip(&g[start..]) {
+                *d = crate::precision::convert::f32_to_bf16_bits(x);
+            }
+            dots_scalar(grp, staged, start, &mut lanes);
+            for (o, l) in out[..k].iter_mut().zip(&lanes.acc) {
+                *o = reduce(l);
+            }
+            if srcs.len() > k {
+                // Further groups read the staged values (their Σ g² is
+                // the same; the first pass's is returned, as `dots` does).
+                dots(level, &srcs[k..], staged, &mut out[k..]);
+            }
+            return reduce(&lanes.gg);
+        }
+    }
+    dots(level, srcs, <u16 as Slot>::stage(g, staged), out)
 }
 
 /// The reference of [`dots`] for at most [`GROUP`] sources, from element
@@ -456,6 +547,72 @@ mod x86 {
         }
         e
     }
+
+    /// [`dots`] for bf16 sources with the gradient given as f32: rounds
+    /// the first `len / 16 * 16` values of `g` to bf16 into `staged` (the
+    /// arithmetic of `precision::convert`, without the NaN fix-up) and
+    /// accumulates exactly what [`dots`] accumulates from those staged
+    /// values. Returns `(that count, whether g held a NaN there)`; after a
+    /// NaN, `staged` and `lanes` are unspecified.
+    ///
+    /// # Safety
+    /// AVX2 and FMA; `srcs.len() == S <= 8`; every source and `staged` as
+    /// long as `g`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dots_staged<const S: usize>(
+        srcs: &[&[u16]],
+        g: &[f32],
+        staged: &mut [u16],
+        lanes: &mut Lanes,
+    ) -> (usize, bool) {
+        use crate::precision::convert::x86::{bf16_pack16, bf16_round8};
+        let n = g.len();
+        let z = _mm256_setzero_ps();
+        let mut acc = [z; S];
+        let mut gg = z;
+        let mut seen = z;
+        let p: [*const u16; S] = std::array::from_fn(|i| srcs[i].as_ptr());
+        let gp = g.as_ptr();
+        let sp = staged.as_mut_ptr();
+        let hi = _mm256_castsi256_ps(_mm256_set1_epi32(-65536)); // 0xffff_0000
+        let split = |x: __m256i| {
+            (
+                _mm256_castsi256_ps(_mm256_slli_epi32::<16>(x)),
+                _mm256_and_ps(_mm256_castsi256_ps(x), hi),
+            )
+        };
+        let mut e = 0;
+        // SAFETY: e + 16 <= n = the length of every source and of `staged`.
+        unsafe {
+            while e + 16 <= n {
+                let x0 = _mm256_loadu_ps(gp.add(e));
+                let x1 = _mm256_loadu_ps(gp.add(e + 8));
+                // Unordered: either value is NaN.
+                seen = _mm256_or_ps(seen, _mm256_cmp_ps::<_CMP_UNORD_Q>(x0, x1));
+                let w = bf16_pack16(
+                    bf16_round8(_mm256_castps_si256(x0)),
+                    bf16_round8(_mm256_castps_si256(x1)),
+                );
+                _mm256_storeu_si256(sp.add(e) as *mut __m256i, w);
+                // From here as `dots` does with the staged values.
+                let (g0, g1) = split(w);
+                for i in 0..S {
+                    let (h0, h1) = split(_mm256_loadu_si256(p[i].add(e) as *const __m256i));
+                    acc[i] = _mm256_fmadd_ps(h0, g0, acc[i]);
+                    acc[i] = _mm256_fmadd_ps(h1, g1, acc[i]);
+                }
+                gg = _mm256_fmadd_ps(g0, g0, gg);
+                gg = _mm256_fmadd_ps(g1, g1, gg);
+                e += 16;
+            }
+            // SAFETY: each destination is an [f32; 8].
+            for (l, a) in lanes.acc.iter_mut().zip(acc) {
+                _mm256_storeu_ps(l.as_mut_ptr(), a);
+            }
+            _mm256_storeu_ps(lanes.gg.as_mut_ptr(), gg);
+        }
+        (e, _mm256_movemask_ps(seen) != 0)
+    }
 }
 
 #[cfg(test)]
@@ -673,6 +830,77 @@ mod tests {
                         check_dots(level, &h, &g, &format!("f32 x{scale}"), bound);
                         let hb: Vec<Vec<u16>> = h.iter().map(|v| bf16(v)).collect();
                         check_dots(level, &hb, &bf16(&g), &format!("bf16 x{scale}"), bound);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dots_staged_equals_staging_then_dots() {
+        // The fused pass (rounding in registers) against the two-pass
+        // reference `stage` then `dots`: the same staged bits and the same
+        // sums, with ties, carries into the exponent, values that round to
+        // infinity, infinities, subnormals, and (in some cases) a NaN.
+        let special = [
+            f32::from_bits(0x3f80_8000), // tie, even: down
+            f32::from_bits(0x3f81_8000), // tie, odd: up
+            f32::from_bits(0x3fff_ffff), // carry into the exponent
+            f32::from_bits(0x7f7f_ffff), // rounds to inf
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::from_bits(1),
+            f32::from_bits(0x8000_8000),
+            f32::from_bits(0x0001_8000), // subnormal tie, odd: up
+            -0.0,
+        ];
+        let nans = [0x7fc0_0000u32, 0x7f80_0001, 0xffff_ffff, 0xff80_0001];
+        let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        for level in levels() {
+            for (case, n) in sizes().into_iter().enumerate() {
+                for k in [0usize, 1, 2, 3, 7, 8, 9, 17] {
+                    let seed = case as u64 * 41 + k as u64;
+                    let (h, mut g) = data(seed, n, k);
+                    // mode 0: ordinary values; 1: specials every 5th
+                    // element; 2: specials and one NaN.
+                    for mode in 0..3 {
+                        if mode >= 1 {
+                            for (e, x) in g.iter_mut().enumerate() {
+                                if (e + case) % 5 == 2 {
+                                    *x = special[(e / 5 + k) % special.len()];
+                                }
+                            }
+                        }
+                        if mode == 2 && n > 0 {
+                            let at = (uniform_f32(seed, 7) * n as f32) as usize % n;
+                            g[at] = f32::from_bits(nans[(case + k) % nans.len()]);
+                        }
+                        let hb: Vec<Vec<u16>> = h.iter().map(|v| bf16(v)).collect();
+                        let srcs: Vec<&[u16]> = hb.iter().map(|v| v.as_slice()).collect();
+                        let mut want_st = vec![0u16; n];
+                        let mut want = vec![f64::NAN; k];
+                        let want_gg = dots(
+                            level,
+                            &srcs,
+                            <u16 as Slot>::stage(&g, &mut want_st),
+                            &mut want,
+                        );
+                        let mut st = vec![0x5555u16; n];
+                        let mut got = vec![f64::NAN; k];
+                        let gg = dots_staged(level, &srcs, &g, &mut st, &mut got);
+                        let what = format!("{level:?} n {n} k {k} mode {mode}");
+                        assert_eq!(st, want_st, "staged {what}");
+                        assert!(same(gg, want_gg), "gg {what}: {gg} vs {want_gg}");
+                        for (a, b) in got.iter().zip(&want) {
+                            assert!(same(*a, *b), "{what}: {got:?} vs {want:?}");
+                        }
+                        // The f32 slot's fused form is plain `dots`.
+                        let s32: Vec<&[f32]> = h.iter().map(|v| v.as_slice()).collect();
+                        let mut a = vec![0.0; k];
+                        let mut b = vec![0.0; k];
+                        let x = <f32 as Slot>::stage_dots(level, &s32, &g, &mut [], &mut a);
+                        let y = dots(level, &s32, &g, &mut b);
+                        assert!(same(x, y) && a.iter().zip(&b).all(|(p, q)| same(*p, *q)));
                     }
                 }
             }

@@ -1194,3 +1194,37 @@ fn gram_matrix_equals_a_rebuild_from_the_history() {
         assert!(a.stats().predict_steps > 0);
     }
 }
+
+#[test]
+fn history_buffers_start_at_staggered_page_offsets() {
+    // Buffer i of a parameter (the bf16 spare last) starts i · 448 bytes
+    // past a page boundary, modulo 4096, and holds exactly `numel` values.
+    for bf16 in [false, true] {
+        let mut tr = PhaseTrainer::new(PhaseConfig {
+            history_bf16: bf16,
+            ..Default::default()
+        })
+        .unwrap();
+        for n in [1usize, 3, 4097, 65536] {
+            tr.add_parameter(&[n]).unwrap();
+        }
+        for p in &tr.params {
+            let mut bufs: Vec<(usize, usize)> = match &p.hist {
+                History::F32(h) => h.iter().map(|b| (b.as_ptr() as usize, b.len())).collect(),
+                History::Bf16(h) => h.iter().map(|b| (b.as_ptr() as usize, b.len())).collect(),
+            };
+            if bf16 {
+                bufs.push((p.spare.as_ptr() as usize, p.spare.len()));
+            }
+            for (i, &(at, len)) in bufs.iter().enumerate() {
+                assert_eq!(
+                    at % 4096,
+                    i * 448 % 4096,
+                    "bf16 {bf16} n {} buffer {i}",
+                    p.numel
+                );
+                assert_eq!(len, p.numel);
+            }
+        }
+    }
+}

@@ -358,19 +358,31 @@ pub fn decompress_into(bytes: &[u8], out: &mut [f32]) -> Result<()> {
     if h.method != Method::QTopK {
         return decode(bytes)?.decompress_into(out);
     }
-    let end = check_crc(bytes, &h)?;
+    let (levels, r, _, stream) = qtopk_checked(bytes, &h, out.len())?;
+    qtopk::decompress_into(&levels, h.a, r, stream, out).inspect_err(|_| out.fill(0.0))
+}
+
+/// A quantized top-k payload whose header `h` parsed: checks the CRC and
+/// the levels, then that the output holds `out_len == dim` floats (a shape
+/// error only for an otherwise valid payload: payload errors come first, as
+/// with parse-then-decode). Returns the levels, `r`, `v` and the stream.
+fn qtopk_checked<'a>(
+    bytes: &'a [u8],
+    h: &Header,
+    out_len: usize,
+) -> Result<(Vec<f32>, usize, usize, &'a [u8])> {
+    let end = check_crc(bytes, h)?;
     let body = &bytes[HEADER..end];
     let (r, v) = qtopk::unpack_b(h.b).expect("checked by header");
     let levels = qtopk_levels(body, v)?;
-    if out.len() != h.dim {
-        // Payload errors come first, as with parse-then-decode.
+    if out_len != h.dim {
         decode(bytes)?;
         return Err(Error::shape(
             "out",
-            format!("expected {} elements, got {}", h.dim, out.len()),
+            format!("expected {} elements, got {out_len}", h.dim),
         ));
     }
-    qtopk::decompress_into(&levels, h.a, r, &body[4 << v..], out).inspect_err(|_| out.fill(0.0))
+    Ok((levels, r, v, &body[4 << v..]))
 }
 
 /// Validates a payload and applies its decoded values to `out` (`dim`
@@ -388,25 +400,18 @@ pub fn decompress_apply(
     mut op: impl FnMut(f32, f32) -> f32,
 ) -> Result<()> {
     let h = header(bytes)?;
-    let shape =
-        |dim: usize, got: usize| Error::shape("out", format!("expected {dim} elements, got {got}"));
     if h.method == Method::QTopK {
-        let end = check_crc(bytes, &h)?;
-        let body = &bytes[HEADER..end];
-        let (r, v) = qtopk::unpack_b(h.b).expect("checked by header");
-        let levels = qtopk_levels(body, v)?;
-        if out.len() != h.dim {
-            decode(bytes)?;
-            return Err(shape(h.dim, out.len()));
-        }
-        return qtopk::decode_entries(h.dim, h.a, r, v, &body[4 << v..], "payload", |i, neg, c| {
-            let l = levels[c];
-            out[i] = op(out[i], qtopk::with_sign(l, neg));
+        let (levels, r, v, stream) = qtopk_checked(bytes, &h, out.len())?;
+        return qtopk::decode_entries(h.dim, h.a, r, v, stream, "payload", |i, neg, c| {
+            out[i] = op(out[i], qtopk::with_sign(levels[c], neg));
         });
     }
     let c = decode(bytes)?;
     if out.len() != c.dim {
-        return Err(shape(c.dim, out.len()));
+        return Err(Error::shape(
+            "out",
+            format!("expected {} elements, got {}", c.dim, out.len()),
+        ));
     }
     if let Body::TopK { indices, values } = &c.body {
         for (&i, &v) in indices.iter().zip(values) {

@@ -204,18 +204,7 @@ impl RegionExchange {
                 format!("expected {} elements, got {}", self.dim, grad.len()),
             ));
         }
-        let need = self.world * self.slot;
-        if slots_out.len() != need {
-            return Err(Error::shape(
-                "slots_out",
-                format!(
-                    "expected world * slot = {} * {} = {need} bytes, got {}",
-                    self.world,
-                    self.slot,
-                    slots_out.len()
-                ),
-            ));
-        }
+        check_slots("slots_out", slots_out.len(), self.world, self.slot, "slot")?;
         crate::check_finite(grad, "grad")?;
         for (j, &(s, e)) in self.bounds.iter().enumerate() {
             let slot = &mut slots_out[j * self.slot..(j + 1) * self.slot];
@@ -239,18 +228,7 @@ impl RegionExchange {
     /// row), a sum that is not finite (naming `received`); the state and
     /// `owner_out` are unchanged on error.
     pub fn reduce(&mut self, received: &[u8], owner_out: &mut [u8]) -> Result<()> {
-        let need = self.world * self.slot;
-        if received.len() != need {
-            return Err(Error::shape(
-                "received",
-                format!(
-                    "expected world * slot = {} * {} = {need} bytes, got {}",
-                    self.world,
-                    self.slot,
-                    received.len()
-                ),
-            ));
-        }
+        check_slots("received", received.len(), self.world, self.slot, "slot")?;
         if owner_out.len() != self.owner_slot {
             return Err(Error::shape(
                 "owner_out",
@@ -292,18 +270,13 @@ impl RegionExchange {
     /// a row that is not a valid owner payload of its region (naming
     /// `gathered` and the row; `out` is then zeroed).
     pub fn decode(&self, gathered: &[u8], out: &mut [f32]) -> Result<()> {
-        let need = self.world * self.owner_slot;
-        if gathered.len() != need {
-            return Err(Error::shape(
-                "gathered",
-                format!(
-                    "expected world * owner_slot = {} * {} = {need} bytes, got {}",
-                    self.world,
-                    self.owner_slot,
-                    gathered.len()
-                ),
-            ));
-        }
+        check_slots(
+            "gathered",
+            gathered.len(),
+            self.world,
+            self.owner_slot,
+            "owner_slot",
+        )?;
         if out.len() != self.dim {
             return Err(Error::shape(
                 "out",
@@ -356,6 +329,18 @@ impl RegionExchange {
         }
         Ok(())
     }
+}
+
+/// `len` must be `world * slot` bytes (`what` names the slot).
+fn check_slots(arg: &'static str, len: usize, world: usize, slot: usize, what: &str) -> Result<()> {
+    let need = world * slot;
+    if len == need {
+        return Ok(());
+    }
+    Err(Error::shape(
+        arg,
+        format!("expected world * {what} = {world} * {slot} = {need} bytes, got {len}"),
+    ))
 }
 
 /// A received row's error, named after the buffer and the row.

@@ -569,6 +569,19 @@ impl Compressor {
         self.step += 1;
         Ok(c)
     }
+
+    /// Takes back the last successful [`Compressor::compress`] (it must be
+    /// the last call that changed this compressor): the residual it replaced
+    /// is still held as the scratch buffer, so this restores the residual and
+    /// the step exactly. Lets a caller that compresses several pieces keep
+    /// all-or-nothing semantics without checking the input twice.
+    pub(crate) fn undo_compress(&mut self) {
+        debug_assert!(self.step > 0);
+        if self.cfg.error_feedback {
+            std::mem::swap(&mut self.residual, &mut self.scratch);
+        }
+        self.step -= 1;
+    }
 }
 
 /// `out = g + e` element-wise; returns whether every `g` is finite (one pass

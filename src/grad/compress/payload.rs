@@ -426,6 +426,55 @@ pub fn decompress_apply(
     Ok(())
 }
 
+/// [`decompress_apply`] with `op = |_, v| v / div` (`out[i] = v / div` at
+/// the entries; the other elements untouched), for sparse payloads. A
+/// quantized top-k payload divides its levels once instead of every entry:
+/// the same bits, as the sign of a quotient is the sign of its dividend.
+pub(crate) fn decompress_div(bytes: &[u8], out: &mut [f32], div: f32) -> Result<()> {
+    let h = header(bytes)?;
+    if h.method != Method::QTopK {
+        return decompress_apply(bytes, out, |_, v| v / div);
+    }
+    let (levels, r, v, stream) = qtopk_checked(bytes, &h, out.len())?;
+    let levels: Vec<f32> = levels.iter().map(|&l| l / div).collect();
+    qtopk::decode_entries(h.dim, h.a, r, v, stream, "payload", |i, neg, c| {
+        out[i] = qtopk::with_sign(levels[c], neg);
+    })
+}
+
+/// The entries of a sparse payload (top-k or quantized top-k) appended to
+/// `out` as `(index, value)` in increasing index, after the same checks as
+/// [`decompress_apply`] for an output of `dim` floats; `Ok(false)` (nothing
+/// appended) for the dense methods. Applying them in order is
+/// `decompress_apply`.
+pub(crate) fn sparse_entries(bytes: &[u8], dim: usize, out: &mut Vec<(u32, f32)>) -> Result<bool> {
+    let h = header(bytes)?;
+    match h.method {
+        Method::QTopK => {
+            let (levels, r, v, stream) = qtopk_checked(bytes, &h, dim)?;
+            out.reserve(h.a);
+            qtopk::decode_entries(h.dim, h.a, r, v, stream, "payload", |i, neg, c| {
+                out.push((i as u32, qtopk::with_sign(levels[c], neg)));
+            })?;
+            Ok(true)
+        }
+        Method::TopK => {
+            let c = decode(bytes)?;
+            if dim != c.dim {
+                return Err(Error::shape(
+                    "out",
+                    format!("expected {} elements, got {dim}", c.dim),
+                ));
+            }
+            if let Body::TopK { indices, values } = &c.body {
+                out.extend(indices.iter().copied().zip(values.iter().copied()));
+            }
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// Parses and fully validates a payload.
 pub fn decode(bytes: &[u8]) -> Result<Compressed> {
     let h = header(bytes)?;

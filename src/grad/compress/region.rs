@@ -31,6 +31,11 @@
 use super::payload;
 use super::{Compressor, CompressorConfig};
 use crate::{rng, Error, Result};
+use rayon::prelude::*;
+
+/// Buckets from this many floats run their regions on the crate's threads
+/// (below it, waking threads costs more than the work).
+const PAR_MIN: usize = 1 << 16;
 
 /// Most ranks a [`RegionExchange`] accepts.
 pub const MAX_WORLD: usize = 1 << 20;
@@ -76,6 +81,8 @@ pub struct RegionExchange {
     slot: usize,
     owner_slot: usize,
     acc: Vec<f32>,
+    // per received row, its entries (threaded reduce)
+    entries: Vec<Vec<(u32, f32)>>,
 }
 
 impl RegionExchange {
@@ -156,6 +163,7 @@ impl RegionExchange {
             wire,
             owner_wire,
             acc,
+            entries: Vec::new(),
         })
     }
 
@@ -205,15 +213,68 @@ impl RegionExchange {
             ));
         }
         check_slots("slots_out", slots_out.len(), self.world, self.slot, "slot")?;
-        crate::check_finite(grad, "grad")?;
-        for (j, &(s, e)) in self.bounds.iter().enumerate() {
-            let slot = &mut slots_out[j * self.slot..(j + 1) * self.slot];
-            let w = self.wire[j];
-            if let Some(c) = self.local[j].as_mut() {
-                let p = c.compress(&grad[s..e])?;
-                payload::encode_into(&p, &mut slot[..w])?;
+        // Each region's compress checks its part of `grad` while adding the
+        // residual (one pass); a failure part-way takes back the regions
+        // already done, so the state is unchanged on error. Large buckets
+        // compress their regions on the crate's threads (the regions are
+        // independent: same bits at any thread count).
+        let slot = self.slot;
+        let one = |c: &mut Option<Compressor>,
+                   out: &mut [u8],
+                   (s, e): (usize, usize),
+                   w: usize|
+         -> Result<bool> {
+            let Some(c) = c.as_mut() else {
+                out.fill(0);
+                return Ok(false);
+            };
+            let p = c.compress(&grad[s..e])?;
+            payload::encode_into(&p, &mut out[..w]).inspect_err(|_| c.undo_compress())?;
+            out[w..].fill(0);
+            Ok(true)
+        };
+        let done: Vec<Result<bool>> = if self.dim >= PAR_MIN && crate::parallel::num_threads() > 1 {
+            crate::parallel::install(|| {
+                self.local
+                    .par_iter_mut()
+                    .zip(slots_out.par_chunks_mut(slot))
+                    .zip(self.bounds.par_iter())
+                    .zip(self.wire.par_iter())
+                    .map(|(((c, out), &b), &w)| one(c, out, b, w))
+                    .collect()
+            })
+        } else {
+            let mut v = Vec::new();
+            let items = self
+                .local
+                .iter_mut()
+                .zip(slots_out.chunks_mut(slot))
+                .zip(self.bounds.iter())
+                .zip(self.wire.iter());
+            for (((c, out), &b), &w) in items {
+                v.push(one(c, out, b, w));
+                if v.last().is_some_and(|r| r.is_err()) {
+                    break;
+                }
             }
-            slot[w..].fill(0);
+            v
+        };
+        if let Some(pos) = done.iter().position(|r| r.is_err()) {
+            for (c, r) in self.local.iter_mut().zip(&done) {
+                if let (Some(c), Ok(true)) = (c.as_mut(), r) {
+                    c.undo_compress();
+                }
+            }
+            let err = done
+                .into_iter()
+                .nth(pos)
+                .and_then(|r| r.err())
+                .expect("an error");
+            return Err(match err {
+                // the index in the whole bucket
+                Error::NonFinite { .. } => crate::check_finite(grad, "grad").err().unwrap_or(err),
+                err => err,
+            });
         }
         Ok(())
     }
@@ -244,11 +305,39 @@ impl RegionExchange {
             return Ok(());
         };
         let w = self.wire[self.rank];
+        let (slot, len) = (self.slot, self.acc.len());
+        let row = |i: usize| &received[i * slot..i * slot + w];
         self.acc.fill(0.0);
-        for i in 0..self.world {
-            let row = &received[i * self.slot..i * self.slot + w];
-            payload::decompress_apply(row, &mut self.acc, |a, v| a + v)
-                .map_err(|e| relabel(e, "received", i))?;
+        if self.dim >= PAR_MIN && self.world > 1 && crate::parallel::num_threads() > 1 {
+            // Parse the rows on the crate's threads, then add their entries
+            // in rank order: the same sums as one thread.
+            self.entries.resize_with(self.world, Vec::new);
+            let parsed: Vec<Result<bool>> = crate::parallel::install(|| {
+                self.entries
+                    .par_iter_mut()
+                    .enumerate()
+                    .map(|(i, list)| {
+                        list.clear();
+                        payload::sparse_entries(row(i), len, list)
+                            .map_err(|e| relabel(e, "received", i))
+                    })
+                    .collect()
+            });
+            for (i, (ok, list)) in parsed.into_iter().zip(&self.entries).enumerate() {
+                if ok? {
+                    for &(k, v) in list {
+                        self.acc[k as usize] += v;
+                    }
+                } else {
+                    payload::decompress_apply(row(i), &mut self.acc, |a, v| a + v)
+                        .map_err(|e| relabel(e, "received", i))?;
+                }
+            }
+        } else {
+            for i in 0..self.world {
+                payload::decompress_apply(row(i), &mut self.acc, |a, v| a + v)
+                    .map_err(|e| relabel(e, "received", i))?;
+            }
         }
         let p = owner.compress(&self.acc).map_err(|e| match e {
             Error::NonFinite { index, .. } => Error::data(
@@ -283,19 +372,29 @@ impl RegionExchange {
                 format!("expected {} elements, got {}", self.dim, out.len()),
             ));
         }
-        out.fill(0.0);
         let n = self.world as f32;
-        for (j, &(s, e)) in self.bounds.iter().enumerate() {
-            if e == s {
-                continue;
-            }
+        // region j is out's chunk j of `l` floats (the trailing regions may be
+        // short or empty)
+        let l = self.dim.div_ceil(self.world);
+        let one = |(j, o): (usize, &mut [f32])| -> Result<()> {
+            o.fill(0.0);
             let row = &gathered[j * self.owner_slot..j * self.owner_slot + self.owner_wire[j]];
-            if let Err(err) = payload::decompress_apply(row, &mut out[s..e], |_, v| v / n) {
+            payload::decompress_div(row, o, n).map_err(|e| relabel(e, "gathered", j))
+        };
+        let err = if self.dim >= PAR_MIN && crate::parallel::num_threads() > 1 {
+            let done: Vec<Result<()>> =
+                crate::parallel::install(|| out.par_chunks_mut(l).enumerate().map(one).collect());
+            done.into_iter().find_map(|r| r.err())
+        } else {
+            out.chunks_mut(l).enumerate().map(one).find_map(|r| r.err())
+        };
+        match err {
+            Some(e) => {
                 out.fill(0.0);
-                return Err(relabel(err, "gathered", j));
+                Err(e)
             }
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Writes this rank's regional residuals (`local_out`, `dim` floats)
@@ -540,6 +639,91 @@ mod tests {
     }
 
     #[test]
+    fn threaded_regions_have_the_bits_of_one_thread() {
+        // buckets from PAR_MIN run their regions on the crate's threads
+        let cases = [
+            (Method::QTopK, 32.0, 3, Method::QTopK, 32.0),
+            (Method::Ternary, 1.0, 2, Method::QTopK, 40.0),
+        ];
+        for &(lm, lr, v, om, or) in &cases {
+            for &(n, world) in &[(PAR_MIN + 4099, 3usize), (PAR_MIN + 1, 8)] {
+                let local = cfg(lm, lr, v, 5);
+                let owner = cfg(om, or, v, 6);
+                let grads: Vec<Vec<Vec<f32>>> = (0..2u64)
+                    .map(|t| (0..world).map(|r| grad(t * 17 + r as u64, n)).collect())
+                    .collect();
+                let mut first = None;
+                for threads in [1usize, 2, 3] {
+                    crate::parallel::set_num_threads(threads);
+                    let mut ex = exchange(n, world, local, owner);
+                    let steps: Vec<_> = grads.iter().map(|g| fused_step(&mut ex, g)).collect();
+                    let bits = |u: &Vec<Vec<f32>>| -> Vec<Vec<u32>> {
+                        u.iter()
+                            .map(|x| x.iter().map(|v| v.to_bits()).collect())
+                            .collect()
+                    };
+                    let got: Vec<_> = steps
+                        .iter()
+                        .map(|(a, b, u)| (a.clone(), b.clone(), bits(u)))
+                        .collect();
+                    match &first {
+                        None => first = Some(got),
+                        Some(f) => assert!(f == &got, "{lm:?} n {n} N {world}: {threads} threads"),
+                    }
+                    // a bad value in a middle region: the error names it, the
+                    // state is unchanged (the next step has the same bytes)
+                    let at = n / 2 + 3;
+                    let mut gn = grads[0][0].clone();
+                    gn[at] = f32::NAN;
+                    let twin = ex[0].clone();
+                    let mut s = vec![0u8; world * ex[0].slot_bytes()];
+                    let err = ex[0].compress(&gn, &mut s).unwrap_err().to_string();
+                    assert!(err.contains(&format!("{at}")), "{err}");
+                    let (mut s1, mut s2) = (s.clone(), s.clone());
+                    twin.clone().compress(&grads[1][0], &mut s1).unwrap();
+                    ex[0].compress(&grads[1][0], &mut s2).unwrap();
+                    assert_eq!(s1, s2, "{threads} threads: state changed by a failed call");
+                    // two corrupt gathered rows: the first is named, out is zeroed
+                    let mut gathered = steps[0].1.concat();
+                    let os = ex[0].owner_slot_bytes();
+                    for row in [world - 1, 1] {
+                        gathered[row * os + 50] ^= 0x10;
+                    }
+                    let mut u = vec![1f32; n];
+                    let err = ex[0].decode(&gathered, &mut u).unwrap_err().to_string();
+                    assert!(err.contains("row 1"), "{err}");
+                    assert!(u.iter().all(|&x| x == 0.0));
+                    // two corrupt received rows: the first is named, the
+                    // owner state unchanged
+                    let sl = ex[0].slot_bytes();
+                    let mut recv = vec![0u8; world * sl];
+                    for (i, x) in ex.iter_mut().enumerate() {
+                        let mut s = vec![0u8; world * sl];
+                        x.compress(&grads[0][i], &mut s).unwrap();
+                        recv[i * sl..(i + 1) * sl].copy_from_slice(&s[..sl]);
+                    }
+                    let good = recv.clone();
+                    for row in [world - 1, 1] {
+                        recv[row * sl + 60] ^= 0x01;
+                    }
+                    let twin = ex[0].clone();
+                    let mut o = vec![0u8; os];
+                    let err = ex[0].reduce(&recv, &mut o).unwrap_err().to_string();
+                    assert!(err.contains("`received`") && err.contains("row 1"), "{err}");
+                    let (mut o1, mut o2) = (o.clone(), o.clone());
+                    twin.clone().reduce(&good, &mut o1).unwrap();
+                    ex[0].reduce(&good, &mut o2).unwrap();
+                    assert_eq!(
+                        o1, o2,
+                        "{threads} threads: owner state changed by a failed call"
+                    );
+                }
+                crate::parallel::set_num_threads(0);
+            }
+        }
+    }
+
+    #[test]
     fn fused_exchange_has_the_bits_of_the_per_region_reference() {
         let cases = [
             (Method::QTopK, 32.0, 2, Method::QTopK, 32.0),
@@ -677,14 +861,36 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`grad`"));
-        let before = ex[0].clone();
-        // a failed call changed no residual
+        // A failed call changes nothing, wherever the bad value is (regions
+        // before it were compressed and are taken back): same residuals,
+        // and the next good step writes the same bytes as an untouched copy.
+        ex[0].compress(&g, &mut s).unwrap(); // a residual to keep
         let (mut a, mut b) = (vec![0f32; n], vec![0f32; n]);
         let (mut c, mut d) = (vec![0f32; n], vec![0f32; n]);
-        before.residuals(&mut a, &mut b).unwrap();
-        ex[0].compress(&gn, &mut s).unwrap_err();
-        ex[0].residuals(&mut c, &mut d).unwrap();
-        assert_eq!(a, c);
+        for (at, bad) in [
+            (0, f32::NAN),
+            (200, f32::INFINITY),
+            (399, f32::NAN),
+            (599, f32::NEG_INFINITY),
+        ] {
+            let before = ex[0].clone();
+            let mut gn = g.clone();
+            gn[at] = bad;
+            let err = ex[0].compress(&gn, &mut s).unwrap_err().to_string();
+            assert!(
+                err.contains("`grad`") && err.contains(&format!("{at}")),
+                "{err}"
+            );
+            before.residuals(&mut a, &mut b).unwrap();
+            ex[0].residuals(&mut c, &mut d).unwrap();
+            assert_eq!(a, c, "bad value at {at}");
+            let (mut s1, mut s2) = (vec![0u8; world * slot], vec![0u8; world * slot]);
+            let mut twin = before.clone();
+            twin.compress(&g, &mut s1).unwrap();
+            let mut again = ex[0].clone();
+            again.compress(&g, &mut s2).unwrap();
+            assert_eq!(s1, s2, "bad value at {at}");
+        }
 
         // corrupt received rows: named, the owner residual unchanged
         let mut slots = Vec::new();

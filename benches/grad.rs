@@ -121,5 +121,86 @@ fn benches(c: &mut Criterion) {
     grp.finish();
 }
 
-criterion_group!(grad_benches, benches);
+/// The two-phase region exchange on the char LM's large DDP bucket (271,968
+/// floats) at 8 ranks, quantized top-k 32x with 3-bit levels and error
+/// feedback: one rank's three calls per step (what the DDP hook spends in
+/// the library), on one thread and on two, beside the read floor of the same
+/// bucket. `cargo bench --bench grad -- region`.
+fn region_benches(c: &mut Criterion) {
+    use tritter_accel::grad::compress::RegionExchange;
+    tritter_accel::parallel::set_num_threads(1);
+    let n: usize = std::env::var("REGION_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(271_968);
+    let world = 8;
+    let cfg = CompressorConfig {
+        method: Method::QTopK,
+        ratio: 32.0,
+        value_bits: 3,
+        error_feedback: true,
+        ..Default::default()
+    };
+    let grads: Vec<Vec<f32>> = (0..world)
+        .map(|r| {
+            (0..n)
+                .map(|i| {
+                    let u = rng::uniform_f32(100 + r as u64, i as u64) * 2.0 - 1.0;
+                    u * u * u // heavier tails than uniform, like a gradient
+                })
+                .collect()
+        })
+        .collect();
+    let mut ranks: Vec<RegionExchange> = (0..world)
+        .map(|r| RegionExchange::new(n, world, r, cfg, cfg, None).unwrap())
+        .collect();
+    let slot = ranks[0].slot_bytes();
+    let oslot = ranks[0].owner_slot_bytes();
+    // one step of every rank, so the received and gathered rows are real
+    let mut slots = vec![vec![0u8; world * slot]; world];
+    for r in 0..world {
+        ranks[r].compress(&grads[r], &mut slots[r]).unwrap();
+    }
+    let mut gathered = vec![0u8; world * oslot];
+    let mut received0 = vec![0u8; world * slot];
+    for j in 0..world {
+        let mut recv = vec![0u8; world * slot];
+        for i in 0..world {
+            recv[i * slot..(i + 1) * slot].copy_from_slice(&slots[i][j * slot..(j + 1) * slot]);
+        }
+        if j == 0 {
+            received0.copy_from_slice(&recv);
+        }
+        ranks[j]
+            .reduce(&recv, &mut gathered[j * oslot..(j + 1) * oslot])
+            .unwrap();
+    }
+    let mut grp = c.benchmark_group("region_8ranks_qtopk32_3bit");
+    grp.throughput(Throughput::Bytes(4 * n as u64));
+    grp.sample_size(20);
+    let g0 = &grads[0];
+    grp.bench_function("baseline/read_floor", |b| {
+        b.iter(|| black_box(g0).iter().fold(0u32, |a, &v| a.max(v.to_bits())))
+    });
+    let mut out = vec![0u8; world * slot];
+    let mut own = vec![0u8; oslot];
+    let mut upd = vec![0f32; n];
+    // one thread, and the regions on two (same bits)
+    for threads in [1usize, 2] {
+        tritter_accel::parallel::set_num_threads(threads);
+        grp.bench_function(format!("compress/{threads}t"), |b| {
+            b.iter(|| ranks[0].compress(black_box(g0), &mut out).unwrap())
+        });
+        grp.bench_function(format!("reduce/{threads}t"), |b| {
+            b.iter(|| ranks[0].reduce(black_box(&received0), &mut own).unwrap())
+        });
+        grp.bench_function(format!("decode/{threads}t"), |b| {
+            b.iter(|| ranks[0].decode(black_box(&gathered), &mut upd).unwrap())
+        });
+    }
+    tritter_accel::parallel::set_num_threads(1);
+    grp.finish();
+}
+
+criterion_group!(grad_benches, benches, region_benches);
 criterion_main!(grad_benches);

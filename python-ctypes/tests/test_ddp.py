@@ -377,10 +377,18 @@ def test_simulator_measures_the_region_exchange(capsys):
     comp = simulate.region_comp("lib-rqtopk:32:3")
     assert simulate.measure_region_cost([5000, 300], 1, comp) == 0.0
     assert simulate.measure_region_cost([5000, 300], 8, comp, reps=2) > 0.0
+    assert simulate.measure_region_cost([70000], 2, comp, reps=2, threads=2) > 0.0  # threaded regions
     simulate.main(["--model", "params:3e5", "--compute-ms", "10", "--ratios", "32", "--worlds", "2,4",
                    "--links", "10", "--regions", "lib-rqtopk:32:3"])
     out = capsys.readouterr().out
     assert "## Compression work per rank and step (ms)" in out and "### 10 Gbit/s" in out
-    work = out.split("## Compression work")[1].split("## Step time")[0]
+    work = out.split("## Compression work")[1].split("## Work against")[0]
     rows = [r.split("|")[2:-1] for r in work.splitlines() if r.startswith("| 2 ") or r.startswith("| 4 ")]
     assert len(rows) == 2 and all(len(r) == 3 and all(float(x) > 0.0 for x in r) for r in rows)
+    # work against saving at 10 Gbit/s: "work / saving (pays|costs)" per region exchange
+    save = out.split("## Work against")[1].split("## Step time")[0]
+    rows = [r.split("|")[2:-1] for r in save.splitlines() if r.startswith("| 2 ") or r.startswith("| 4 ")]
+    assert len(rows) == 2 and all(len(r) == 2 for r in rows)
+    for cell in (c for r in rows for c in r):
+        w, sv = (float(x) for x in cell.split("(")[0].split("/"))
+        assert w > 0.0 and sv > 0.0 and (("pays" in cell) == (w < sv))

@@ -341,6 +341,9 @@ def launch(cfg):
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "python-ctypes")] +
                                         ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.setdefault("OMP_NUM_THREADS", str(cfgs[0].threads))
+    # the library's pool too: N ranks on one machine each with every core would
+    # oversubscribe it (the region exchange runs large buckets on its threads)
+    env.setdefault("TRITTER_NUM_THREADS", str(cfgs[0].threads))
     with tempfile.TemporaryDirectory() as out_dir:
         port = free_port()
         spec = json.dumps([dataclasses.asdict(c) for c in cfgs])

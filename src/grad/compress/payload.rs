@@ -442,39 +442,6 @@ pub(crate) fn decompress_div(bytes: &[u8], out: &mut [f32], div: f32) -> Result<
     })
 }
 
-/// The entries of a sparse payload (top-k or quantized top-k) appended to
-/// `out` as `(index, value)` in increasing index, after the same checks as
-/// [`decompress_apply`] for an output of `dim` floats; `Ok(false)` (nothing
-/// appended) for the dense methods. Applying them in order is
-/// `decompress_apply`.
-pub(crate) fn sparse_entries(bytes: &[u8], dim: usize, out: &mut Vec<(u32, f32)>) -> Result<bool> {
-    let h = header(bytes)?;
-    match h.method {
-        Method::QTopK => {
-            let (levels, r, v, stream) = qtopk_checked(bytes, &h, dim)?;
-            out.reserve(h.a);
-            qtopk::decode_entries(h.dim, h.a, r, v, stream, "payload", |i, neg, c| {
-                out.push((i as u32, qtopk::with_sign(levels[c], neg)));
-            })?;
-            Ok(true)
-        }
-        Method::TopK => {
-            let c = decode(bytes)?;
-            if dim != c.dim {
-                return Err(Error::shape(
-                    "out",
-                    format!("expected {} elements, got {dim}", c.dim),
-                ));
-            }
-            if let Body::TopK { indices, values } = &c.body {
-                out.extend(indices.iter().copied().zip(values.iter().copied()));
-            }
-            Ok(true)
-        }
-        _ => Ok(false),
-    }
-}
-
 /// Parses and fully validates a payload.
 pub fn decode(bytes: &[u8]) -> Result<Compressed> {
     let h = header(bytes)?;

@@ -229,7 +229,16 @@ def test_fused_region_exchange_equals_the_per_region_path(world, n, kw):
         for a, b in zip(own_f, own_r):
             assert torch.equal(a, b)
         for r in range(world):
-            assert torch.equal(fused.decode(own_f, n, sf[r], step, world), ref.decode(own_r, n, sr[r], step, world))
+            want = ref.decode(own_r, n, sr[r], step, world)
+            assert torch.equal(fused.decode(own_f, n, sf[r], step, world), want)
+            # into a buffer (what the hook passes: the bucket), either path
+            for c, st, own in ((fused, sf[r], own_f), (ref, sr[r], own_r)):
+                buf = torch.full((n,), 7.0)
+                assert c.decode(own, n, st, step, world, out=buf) is buf and torch.equal(buf, want)
+    with pytest.raises(ValueError, match="out"):
+        fused.decode(own_f, n, sf[0], 0, world, out=torch.zeros(n + 1))
+    with pytest.raises(ValueError, match="out"):
+        fused.decode(own_f, n, sf[0], 0, world, out=torch.zeros(n, dtype=torch.float64))
     for a, b in zip(sf, sr):
         for x, y in zip(fused.residuals(a), ref.residuals(b)):
             np.testing.assert_array_equal(x, y)
@@ -361,12 +370,15 @@ def test_hook_cost_script_runs(capsys):
     """The hook-cost measurement (experiments/grad_compression/hook_cost.py) prints one row per
     exchange and world size, with positive times."""
     from experiments.grad_compression import hook_cost
-    hook_cost.main(["--specs", "lib-rqtopk:32:3", "--worlds", "2", "--steps", "3", "--rounds", "1"])
+    hook_cost.main(["--specs", "lib-rqtopk:32:3", "--worlds", "2", "--steps", "3", "--rounds", "1",
+                    "--paths", "fused,per-region,fused-copy"])
     out = capsys.readouterr().out.splitlines()
     rows = [r for r in out if r.startswith("| `lib-rqtopk")]
-    assert [r.split("|")[3].strip() for r in rows] == ["fused", "per-region"]
+    assert [r.split("|")[3].strip() for r in rows] == ["fused", "per-region", "fused-copy"]
     assert all(float(x) > 0 for r in rows for x in r.split("|")[4:8])
-    assert any("per-region / fused" in r for r in out)
+    assert any("per-region / fused" in r for r in out) and any("fused-copy / fused" in r for r in out)
+    with pytest.raises(SystemExit):
+        hook_cost.main(["--paths", "fast"])
 
 
 def test_simulator_measures_the_region_exchange(capsys):

@@ -135,6 +135,10 @@ class TwoPhaseCompressor(Compressor):
     two_phase = True
     linear = False
     internal_error_feedback = True
+    #: True when :meth:`decode` takes ``out=``: a contiguous float32 CPU tensor of
+    #: n elements (the hook passes the bucket's own buffer) that it writes the
+    #: update into and returns, saving the hook a copy of the bucket.
+    decodes_into = False
 
     def compress(self, g, state, step, rank):  # pragma: no cover - the hook calls the phases
         raise NotImplementedError("TwoPhaseCompressor: the hook calls compress_regions")
@@ -456,7 +460,13 @@ def _two_phase(state, comp, b, buf, g, n, step, rank, world, pg):
 
     def _decode(f):
         f.wait()
-        out = comp.decode(gathered, n, b.comp_state, step, world)
-        buf.view(-1).copy_(out)
+        flat = buf.view(-1)
+        if comp.decodes_into and flat.dtype == torch.float32 and flat.device.type == "cpu" \
+                and flat.is_contiguous():
+            out = comp.decode(gathered, n, b.comp_state, step, world, out=flat)
+            if out.data_ptr() != flat.data_ptr():
+                raise ValueError("compressor: decode(out=) must return out")
+        else:
+            flat.copy_(comp.decode(gathered, n, b.comp_state, step, world))
         return buf
     return fut.then(_decode)

@@ -366,17 +366,30 @@ class RegionPayload(TwoPhaseCompressor):
         out[:p.size] = p
         return torch.from_numpy(out)
 
-    def decode(self, gathered, n, state, step, world):
+    decodes_into = True
+
+    def decode(self, gathered, n, state, step, world, out=None):
+        """The averaged update (float32, n); ``out``: a float32 tensor of n elements
+        to write it into (returned), e.g. the bucket's buffer."""
         st = self._state(state, n, world)
+        if out is not None and (out.dtype != torch.float32 or out.numel() != n or not out.is_contiguous()):
+            raise ValueError(f"out: a contiguous float32 tensor of {n} elements, got {out.dtype} "
+                             f"{tuple(out.shape)}")
         if self.fused:
             g = gathered if isinstance(gathered, torch.Tensor) else torch.stack(list(gathered))
+            if out is not None:
+                st.x.decode(_np(g), out=out.detach().view(-1).numpy())
+                return out
             return torch.from_numpy(st.x.decode(_np(g)))
-        out = np.zeros(n, np.float32)
+        res = np.zeros(n, np.float32)
         for j, (s, e) in enumerate(st.regions):
             if e > s:
                 v = G.decompress(np.ascontiguousarray(_np(gathered[j])[:st.owner_wire[j]]))
-                out[s:e] = v / np.float32(world)
-        return torch.from_numpy(out)
+                res[s:e] = v / np.float32(world)
+        if out is not None:
+            out.view(-1).copy_(torch.from_numpy(res))
+            return out
+        return torch.from_numpy(res)
 
     def residuals(self, state):
         """``(sum of this rank's regional residuals as a dense n-vector, owner residual

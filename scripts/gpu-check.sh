@@ -16,7 +16,9 @@
 #   3. the GPU tests (tests/cuda.rs and the cuda:: unit tests) with
 #      TRITTER_REQUIRE_GPU=1, so a missing GPU fails instead of skipping;
 #      compute-sanitizer memcheck over the short GPU tests when installed;
-#   4. benches/gpu_bench.py (PyTorch with CUDA): every kernel timed with CUDA
+#   4. the DDP compression hook on CUDA buckets over NCCL (one GPU, world 1:
+#      experiments/grad_compression/nccl_check.py, against gloo on the CPU);
+#   5. benches/gpu_bench.py (PyTorch with CUDA): every kernel timed with CUDA
 #      events against cuBLAS / torch in the same run, GB/s next to the measured
 #      device-to-device copy bandwidth; the markdown table goes to
 #      $OUT/gpu_bench.md (or benches/results/gpu_bench.md) for BENCHMARKS.md.
@@ -104,8 +106,14 @@ else
     echo "(compute-sanitizer not installed: memcheck skipped)"
 fi
 
+step "DDP compression hook on CUDA buckets over NCCL (experiments/grad_compression/nccl_check.py)"
+nccl_rc=0
+TRITTER_ACCEL_LIB="$PWD/$B/libtritter_accel.so" timeout 300 python3 -m experiments.grad_compression.nccl_check ||
+    nccl_rc=$?
+
 step "benchmark against cuBLAS (benches/gpu_bench.py)"
 TRITTER_ACCEL_LIB="$PWD/$B/libtritter_accel.so" PYTHONUNBUFFERED=1 \
     python3 benches/gpu_bench.py --md "$OUTDIR/gpu_bench.md" "${QUICK[@]}"
 echo
 cat "$OUTDIR/gpu_bench.md"
+if [ "$nccl_rc" != 0 ]; then echo "NCCL hook check failed (rc $nccl_rc)" >&2; exit 1; fi

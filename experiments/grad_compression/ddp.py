@@ -59,6 +59,9 @@ class RunConfig:
     # the last 100 steps, maximum over ranks, exceeds this after step 300; the
     # untrained model starts near ln(vocab) ~ 4.6 nats/char (None: never stop)
     diverge_loss: Optional[float] = 6.0
+    # tests: the hook takes its GPU-bucket path (host copies, payloads copied to
+    # the bucket's device and back) on CPU buckets
+    stage_through_host: bool = False
 
 
 class WireMeter:
@@ -178,6 +181,8 @@ def _train(rank: int, cfg: RunConfig) -> dict:
     setup = make_method(cfg.method, error_feedback=cfg.error_feedback, warmup=cfg.warmup,
                         seed=cfg.seed, world=cfg.world)
     if setup.hook is not None:
+        if cfg.stage_through_host:
+            setup.state._stage_through_host = True
         ddp.register_comm_hook(setup.state, setup.hook)
     momentum = cfg.momentum if setup.momentum is None else setup.momentum
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=momentum)

@@ -328,10 +328,27 @@ def _many(world, methods, steps=24):
 def many_rank_results():
     """4 ranks: uncompressed, all_gather quantized top-k, the region exchange; 8 ranks: the
     region exchange alone (8 processes on 2 cores: few steps)."""
-    r4 = launch(_many(4, ["none", "lib-qtopk:8", "lib-rqtopk:8"]))
+    import dataclasses
+    cfgs = _many(4, ["none", "lib-qtopk:8", "lib-rqtopk:8"])
+    # the hook's GPU-bucket path (host copies; payloads copied to the bucket's device
+    # and back), forced on CPU buckets: one- and two-phase exchanges
+    cfgs += [dataclasses.replace(c, stage_through_host=True) for c in cfgs[1:]]
+    r4 = launch(cfgs)
     r8 = launch(_many(8, ["lib-rqtopk:8"], steps=12))
     return {(4, "none"): r4[0], (4, "lib-qtopk:8"): r4[1], (4, "lib-rqtopk:8"): r4[2],
-            (8, "lib-rqtopk:8"): r8[0]}
+            (8, "lib-rqtopk:8"): r8[0], (4, "lib-qtopk:8", "staged"): r4[3], (4, "lib-rqtopk:8", "staged"): r4[4]}
+
+
+@pytest.mark.parametrize("spec", ["lib-qtopk:8", "lib-rqtopk:8"])
+def test_staging_through_host_changes_nothing(many_rank_results, spec):
+    """The path a GPU bucket takes (NCCL: the library compresses host copies, the
+    payloads travel on the bucket's device) gives the same losses, bit for bit, and the
+    same byte counts as the CPU path, with every rank in sync."""
+    a, b = many_rank_results[(4, spec)], many_rank_results[(4, spec, "staged")]
+    assert a["losses"] == b["losses"] and len(a["losses"]) == a["steps"]
+    for ra, rb in zip(a["ranks"], b["ranks"]):
+        assert rb["sync_failures"] == 0 and rb["sync_checks"] == a["steps"]
+        assert ra["hook_counters"] == rb["hook_counters"]
 
 
 @pytest.mark.parametrize("world,spec", [(4, "none"), (4, "lib-qtopk:8"), (4, "lib-rqtopk:8"), (8, "lib-rqtopk:8")])

@@ -24,6 +24,12 @@ What one hook call does, per DDP bucket (a flat f32 buffer of n gradient element
 4. in the future's callback (no collectives there): decompress, average over
    the ranks, keep the new residual, write the bucket.
 
+Buckets on a GPU (NCCL): compressors with ``host_only`` (the library's) get a
+host copy of the gradient; their payloads go to the bucket's device for the
+collectives (NCCL moves device memory only) and come back to the host to be
+decoded, and the update is copied into the bucket. The collectives, their
+order and the byte counts are those of a CPU bucket.
+
 Issuing every collective in the hook body matters: PyTorch's own
 ``powerSGD_hook`` issues its second all-reduce inside a future callback, and
 on gloo with a model spanning several buckets the ranks then run collectives in
@@ -80,6 +86,10 @@ class Compressor(abc.ABC):
     #: True when the compressor keeps its own error memory (e.g. FetchSGD's sketch-space
     #: error accumulation); the hook's per-bucket residual is then not used.
     internal_error_feedback: bool = False
+    #: True when the compressor works on host memory only (NumPy and the C library):
+    #: for a bucket on a GPU (NCCL) the hook hands it host copies and moves its
+    #: payloads to the bucket's device for the collectives and back.
+    host_only: bool = False
 
     def new_state(self, n: int, bucket_seed: int, rank: int) -> Any:
         """Per-bucket state of this rank (default: none). ``bucket_seed`` is identical on all ranks."""
@@ -305,6 +315,9 @@ class CompressionHookState:
         self.step_log: List[List[float]] = []
         self._step_of_call = 0
         self._buckets: Dict[BucketKey, _Bucket] = {}
+        # tests: take the GPU bucket's path (host copies, payloads copied to the
+        # bucket's device and back) on a CPU bucket
+        self._stage_through_host = False
 
     # -- counters ---------------------------------------------------------------
     def compression_ratio(self, after_warmup: bool = True) -> float:
@@ -404,18 +417,23 @@ def compression_hook(state: CompressionHookState, bucket: dist.GradBucket) -> to
     comp = state.compressor
     b = state.bucket(_bucket_key(bucket), n, rank)
     g = buf.reshape(-1)
+    # a host-only compressor and a bucket elsewhere (CUDA, NCCL): stage through host memory
+    dev = buf.device
+    stage = getattr(comp, "host_only", False) and (dev.type != "cpu" or state._stage_through_host)
     if getattr(comp, "two_phase", False):
-        return _two_phase(state, comp, b, buf, g, n, step, rank, world, pg)
+        return _two_phase(state, comp, b, buf, g, n, step, rank, world, pg, stage)
     use_residual = state.error_feedback and not comp.internal_error_feedback
     if use_residual:
         g = g + b.residual
-    payload, local = comp.compress(g, b.comp_state, step, rank)
+    payload, local = comp.compress(_host(g) if stage else g, b.comp_state, step, rank)
     if payload.dim() != 1:
         raise ValueError("compressor: payload must be 1-D")
     if use_residual:
         if local is None:
             raise ValueError("compressor: must return the local reconstruction for error feedback")
-        torch.sub(g, local, out=b.residual)
+        torch.sub(g, local.to(dev), out=b.residual)
+    if stage:
+        payload = _to(payload, dev)
     nbytes = payload.numel() * payload.element_size()
     state._count(nbytes, n * 4, compressed=True, kind="all_reduce" if comp.linear else "all_gather",
                  world=world)
@@ -429,21 +447,35 @@ def compression_hook(state: CompressionHookState, bucket: dist.GradBucket) -> to
 
     def _decode(f):
         f.wait()
-        out = comp.decompress(received, n, b.comp_state, step, world)
+        got = [_host(t) for t in received] if stage else received
+        out = comp.decompress(got, n, b.comp_state, step, world)
         buf.view(-1).copy_(out)
         return buf
     return fut.then(_decode)
 
 
-def _two_phase(state, comp, b, buf, g, n, step, rank, world, pg):
+def _host(t: torch.Tensor) -> torch.Tensor:
+    """A host copy (always a copy: the compressor may keep or change it)."""
+    return t.detach().to("cpu", copy=True)
+
+
+def _to(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """``t`` on ``dev`` (a copy, also when ``dev`` is the host: the staging test)."""
+    return t.to(dev, copy=True)
+
+
+def _two_phase(state, comp, b, buf, g, n, step, rank, world, pg, stage=False):
     """The hook body for a :class:`TwoPhaseCompressor`: phase 1 (all-to-all)
     issued and awaited here, phase 2 (all-gather) issued here, decoded in the
     callback. Both collectives are in the body, in hook-call order."""
-    slots = comp.compress_regions(g, b.comp_state, step, rank, world)
+    dev = buf.device
+    slots = comp.compress_regions(_host(g) if stage else g, b.comp_state, step, rank, world)
     if slots.dim() != 2 or slots.shape[0] != world:
         raise ValueError(f"compressor: compress_regions must return [world, slot], got {tuple(slots.shape)}")
     slot = slots.shape[1] * slots.element_size()
     flat = slots.reshape(-1).contiguous()
+    if stage:
+        flat = _to(flat, dev)
     recv = torch.empty_like(flat)
     state._count(flat.numel() * flat.element_size(), n * 4, compressed=True, kind="all_to_all",
                  world=world, traffic_nbytes=slot)
@@ -451,9 +483,11 @@ def _two_phase(state, comp, b, buf, g, n, step, rank, world, pg):
         dist.all_to_all_single(recv, flat, group=pg)
     else:
         recv.copy_(flat)
-    owned = comp.reduce_owned(recv.view(world, -1), b.comp_state, step, rank, world)
+    owned = comp.reduce_owned((_host(recv) if stage else recv).view(world, -1), b.comp_state, step, rank, world)
     if owned.dim() != 1:
         raise ValueError("compressor: reduce_owned must return a 1-D payload")
+    if stage:
+        owned = _to(owned, dev)
     state._count(owned.numel() * owned.element_size(), 0, compressed=True, kind="all_gather", world=world)
     gathered = [torch.empty_like(owned) for _ in range(world)]
     fut = dist.all_gather(gathered, owned, group=pg, async_op=True).get_future()
@@ -461,12 +495,13 @@ def _two_phase(state, comp, b, buf, g, n, step, rank, world, pg):
     def _decode(f):
         f.wait()
         flat = buf.view(-1)
-        if comp.decodes_into and flat.dtype == torch.float32 and flat.device.type == "cpu" \
+        got = [_host(t) for t in gathered] if stage else gathered
+        if comp.decodes_into and not stage and flat.dtype == torch.float32 and flat.device.type == "cpu" \
                 and flat.is_contiguous():
-            out = comp.decode(gathered, n, b.comp_state, step, world, out=flat)
+            out = comp.decode(got, n, b.comp_state, step, world, out=flat)
             if out.data_ptr() != flat.data_ptr():
                 raise ValueError("compressor: decode(out=) must return out")
         else:
-            flat.copy_(comp.decode(gathered, n, b.comp_state, step, world))
+            flat.copy_(comp.decode(got, n, b.comp_state, step, world))
         return buf
     return fut.then(_decode)

@@ -46,6 +46,7 @@ class LibPayload(Compressor):
     error-feedback residual."""
 
     linear = False
+    host_only = True
     internal_error_feedback = True
 
     def __init__(self, method: str, ratio: float = 32.0, *, block: int = 256, error_feedback: bool = True,
@@ -88,6 +89,7 @@ class LibSketch(Compressor):
     enabled, is the hook's (the residual is mostly sketch noise)."""
 
     linear = True
+    host_only = True
 
     def __init__(self, ratio: float = 32.0, rows: int = 1):
         self.ratio, self.rows = float(ratio), int(rows)
@@ -124,6 +126,7 @@ class LibFetchSGD(Compressor):
     update for momentum-free SGD; every rank computes the same update."""
 
     linear = True
+    host_only = True
     internal_error_feedback = True
 
     def __init__(self, ratio: float = 32.0, rows: int = 3, momentum: float = 0.9, k_fraction: float = 0.25):
@@ -154,6 +157,7 @@ class LibProjection(Compressor):
     seed every step, summed by all_reduce, decoded by the (unbiased) transpose."""
 
     linear = True
+    host_only = True
 
     def __init__(self, ratio: float = 32.0):
         self.ratio = float(ratio)
@@ -367,6 +371,7 @@ class RegionPayload(TwoPhaseCompressor):
         return torch.from_numpy(out)
 
     decodes_into = True
+    host_only = True
 
     def decode(self, gathered, n, state, step, world, out=None):
         """The averaged update (float32, n); ``out``: a float32 tensor of n elements

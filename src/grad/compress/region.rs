@@ -303,7 +303,7 @@ impl RegionExchange {
         };
         let w = self.wire[self.rank];
         // One thread: parsing the rows on the pool and adding their entries
-        // in rank order afterwards measured no faster at 8 ranks (2 cores).
+        // in rank order afterwards measured 1.6x slower at 8 ranks (2 cores).
         self.acc.fill(0.0);
         for i in 0..self.world {
             let row = &received[i * self.slot..i * self.slot + w];
@@ -347,6 +347,11 @@ impl RegionExchange {
         // region j is out's chunk j of `l` floats (the trailing regions may be
         // short or empty)
         let l = self.dim.div_ceil(self.world);
+        debug_assert!(self
+            .bounds
+            .iter()
+            .enumerate()
+            .all(|(j, &(s, e))| s == self.dim.min(j * l) && e == self.dim.min((j + 1) * l)));
         let one = |(j, o): (usize, &mut [f32])| -> Result<()> {
             o.fill(0.0);
             let row = &gathered[j * self.owner_slot..j * self.owner_slot + self.owner_wire[j]];

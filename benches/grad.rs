@@ -125,7 +125,9 @@ fn benches(c: &mut Criterion) {
 /// floats) at 8 ranks, quantized top-k 32x with 3-bit levels and error
 /// feedback: one rank's three calls per step (what the DDP hook spends in
 /// the library), on one thread and on two, beside the read floor of the same
-/// bucket. `cargo bench --bench grad -- region`.
+/// bucket. `cargo bench --bench grad -- region` (`REGION_BENCH_RATIO=24`
+/// for another ratio, `REGION_BENCH_N` for another bucket length; the group
+/// keeps its name).
 fn region_benches(c: &mut Criterion) {
     use tritter_accel::grad::compress::RegionExchange;
     tritter_accel::parallel::set_num_threads(1);
@@ -133,10 +135,14 @@ fn region_benches(c: &mut Criterion) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(271_968);
+    let ratio: f64 = std::env::var("REGION_BENCH_RATIO")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32.0);
     let world = 8;
     let cfg = CompressorConfig {
         method: Method::QTopK,
-        ratio: 32.0,
+        ratio,
         value_bits: 3,
         error_feedback: true,
         ..Default::default()
@@ -202,5 +208,36 @@ fn region_benches(c: &mut Criterion) {
     grp.finish();
 }
 
-criterion_group!(grad_benches, benches, region_benches);
+/// The quantized top-k codec alone on fixed data (no error-feedback state,
+/// so every iteration does the same work): one region of the char LM's
+/// large bucket at 8 ranks (33,996 floats), 3-bit levels, at 32x and 24x;
+/// encode, and decode into a dense buffer. `cargo bench --bench grad -- qtopk_codec`.
+fn qtopk_codec_benches(c: &mut Criterion) {
+    use tritter_accel::grad::compress::qtopk;
+    tritter_accel::parallel::set_num_threads(1);
+    let n = 33_996usize;
+    let x: Vec<f32> = (0..n)
+        .map(|i| {
+            let u = rng::uniform_f32(7, i as u64) * 2.0 - 1.0;
+            u * u * u
+        })
+        .collect();
+    let mut grp = c.benchmark_group("qtopk_codec_33996_3bit");
+    grp.throughput(Throughput::Bytes(4 * n as u64));
+    grp.sample_size(30);
+    for ratio in [32.0f64, 24.0] {
+        let (k, r) = qtopk::params_for_ratio(n, ratio, 3);
+        grp.bench_function(format!("encode/{ratio}x"), |b| {
+            b.iter(|| qtopk::compress(black_box(&x), k, r, 3).unwrap())
+        });
+        let (levels, stream) = qtopk::compress(&x, k, r, 3).unwrap();
+        let mut out = vec![0f32; n];
+        grp.bench_function(format!("decode/{ratio}x"), |b| {
+            b.iter(|| qtopk::decompress_into(&levels, k, r, black_box(&stream), &mut out).unwrap())
+        });
+    }
+    grp.finish();
+}
+
+criterion_group!(grad_benches, benches, region_benches, qtopk_codec_benches);
 criterion_main!(grad_benches);

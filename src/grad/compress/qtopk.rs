@@ -476,28 +476,48 @@ fn decode_entries_with<const FAST: bool>(
     }
     let mut rd = BitReader::new(stream);
     let mut next: usize = 0; // smallest index the next entry may take
-    for j in 0..k {
-        // Fast path: the whole entry from one 64-bit read (far from the end
-        // of the stream, short gap); anything else takes the checked path,
-        // which accepts and rejects exactly the same streams.
-        let fast = if FAST {
-            rd.entry(r, v, dim as u64)
-        } else {
-            None
-        };
-        let (q, low, neg, code) = match fast {
-            Some(e) => e,
-            None => {
-                let trunc = || bad(format!("entry {j}: truncated"));
-                let q = rd
-                    .unary(dim as u64)
-                    .ok_or_else(|| bad(format!("entry {j}: truncated or overlong gap")))?;
-                let low = rd.bits(r).ok_or_else(trunc)?;
-                let neg = rd.bits(1).ok_or_else(trunc)?;
-                let code = rd.bits(v).ok_or_else(trunc)?;
-                (q, low, neg, code)
+    let mut j = 0usize;
+    while j < k {
+        // Fast path: as many whole entries as lie in the 57 bits of one
+        // 64-bit read (far from the end of the stream, short gaps); an entry
+        // that does not fit takes the checked path, which accepts and
+        // rejects exactly the same streams.
+        if FAST && rd.pos + 64 <= rd.total {
+            let mut w = rd.peek();
+            let mut used = 0usize;
+            while j < k {
+                let q = (!w).trailing_zeros() as usize;
+                let len = q + 2 + r + v;
+                if used + len > 57 || q > dim {
+                    break;
+                }
+                let rest = w >> (q + 1);
+                let g = ((q as u64) << r) | (rest & ((1u64 << r) - 1));
+                let neg = (rest >> r) & 1;
+                let code = (rest >> (r + 1)) as usize & ((1usize << v) - 1);
+                w >>= len;
+                used += len;
+                // no overflow: next <= dim and g < 2^57
+                let i = next as u64 + g;
+                if i >= dim as u64 {
+                    return Err(bad(format!("entry {j}: index past dim {dim}")));
+                }
+                f(i as usize, neg == 1, code);
+                next = i as usize + 1;
+                j += 1;
             }
-        };
+            rd.pos += used;
+            if used > 0 {
+                continue;
+            }
+        }
+        let trunc = || bad(format!("entry {j}: truncated"));
+        let q = rd
+            .unary(dim as u64)
+            .ok_or_else(|| bad(format!("entry {j}: truncated or overlong gap")))?;
+        let low = rd.bits(r).ok_or_else(trunc)?;
+        let neg = rd.bits(1).ok_or_else(trunc)?;
+        let code = rd.bits(v).ok_or_else(trunc)?;
         let g = (q << r) | low;
         let i = (next as u64).checked_add(g).filter(|&i| i < dim as u64);
         let Some(i) = i else {
@@ -505,6 +525,7 @@ fn decode_entries_with<const FAST: bool>(
         };
         f(i as usize, neg == 1, code as usize);
         next = i as usize + 1;
+        j += 1;
     }
     if !rd.rest_is_zero() {
         return Err(bad("nonzero padding bits after the last entry".into()));
@@ -639,28 +660,6 @@ impl<'a> BitReader<'a> {
         let v = self.peek() & ((1u64 << n) - 1);
         self.pos += n;
         Some(v)
-    }
-    /// One whole entry (`q` ones and a zero, `r` low bits, the sign bit, `v`
-    /// code bits) as `(q, low, sign, code)` when at least 64 bits remain and
-    /// the entry fits in the 57 bits one read gives with `q <= max`;
-    /// otherwise `None` and nothing is consumed.
-    #[inline(always)]
-    fn entry(&mut self, r: usize, v: usize, max: u64) -> Option<(u64, u64, u64, u64)> {
-        if self.pos + 64 > self.total {
-            return None;
-        }
-        let w = self.peek();
-        let q = (!w).trailing_zeros() as usize;
-        let len = q + 2 + r + v;
-        if len > 57 || q as u64 > max {
-            return None;
-        }
-        let rest = w >> (q + 1);
-        let low = rest & ((1u64 << r) - 1);
-        let neg = (rest >> r) & 1;
-        let code = (rest >> (r + 1)) & ((1u64 << v) - 1);
-        self.pos += len;
-        Some((q as u64, low, neg, code))
     }
     /// Counts one-bits up to the terminating zero (consumed); `None` past the
     /// end or beyond `max` ones.

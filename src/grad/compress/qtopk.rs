@@ -246,6 +246,12 @@ type Fused = ([f64; 16], [usize; 16], Vec<u32>, Vec<u8>, Vec<u8>);
 
 /// See [`compress_fused`]: `tau` the k-th largest magnitude (bits), `ties`
 /// how many entries at `tau` are kept (the first by index).
+///
+/// Block by block: the candidates (magnitude `>= tau`) are left-packed, their
+/// codes and magnitudes computed eight at a time ([`code_block`]), the ties
+/// past the first `ties` dropped (only in a block that holds one), and the
+/// entries written while the block is still in L1. The bin sums come last,
+/// from the magnitudes ([`bin_sums`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(never)]
 fn encode_fused<const NL: usize>(
@@ -261,41 +267,232 @@ fn encode_fused<const NL: usize>(
     let v = NL.trailing_zeros() as usize;
     let mut e = [f32::INFINITY; 16];
     e[..edges.len()].copy_from_slice(edges);
-    let mut sum = [0f64; 16];
-    let mut cnt = [0usize; 16];
-    let mut idx = Vec::with_capacity(k);
-    let mut codes = Vec::with_capacity(k);
+    // Before a block's ties are dropped at most k entries are kept, so a
+    // block's candidates end below k + FUSED_BLOCK.
+    let cap = k + FUSED_BLOCK;
+    let mut idx: Vec<u32> = Vec::with_capacity(cap);
+    let mut codes = vec![0u8; cap];
+    let mut vals = vec![0u32; cap];
     let mut w = FastWriter::new(len);
     let mut prev: i64 = -1;
-    let mut buf = Vec::with_capacity(FUSED_BLOCK + 8);
     for (b, xb) in x.chunks(FUSED_BLOCK).enumerate() {
-        buf.clear();
         let base = b * FUSED_BLOCK;
-        topk::select_ge_at(kern, xb, base as u32, tau, &mut buf);
-        for &i in &buf {
-            let xv = xb[i as usize - base];
-            let bits = xv.to_bits() & 0x7FFF_FFFF;
-            if bits == tau {
-                if ties == 0 {
-                    continue;
+        let start = idx.len();
+        topk::select_ge_at(kern, xb, base as u32, tau, &mut idx);
+        let end = idx.len();
+        let has_tie = code_block::<NL>(
+            kern,
+            xb,
+            base as u32,
+            tau,
+            &e,
+            &idx[start..end],
+            &mut codes[start..end],
+            &mut vals[start..end],
+        );
+        let mut keep = end;
+        if has_tie {
+            keep = start;
+            for j in start..end {
+                if vals[j] & 0x7FFF_FFFF == tau {
+                    if ties == 0 {
+                        continue;
+                    }
+                    ties -= 1;
                 }
-                ties -= 1;
+                idx[keep] = idx[j];
+                codes[keep] = codes[j];
+                vals[keep] = vals[j];
+                keep += 1;
             }
-            let a = f32::from_bits(bits);
-            let mut c = 0usize;
-            for &ej in &e[..NL - 1] {
-                c += (ej <= a) as usize;
-            }
-            sum[c] += a as f64;
-            cnt[c] += 1;
-            codes.push(c as u8);
-            idx.push(i);
+            idx.truncate(keep);
+        }
+        let entries = idx[start..keep].iter().zip(&codes[start..keep]);
+        for ((&i, &c), &raw) in entries.zip(&vals[start..keep]) {
+            let neg = (raw >> 31) as u64;
             let g = (i as i64 - prev - 1) as u64;
             prev = i as i64;
-            write_entry(&mut w, g, r, v, (xv.to_bits() >> 31) as u64, c as u64);
+            write_entry(&mut w, g, r, v, neg, c as u64);
         }
     }
+    codes.truncate(idx.len());
+    vals.truncate(idx.len());
+    let (sum, cnt) = bin_sums::<NL>(&vals, &codes, edges, tau);
     (sum, cnt, idx, codes, w.finish())
+}
+
+/// Codes (`codes`) and f32 bits (`vals`) of the block `xb`'s entries
+/// `idx` (indices in `x`; the block starts at `base`); `e` the bin edges
+/// padded with infinities. Returns whether any magnitude equals `tau`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn code_block<const NL: usize>(
+    kern: Kernel,
+    xb: &[f32],
+    base: u32,
+    tau: u32,
+    e: &[f32; 16],
+    idx: &[u32],
+    codes: &mut [u8],
+    vals: &mut [u32],
+) -> bool {
+    assert!(codes.len() == idx.len() && vals.len() == idx.len());
+    match kern {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is picked only after AVX2 was detected; the
+        // lengths are equal (asserted) and every index is in the block.
+        Kernel::Avx2 | Kernel::Avx512 => unsafe {
+            code_block_avx2::<NL>(xb, base, tau, e, idx, codes, vals)
+        },
+        Kernel::Scalar => code_block_scalar::<NL>(xb, base, tau, e, idx, codes, vals),
+    }
+}
+
+fn code_block_scalar<const NL: usize>(
+    xb: &[f32],
+    base: u32,
+    tau: u32,
+    e: &[f32; 16],
+    idx: &[u32],
+    codes: &mut [u8],
+    vals: &mut [u32],
+) -> bool {
+    let mut tie = false;
+    for ((&i, c), m) in idx.iter().zip(codes.iter_mut()).zip(vals.iter_mut()) {
+        let raw = xb[(i - base) as usize].to_bits();
+        let bits = raw & 0x7FFF_FFFF;
+        let a = f32::from_bits(bits);
+        *c = e[..NL - 1].iter().filter(|&&ej| ej <= a).count() as u8;
+        *m = raw;
+        tie |= bits == tau;
+    }
+    tie
+}
+
+/// [`code_block_scalar`] eight entries at a time: a gather, one compare per
+/// edge, the codes narrowed to bytes.
+///
+/// # Safety
+/// The CPU must support AVX2; `codes` and `vals` are as long as `idx`, and
+/// every `idx[j] - base` indexes `xb`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn code_block_avx2<const NL: usize>(
+    xb: &[f32],
+    base: u32,
+    tau: u32,
+    e: &[f32; 16],
+    idx: &[u32],
+    codes: &mut [u8],
+    vals: &mut [u32],
+) -> bool {
+    use std::arch::x86_64::*;
+    let n = idx.len();
+    let absm = _mm256_set1_epi32(0x7FFF_FFFF);
+    let basev = _mm256_set1_epi32(base as i32);
+    let tauv = _mm256_set1_epi32(tau as i32);
+    let mut ev = [_mm256_setzero_ps(); 16];
+    for t in 0..NL - 1 {
+        ev[t] = _mm256_set1_ps(e[t]);
+    }
+    let mut tie = _mm256_setzero_si256();
+    let mut j = 0;
+    while j + 8 <= n {
+        // SAFETY: j + 8 <= n for idx, codes and vals; the gathered offsets
+        // index xb (the caller's contract).
+        unsafe {
+            let iv = _mm256_sub_epi32(
+                _mm256_loadu_si256(idx.as_ptr().add(j) as *const __m256i),
+                basev,
+            );
+            let xv = _mm256_i32gather_epi32::<4>(xb.as_ptr() as *const i32, iv);
+            let m = _mm256_and_si256(xv, absm);
+            let mf = _mm256_castsi256_ps(m);
+            _mm256_storeu_si256(vals.as_mut_ptr().add(j) as *mut __m256i, xv);
+            let mut c = _mm256_setzero_si256();
+            for et in &ev[..NL - 1] {
+                // all ones (-1) where the edge is <= the magnitude
+                c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps::<_CMP_LE_OQ>(*et, mf)));
+            }
+            tie = _mm256_or_si256(tie, _mm256_cmpeq_epi32(m, tauv));
+            // codes 0..15 to bytes: c0..c3 and c4..c7 lead their 128-bit lanes
+            let c16 = _mm256_packs_epi32(c, c);
+            let c8 = _mm256_packus_epi16(c16, c16);
+            let lo = _mm256_castsi256_si128(c8);
+            let hi = _mm256_extracti128_si256::<1>(c8);
+            _mm_storel_epi64(
+                codes.as_mut_ptr().add(j) as *mut __m128i,
+                _mm_unpacklo_epi32(lo, hi),
+            );
+        }
+        j += 8;
+    }
+    let tie = _mm256_movemask_ps(_mm256_castsi256_ps(tie)) != 0;
+    tie | code_block_scalar::<NL>(xb, base, tau, e, &idx[j..], &mut codes[j..], &mut vals[j..])
+}
+
+/// Interleaved copies of the bin sums in [`bin_sums`].
+const LANES: usize = 4;
+
+/// Each bin's count and magnitude sum (`mags`: f32 bits, signs ignored), with the bits of
+/// adding its magnitudes in index order in f64 (the reference path's sums).
+///
+/// The sum is taken over `LANES` interleaved partial sums, which is the same:
+/// the magnitudes of bin `c` lie in `[lo, hi]` (its edges; `tau` and the
+/// largest for the outer bins), so all are multiples of `u`, the spacing of
+/// f32 at `lo`. Every partial sum, in any order, is then a multiple of `u`
+/// no larger than `cnt * hi`; when that is below `2^52 u` it is an f64,
+/// every addition is exact and the order does not matter. A bin outside
+/// that bound (a huge spread of magnitudes or count) is summed again in
+/// index order.
+fn bin_sums<const NL: usize>(
+    mags: &[u32],
+    codes: &[u8],
+    edges: &[f32],
+    tau: u32,
+) -> ([f64; 16], [usize; 16]) {
+    let mut sums = [[0f64; NL]; LANES];
+    let mut cnts = [[0u32; NL]; LANES];
+    let mut mc = mags.chunks_exact(LANES);
+    let mut cc = codes.chunks_exact(LANES);
+    for (m4, c4) in (&mut mc).zip(&mut cc) {
+        for l in 0..LANES {
+            let c = c4[l] as usize & (NL - 1);
+            sums[l][c] += f32::from_bits(m4[l] & 0x7FFF_FFFF) as f64;
+            cnts[l][c] += 1;
+        }
+    }
+    for (l, (&m, &c)) in mc.remainder().iter().zip(cc.remainder()).enumerate() {
+        let c = c as usize & (NL - 1);
+        sums[l][c] += f32::from_bits(m & 0x7FFF_FFFF) as f64;
+        cnts[l][c] += 1;
+    }
+    let max = mags.iter().map(|&m| m & 0x7FFF_FFFF).max().unwrap_or(0);
+    let (mut sum, mut cnt) = ([0f64; 16], [0usize; 16]);
+    for c in 0..NL {
+        cnt[c] = cnts.iter().map(|l| l[c] as usize).sum();
+        if cnt[c] == 0 {
+            continue;
+        }
+        let lo = if c == 0 { tau } else { edges[c - 1].to_bits() };
+        let hi = if c + 1 < NL && c < edges.len() {
+            edges[c].to_bits()
+        } else {
+            max
+        };
+        // spacing of f32 at lo: 2^(E - 150) for exponent field E (2^-149
+        // for subnormals and zero)
+        let u = 2f64.powi(((lo >> 23) as i32).max(1) - 150);
+        sum[c] = if (cnt[c] as f64) * (f32::from_bits(hi) as f64) < u * 2f64.powi(52) {
+            sums.iter().fold(0.0, |s, l| s + l[c])
+        } else {
+            mags.iter()
+                .zip(codes)
+                .filter(|&(_, &cc)| cc as usize == c)
+                .fold(0.0, |s, (&m, _)| s + f32::from_bits(m & 0x7FFF_FFFF) as f64)
+        };
+    }
+    (sum, cnt)
 }
 
 /// Where coded entries go (the two bit writers).

@@ -960,6 +960,52 @@ mod tests {
     }
 
     #[test]
+    fn wide_bins_match_the_index_order_sums() {
+        // Magnitudes over 2^-40..2^40 with many per bin: the fused path's
+        // partial sums are not exact there, so it must sum those bins again
+        // in index order (the reference's bits). Also at every edge value.
+        for n in [20_000usize, 65_537] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| {
+                    let u = crate::rng::uniform_f32(91, i as u64);
+                    let e = (crate::rng::uniform_f32(92, i as u64) * 80.0) as i32 - 40;
+                    (1.0 + u) * 2f32.powi(e) * if i % 3 == 0 { -1.0 } else { 1.0 }
+                })
+                .collect();
+            for k in [n / 3, n - 1] {
+                for v in 0..=MAX_VALUE_BITS {
+                    let (levels, s) = compress(&x, k, 4, v).unwrap();
+                    let mut out = vec![0.0; n];
+                    decompress_into(&levels, k, 4, &s, &mut out).unwrap();
+                    assert_eq!(out, reference(&x, k, v), "n {n} k {k} v {v}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bin_sums_fall_back_to_index_order_when_order_matters() {
+        // 2^60 then 520 ones: in index order each one is lost to rounding
+        // (f64 spacing at 2^60 is 256), while lane partial sums of ~130
+        // ones would survive. The exactness bound fails, so the index order
+        // is kept. Sign bits are ignored.
+        let mut m: Vec<u32> = vec![(2f32).powi(60).to_bits()];
+        m.extend((0..520).map(|i| if i % 2 == 0 { 1.0f32 } else { -1.0 }.to_bits()));
+        let codes = vec![0u8; m.len()];
+        let want = m
+            .iter()
+            .fold(0f64, |s, &b| s + f32::from_bits(b & 0x7FFF_FFFF) as f64);
+        assert_eq!(want, 2f64.powi(60));
+        let (sum, cnt) = bin_sums::<1>(&m, &codes, &[], 1f32.to_bits());
+        assert_eq!((sum[0], cnt[0]), (want, 521));
+        // Within the bound the lanes' sum is the index-order sum.
+        let m: Vec<u32> = (0..1001).map(|i| (1.0 + i as f32 / 1024.0).to_bits()).collect();
+        let want = m.iter().fold(0f64, |s, &b| s + f32::from_bits(b) as f64);
+        let (sum, _) = bin_sums::<1>(&m, &vec![0; 1001], &[], 1f32.to_bits());
+        assert_eq!(sum[0], want);
+    }
+
+    #[test]
     fn more_bits_never_increase_the_error() {
         let x = data(20_000, 3);
         let k = 2500;

@@ -275,6 +275,8 @@ fn encode_fused<const NL: usize>(
     let mut vals = vec![0u32; cap];
     let mut w = FastWriter::new(len);
     let mut prev: i64 = -1;
+    let mut words = vec![0u32; FUSED_BLOCK];
+    let mut nbits = vec![0u8; FUSED_BLOCK];
     for (b, xb) in x.chunks(FUSED_BLOCK).enumerate() {
         let base = b * FUSED_BLOCK;
         let start = idx.len();
@@ -307,12 +309,54 @@ fn encode_fused<const NL: usize>(
             }
             idx.truncate(keep);
         }
-        let entries = idx[start..keep].iter().zip(&codes[start..keep]);
-        for ((&i, &c), &raw) in entries.zip(&vals[start..keep]) {
-            let neg = (raw >> 31) as u64;
-            let g = (i as i64 - prev - 1) as u64;
-            prev = i as i64;
-            write_entry(&mut w, g, r, v, neg, c as u64);
+        // Each entry as one word of at most 32 bits (0 bits: longer, written
+        // field by field), two words a write when they fit.
+        let nb = keep - start;
+        entry_words(
+            kern,
+            &idx[start..keep],
+            &codes[start..keep],
+            &vals[start..keep],
+            prev as u32,
+            r,
+            v,
+            &mut words[..nb],
+            &mut nbits[..nb],
+        );
+        let mut j = 0;
+        while j < nb {
+            let (w0, n0) = (words[j] as u64, nbits[j] as usize);
+            if j + 1 < nb && n0 > 0 && nbits[j + 1] > 0 {
+                let (w1, n1) = (words[j + 1] as u64, nbits[j + 1] as usize);
+                if n0 + n1 <= 56 {
+                    w.put(w0 | w1 << n0, n0 + n1);
+                    j += 2;
+                    continue;
+                }
+            }
+            if n0 > 0 {
+                w.put(w0, n0);
+            } else {
+                let i = idx[start + j] as i64;
+                let p = if start + j == 0 {
+                    -1
+                } else {
+                    idx[start + j - 1] as i64
+                };
+                let neg = (vals[start + j] >> 31) as u64;
+                write_entry(
+                    &mut w,
+                    (i - p - 1) as u64,
+                    r,
+                    v,
+                    neg,
+                    codes[start + j] as u64,
+                );
+            }
+            j += 1;
+        }
+        if keep > start {
+            prev = idx[keep - 1] as i64;
         }
     }
     codes.truncate(idx.len());
@@ -429,6 +473,124 @@ unsafe fn code_block_avx2<const NL: usize>(
     }
     let tie = _mm256_movemask_ps(_mm256_castsi256_ps(tie)) != 0;
     tie | code_block_scalar::<NL>(xb, base, tau, e, &idx[j..], &mut codes[j..], &mut vals[j..])
+}
+
+/// The coded form of entries `idx` (ascending; `prev` the index before the
+/// first, `u32::MAX` for none): `words[j]` holds entry `j`'s bits as
+/// [`write_entry`] writes them in one piece and `nbits[j]` their number, or
+/// 0 when the entry needs more than 32 bits.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn entry_words(
+    kern: Kernel,
+    idx: &[u32],
+    codes: &[u8],
+    vals: &[u32],
+    prev: u32,
+    r: usize,
+    v: usize,
+    words: &mut [u32],
+    nbits: &mut [u8],
+) {
+    let n = idx.len();
+    assert!(codes.len() == n && vals.len() == n && words.len() == n && nbits.len() == n);
+    let done = match kern {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the kernel is picked only after AVX2 was detected; the
+        // lengths are equal (asserted).
+        Kernel::Avx2 | Kernel::Avx512 => unsafe {
+            entry_words_avx2(idx, codes, vals, prev, r, v, words, nbits)
+        },
+        Kernel::Scalar => 0,
+    };
+    let mut p = if done == 0 { prev } else { idx[done - 1] };
+    for j in done..n {
+        let g = idx[j].wrapping_sub(p).wrapping_sub(1) as u64;
+        p = idx[j];
+        let q = g >> r;
+        let nb = q as usize + r + 2 + v;
+        if nb <= 32 {
+            words[j] = (((1u64 << q) - 1)
+                | (g & ((1u64 << r) - 1)) << (q + 1)
+                | ((vals[j] >> 31) as u64) << (q as usize + 1 + r)
+                | (codes[j] as u64) << (q as usize + 2 + r)) as u32;
+            nbits[j] = nb as u8;
+        } else {
+            nbits[j] = 0;
+        }
+    }
+}
+
+/// [`entry_words`] eight entries at a time (variable shifts); returns how
+/// many entries it did (a multiple of 8).
+///
+/// # Safety
+/// The CPU must support AVX2; all slices are `idx.len()` long.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn entry_words_avx2(
+    idx: &[u32],
+    codes: &[u8],
+    vals: &[u32],
+    prev: u32,
+    r: usize,
+    v: usize,
+    words: &mut [u32],
+    nbits: &mut [u8],
+) -> usize {
+    use std::arch::x86_64::*;
+    let n = idx.len();
+    let one = _mm256_set1_epi32(1);
+    let rv = _mm256_set1_epi32(r as i32);
+    let rmask = _mm256_set1_epi32(((1u64 << r) - 1) as i32);
+    let fixed = _mm256_set1_epi32((r + 2 + v) as i32);
+    let limit = _mm256_set1_epi32(33);
+    let shift_prev = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6);
+    let mut p = _mm256_set1_epi32(prev as i32);
+    let mut j = 0;
+    while j + 8 <= n {
+        // SAFETY: j + 8 <= n for every slice.
+        unsafe {
+            let cur = _mm256_loadu_si256(idx.as_ptr().add(j) as *const __m256i);
+            // the previous index of each lane
+            let before = _mm256_blend_epi32::<1>(_mm256_permutevar8x32_epi32(cur, shift_prev), p);
+            let g = _mm256_sub_epi32(_mm256_sub_epi32(cur, before), one);
+            let q = _mm256_srlv_epi32(g, rv);
+            let nb = _mm256_add_epi32(q, fixed);
+            let fits = _mm256_cmpgt_epi32(limit, nb);
+            let q1 = _mm256_add_epi32(q, one);
+            let q1r = _mm256_add_epi32(q1, rv);
+            let neg =
+                _mm256_srli_epi32::<31>(_mm256_loadu_si256(vals.as_ptr().add(j) as *const __m256i));
+            let c = _mm256_cvtepu8_epi32(_mm_loadl_epi64(codes.as_ptr().add(j) as *const __m128i));
+            let w = _mm256_or_si256(
+                _mm256_or_si256(
+                    _mm256_sub_epi32(_mm256_sllv_epi32(one, q), one),
+                    _mm256_sllv_epi32(_mm256_and_si256(g, rmask), q1),
+                ),
+                _mm256_or_si256(
+                    _mm256_sllv_epi32(neg, q1r),
+                    _mm256_sllv_epi32(c, _mm256_add_epi32(q1r, one)),
+                ),
+            );
+            _mm256_storeu_si256(words.as_mut_ptr().add(j) as *mut __m256i, w);
+            // nbits (0 where the entry does not fit) narrowed to bytes
+            let nbm = _mm256_and_si256(nb, fits);
+            let n16 = _mm256_packs_epi32(nbm, nbm);
+            let n8 = _mm256_packus_epi16(n16, n16);
+            _mm_storel_epi64(
+                nbits.as_mut_ptr().add(j) as *mut __m128i,
+                _mm_unpacklo_epi32(
+                    _mm256_castsi256_si128(n8),
+                    _mm256_extracti128_si256::<1>(n8),
+                ),
+            );
+            p = _mm256_set1_epi32(idx[j + 7] as i32);
+        }
+        j += 8;
+    }
+    j
 }
 
 /// Interleaved copies of the bin sums in [`bin_sums`].
@@ -562,11 +724,11 @@ impl FastWriter {
             n: 0,
         }
     }
-    /// Appends the low `n` (<= 32) bits of `v` (fewer than 8 bits wait
+    /// Appends the low `n` (<= 56) bits of `v` (fewer than 8 bits wait
     /// between calls).
     #[inline(always)]
     fn put(&mut self, v: u64, n: usize) {
-        debug_assert!(n <= 32 && v >> n == 0 && self.n < 8);
+        debug_assert!(n <= 56 && v >> n == 0 && self.n < 8);
         self.acc |= v << self.n;
         self.n += n;
         self.buf[self.pos..self.pos + 8].copy_from_slice(&self.acc.to_le_bytes());
@@ -999,7 +1161,9 @@ mod tests {
         let (sum, cnt) = bin_sums::<1>(&m, &codes, &[], 1f32.to_bits());
         assert_eq!((sum[0], cnt[0]), (want, 521));
         // Within the bound the lanes' sum is the index-order sum.
-        let m: Vec<u32> = (0..1001).map(|i| (1.0 + i as f32 / 1024.0).to_bits()).collect();
+        let m: Vec<u32> = (0..1001)
+            .map(|i| (1.0 + i as f32 / 1024.0).to_bits())
+            .collect();
         let want = m.iter().fold(0f64, |s, &b| s + f32::from_bits(b) as f64);
         let (sum, _) = bin_sums::<1>(&m, &vec![0; 1001], &[], 1f32.to_bits());
         assert_eq!(sum[0], want);

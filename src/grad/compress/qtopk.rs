@@ -105,6 +105,8 @@ pub fn params_for_ratio(dim: usize, ratio: f64, v: usize) -> (usize, usize) {
 
 /// Compresses `x`: returns `(levels, stream)`; the kept indices are the
 /// top-k (ties broken by the lower index, as [`topk::top_k_indices`]).
+/// Errors: `r` or `v` out of range, `k > x.len()`, a NaN or infinity in `x`
+/// (named `grad`).
 pub fn compress(x: &[f32], k: usize, r: usize, v: usize) -> Result<(Vec<f32>, Vec<u8>)> {
     compress_level(x, k, r, v, cpu::active())
 }
@@ -144,9 +146,12 @@ pub(crate) fn compress_kept(
             format!("{v} > {MAX_VALUE_BITS}"),
         ));
     }
+    // The fused path declines a non-finite input (it sees the largest
+    // magnitude anyway); the reference path needs the check.
     if let Some(kept) = compress_fused(x, k, r, v, topk::kernel_at(level)) {
         return Ok(kept);
     }
+    crate::check_finite(x, "grad")?;
     let idx = topk::top_k_indices_level(x, k, level)?;
     let nl = 1usize << v;
     // Bin edges, log-uniform in [tau, m]: code = number of edges <= |x|.
@@ -1167,6 +1172,21 @@ mod tests {
         let want = m.iter().fold(0f64, |s, &b| s + f32::from_bits(b) as f64);
         let (sum, _) = bin_sums::<1>(&m, &vec![0; 1001], &[], 1f32.to_bits());
         assert_eq!(sum[0], want);
+    }
+
+    #[test]
+    fn non_finite_inputs_are_rejected_on_both_paths() {
+        // small inputs take the reference path, large ones the fused path
+        for n in [100usize, 70_000] {
+            for bad in [f32::NAN, f32::INFINITY, -f32::INFINITY] {
+                for at in [0, n / 2, n - 1] {
+                    let mut x = data(n, 5);
+                    x[at] = bad;
+                    let err = compress(&x, n / 8, 3, 2).unwrap_err().to_string();
+                    assert!(err.contains("grad"), "{err}");
+                }
+            }
+        }
     }
 
     #[test]

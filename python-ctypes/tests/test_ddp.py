@@ -407,6 +407,9 @@ def test_simulator_measures_the_region_exchange(capsys):
     assert simulate.measure_region_cost([5000, 300], 1, comp) == 0.0
     assert simulate.measure_region_cost([5000, 300], 8, comp, reps=2) > 0.0
     assert simulate.measure_region_cost([70000], 2, comp, reps=2, threads=2) > 0.0  # threaded regions
+    # the interleaved form the report uses: one cost per case, zero at N = 1
+    costs = simulate.measure_region_costs([("a", [5000], 1, comp), ("b", [5000, 300], 4, comp)], passes=2)
+    assert costs["a"] == 0.0 and 0.0 < costs["b"] < 1.0
     simulate.main(["--model", "params:3e5", "--compute-ms", "10", "--ratios", "32", "--worlds", "2,4",
                    "--links", "10", "--regions", "lib-rqtopk:32:3"])
     out = capsys.readouterr().out

@@ -112,8 +112,6 @@ pub fn crc32(data: &[u8]) -> u32 {
 
 /// [`crc32`] with the kernels of `level`.
 pub(crate) fn crc32_level(data: &[u8], level: crate::cpu::CpuLevel) -> u32 {
-    let mut c = !0u32;
-    let mut rest = data;
     #[cfg(target_arch = "x86_64")]
     if data.len() >= 64
         && crate::cpu::runs(crate::cpu::CpuLevel::Avx2, level)
@@ -122,11 +120,11 @@ pub(crate) fn crc32_level(data: &[u8], level: crate::cpu::CpuLevel) -> u32 {
     {
         let n = data.len() / 16 * 16;
         // SAFETY: both features detected; n >= 64 and a multiple of 16.
-        c = unsafe { crc32_pclmul(c, &data[..n]) };
-        rest = &data[n..];
+        let c = unsafe { crc32_pclmul(!0, &data[..n]) };
+        return !crc32_update(c, &data[n..]);
     }
     let _ = level;
-    !crc32_update(c, rest)
+    !crc32_update(!0, data)
 }
 
 /// The CRC register after `data` from `c` (slicing-by-8; no inversions).

@@ -161,6 +161,21 @@ pub(crate) fn compress_kept(
     });
     let edges = bin_edges(k, v, tau, m);
     let len = stream_bytes(x.len(), k, r, v).ok_or_else(|| Error::invalid("k", "too large"))?;
+    let kern = topk::kernel_at(level);
+    if !matches!(kern, Kernel::Scalar) && x.len() <= u32::MAX as usize {
+        // SIMD levels: the fused path's coding of the kept entries (the same
+        // bytes as the scalar loop below, which stays the reference).
+        let run = |nlog: usize| match nlog {
+            0 => encode_kept::<1>(x, kern, &idx, tau.to_bits(), &edges, r, len),
+            1 => encode_kept::<2>(x, kern, &idx, tau.to_bits(), &edges, r, len),
+            2 => encode_kept::<4>(x, kern, &idx, tau.to_bits(), &edges, r, len),
+            3 => encode_kept::<8>(x, kern, &idx, tau.to_bits(), &edges, r, len),
+            _ => encode_kept::<16>(x, kern, &idx, tau.to_bits(), &edges, r, len),
+        };
+        let (sum, cnt, codes, stream) = run(v);
+        let levels = bin_levels(nl, &sum, &cnt, &edges, tau, m);
+        return Ok((levels, stream, idx, codes));
+    }
     let mut w = BitWriter::new(len);
     // One pass over the kept entries: code, bin sums, the coded entry.
     let (sum, cnt, codes) = match v {
@@ -328,38 +343,17 @@ fn encode_fused<const NL: usize>(
             &mut words[..nb],
             &mut nbits[..nb],
         );
-        let mut j = 0;
-        while j < nb {
-            let (w0, n0) = (words[j] as u64, nbits[j] as usize);
-            if j + 1 < nb && n0 > 0 && nbits[j + 1] > 0 {
-                let (w1, n1) = (words[j + 1] as u64, nbits[j + 1] as usize);
-                if n0 + n1 <= 56 {
-                    w.put(w0 | w1 << n0, n0 + n1);
-                    j += 2;
-                    continue;
-                }
-            }
-            if n0 > 0 {
-                w.put(w0, n0);
-            } else {
-                let i = idx[start + j] as i64;
-                let p = if start + j == 0 {
-                    -1
-                } else {
-                    idx[start + j - 1] as i64
-                };
-                let neg = (vals[start + j] >> 31) as u64;
-                write_entry(
-                    &mut w,
-                    (i - p - 1) as u64,
-                    r,
-                    v,
-                    neg,
-                    codes[start + j] as u64,
-                );
-            }
-            j += 1;
-        }
+        put_words(
+            &mut w,
+            prev,
+            &idx[start..keep],
+            &codes[start..keep],
+            &vals[start..keep],
+            &words[..nb],
+            &nbits[..nb],
+            r,
+            v,
+        );
         if keep > start {
             prev = idx[keep - 1] as i64;
         }
@@ -368,6 +362,92 @@ fn encode_fused<const NL: usize>(
     vals.truncate(idx.len());
     let (sum, cnt) = bin_sums::<NL>(&vals, &codes, edges, tau);
     (sum, cnt, idx, codes, w.finish())
+}
+
+/// Writes the entries `idx` (ascending; `prev` the index before the first,
+/// -1 for none) from their [`entry_words`], two words a write when they fit
+/// in 56 bits; an entry longer than 32 bits (`nbits` 0) field by field.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn put_words(
+    w: &mut FastWriter,
+    prev: i64,
+    idx: &[u32],
+    codes: &[u8],
+    vals: &[u32],
+    words: &[u32],
+    nbits: &[u8],
+    r: usize,
+    v: usize,
+) {
+    let nb = words.len();
+    let mut j = 0;
+    while j < nb {
+        let (w0, n0) = (words[j] as u64, nbits[j] as usize);
+        if j + 1 < nb && n0 > 0 && nbits[j + 1] > 0 {
+            let (w1, n1) = (words[j + 1] as u64, nbits[j + 1] as usize);
+            if n0 + n1 <= 56 {
+                w.put(w0 | w1 << n0, n0 + n1);
+                j += 2;
+                continue;
+            }
+        }
+        if n0 > 0 {
+            w.put(w0, n0);
+        } else {
+            let p = if j == 0 { prev } else { idx[j - 1] as i64 };
+            let neg = (vals[j] >> 31) as u64;
+            write_entry(
+                w,
+                (idx[j] as i64 - p - 1) as u64,
+                r,
+                v,
+                neg,
+                codes[j] as u64,
+            );
+        }
+        j += 1;
+    }
+}
+
+/// The reference path's coding at the SIMD levels: the kept entries `idx`
+/// (ascending) of `x`, `tau` the smallest kept magnitude (bits), with
+/// [`code_block`], [`entry_words`], [`put_words`] and [`bin_sums`] on the
+/// whole input (small: below the bracket's minimum, or where the bracket
+/// missed). Returns the bin sums and counts, the codes and the stream.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn encode_kept<const NL: usize>(
+    x: &[f32],
+    kern: Kernel,
+    idx: &[u32],
+    tau: u32,
+    edges: &[f32],
+    r: usize,
+    len: usize,
+) -> ([f64; 16], [usize; 16], Vec<u8>, Vec<u8>) {
+    let v = NL.trailing_zeros() as usize;
+    let k = idx.len();
+    let mut e = [f32::INFINITY; 16];
+    e[..edges.len()].copy_from_slice(edges);
+    let (mut codes, mut vals) = (vec![0u8; k], vec![0u32; k]);
+    code_block::<NL>(kern, x, 0, tau, &e, idx, &mut codes, &mut vals);
+    let (mut words, mut nbits) = (vec![0u32; k], vec![0u8; k]);
+    entry_words(
+        kern,
+        idx,
+        &codes,
+        &vals,
+        u32::MAX,
+        r,
+        v,
+        &mut words,
+        &mut nbits,
+    );
+    let mut w = FastWriter::new(len);
+    put_words(&mut w, -1, idx, &codes, &vals, &words, &nbits, r, v);
+    let (sum, cnt) = bin_sums::<NL>(&vals, &codes, edges, tau);
+    (sum, cnt, codes, w.finish())
 }
 
 /// Codes (`codes`) and f32 bits (`vals`) of the block `xb`'s entries

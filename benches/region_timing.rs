@@ -11,9 +11,10 @@
 //! * codec: one region of the char LM's large DDP bucket at 8 ranks (33,996
 //!   floats), 3-bit levels, at 32x and 24x: `qtopk::compress` and
 //!   `qtopk::decompress_into` on fixed data;
-//! * exchange: rank 0 of 8 on the whole bucket (271,968 floats) after three
-//!   warm steps: `compress` (on a fresh copy of the state each run, so every
-//!   run does the same work), `reduce`, `decode`.
+//! * exchange: rank 0 of 8 on each of the char LM's two DDP buckets (271,968
+//!   and 6,144 floats) after three warm steps: `compress` (on a fresh copy of
+//!   the state each run, so every run does the same work), `reduce`,
+//!   `decode`.
 
 use std::time::Instant;
 use tritter_accel::grad::compress::{qtopk, CompressorConfig, Method, RegionExchange};
@@ -72,9 +73,14 @@ fn main() {
         println!("codec {n} floats {ratio}x 3-bit encode: {}", summary(enc));
         println!("codec {n} floats {ratio}x 3-bit decode: {}", summary(dec));
     }
-    let (n, world) = (271_968usize, 8usize);
+    let world = 8usize;
     let runs = (runs / 10).max(8);
-    for ratio in [32.0f64, 24.0] {
+    for (n, ratio) in [
+        (271_968usize, 32.0f64),
+        (271_968, 24.0),
+        (6_144, 32.0),
+        (6_144, 24.0),
+    ] {
         let cfg = CompressorConfig {
             method: Method::QTopK,
             ratio,
